@@ -1,0 +1,357 @@
+//! `KafkaApp`: configuration, the embedded broker, topics, state and the
+//! discovered listeners, run until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+use crate::container::ListenerContainer;
+use crate::embedded::EmbeddedBroker;
+use crate::error::{Error, Result};
+use crate::listener::{registered_listeners, ListenerSpec};
+use crate::producer::KafkaTemplate;
+use crate::state::StateMap;
+
+/// A topic the app declares: created at start if missing (Spring's
+/// `NewTopic` bean with `KafkaAdmin`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// The topic name.
+    pub name: String,
+    /// The number of partitions.
+    pub partitions: i32,
+    /// The replication factor (the embedded broker always uses 1).
+    pub replication: i32,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and replication factor 1.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication: 1,
+        }
+    }
+
+    /// Sets the replication factor.
+    pub fn replication(mut self, replication: i32) -> Self {
+        self.replication = replication;
+        self
+    }
+}
+
+/// Builds a [`KafkaApp`].
+#[derive(Debug, Default)]
+pub struct KafkaAppBuilder {
+    config: KafkaConfig,
+    topics: Vec<NewTopic>,
+    listeners: Vec<ListenerSpec>,
+    discover: bool,
+    only: Option<Vec<String>>,
+}
+
+impl KafkaAppBuilder {
+    /// Uses `config` (default: [`KafkaConfig::new`], the embedded broker).
+    pub fn config(mut self, config: KafkaConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Declares a topic to create at start if it is missing.
+    pub fn topic(mut self, topic: NewTopic) -> Self {
+        self.topics.push(topic);
+        self
+    }
+
+    /// Adds a listener built in code.
+    pub fn listener(mut self, spec: ListenerSpec) -> Self {
+        self.listeners.push(spec);
+        self
+    }
+
+    /// Does not run the `#[kafka_listener]` functions of the binary (only
+    /// those added with [`Self::listener`]).
+    pub fn without_discovered_listeners(mut self) -> Self {
+        self.discover = false;
+        self
+    }
+
+    /// Runs only the discovered listeners with these ids (tests that share a
+    /// binary with other listeners).
+    pub fn only_listeners<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Starts the embedded broker when no bootstrap servers are configured,
+    /// creates the declared topics (and, on the embedded broker, any
+    /// listener topic not declared, with 1 partition) and creates the
+    /// template.
+    ///
+    /// # Errors
+    /// [`Error::Embedded`], or [`Error::Kafka`] when topics cannot be created.
+    pub async fn build(self) -> Result<KafkaApp> {
+        let mut listeners = self.listeners;
+        if self.discover {
+            listeners.extend(
+                registered_listeners().filter(|l| self.only.as_ref().is_none_or(|ids| ids.iter().any(|i| i == l.id()))),
+            );
+        }
+        let embedded = match &self.config.bootstrap_servers {
+            Some(_) => None,
+            None => Some(Arc::new(tokio::task::spawn_blocking(EmbeddedBroker::start).await.map_err(
+                |e| Error::Embedded(e.to_string()),
+            )??)),
+        };
+        let bootstrap = match (&embedded, &self.config.bootstrap_servers) {
+            (Some(e), _) => e.bootstrap_servers().to_owned(),
+            (None, Some(b)) => b.clone(),
+            (None, None) => unreachable!("embedded broker started above"),
+        };
+        let mut topics = self.topics;
+        if embedded.is_some() {
+            for l in &listeners {
+                for t in l.topic_names() {
+                    if !topics.iter().any(|n| &n.name == t) {
+                        topics.push(NewTopic::new(t.clone(), 1));
+                    }
+                }
+            }
+        }
+        create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics).await?;
+        let template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
+        Ok(KafkaApp {
+            config: self.config,
+            bootstrap,
+            embedded,
+            template,
+            state: StateMap::new(),
+            listeners,
+        })
+    }
+}
+
+async fn create_topics(
+    config: &KafkaConfig,
+    bootstrap: &str,
+    embedded: Option<&EmbeddedBroker>,
+    topics: &[NewTopic],
+) -> Result<()> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    if let Some(broker) = embedded {
+        for t in topics {
+            broker.create_topic(&t.name, t.partitions)?;
+        }
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = config.consumer_config(bootstrap).create()?;
+    let new: Vec<RdNewTopic<'_>> = topics
+        .iter()
+        .map(|t| RdNewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(new.iter(), &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Config(format!("cannot create topic `{topic}`: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A configured app: broker connection (or embedded broker), template,
+/// state and listeners, not yet consuming.
+///
+/// # Examples
+/// ```no_run
+/// use kafka_listener::prelude::*;
+///
+/// #[derive(Clone)]
+/// struct App;
+///
+/// # async fn run() -> Result<(), kafka_listener::Error> {
+/// let app = KafkaApp::builder()
+///     .topic(NewTopic::new("orders", 3))
+///     .build()
+///     .await?
+///     .state(App);
+/// app.run().await
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct KafkaApp {
+    config: KafkaConfig,
+    bootstrap: String,
+    embedded: Option<Arc<EmbeddedBroker>>,
+    template: KafkaTemplate,
+    state: StateMap,
+    listeners: Vec<ListenerSpec>,
+}
+
+impl KafkaApp {
+    /// A builder with the embedded-broker defaults and discovery of
+    /// `#[kafka_listener]` functions on.
+    pub fn builder() -> KafkaAppBuilder {
+        KafkaAppBuilder {
+            discover: true,
+            ..KafkaAppBuilder::default()
+        }
+    }
+
+    /// Registers state for `State<T>` arguments (one value per type).
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// The template (the app's idempotent producer).
+    pub fn template(&self) -> KafkaTemplate {
+        self.template.clone()
+    }
+
+    /// The bootstrap servers in use (the embedded broker's when embedded).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The embedded broker, when one runs.
+    pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
+        self.embedded.as_ref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Validates every listener and starts those with `auto_startup`.
+    ///
+    /// # Errors
+    /// [`Error::Listener`] for an invalid listener (for example a `State<T>`
+    /// that was never registered), [`Error::Kafka`] when a consumer cannot
+    /// be created. Nothing is left running on error.
+    pub async fn start(self) -> Result<RunningApp> {
+        let state = Arc::new(self.state);
+        let base = self.config.consumer_config(&self.bootstrap);
+        let timeout = self.config.effective_shutdown_timeout();
+        let mut containers = Vec::with_capacity(self.listeners.len());
+        let mut seen = std::collections::HashSet::new();
+        for spec in self.listeners {
+            if !seen.insert(spec.id().to_owned()) {
+                return Err(Error::Listener {
+                    listener: spec.id().to_owned(),
+                    reason: "two listeners have this id".into(),
+                });
+            }
+            let auto = spec.starts_automatically();
+            containers.push((Arc::new(ListenerContainer::new(spec, Arc::clone(&state), &base, timeout)?), auto));
+        }
+        let running = RunningApp {
+            containers: containers.iter().map(|(c, _)| Arc::clone(c)).collect(),
+            template: self.template,
+            bootstrap: self.bootstrap,
+            embedded: self.embedded,
+        };
+        for (c, auto) in &containers {
+            if *auto {
+                if let Err(e) = c.start() {
+                    running.shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(running)
+    }
+
+    /// Starts, waits for SIGINT or SIGTERM, then shuts down gracefully.
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub async fn run(self) -> Result<()> {
+        let running = self.start().await?;
+        shutdown_signal().await;
+        running.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// A started app: the registry of its listener containers (Spring's
+/// `KafkaListenerEndpointRegistry`).
+#[derive(Debug)]
+pub struct RunningApp {
+    containers: Vec<Arc<ListenerContainer>>,
+    template: KafkaTemplate,
+    bootstrap: String,
+    embedded: Option<Arc<EmbeddedBroker>>,
+}
+
+impl RunningApp {
+    /// The container of the listener `id`.
+    pub fn container(&self, id: &str) -> Option<&ListenerContainer> {
+        self.containers.iter().find(|c| c.id() == id).map(|c| &**c)
+    }
+
+    /// Every container.
+    pub fn containers(&self) -> impl Iterator<Item = &ListenerContainer> {
+        self.containers.iter().map(|c| &**c)
+    }
+
+    /// The template.
+    pub fn template(&self) -> KafkaTemplate {
+        self.template.clone()
+    }
+
+    /// The bootstrap servers in use.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The embedded broker, when one runs.
+    pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
+        self.embedded.as_ref()
+    }
+
+    /// Stops every container (in parallel; each drains and commits), then
+    /// flushes the template for up to 10 s.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.containers.iter().map(|c| c.stop())).await;
+        let template = self.template.clone();
+        let _ = tokio::task::spawn_blocking(move || template.flush(Duration::from_secs(10))).await;
+    }
+}

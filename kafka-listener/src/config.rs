@@ -1,0 +1,264 @@
+//! Client configuration in the manner of Spring Boot's `spring.kafka.*`:
+//! from code, from the environment, or from a `.properties` file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::error::{Error, Result};
+
+/// Property names whose values are never printed.
+const SECRET_MARKERS: &[&str] = &["password", "secret", "jaas", "user.info", "token", "ssl.key.pem", "credentials"];
+
+/// Whether a property holds a secret (redacted in `Debug`).
+pub(crate) fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_MARKERS.iter().any(|m| key.contains(m))
+}
+
+/// Bootstrap servers, client properties and defaults for every listener and
+/// template of an app.
+///
+/// With no bootstrap servers the app starts the embedded broker
+/// ([`crate::embedded::EmbeddedBroker`]). `Debug` redacts secrets (any
+/// property whose name contains `password`, `secret`, `jaas`, `user.info`,
+/// `token` or `credentials`, and a password in the registry URL).
+#[derive(Clone, Default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`; `None` starts the embedded broker.
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties for every client (consumers and producers), for
+    /// example `security.protocol`.
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for consumers only.
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for producers only.
+    pub producer_properties: BTreeMap<String, String>,
+    /// Confluent Schema Registry URL.
+    pub schema_registry_url: Option<String>,
+    /// How long a stopping container waits for records in hand (default 10 s,
+    /// Spring's `shutdownTimeout`).
+    pub shutdown_timeout: Option<Duration>,
+}
+
+impl KafkaConfig {
+    /// An empty configuration: embedded broker, library defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the bootstrap servers.
+    pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
+        self.bootstrap_servers = Some(servers.into());
+        self
+    }
+
+    /// Sets a property for every client.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Reads the environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `KAFKA_BOOTSTRAP_SERVERS` | bootstrap servers (unset or empty: embedded broker) |
+    /// | `KAFKA_PROPERTY_<NAME>` | a property for every client; `<NAME>` upper-case with `_` for `.`: `KAFKA_PROPERTY_SECURITY_PROTOCOL` is `security.protocol` |
+    /// | `KAFKA_CONSUMER_<NAME>` / `KAFKA_PRODUCER_<NAME>` | the same, consumers or producers only |
+    /// | `SCHEMA_REGISTRY_URL` | Schema Registry URL |
+    /// | `KAFKA_SHUTDOWN_TIMEOUT` | drain timeout, humantime (`10s`, `500ms`) |
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a `KAFKA_SHUTDOWN_TIMEOUT` that is not a duration.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// As [`Self::from_env`], from the given variables.
+    ///
+    /// # Errors
+    /// As [`Self::from_env`].
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
+        let mut config = Self::default();
+        let prop = |rest: &str| rest.to_ascii_lowercase().replace('_', ".");
+        for (k, v) in vars {
+            if k == "KAFKA_BOOTSTRAP_SERVERS" {
+                if !v.trim().is_empty() {
+                    config.bootstrap_servers = Some(v);
+                }
+            } else if k == "SCHEMA_REGISTRY_URL" {
+                if !v.trim().is_empty() {
+                    config.schema_registry_url = Some(v);
+                }
+            } else if k == "KAFKA_SHUTDOWN_TIMEOUT" {
+                let d = humantime::parse_duration(&v)
+                    .map_err(|e| Error::Config(format!("KAFKA_SHUTDOWN_TIMEOUT=`{v}`: {e}")))?;
+                config.shutdown_timeout = Some(d);
+            } else if let Some(rest) = k.strip_prefix("KAFKA_PROPERTY_") {
+                config.properties.insert(prop(rest), v);
+            } else if let Some(rest) = k.strip_prefix("KAFKA_CONSUMER_") {
+                config.consumer_properties.insert(prop(rest), v);
+            } else if let Some(rest) = k.strip_prefix("KAFKA_PRODUCER_") {
+                config.producer_properties.insert(prop(rest), v);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads a Java-style `.properties` file: `key=value` per line, `#` or
+    /// `!` comments. `bootstrap.servers` and `schema.registry.url` are taken
+    /// as such; keys prefixed `consumer.` or `producer.` go to that client
+    /// only; every other key is a property for every client.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the file cannot be read or a line has no `=`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut config = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .or_else(|| line.split_once(':'))
+                .ok_or_else(|| Error::Config(format!("{}:{}: expected key=value", path.display(), n + 1)))?;
+            let (k, v) = (k.trim(), v.trim().to_owned());
+            match k {
+                "bootstrap.servers" => config.bootstrap_servers = Some(v),
+                "schema.registry.url" => config.schema_registry_url = Some(v),
+                _ => {
+                    if let Some(rest) = k.strip_prefix("consumer.") {
+                        config.consumer_properties.insert(rest.to_owned(), v);
+                    } else if let Some(rest) = k.strip_prefix("producer.") {
+                        config.producer_properties.insert(rest.to_owned(), v);
+                    } else {
+                        config.properties.insert(k.to_owned(), v);
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The drain timeout in effect.
+    pub fn effective_shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout.unwrap_or(Duration::from_secs(10))
+    }
+
+    /// The consumer `ClientConfig` for `bootstrap` (common, then consumer
+    /// properties).
+    pub(crate) fn consumer_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap);
+        for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// The producer `ClientConfig` for `bootstrap`: idempotent with
+    /// `acks=all` unless the properties say otherwise.
+    pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        for (k, v) in self.properties.iter().chain(&self.producer_properties) {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k, if is_secret(k) { "<redacted>" } else { v.as_str() })),
+            )
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host` -> `scheme://user:<redacted>@host`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &Redacted(&self.properties))
+            .field("consumer_properties", &Redacted(&self.consumer_properties))
+            .field("producer_properties", &Redacted(&self.producer_properties))
+            .field("schema_registry_url", &self.schema_registry_url.as_deref().map(redact_url))
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn env_maps_to_properties() {
+        let c = KafkaConfig::from_vars(vars(&[
+            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092"),
+            ("KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_PROPERTY_SASL_PASSWORD", "hunter2"),
+            ("KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS", "60000"),
+            ("KAFKA_SHUTDOWN_TIMEOUT", "3s"),
+            ("SCHEMA_REGISTRY_URL", "https://u:pw@registry:8081"),
+            ("HOME", "/root"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bootstrap_servers.as_deref(), Some("b1:9092,b2:9092"));
+        assert_eq!(c.properties["security.protocol"], "SASL_SSL");
+        assert_eq!(c.consumer_properties["max.poll.interval.ms"], "60000");
+        assert_eq!(c.effective_shutdown_timeout(), Duration::from_secs(3));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains(":pw@"), "{debug}");
+        assert!(debug.contains("<redacted>"));
+        assert_eq!(c.producer_config("x").get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn bad_timeout_is_a_config_error() {
+        let e = KafkaConfig::from_vars(vars(&[("KAFKA_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
+        assert!(e.to_string().contains("KAFKA_SHUTDOWN_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn empty_bootstrap_means_embedded() {
+        let c = KafkaConfig::from_vars(vars(&[("KAFKA_BOOTSTRAP_SERVERS", " ")])).unwrap();
+        assert!(c.bootstrap_servers.is_none());
+    }
+}

@@ -1,0 +1,458 @@
+//! The consumer thread: one per concurrency slot. It owns an rdkafka
+//! `BaseConsumer`, polls it, hands each record to its partition's lane,
+//! pauses partitions whose lane is full, commits finished offsets and handles
+//! rebalances. It never runs user code, so it always polls in time and the
+//! group never evicts it for a slow handler.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::lane::{run_lane, LaneShared};
+use super::offsets::{CommitSignal, PartitionOffsets};
+use super::{ListenerRuntime, Subscription};
+use crate::record::ConsumerRecord;
+
+/// How long one `poll` waits when there is nothing to read; also the longest
+/// a commit, a resume or a stop request waits while the consumer is idle.
+const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// Records dispatched between two commit checks in ack mode `batch`
+/// (Spring's `max.poll.records` default).
+const RECORDS_PER_COMMIT: usize = 500;
+
+/// Requests from the container to its consumer threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    PauseAll,
+    ResumeAll,
+}
+
+struct LaneEntry {
+    shared: Arc<LaneShared>,
+    tx: mpsc::Sender<ConsumerRecord>,
+    /// Records fetched while the lane was full, in order; the partition is
+    /// paused while this is not empty.
+    overflow: VecDeque<ConsumerRecord>,
+    /// The offset after the last record handed over (-1: none yet).
+    next_offset: i64,
+    /// The last offset committed for this partition by this consumer.
+    committed: i64,
+    exit: Receiver<()>,
+}
+
+struct TopicLanes {
+    name: Arc<str>,
+    lanes: HashMap<i32, LaneEntry>,
+}
+
+#[derive(Default)]
+struct LaneTable {
+    topics: HashMap<Arc<str>, TopicLanes>,
+    /// Partitions paused because their lane was full.
+    backpressured: Vec<(Arc<str>, i32)>,
+}
+
+/// The rdkafka context of one consumer: holds the lanes so that the
+/// rebalance callback can drain and commit them.
+pub(crate) struct ContainerContext {
+    listener: Arc<ListenerRuntime>,
+    runtime: tokio::runtime::Handle,
+    table: Mutex<LaneTable>,
+    signal: Arc<CommitSignal>,
+    paused_all: AtomicBool,
+    drain_timeout: Duration,
+    name: String,
+}
+
+impl ContainerContext {
+    pub(crate) fn new(
+        listener: Arc<ListenerRuntime>,
+        runtime: tokio::runtime::Handle,
+        drain_timeout: Duration,
+        name: String,
+    ) -> Self {
+        Self {
+            listener,
+            runtime,
+            table: Mutex::new(LaneTable::default()),
+            signal: Arc::new(CommitSignal::default()),
+            paused_all: AtomicBool::new(false),
+            drain_timeout,
+            name,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LaneTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn one(topic: &str, partition: i32) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(topic, partition);
+        tpl
+    }
+
+    fn new_lane(&self, topic: &Arc<str>, partition: i32) -> LaneEntry {
+        let offsets = Arc::new(PartitionOffsets::new(
+            Arc::clone(&self.signal),
+            self.listener.info.ack_mode.is_immediate(),
+        ));
+        let shared = Arc::new(LaneShared::new(Arc::clone(topic), partition, offsets));
+        let (tx, rx) = mpsc::channel(self.listener.max_in_flight);
+        let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
+        self.runtime.spawn(run_lane(
+            Arc::clone(&shared),
+            rx,
+            Arc::clone(&self.listener),
+            exit_tx,
+        ));
+        LaneEntry {
+            shared,
+            tx,
+            overflow: VecDeque::new(),
+            next_offset: -1,
+            committed: -1,
+            exit,
+        }
+    }
+
+    /// Hands one polled record to its lane.
+    fn dispatch(&self, consumer: &BaseConsumer<Self>, msg: &BorrowedMessage<'_>) {
+        let mut guard = self.lock();
+        let table = &mut *guard;
+        let topic_name = msg.topic();
+        if !table.topics.contains_key(topic_name) {
+            let name: Arc<str> = Arc::from(topic_name);
+            table.topics.insert(
+                Arc::clone(&name),
+                TopicLanes {
+                    name,
+                    lanes: HashMap::new(),
+                },
+            );
+        }
+        let TopicLanes { name: topic, lanes } = table.topics.get_mut(topic_name).expect("inserted above");
+        let partition = msg.partition();
+        let entry = lanes
+            .entry(partition)
+            .or_insert_with(|| self.new_lane(topic, partition));
+        let offset = msg.offset();
+        if offset < entry.next_offset {
+            // Fetched again after a pause or a seek: already handed over.
+            return;
+        }
+        if entry.next_offset >= 0 && offset > entry.next_offset {
+            self.listener.metrics.offset_gaps.increment(1);
+            tracing::debug!(listener = %self.listener.info.id, topic = %topic, partition, expected = entry.next_offset, offset,
+                "offset gap (compaction, transaction markers or retention)");
+        }
+        entry.next_offset = offset + 1;
+        let record = ConsumerRecord::from_message(msg, topic);
+        if !entry.overflow.is_empty() {
+            entry.overflow.push_back(record);
+            return;
+        }
+        match entry.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(record)) => {
+                entry.overflow.push_back(record);
+                if let Err(e) = consumer.pause(&Self::one(topic, partition)) {
+                    tracing::warn!(error = %e, "pausing a full partition failed");
+                }
+                let key = (Arc::clone(topic), partition);
+                table.backpressured.push(key);
+            }
+            Err(TrySendError::Closed(_)) => {
+                tracing::error!(listener = %self.listener.info.id, topic = %topic, partition,
+                    "the partition's lane has stopped; the record will be delivered again after a restart or rebalance");
+            }
+        }
+    }
+
+    /// Moves overflow records into lanes that have room again and resumes
+    /// their partitions.
+    fn relieve_backpressure(&self, consumer: &BaseConsumer<Self>) {
+        let mut guard = self.lock();
+        if guard.backpressured.is_empty() {
+            return;
+        }
+        let table = &mut *guard;
+        let low_water = (self.listener.max_in_flight / 2).max(1);
+        let paused_all = self.paused_all.load(Ordering::Acquire);
+        let topics = &mut table.topics;
+        table.backpressured.retain(|(topic, partition)| {
+            let Some(entry) = topics.get_mut(topic).and_then(|l| l.lanes.get_mut(partition)) else {
+                return false; // revoked meanwhile
+            };
+            if entry.tx.capacity() < low_water {
+                return true;
+            }
+            while let Some(record) = entry.overflow.pop_front() {
+                match entry.tx.try_send(record) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(record)) => {
+                        entry.overflow.push_front(record);
+                        return true;
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        entry.overflow.clear();
+                        break;
+                    }
+                }
+            }
+            if !paused_all {
+                if let Err(e) = consumer.resume(&Self::one(topic, *partition)) {
+                    tracing::warn!(error = %e, "resuming a partition failed");
+                }
+            }
+            false
+        });
+    }
+
+    /// Commits every partition whose finished offset moved past the last
+    /// commit (`force`: every partition with a finished offset).
+    fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode, force: bool, only: Option<&TopicPartitionList>) {
+        let mut table = self.lock();
+        let mut tpl = TopicPartitionList::new();
+        for (topic, lanes) in table.topics.iter_mut() {
+            for (&partition, entry) in lanes.lanes.iter_mut() {
+                if let Some(only) = only {
+                    if only.find_partition(topic, partition).is_none() {
+                        continue;
+                    }
+                }
+                let offset = entry.shared.offsets.committable();
+                if offset >= 0 && (offset > entry.committed || (force && offset >= entry.committed)) {
+                    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+                        tracing::warn!(error = %e, "building the commit failed");
+                        continue;
+                    }
+                    entry.committed = offset;
+                }
+            }
+        }
+        drop(table);
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                tracing::trace!(consumer = %self.name, offsets = ?tpl, "commit requested");
+            }
+            Err(e) => {
+                self.listener.metrics.commit_failures.increment(1);
+                tracing::warn!(consumer = %self.name, error = %e, "commit failed; the records may be delivered again");
+            }
+        }
+    }
+
+    /// Stops the lanes of `partitions` (all when `None`), waits up to the
+    /// drain timeout for their records in hand, commits what is finished
+    /// (synchronously) and forgets the lanes.
+    fn close_lanes(&self, consumer: &BaseConsumer<Self>, partitions: Option<&TopicPartitionList>) {
+        let mut closing = Vec::new();
+        {
+            let table = self.lock();
+            for (topic, lanes) in table.topics.iter() {
+                for (&partition, entry) in lanes.lanes.iter() {
+                    if partitions.is_none_or(|p| p.find_partition(topic, partition).is_some()) {
+                        entry.shared.revoke();
+                        closing.push((Arc::clone(topic), partition));
+                    }
+                }
+            }
+        }
+        if closing.is_empty() {
+            return;
+        }
+        // Close the channels so that idle lanes end at once.
+        let mut exits = Vec::with_capacity(closing.len());
+        {
+            let mut table = self.lock();
+            for (topic, partition) in &closing {
+                if let Some(entry) = table.topics.get_mut(topic).and_then(|l| l.lanes.get_mut(partition)) {
+                    let (tx, _) = mpsc::channel(1);
+                    drop(std::mem::replace(&mut entry.tx, tx));
+                    entry.overflow.clear();
+                    let (_, dead) = std::sync::mpsc::sync_channel(0);
+                    exits.push((Arc::clone(topic), *partition, std::mem::replace(&mut entry.exit, dead)));
+                }
+            }
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        for (topic, partition, exit) in exits {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(RecvTimeoutError::Timeout) = exit.recv_timeout(left) {
+                tracing::warn!(listener = %self.listener.info.id, topic = %topic, partition,
+                    timeout_ms = self.drain_timeout.as_millis() as u64,
+                    "the handler did not finish within the drain timeout; its record will be delivered again");
+            }
+        }
+        let mut only = TopicPartitionList::new();
+        for (topic, partition) in &closing {
+            only.add_partition(topic, *partition);
+        }
+        self.commit(consumer, CommitMode::Sync, true, Some(&only));
+        let mut table = self.lock();
+        for (topic, partition) in &closing {
+            if let Some(lanes) = table.topics.get_mut(topic) {
+                lanes.lanes.remove(partition);
+            }
+        }
+        table.backpressured.retain(|(t, p)| !closing.iter().any(|(ct, cp)| ct == t && cp == p));
+    }
+
+    fn set_paused_all(&self, consumer: &BaseConsumer<Self>, paused: bool) {
+        self.paused_all.store(paused, Ordering::Release);
+        let Ok(assignment) = consumer.assignment() else {
+            return;
+        };
+        let result = if paused {
+            consumer.pause(&assignment)
+        } else {
+            // Partitions held back by a full lane stay paused.
+            let table = self.lock();
+            let mut tpl = TopicPartitionList::new();
+            for e in assignment.elements() {
+                if !table.backpressured.iter().any(|(t, p)| &**t == e.topic() && *p == e.partition()) {
+                    tpl.add_partition(e.topic(), e.partition());
+                }
+            }
+            drop(table);
+            consumer.resume(&tpl)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, paused, "pause/resume failed");
+        }
+    }
+}
+
+impl ClientContext for ContainerContext {}
+
+impl ConsumerContext for ContainerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(consumer = %self.name, partitions = tpl.count(), "partitions revoked; draining and committing");
+                self.listener.metrics.rebalances.increment(1);
+                self.close_lanes(consumer, Some(tpl));
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => tracing::error!(consumer = %self.name, error = %e, "rebalance error"),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let partitions: Vec<String> = tpl
+                .elements()
+                .iter()
+                .map(|e| format!("{}-{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(consumer = %self.name, ?partitions, "partitions assigned");
+            if self.paused_all.load(Ordering::Acquire) {
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
+                }
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.listener.metrics.commit_failures.increment(1);
+            tracing::warn!(consumer = %self.name, error = %e, ?offsets, "offset commit failed; the records may be delivered again");
+        }
+    }
+}
+
+/// The consumer thread's loop: runs until `stop` is set, then drains the
+/// lanes, commits and leaves the group.
+pub(crate) fn run(
+    consumer: BaseConsumer<ContainerContext>,
+    subscription: Subscription,
+    stop: Arc<AtomicBool>,
+    control: Receiver<Control>,
+    check_partitions: bool,
+) {
+    let ctx = consumer.context().clone();
+    let subscribed = match &subscription {
+        Subscription::Topics(topics) => {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)
+        }
+        Subscription::Pattern(pattern) => consumer.subscribe(&[pattern.as_str()]),
+    };
+    if let Err(e) = subscribed {
+        tracing::error!(consumer = %ctx.name, error = %e, "subscribe failed; this consumer does not start");
+        return;
+    }
+    if check_partitions {
+        warn_idle_consumers(&consumer, &subscription, ctx.listener.concurrency);
+    }
+    let interval = ctx.listener.commit_interval;
+    let mut last_commit = Instant::now();
+    let mut since_commit = 0usize;
+    while !stop.load(Ordering::Acquire) {
+        loop {
+            match control.try_recv() {
+                Ok(Control::PauseAll) => ctx.set_paused_all(&consumer, true),
+                Ok(Control::ResumeAll) => ctx.set_paused_all(&consumer, false),
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        ctx.relieve_backpressure(&consumer);
+        let idle = match consumer.poll(POLL_TIMEOUT) {
+            Some(Ok(msg)) => {
+                ctx.dispatch(&consumer, &msg);
+                since_commit += 1;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(consumer = %ctx.name, error = %e, "consumer error");
+                false
+            }
+            None => true,
+        };
+        if ctx.signal.is_urgent() || idle || since_commit >= RECORDS_PER_COMMIT || last_commit.elapsed() >= interval {
+            let (dirty, _) = ctx.signal.take();
+            if dirty {
+                ctx.commit(&consumer, CommitMode::Async, false, None);
+            }
+            last_commit = Instant::now();
+            since_commit = 0;
+        }
+    }
+    tracing::info!(consumer = %ctx.name, "stopping: draining lanes and committing");
+    ctx.close_lanes(&consumer, None);
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(consumer = %ctx.name, "stopped");
+}
+
+fn warn_idle_consumers(consumer: &BaseConsumer<ContainerContext>, subscription: &Subscription, concurrency: usize) {
+    let Subscription::Topics(topics) = subscription else {
+        return;
+    };
+    let mut partitions = 0usize;
+    for topic in topics {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(md) => partitions += md.topics().iter().map(|t| t.partitions().len()).sum::<usize>(),
+            Err(_) => return,
+        }
+    }
+    if partitions > 0 && concurrency > partitions {
+        tracing::warn!(topics = ?topics, partitions, concurrency,
+            "concurrency is greater than the number of partitions: {} consumer(s) of the group will sit idle",
+            concurrency - partitions);
+    }
+}

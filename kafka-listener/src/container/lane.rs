@@ -1,0 +1,264 @@
+//! A partition lane: the task that hands one partition's records to the
+//! handler, one at a time (or one batch at a time) in offset order, retries
+//! failures with back-off and marks finished offsets.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use tokio::sync::{mpsc, Notify};
+
+use super::offsets::{AckHandle, PartitionOffsets};
+use super::ListenerRuntime;
+use crate::error::{ErrorKind, ListenerError};
+use crate::extract::ListenerContext;
+use crate::handler::{BoxFuture, ErasedHandler};
+use crate::record::ConsumerRecord;
+
+/// State of one lane shared with the consumer thread.
+#[derive(Debug)]
+pub(crate) struct LaneShared {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offsets: Arc<PartitionOffsets>,
+    /// Set when the partition is revoked or the container stops: the lane
+    /// finishes the record in hand and drops the rest.
+    revoked: AtomicBool,
+    wake: Notify,
+}
+
+impl LaneShared {
+    pub(crate) fn new(topic: Arc<str>, partition: i32, offsets: Arc<PartitionOffsets>) -> Self {
+        Self {
+            topic,
+            partition,
+            offsets,
+            revoked: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Asks the lane to stop after the record in hand (cuts a back-off short).
+    pub(crate) fn revoke(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Sleeps for `delay` unless revoked first; returns false when revoked.
+    async fn pause(&self, delay: Duration) -> bool {
+        if self.is_revoked() {
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => !self.is_revoked(),
+            _ = self.wake.notified() => false,
+        }
+    }
+}
+
+/// The record or batch was abandoned because the partition was revoked.
+struct Revoked;
+
+/// Runs the lane until its channel closes or it is revoked. `_exit` is
+/// dropped on return (also on a panic), which tells the consumer thread that
+/// the lane has let go of its partition.
+pub(crate) async fn run_lane(
+    shared: Arc<LaneShared>,
+    mut rx: mpsc::Receiver<ConsumerRecord>,
+    listener: Arc<ListenerRuntime>,
+    _exit: std::sync::mpsc::SyncSender<()>,
+) {
+    let lane = Lane {
+        shared: &shared,
+        listener: &listener,
+    };
+    let batch = listener.handler.is_batch();
+    let mut buf = Vec::with_capacity(if batch { listener.max_batch } else { 1 });
+    loop {
+        buf.clear();
+        let limit = if batch { listener.max_batch } else { 1 };
+        if rx.recv_many(&mut buf, limit).await == 0 || shared.is_revoked() {
+            break;
+        }
+        if lane.wait_for_acks().await.is_err() || lane.process(&buf).await.is_err() {
+            break;
+        }
+    }
+}
+
+struct Lane<'a> {
+    shared: &'a LaneShared,
+    listener: &'a ListenerRuntime,
+}
+
+impl Lane<'_> {
+    fn manual(&self) -> bool {
+        self.listener.info.ack_mode.is_manual()
+    }
+
+    /// Manual ack modes: bounds the offsets that wait for an acknowledgment.
+    async fn wait_for_acks(&self) -> Result<(), Revoked> {
+        if !self.manual() {
+            return Ok(());
+        }
+        let cap = self.listener.max_in_flight * 4;
+        let mut warned = false;
+        while self.shared.offsets.waiting() >= cap {
+            if !warned {
+                tracing::warn!(listener = %self.listener.info.id, topic = %self.shared.topic, partition = self.shared.partition,
+                    waiting = cap, "too many unacknowledged records; the partition waits for acknowledgments");
+                warned = true;
+            }
+            if !self.shared.pause(Duration::from_millis(10)).await {
+                return Err(Revoked);
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the records (one record, or one batch), splitting a batch at a
+    /// failed index.
+    async fn process(&self, records: &[ConsumerRecord]) -> Result<(), Revoked> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        if self.manual() {
+            self.shared.offsets.begin(last.offset);
+        }
+        let mut start = 0;
+        while start < records.len() {
+            let rest = &records[start..];
+            match self.attempts(rest).await? {
+                Ok(()) => break,
+                // A batch listener named the failed record: the ones before it
+                // are done, the failed one is retried alone, the rest go again.
+                Err(i) => {
+                    if i > 0 && !self.manual() {
+                        self.shared.offsets.complete_in_order(rest[i - 1].offset);
+                    }
+                    // A single record cannot be split further: Ok(Err(_)) is impossible.
+                    let _ = self.attempts(std::slice::from_ref(&rest[i])).await?;
+                    start += i + 1;
+                }
+            }
+        }
+        if self.manual() {
+            // Handled records are finished by the handler's acknowledgment;
+            // nothing more here.
+        } else {
+            self.shared.offsets.complete_in_order(last.offset);
+        }
+        Ok(())
+    }
+
+    /// Calls the handler with retries. `Ok(Ok(()))`: handled or recovered.
+    /// `Ok(Err(i))`: a batch listener reported record `i` as failed and
+    /// the records from `i` on are not handled yet.
+    async fn attempts(&self, records: &[ConsumerRecord]) -> Result<Result<(), usize>, Revoked> {
+        let m = &self.listener.metrics;
+        let mut attempt = 1u32;
+        loop {
+            let started = Instant::now();
+            let result = self.call(records, attempt).await;
+            m.handler_seconds.record(started.elapsed().as_secs_f64());
+            let err = match result {
+                Ok(()) => {
+                    m.processed.increment(records.len() as u64);
+                    return Ok(Ok(()));
+                }
+                Err(err) => err,
+            };
+            m.failed.increment(1);
+            if let Some(i) = err.index().filter(|&i| records.len() > 1 && i < records.len() && !self.manual()) {
+                return Ok(Err(i));
+            }
+            match self.listener.retry.next_delay(attempt, &err) {
+                Some(delay) => {
+                    let first = &records[0];
+                    tracing::warn!(listener = %self.listener.info.id, topic = %first.topic, partition = first.partition,
+                        offset = first.offset, attempt, delay_ms = delay.as_millis() as u64, error = %err,
+                        "listener failed; retrying after back-off");
+                    m.retried.increment(1);
+                    if !self.shared.pause(delay).await {
+                        return Err(Revoked);
+                    }
+                    attempt += 1;
+                }
+                None => {
+                    self.recover(records, &err, attempt).await?;
+                    return Ok(Ok(()));
+                }
+            }
+        }
+    }
+
+    async fn call(&self, records: &[ConsumerRecord], attempt: u32) -> Result<(), ListenerError> {
+        let last = records.last().expect("non-empty");
+        let ack = self
+            .manual()
+            .then(|| AckHandle::new(Arc::clone(&self.shared.offsets), last.offset));
+        let ctx = ListenerContext {
+            info: &self.listener.info,
+            ack,
+            attempt,
+        };
+        let fut: std::thread::Result<BoxFuture<Result<(), ListenerError>>> =
+            std::panic::catch_unwind(AssertUnwindSafe(|| match &self.listener.handler {
+                ErasedHandler::Record { call, .. } => call(last, &ctx),
+                ErasedHandler::Batch { call, .. } => call(records, &ctx),
+            }));
+        let fut = match fut {
+            Ok(fut) => fut,
+            Err(panic) => return Err(panicked(panic)),
+        };
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(panicked(panic)),
+        }
+    }
+
+    /// The record (or batch) failed for good: hand it to the recoverer
+    /// (dead-letter topic, or log), retrying the recoverer until it succeeds,
+    /// since the offset must not be committed past a record that was neither
+    /// handled nor recovered.
+    async fn recover(&self, records: &[ConsumerRecord], err: &ListenerError, attempts: u32) -> Result<(), Revoked> {
+        let mut tries = 0u32;
+        for record in records {
+            loop {
+                match self.listener.recoverer.recover(record, err, attempts, &self.listener.info).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tries += 1;
+                        let delay = Duration::from_millis(100u64.saturating_mul(1 << tries.min(7)));
+                        tracing::error!(listener = %self.listener.info.id, topic = %record.topic, partition = record.partition,
+                            offset = record.offset, error = %e, "recovering a failed record failed; the partition waits and tries again");
+                        if !self.shared.pause(delay).await {
+                            return Err(Revoked);
+                        }
+                    }
+                }
+            }
+        }
+        if self.manual() {
+            if let Some(last) = records.last() {
+                self.shared.offsets.finish(last.offset);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> ListenerError {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned());
+    ListenerError::with_kind(ErrorKind::Fatal, format!("listener panicked: {msg}"))
+}

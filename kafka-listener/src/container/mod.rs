@@ -1,0 +1,257 @@
+//! The listener container: `concurrency` consumers of one group, each with a
+//! poll thread and one lane task per assigned partition.
+//!
+//! Spring Kafka's `ConcurrentMessageListenerContainer`, with these
+//! differences: polling runs on its own thread and never runs user code (so
+//! a slow handler cannot exceed `max.poll.interval.ms`), and records of
+//! different partitions are handled concurrently on the tokio runtime even
+//! within one consumer.
+
+mod consumer;
+mod lane;
+pub(crate) mod offsets;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::ClientConfig;
+
+use self::consumer::{ContainerContext, Control};
+use crate::error::{Error, Result};
+use crate::extract::ListenerInfo;
+use crate::handler::ErasedHandler;
+use crate::listener::ListenerSpec;
+use crate::metrics::ListenerMetrics;
+use crate::recover::{LoggingRecoverer, Recoverer};
+use crate::retry::RetryPolicy;
+use crate::state::StateMap;
+
+/// What a listener subscribes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Subscription {
+    Topics(Vec<String>),
+    Pattern(String),
+}
+
+/// A listener ready to run, shared by its consumers and lanes.
+pub(crate) struct ListenerRuntime {
+    pub(crate) info: ListenerInfo,
+    pub(crate) handler: ErasedHandler,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) recoverer: Arc<dyn Recoverer>,
+    pub(crate) concurrency: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) commit_interval: Duration,
+    pub(crate) metrics: ListenerMetrics,
+}
+
+impl std::fmt::Debug for ListenerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerRuntime").field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+struct ConsumerThread {
+    stop: Arc<AtomicBool>,
+    control: std::sync::mpsc::Sender<Control>,
+    join: JoinHandle<()>,
+}
+
+/// A running (or stopped) listener: Spring's `MessageListenerContainer`.
+/// Get one by id from [`crate::RunningApp::container`].
+pub struct ListenerContainer {
+    runtime: Arc<ListenerRuntime>,
+    subscription: Subscription,
+    client_config: ClientConfig,
+    drain_timeout: Duration,
+    consumers: Mutex<Vec<ConsumerThread>>,
+    paused: AtomicBool,
+}
+
+impl std::fmt::Debug for ListenerContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerContainer")
+            .field("id", &self.id())
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl ListenerContainer {
+    /// Builds a container from a spec; nothing runs until [`Self::start`].
+    ///
+    /// `base` is the app's consumer configuration (bootstrap servers and
+    /// client properties); the listener's own properties win over it, and
+    /// `group.id`, `enable.auto.commit=false` and
+    /// `enable.auto.offset.store=false` are always set.
+    ///
+    /// # Errors
+    /// [`Error::Listener`] when the spec or a handler argument is invalid.
+    pub(crate) fn new(
+        mut spec: ListenerSpec,
+        state: Arc<StateMap>,
+        base: &ClientConfig,
+        drain_timeout: Duration,
+    ) -> Result<Self> {
+        let group: Arc<str> = Arc::from(spec.group());
+        let info = ListenerInfo {
+            id: Arc::from(spec.id.as_str()),
+            group_id: group,
+            ack_mode: spec.ack_mode,
+            state,
+        };
+        spec.validate(&info)?;
+        let subscription = match spec.topic_pattern.take() {
+            Some(p) => Subscription::Pattern(p),
+            None => Subscription::Topics(std::mem::take(&mut spec.topics)),
+        };
+        let mut client_config = base.clone();
+        for (k, v) in &spec.properties {
+            client_config.set(k, v);
+        }
+        if client_config
+            .get("enable.auto.commit")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            tracing::warn!(listener = %info.id, "enable.auto.commit=true is ignored: the container commits finished offsets itself");
+        }
+        client_config
+            .set("group.id", &*info.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        if client_config.get("auto.offset.reset").is_none() {
+            client_config.set("auto.offset.reset", "earliest");
+        }
+        if spec.dead_letter_hint() {
+            tracing::warn!(listener = %info.id,
+                "no dead-letter topic: records that fail for good are logged at error level and skipped");
+        }
+        let runtime = ListenerRuntime {
+            metrics: ListenerMetrics::new(&info.id),
+            info,
+            handler: spec.handler.take().expect("validated"),
+            retry: spec.retry.take().unwrap_or_default(),
+            recoverer: spec.recoverer.take().unwrap_or_else(|| Arc::new(LoggingRecoverer)),
+            concurrency: spec.concurrency,
+            max_in_flight: spec.max_in_flight,
+            max_batch: spec.max_batch,
+            commit_interval: spec.commit_interval,
+        };
+        Ok(Self {
+            runtime: Arc::new(runtime),
+            subscription,
+            client_config,
+            drain_timeout,
+            consumers: Mutex::new(Vec::new()),
+            paused: AtomicBool::new(false),
+        })
+    }
+
+    /// The listener id.
+    pub fn id(&self) -> &str {
+        &self.runtime.info.id
+    }
+
+    /// The consumer group id.
+    pub fn group_id(&self) -> &str {
+        &self.runtime.info.group_id
+    }
+
+    /// Whether the consumers are running.
+    pub fn is_running(&self) -> bool {
+        !self.consumers.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Starts `concurrency` consumers; does nothing when already running.
+    /// Must be called within a tokio runtime (lanes run on it).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when a consumer cannot be created (bad property).
+    pub fn start(&self) -> Result<()> {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        if !consumers.is_empty() {
+            return Ok(());
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Config("ListenerContainer::start needs a tokio runtime".into()))?;
+        for i in 0..self.runtime.concurrency {
+            let name = format!("{}-{}", self.runtime.info.id, i);
+            let mut config = self.client_config.clone();
+            if config.get("client.id").is_none() {
+                config.set("client.id", &name);
+            }
+            let ctx = ContainerContext::new(
+                Arc::clone(&self.runtime),
+                handle.clone(),
+                self.drain_timeout,
+                name.clone(),
+            );
+            let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let (control, control_rx) = std::sync::mpsc::channel();
+            if self.paused.load(Ordering::Acquire) {
+                let _ = control.send(Control::PauseAll);
+            }
+            let subscription = self.subscription.clone();
+            let thread_stop = Arc::clone(&stop);
+            let join = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || consumer::run(consumer, subscription, thread_stop, control_rx, i == 0))
+                .map_err(|e| Error::Config(format!("cannot spawn a consumer thread: {e}")))?;
+            consumers.push(ConsumerThread { stop, control, join });
+        }
+        tracing::info!(listener = %self.id(), group = %self.group_id(), concurrency = self.runtime.concurrency, "listener started");
+        Ok(())
+    }
+
+    /// Stops the consumers: each finishes the records in hand (up to the
+    /// drain timeout), commits what is finished and leaves the group.
+    /// Returns when all have stopped.
+    pub async fn stop(&self) {
+        let consumers = std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        if consumers.is_empty() {
+            return;
+        }
+        for c in &consumers {
+            c.stop.store(true, Ordering::Release);
+        }
+        let joined = tokio::task::spawn_blocking(move || {
+            for c in consumers {
+                let _ = c.join.join();
+            }
+        })
+        .await;
+        if joined.is_err() {
+            tracing::error!(listener = %self.id(), "a consumer thread panicked while stopping");
+        }
+        tracing::info!(listener = %self.id(), "listener stopped");
+    }
+
+    /// Pauses every assigned partition (the consumers stay in the group and
+    /// keep polling); records in hand are finished.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+        self.send(Control::PauseAll);
+    }
+
+    /// Resumes after [`Self::pause`].
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.send(Control::ResumeAll);
+    }
+
+    /// Whether [`Self::pause`] is in effect.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    fn send(&self, control: Control) {
+        for c in self.consumers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = c.control.send(control);
+        }
+    }
+}

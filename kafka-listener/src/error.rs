@@ -1,0 +1,253 @@
+//! Errors: what a listener returns ([`ListenerError`]), what an extractor
+//! returns ([`ExtractError`]) and what the framework itself returns ([`Error`]).
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// A boxed error that can cross threads.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// How the container treats a failed record.
+///
+/// Spring Kafka's `DefaultErrorHandler` retries every exception except a
+/// fixed list of "not retryable" ones (deserialization and conversion
+/// errors); this enum makes the same split explicit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A transient failure (database down, timeout): the record is tried
+    /// again with the listener's back-off.
+    Retryable,
+    /// A failure that retrying cannot fix (a business rule, a bad state):
+    /// the record skips the retries and goes to the dead-letter topic.
+    Fatal,
+    /// The record could not be turned into the handler's arguments (bad JSON,
+    /// missing key): a poison pill, never retried.
+    Decode,
+}
+
+/// The error a listener returns for one record (or one batch).
+///
+/// Any `std::error::Error + Send + Sync + 'static` converts into it with `?`
+/// and counts as [`ErrorKind::Retryable`], as any exception does in Spring
+/// Kafka. Use [`ListenerError::fatal`] for failures that retrying cannot fix.
+///
+/// `ListenerError` deliberately does not implement `std::error::Error`
+/// itself (like `anyhow::Error`), so that the blanket `From` impl exists;
+/// [`ListenerError::source`] gives the underlying error.
+pub struct ListenerError {
+    kind: ErrorKind,
+    type_name: &'static str,
+    source: BoxError,
+    index: Option<usize>,
+}
+
+impl ListenerError {
+    /// A retryable failure wrapping `error`.
+    pub fn retryable<E: Into<BoxError>>(error: E) -> Self {
+        Self::with_kind(ErrorKind::Retryable, error)
+    }
+
+    /// A failure that skips the retries (dead-letter topic at once).
+    pub fn fatal<E: Into<BoxError>>(error: E) -> Self {
+        Self::with_kind(ErrorKind::Fatal, error)
+    }
+
+    /// A failure of the given kind wrapping `error`; the error's Rust type
+    /// name is kept for the `kafka_dlt-exception-fqcn` dead-letter header.
+    pub fn with_kind<E: Into<BoxError>>(kind: ErrorKind, error: E) -> Self {
+        Self {
+            kind,
+            type_name: std::any::type_name::<E>(),
+            source: error.into(),
+            index: None,
+        }
+    }
+
+    /// In a batch listener: the index, within the batch, of the record that
+    /// failed. Records before it are taken as handled and committed; the
+    /// failed one goes through the error handling and the rest are handed
+    /// over again (Spring Kafka's `BatchListenerFailedException`).
+    pub fn at_index(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// The index set by [`ListenerError::at_index`], if any.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// Retryable, fatal or decode.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Whether the container should try the record again.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
+
+    /// The Rust type name of the wrapped error, for example
+    /// `sqlx_core::error::Error`.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The wrapped error.
+    pub fn source(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.source
+    }
+
+    /// Whether the wrapped error is a `T`.
+    pub fn is<T: StdError + 'static>(&self) -> bool {
+        self.source.is::<T>()
+    }
+
+    /// The wrapped error as a `T`, if it is one.
+    pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
+        self.source.downcast_ref::<T>()
+    }
+
+    /// The error and its chain of sources, one per line (the dead letter's
+    /// `kafka_dlt-exception-stacktrace` header).
+    pub fn chain(&self) -> String {
+        let mut out = format!("{}: {}", self.type_name, self.source);
+        let mut next = self.source.source();
+        while let Some(err) = next {
+            out.push_str("\ncaused by: ");
+            out.push_str(&err.to_string());
+            next = err.source();
+        }
+        out
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for ListenerError {
+    fn from(error: E) -> Self {
+        Self {
+            kind: ErrorKind::Retryable,
+            type_name: std::any::type_name::<E>(),
+            source: Box::new(error),
+            index: None,
+        }
+    }
+}
+
+impl ListenerError {
+    /// A decode failure (poison pill) from an extractor; keeps its batch
+    /// index.
+    pub fn decode(error: ExtractError) -> Self {
+        let index = error.index;
+        Self {
+            kind: ErrorKind::Decode,
+            type_name: std::any::type_name::<ExtractError>(),
+            source: Box::new(error),
+            index,
+        }
+    }
+}
+
+impl fmt::Debug for ListenerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerError")
+            .field("kind", &self.kind)
+            .field("type_name", &self.type_name)
+            .field("source", &self.source)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl fmt::Display for ListenerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+/// A record could not be turned into a handler argument.
+///
+/// Always [`ErrorKind::Decode`]: the record is a poison pill and is never
+/// retried.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot extract `{extractor}` from the record: {reason}")]
+pub struct ExtractError {
+    extractor: &'static str,
+    reason: String,
+    index: Option<usize>,
+    #[source]
+    source: Option<BoxError>,
+}
+
+impl ExtractError {
+    /// An error of the extractor type `E` with a reason.
+    pub fn new<E: ?Sized>(reason: impl Into<String>) -> Self {
+        Self {
+            extractor: std::any::type_name::<E>(),
+            reason: reason.into(),
+            index: None,
+            source: None,
+        }
+    }
+
+    /// Attach the underlying error (for example a `serde_json::Error`).
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// In a batch: the index of the record that could not be extracted.
+    pub fn at_index(mut self, index: usize) -> Self {
+        self.index = Some(index);
+        self
+    }
+
+    /// The batch index, if any.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+
+    /// The type name of the extractor that failed.
+    pub fn extractor(&self) -> &'static str {
+        self.extractor
+    }
+}
+
+/// An error of the framework itself: configuration, broker, start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Kafka client (librdkafka) reported an error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The configuration is invalid; the message says which setting and why.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A listener cannot start: a missing `State<T>`, an `Acknowledgment`
+    /// without a manual ack mode, an unknown listener id.
+    #[error("listener `{listener}`: {reason}")]
+    Listener {
+        /// The listener id.
+        listener: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The embedded broker could not start or answer.
+    #[error("embedded broker: {0}")]
+    Embedded(String),
+    /// Encoding a value for the producer failed.
+    #[error("serialization: {0}")]
+    Serialization(#[source] BoxError),
+    /// The broker did not acknowledge a record that was sent.
+    #[error("send to `{topic}` failed: {source}")]
+    Send {
+        /// The topic the record was sent to.
+        topic: String,
+        /// Why it failed.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+/// Result with the framework's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,172 @@
+//! Listener functions as handlers: any `async fn` whose arguments are
+//! extractors and whose output is `()` or `Result<(), E>` with
+//! `E: Into<ListenerError>`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::error::ListenerError;
+use crate::extract::{FromBatch, FromRecord, ListenerContext, ListenerInfo};
+use crate::record::ConsumerRecord;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a listener function may return.
+pub trait IntoListenerResult {
+    /// Converts to the container's result.
+    fn into_listener_result(self) -> Result<(), ListenerError>;
+}
+
+impl IntoListenerResult for () {
+    fn into_listener_result(self) -> Result<(), ListenerError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<ListenerError>> IntoListenerResult for Result<(), E> {
+    fn into_listener_result(self) -> Result<(), ListenerError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// A record listener: an async function of up to 12 [`FromRecord`]
+/// arguments. `Args` is the tuple of argument types (it only selects the
+/// impl).
+pub trait Handler<Args>: Send + Sync + 'static {
+    /// Extracts the arguments and calls the function. Extraction happens
+    /// before the returned future is polled; a failure gives a
+    /// [`crate::ErrorKind::Decode`] error.
+    fn call(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>;
+
+    /// Runs every argument's [`FromRecord::validate`].
+    ///
+    /// # Errors
+    /// The first argument that cannot work with this listener, and why.
+    fn validate(info: &ListenerInfo) -> Result<(), String>;
+}
+
+/// A batch listener: an async function of up to 12 [`FromBatch`]
+/// arguments, for example `async fn f(batch: Vec<Json<T>>)`.
+pub trait BatchHandler<Args>: Send + Sync + 'static {
+    /// Extracts the arguments from the batch and calls the function.
+    fn call(&self, records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>;
+
+    /// Runs every argument's [`FromBatch::validate`].
+    ///
+    /// # Errors
+    /// The first argument that cannot work with this listener, and why.
+    fn validate(info: &ListenerInfo) -> Result<(), String>;
+}
+
+macro_rules! impl_handlers {
+    ($($ty:ident),*) => {
+        #[allow(non_snake_case, unused_variables)]
+        impl<F, Fut, R, $($ty,)*> Handler<($($ty,)*)> for F
+        where
+            F: Fn($($ty),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoListenerResult,
+            $($ty: FromRecord,)*
+        {
+            fn call(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> {
+                $(
+                    let $ty = match $ty::from_record(record, ctx) {
+                        Ok(v) => v,
+                        Err(e) => return Box::pin(std::future::ready(Err(ListenerError::decode(e)))),
+                    };
+                )*
+                let fut = (self)($($ty),*);
+                Box::pin(async move { fut.await.into_listener_result() })
+            }
+
+            fn validate(info: &ListenerInfo) -> Result<(), String> {
+                $( <$ty as FromRecord>::validate(info)?; )*
+                Ok(())
+            }
+        }
+
+        #[allow(non_snake_case, unused_variables)]
+        impl<F, Fut, R, $($ty,)*> BatchHandler<($($ty,)*)> for F
+        where
+            F: Fn($($ty),*) -> Fut + Send + Sync + 'static,
+            Fut: Future<Output = R> + Send + 'static,
+            R: IntoListenerResult,
+            $($ty: FromBatch,)*
+        {
+            fn call(&self, records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> {
+                $(
+                    let $ty = match $ty::from_batch(records, ctx) {
+                        Ok(v) => v,
+                        Err(e) => return Box::pin(std::future::ready(Err(ListenerError::decode(e)))),
+                    };
+                )*
+                let fut = (self)($($ty),*);
+                Box::pin(async move { fut.await.into_listener_result() })
+            }
+
+            fn validate(info: &ListenerInfo) -> Result<(), String> {
+                $( <$ty as FromBatch>::validate(info)?; )*
+                Ok(())
+            }
+        }
+    };
+}
+
+impl_handlers!();
+impl_handlers!(T1);
+impl_handlers!(T1, T2);
+impl_handlers!(T1, T2, T3);
+impl_handlers!(T1, T2, T3, T4);
+impl_handlers!(T1, T2, T3, T4, T5);
+impl_handlers!(T1, T2, T3, T4, T5, T6);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+
+/// A type-erased record or batch handler, as stored in a listener spec.
+pub(crate) enum ErasedHandler {
+    Record {
+        call: Box<dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> + Send + Sync>,
+        validate: fn(&ListenerInfo) -> Result<(), String>,
+    },
+    Batch {
+        call: Box<dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> + Send + Sync>,
+        validate: fn(&ListenerInfo) -> Result<(), String>,
+    },
+}
+
+impl ErasedHandler {
+    pub(crate) fn record<H: Handler<A>, A: 'static>(handler: H) -> Self {
+        ErasedHandler::Record {
+            call: Box::new(move |r, c| handler.call(r, c)),
+            validate: <H as Handler<A>>::validate,
+        }
+    }
+
+    pub(crate) fn batch<H: BatchHandler<A>, A: 'static>(handler: H) -> Self {
+        ErasedHandler::Batch {
+            call: Box::new(move |r, c| handler.call(r, c)),
+            validate: <H as BatchHandler<A>>::validate,
+        }
+    }
+
+    pub(crate) fn validate(&self, info: &ListenerInfo) -> Result<(), String> {
+        match self {
+            ErasedHandler::Record { validate, .. } | ErasedHandler::Batch { validate, .. } => validate(info),
+        }
+    }
+
+    pub(crate) fn is_batch(&self) -> bool {
+        matches!(self, ErasedHandler::Batch { .. })
+    }
+}
+
+impl std::fmt::Debug for ErasedHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.is_batch() { "BatchHandler" } else { "Handler" })
+    }
+}

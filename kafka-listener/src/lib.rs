@@ -1,0 +1,101 @@
+//! Spring-for-Apache-Kafka style listeners for Rust.
+//!
+//! Annotate an async function with `#[kafka_listener(...)]`; [`KafkaApp`]
+//! discovers it at start-up and runs a listener container for it: an
+//! rdkafka consumer per concurrency slot with manual offset commits, one
+//! ordered lane per partition, retries with back-off, and graceful shutdown.
+//!
+//! ```no_run
+//! use kafka_listener::prelude::*;
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct IssueRequested { coupon_id: String, user_id: String }
+//!
+//! #[kafka_listener(topics = ["coupon.issue.requested"], group_id = "coupon-issuer", concurrency = 3)]
+//! async fn issue(req: Json<IssueRequested>, meta: RecordMeta) -> Result<(), ListenerError> {
+//!     println!("{} wants {} (offset {})", req.user_id, req.coupon_id, meta.offset);
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), kafka_listener::Error> {
+//!     KafkaApp::builder()
+//!         .topic(NewTopic::new("coupon.issue.requested", 3))
+//!         .build()
+//!         .await?
+//!         .run()
+//!         .await
+//! }
+//! ```
+//!
+//! # Guarantees
+//! - At-least-once: an offset is committed only after its record and every
+//!   earlier record of the partition were handled (or recovered).
+//! - Order: one partition's records reach the handler one at a time in
+//!   offset order.
+//! - No stall: a slow or failing partition never blocks the others, and the
+//!   consumer keeps polling, so the group does not evict it.
+//! - Bounded memory: at most [`ListenerSpec::max_in_flight`] records are
+//!   queued per partition; a full partition is paused.
+
+pub mod app;
+pub mod config;
+mod container;
+pub mod embedded;
+pub mod error;
+pub mod extract;
+pub mod handler;
+pub mod listener;
+pub mod metrics;
+pub mod producer;
+pub mod record;
+pub mod recover;
+pub mod retry;
+pub mod state;
+
+pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
+pub use crate::config::KafkaConfig;
+pub use crate::container::ListenerContainer;
+pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
+pub use crate::extract::{Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State};
+pub use crate::listener::{AckMode, ListenerSpec};
+pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
+pub use crate::record::{ConsumerRecord, Header, Headers};
+pub use crate::retry::{BackOff, RetryPolicy};
+
+/// Attribute macros, re-exported from `kafka-listener-macros`.
+#[cfg(feature = "macros")]
+pub use kafka_listener_macros::kafka_listener;
+
+/// Everything a listener needs: `use kafka_listener::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::kafka_listener;
+    pub use crate::{
+        AckMode, Acknowledgment, ConsumerRecord, Headers, Json, KafkaApp, KafkaConfig, KafkaTemplate, Key,
+        ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta, RetryPolicy, State,
+    };
+}
+
+/// Not public API. Used by generated code.
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+
+    pub use crate::extract::{FromBatch, FromRecord};
+    pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
+    pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
+    pub use crate::retry::{BackOff, RetryPolicy};
+    pub use std::time::Duration;
+
+    /// Compile-time check that an argument type is a record extractor; the
+    /// macro calls it spanned at the argument so errors point there.
+    pub const fn assert_from_record<T: FromRecord>() {}
+
+    /// Compile-time check that an argument type is a batch extractor.
+    pub const fn assert_from_batch<T: FromBatch>() {}
+
+    /// Compile-time check of the return type.
+    pub const fn assert_listener_result<T: IntoListenerResult>() {}
+}

@@ -1,0 +1,334 @@
+//! Listener descriptors: what `#[kafka_listener]` registers, or what code
+//! builds with [`ListenerSpec::new`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::extract::ListenerInfo;
+use crate::handler::{BatchHandler, ErasedHandler, Handler};
+use crate::recover::Recoverer;
+use crate::retry::RetryPolicy;
+
+/// When the container commits offsets, with Spring Kafka's meanings
+/// (`ContainerProperties.AckMode`).
+///
+/// In every mode an offset is committed only when its record and every
+/// earlier record of the partition are finished (handled, or
+/// dead-lettered), so a commit never skips an unfinished record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum AckMode {
+    /// Commit after each record is handled.
+    Record,
+    /// Commit the records handled since the last commit after each poll
+    /// (at most every [`ListenerSpec::commit_interval`], default 100 ms, or
+    /// every 500 records, or when the consumer goes idle). The default, as in
+    /// Spring.
+    #[default]
+    Batch,
+    /// The handler acknowledges with [`crate::Acknowledgment`]; acknowledged
+    /// records are committed as in `Batch`.
+    Manual,
+    /// As `Manual`, but each acknowledgment is committed at once.
+    ManualImmediate,
+}
+
+impl AckMode {
+    /// Valid spellings, for error messages.
+    pub const VALID: &'static [&'static str] = &["record", "batch", "manual", "manual_immediate"];
+
+    /// Whether the handler acknowledges (`manual` or `manual_immediate`).
+    pub fn is_manual(self) -> bool {
+        matches!(self, AckMode::Manual | AckMode::ManualImmediate)
+    }
+
+    /// Whether each finished record is committed at once.
+    pub(crate) fn is_immediate(self) -> bool {
+        matches!(self, AckMode::Record | AckMode::ManualImmediate)
+    }
+}
+
+impl fmt::Display for AckMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AckMode::Record => "record",
+            AckMode::Batch => "batch",
+            AckMode::Manual => "manual",
+            AckMode::ManualImmediate => "manual_immediate",
+        })
+    }
+}
+
+impl FromStr for AckMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "record" => Ok(AckMode::Record),
+            "batch" => Ok(AckMode::Batch),
+            "manual" => Ok(AckMode::Manual),
+            "manual_immediate" => Ok(AckMode::ManualImmediate),
+            _ => Err(Error::Config(format!(
+                "unknown ack mode `{s}`; expected one of: {}",
+                AckMode::VALID.join(", ")
+            ))),
+        }
+    }
+}
+
+/// Everything about one listener: topics, consumer group, concurrency, ack
+/// mode, client properties and the handler.
+///
+/// # Examples
+/// ```
+/// use kafka_listener::prelude::*;
+///
+/// async fn on_order(order: String) {}
+///
+/// let spec = ListenerSpec::new("orders")
+///     .topics(["orders"])
+///     .group_id("order-processor")
+///     .concurrency(3)
+///     .handler(on_order);
+/// assert_eq!(spec.id(), "orders");
+/// ```
+pub struct ListenerSpec {
+    pub(crate) id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) topic_pattern: Option<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) concurrency: usize,
+    pub(crate) ack_mode: AckMode,
+    pub(crate) auto_startup: bool,
+    pub(crate) properties: Vec<(String, String)>,
+    pub(crate) handler: Option<ErasedHandler>,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_batch: usize,
+    pub(crate) commit_interval: Duration,
+    pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) recoverer: Option<Arc<dyn Recoverer>>,
+}
+
+impl fmt::Debug for ListenerSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerSpec")
+            .field("id", &self.id)
+            .field("topics", &self.topics)
+            .field("topic_pattern", &self.topic_pattern)
+            .field("group_id", &self.group_id)
+            .field("concurrency", &self.concurrency)
+            .field("ack_mode", &self.ack_mode)
+            .field("auto_startup", &self.auto_startup)
+            .field("retry", &self.retry)
+            .field("recoverer", &self.recoverer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ListenerSpec {
+    /// A listener with id `id`, concurrency 1, ack mode `batch`, started
+    /// with the app, no topics and no handler yet.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            topics: Vec::new(),
+            topic_pattern: None,
+            group_id: None,
+            concurrency: 1,
+            ack_mode: AckMode::default(),
+            auto_startup: true,
+            properties: Vec::new(),
+            handler: None,
+            max_in_flight: 1024,
+            max_batch: 500,
+            commit_interval: Duration::from_millis(100),
+            retry: None,
+            recoverer: None,
+        }
+    }
+
+    /// The topics to subscribe to.
+    pub fn topics<I, S>(mut self, topics: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.topics.extend(topics.into_iter().map(Into::into));
+        self
+    }
+
+    /// A regular expression of topics to subscribe to (librdkafka syntax,
+    /// for example `^coupon\..*`); instead of [`ListenerSpec::topics`].
+    pub fn topic_pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.topic_pattern = Some(pattern.into());
+        self
+    }
+
+    /// The consumer group id; defaults to the listener id.
+    pub fn group_id(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
+    /// The number of consumers in the group (each its own rdkafka consumer
+    /// and poll thread), at least 1. More consumers than partitions leaves
+    /// some idle; the container warns about it at start.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// When offsets are committed; see [`AckMode`].
+    pub fn ack_mode(mut self, ack_mode: AckMode) -> Self {
+        self.ack_mode = ack_mode;
+        self
+    }
+
+    /// Whether the listener starts with the app (default true); otherwise
+    /// start it by id through the app's registry.
+    pub fn auto_startup(mut self, auto_startup: bool) -> Self {
+        self.auto_startup = auto_startup;
+        self
+    }
+
+    /// A librdkafka consumer property for this listener only, for example
+    /// `("max.poll.interval.ms", "300000")`; it wins over the app's.
+    pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.push((key.into(), value.into()));
+        self
+    }
+
+    /// The most records queued per partition between the poll thread and the
+    /// handler (default 1024); past it the partition is paused until the
+    /// handler catches up. Bounds memory per partition.
+    pub fn max_in_flight(mut self, records: usize) -> Self {
+        self.max_in_flight = records.max(1);
+        self
+    }
+
+    /// Batch listeners: the most records per call (default 500, Spring's
+    /// `max.poll.records`).
+    pub fn max_batch(mut self, records: usize) -> Self {
+        self.max_batch = records.max(1);
+        self
+    }
+
+    /// Ack modes `batch` and `manual`: the longest a finished offset waits
+    /// for its commit (default 100 ms).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Blocking retries: attempts and back-off; see [`RetryPolicy`] for the
+    /// default.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// What happens to a record that failed for good; the default logs it
+    /// and moves on ([`crate::recover::LoggingRecoverer`]).
+    pub fn recoverer(mut self, recoverer: impl Recoverer) -> Self {
+        self.recoverer = Some(Arc::new(recoverer));
+        self
+    }
+
+    pub(crate) fn dead_letter_hint(&self) -> bool {
+        self.recoverer.is_none()
+    }
+
+    /// The record handler: an async fn whose arguments are extractors.
+    pub fn handler<H: Handler<A>, A: 'static>(mut self, handler: H) -> Self {
+        self.handler = Some(ErasedHandler::record(handler));
+        self
+    }
+
+    /// The batch handler: an async fn of `Vec<E>` and other [`crate::extract::FromBatch`]
+    /// arguments, called with the records of one partition at a time.
+    pub fn batch_handler<H: BatchHandler<A>, A: 'static>(mut self, handler: H) -> Self {
+        self.handler = Some(ErasedHandler::batch(handler));
+        self
+    }
+
+    /// The listener id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The consumer group id (the listener id when not set).
+    pub fn group(&self) -> &str {
+        self.group_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The topics (empty with a pattern).
+    pub fn topic_names(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The configured concurrency.
+    pub fn configured_concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Whether the listener starts with the app.
+    pub fn starts_automatically(&self) -> bool {
+        self.auto_startup
+    }
+
+    /// Checks the spec and its handler's arguments against `info`.
+    ///
+    /// # Errors
+    /// [`Error::Listener`] for no topics, both topics and a pattern,
+    /// concurrency 0, no handler, or an argument that cannot work (see
+    /// [`crate::extract::FromRecord::validate`]).
+    pub(crate) fn validate(&self, info: &ListenerInfo) -> Result<()> {
+        let fail = |reason: String| Error::Listener {
+            listener: self.id.clone(),
+            reason,
+        };
+        if self.topics.is_empty() && self.topic_pattern.is_none() {
+            return Err(fail("no `topics` and no `topic_pattern`".into()));
+        }
+        if !self.topics.is_empty() && self.topic_pattern.is_some() {
+            return Err(fail("both `topics` and `topic_pattern`; give one".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(fail("`concurrency` must be at least 1".into()));
+        }
+        match &self.handler {
+            None => Err(fail("no handler".into())),
+            Some(h) => h.validate(info).map_err(fail),
+        }
+    }
+}
+
+/// A listener registered at compile time by `#[kafka_listener]`, collected
+/// through `inventory`.
+#[derive(Debug)]
+pub struct ListenerRegistration {
+    factory: fn() -> ListenerSpec,
+}
+
+impl ListenerRegistration {
+    /// Used by generated code.
+    #[doc(hidden)]
+    pub const fn new(factory: fn() -> ListenerSpec) -> Self {
+        Self { factory }
+    }
+
+    /// Builds the spec.
+    pub fn spec(&self) -> ListenerSpec {
+        (self.factory)()
+    }
+}
+
+inventory::collect!(ListenerRegistration);
+
+/// Every listener declared with `#[kafka_listener]` in the binary, in no
+/// particular order.
+pub fn registered_listeners() -> impl Iterator<Item = ListenerSpec> {
+    inventory::iter::<ListenerRegistration>.into_iter().map(ListenerRegistration::spec)
+}

@@ -1,0 +1,199 @@
+//! `KafkaTemplate`: keyed sends that resolve once the broker acknowledged
+//! the record.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// One record to send. There is no constructor without a decision about
+/// the key: [`ProducerRecord::keyed`] keeps per-key order (records of one
+/// key go to one partition); [`ProducerRecord::keyless`] spreads records and
+/// gives up order, and must be asked for by name.
+#[derive(Debug, Clone)]
+pub struct ProducerRecord {
+    topic: String,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<(String, Option<Bytes>)>,
+    partition: Option<i32>,
+    timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with `key` and no value yet (a tombstone if
+    /// sent as it is).
+    pub fn keyed(topic: impl Into<String>, key: impl Into<Bytes>) -> Self {
+        Self {
+            topic: topic.into(),
+            key: Some(key.into()),
+            value: None,
+            headers: Vec::new(),
+            partition: None,
+            timestamp: None,
+        }
+    }
+
+    /// A record for `topic` with no key: the producer spreads such records
+    /// over partitions and their order is lost.
+    pub fn keyless(topic: impl Into<String>) -> Self {
+        Self {
+            key: None,
+            ..Self::keyed(topic, Bytes::new())
+        }
+    }
+
+    /// The value as JSON.
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] when `value` cannot be serialized.
+    pub fn json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Serialization(Box::new(e)))?;
+        self.value = Some(Bytes::from(bytes));
+        Ok(self)
+    }
+
+    /// The value as bytes (a `String`, `Vec<u8>`, `&'static str`, ...).
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Sends to this partition instead of the key's.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp, milliseconds since the Unix epoch.
+    pub fn timestamp(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp = Some(timestamp_ms);
+        self
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
+/// Where a sent record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset within the partition.
+    pub offset: i64,
+}
+
+/// Sends records and resolves once the broker acknowledged them (Spring's
+/// `KafkaTemplate`). Cheap to clone; one producer underneath.
+///
+/// The app's template is idempotent (`enable.idempotence=true`,
+/// `acks=all`) unless the configuration says otherwise, so a retried send
+/// neither duplicates nor reorders records of a partition.
+#[derive(Clone)]
+pub struct KafkaTemplate {
+    producer: FutureProducer,
+    queue_timeout: Duration,
+}
+
+impl fmt::Debug for KafkaTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaTemplate").finish_non_exhaustive()
+    }
+}
+
+impl KafkaTemplate {
+    /// A template over a producer made from `config` as it is (see
+    /// [`crate::KafkaConfig`] for the app's defaults).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] for an invalid property.
+    pub fn new(config: &ClientConfig) -> Result<Self> {
+        Ok(Self {
+            producer: config.create()?,
+            queue_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Sends `record` and waits for the broker's acknowledgment.
+    ///
+    /// # Errors
+    /// [`Error::Send`] when the broker did not acknowledge the record within
+    /// `message.timeout.ms` (librdkafka default 300 s) or refused it.
+    pub async fn send(&self, record: ProducerRecord) -> Result<SendResult> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (k, v) in &record.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
+        if let Some(k) = record.key.as_deref() {
+            fr = fr.key(k);
+        }
+        if let Some(v) = record.value.as_deref() {
+            fr = fr.payload(v);
+        }
+        if let Some(p) = record.partition {
+            fr = fr.partition(p);
+        }
+        if let Some(t) = record.timestamp {
+            fr = fr.timestamp(t);
+        }
+        match self.producer.send(fr, self.queue_timeout).await {
+            Ok(d) => Ok(SendResult {
+                topic: record.topic,
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Err((source, _)) => Err(Error::Send {
+                topic: record.topic,
+                source,
+            }),
+        }
+    }
+
+    /// Sends `value` as JSON with `key`.
+    ///
+    /// # Errors
+    /// As [`Self::send`], and [`Error::Serialization`].
+    pub async fn send_json<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        key: impl Into<Bytes>,
+        value: &T,
+    ) -> Result<SendResult> {
+        self.send(ProducerRecord::keyed(topic, key).json(value)?).await
+    }
+
+    /// Waits up to `timeout` for queued records to be delivered.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when records are still queued at the timeout.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.producer.flush(timeout)?;
+        Ok(())
+    }
+
+    /// The underlying rdkafka producer.
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+}
