@@ -101,6 +101,11 @@ impl<'a> ListenerContext<'a> {
 /// # Errors
 /// [`FromRecord::from_record`] returns an [`ExtractError`] when the record
 /// cannot give the value (bad JSON, no key); the record is then a poison pill.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a listener argument",
+    label = "not a record extractor (`FromRecord`)",
+    note = "listener arguments are extractors: `Json<T>`, `Key<K>`, `Headers`, `RecordMeta`, `State<T>`, `Acknowledgment`, `String`, `Vec<u8>`, `Bytes`, `ConsumerRecord`, or a type that implements `FromRecord`"
+)]
 pub trait FromRecord: Sized {
     /// Builds the argument from the record.
     fn from_record(record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Result<Self, ExtractError>;
@@ -116,6 +121,11 @@ pub trait FromRecord: Sized {
 ///
 /// `Vec<E>` for any `E: FromRecord` is a batch of `E`; [`State`] and
 /// [`Acknowledgment`] work in both forms.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a batch listener argument",
+    label = "not a batch extractor (`FromBatch`)",
+    note = "batch listener arguments are `Vec<E>` of a record extractor `E` (for example `Vec<Json<T>>`), `State<T>`, `Acknowledgment`, or a type that implements `FromBatch`"
+)]
 pub trait FromBatch: Sized {
     /// Builds the argument from the records of one batch (one partition, in
     /// offset order).

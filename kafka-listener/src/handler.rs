@@ -13,6 +13,10 @@ use crate::record::ConsumerRecord;
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What a listener function may return.
+#[diagnostic::on_unimplemented(
+    message = "a listener must return `()` or `Result<(), E>` with `E: Into<ListenerError>`, not `{Self}`",
+    label = "invalid listener return type"
+)]
 pub trait IntoListenerResult {
     /// Converts to the container's result.
     fn into_listener_result(self) -> Result<(), ListenerError>;
