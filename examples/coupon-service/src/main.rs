@@ -1,1 +1,170 @@
-fn main(){}
+//! `coupon-service [serve]` runs the service; `coupon-service load` loads a
+//! running one (or, with `--spawn`, one started in this process).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use coupon_service::load::{self, LoadOptions};
+use coupon_service::{ServiceConfig, DEFAULT_DATABASE_URL};
+use kafka_listener::KafkaConfig;
+
+/// First-come-first-served coupon issuance on kafka-listener.
+///
+/// Kafka settings come from the environment: KAFKA_BOOTSTRAP_SERVERS (unset:
+/// an embedded broker in this process), KAFKA_PROPERTY_*, KAFKA_PRODUCER_*,
+/// KAFKA_CONSUMER_*.
+#[derive(Debug, Parser)]
+#[command(
+    name = "coupon-service",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the listener (the default).
+    Serve(ServeArgs),
+    /// Fire concurrent issue requests at a running service and report.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// HTTP address to listen on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+    /// Database URL: sqlite://FILE?mode=rwc, sqlite::memory: or postgres://...
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Milliseconds to wait for the broker's ack before answering 503.
+    #[arg(long, env = "SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    send_timeout_ms: u64,
+    /// Consumers in the coupon-issuer group.
+    #[arg(long, env = "LISTENER_CONCURRENCY", default_value_t = 3)]
+    concurrency: usize,
+    /// Embedded broker only: answer 429 past this many records of listener
+    /// lag on a partition (0 disables).
+    #[arg(long, env = "MAX_LAG", default_value_t = 20_000)]
+    max_lag: i64,
+    /// Do not serve GET /metrics.
+    #[arg(long)]
+    no_metrics: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    opts: LoadOptions,
+    /// Start a service in this process (embedded broker, a fresh SQLite file
+    /// in the temp directory unless --database-url is given) and load it
+    /// instead of --url.
+    #[arg(long)]
+    spawn: bool,
+    /// With --spawn: the database of the spawned service.
+    #[arg(long, requires = "spawn")]
+    database_url: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServiceConfig, String> {
+        let kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
+        Ok(ServiceConfig {
+            http_addr: self.http_addr,
+            database_url: self.database_url.clone(),
+            kafka,
+            send_timeout: Duration::from_millis(self.send_timeout_ms.max(1)),
+            concurrency: self.concurrency,
+            max_lag: (self.max_lag > 0).then_some(self.max_lag),
+            metrics: !self.no_metrics,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    coupon_service::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.serve).await,
+        Some(Command::Serve(args)) => serve(&args).await,
+        Some(Command::Load(args)) => run_load(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coupon-service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &ServeArgs) -> Result<(), String> {
+    let service = coupon_service::start(args.config()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    kafka_listener::app::shutdown_signal().await;
+    service.shutdown().await;
+    Ok(())
+}
+
+async fn run_load(args: LoadArgs) -> Result<(), String> {
+    let mut opts = args.opts;
+    let mut spawned = None;
+    let mut temp_db = None;
+    if args.spawn {
+        let database_url = match args.database_url {
+            Some(url) => url,
+            None => {
+                let path = std::env::temp_dir()
+                    .join(format!("coupon-service-load-{}.db", std::process::id()));
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                temp_db = Some(path);
+                url
+            }
+        };
+        let config = ServiceConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url,
+            kafka: KafkaConfig::from_env().map_err(|e| e.to_string())?,
+            ..ServiceConfig::default()
+        };
+        let service = coupon_service::start(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        opts.url = service.base_url();
+        spawned = Some(service);
+    }
+    println!(
+        "load: {} coupons x stock {}, {} users each requesting every coupon ({} requests), concurrency {}, target {}",
+        opts.coupons,
+        opts.stock,
+        opts.users,
+        opts.users * opts.coupons,
+        opts.concurrency,
+        opts.url
+    );
+    let report = load::run(&opts).await;
+    if let Some(service) = spawned {
+        service.shutdown().await;
+    }
+    if let Some(path) = temp_db {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    let report = report.map_err(|e| e.to_string())?;
+    println!("{report}");
+    if report.over_issued.is_empty() {
+        Ok(())
+    } else {
+        Err("some coupon was issued past its stock".into())
+    }
+}

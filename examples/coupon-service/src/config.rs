@@ -1,0 +1,126 @@
+//! Settings of one coupon-service instance.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafka_listener::KafkaConfig;
+
+/// Settings of one coupon-service instance.
+///
+/// [`Default`] gives the settings of `cargo run -p coupon-service` with no
+/// environment: HTTP on `127.0.0.1:8080`, SQLite in `./coupon-service.db`,
+/// the embedded broker, 3 consumers.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Where the HTTP API listens. Port 0 picks a free port; read it back with
+    /// [`crate::RunningService::http_addr`].
+    pub http_addr: SocketAddr,
+    /// sqlx database URL: `sqlite://path/to/file.db?mode=rwc` (created if
+    /// missing), `sqlite::memory:`, or `postgres://user[:password]@host:port/db`.
+    pub database_url: String,
+    /// Kafka client settings (see [`KafkaConfig::from_env`]); with no
+    /// bootstrap servers the embedded broker is started in-process.
+    pub kafka: KafkaConfig,
+    /// How long `POST /coupons/{id}/issue` waits for the broker to
+    /// acknowledge the request record before answering 503. Sets the
+    /// producer's `message.timeout.ms` unless `kafka.producer_properties`
+    /// already sets it.
+    pub send_timeout: Duration,
+    /// Consumers in the `coupon-issuer` group (at least 1; default 3, one per
+    /// partition).
+    pub concurrency: usize,
+    /// Load shedding on the embedded broker: `POST /coupons/{id}/issue`
+    /// answers 429 while the listener is more than this many records behind
+    /// on a partition, so that the embedded broker's retention (5 MiB per
+    /// partition) never drops accepted requests. `None` disables it. Ignored
+    /// with an external broker, where this process cannot see the whole lag.
+    pub max_lag: Option<i64>,
+    /// Serve `GET /metrics` in the Prometheus text format (installs a global
+    /// `metrics` recorder once per process).
+    pub metrics: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            kafka: KafkaConfig::new(),
+            send_timeout: Duration::from_secs(10),
+            concurrency: 3,
+            max_lag: Some(20_000),
+            metrics: true,
+        }
+    }
+}
+
+/// The database used when `DATABASE_URL` is not set: a SQLite file in the
+/// working directory, created if missing.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://coupon-service.db?mode=rwc";
+
+impl ServiceConfig {
+    /// The Kafka configuration with the service's producer defaults applied
+    /// (`message.timeout.ms` from [`Self::send_timeout`]).
+    pub(crate) fn kafka_config(&self) -> KafkaConfig {
+        let mut kafka = self.kafka.clone();
+        let has = |k: &KafkaConfig, key: &str| {
+            k.producer_properties.contains_key(key) || k.properties.contains_key(key)
+        };
+        if !has(&kafka, "message.timeout.ms") && !has(&kafka, "delivery.timeout.ms") {
+            let ms = self.send_timeout.as_millis().clamp(1, i32::MAX as u128);
+            kafka
+                .producer_properties
+                .insert("message.timeout.ms".into(), ms.to_string());
+        }
+        kafka
+    }
+}
+
+/// `scheme://user:password@host/...` -> `scheme://user:<redacted>@host/...`.
+pub(crate) fn redact_database_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_timeout_becomes_message_timeout() {
+        let config = ServiceConfig {
+            send_timeout: Duration::from_millis(2500),
+            ..ServiceConfig::default()
+        };
+        assert_eq!(
+            config.kafka_config().producer_properties["message.timeout.ms"],
+            "2500"
+        );
+        let mut explicit = config.clone();
+        explicit
+            .kafka
+            .producer_properties
+            .insert("message.timeout.ms".into(), "900".into());
+        assert_eq!(
+            explicit.kafka_config().producer_properties["message.timeout.ms"],
+            "900"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_database_url("postgres://app:hunter2@db:5432/coupons"),
+            "postgres://app:<redacted>@db:5432/coupons"
+        );
+        assert_eq!(
+            redact_database_url("sqlite://x.db?mode=rwc"),
+            "sqlite://x.db?mode=rwc"
+        );
+    }
+}

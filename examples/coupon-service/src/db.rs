@@ -1,0 +1,549 @@
+//! The database: sqlx `AnyPool` over SQLite or PostgreSQL, with SQL that
+//! runs unchanged on both (`$1` placeholders, BIGINT epoch milliseconds,
+//! `ON CONFLICT`).
+//!
+//! Tables:
+//! - `coupons(coupon_id PK, stock, issued, created_at)`, with
+//!   `CHECK (issued <= stock)` as a last line of defence;
+//! - `coupon_issues(coupon_id, user_id, issued_at, source_partition,
+//!   source_offset)`, primary key `(coupon_id, user_id)`: one coupon per user;
+//! - `coupon_requests(coupon_id, user_id, status, requested_at, decided_at,
+//!   detail)`, primary key `(coupon_id, user_id)`: what the status endpoint
+//!   reads (`pending`, `issued`, `sold_out`, `failed`);
+//! - `coupon_dead_letters(id PK, topic, partition_id, record_offset,
+//!   record_key, payload, error_kind, error, attempts, failed_at)`: requests
+//!   that failed for good, for an admin to replay.
+//!
+//! SQLite allows one writer at a time: writes go through a pool of one
+//! connection (WAL journal, so readers never wait for it), reads through a
+//! pool of several. PostgreSQL uses one pool for both.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
+
+use crate::listener::IssueRequested;
+
+/// Request statuses stored in `coupon_requests.status`.
+pub(crate) mod status {
+    /// Accepted by the broker, not decided yet.
+    pub(crate) const PENDING: &str = "pending";
+    /// The user got the coupon.
+    pub(crate) const ISSUED: &str = "issued";
+    /// No stock was left when the request's turn came.
+    pub(crate) const SOLD_OUT: &str = "sold_out";
+    /// The request failed for good and is in the dead-letter table.
+    pub(crate) const FAILED: &str = "failed";
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS coupons (
+        coupon_id TEXT PRIMARY KEY,
+        stock BIGINT NOT NULL,
+        issued BIGINT NOT NULL DEFAULT 0,
+        created_at BIGINT NOT NULL,
+        CHECK (stock >= 0),
+        CHECK (issued >= 0 AND issued <= stock)
+    )",
+    "CREATE TABLE IF NOT EXISTS coupon_issues (
+        coupon_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        issued_at BIGINT NOT NULL,
+        source_partition BIGINT NOT NULL,
+        source_offset BIGINT NOT NULL,
+        PRIMARY KEY (coupon_id, user_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS coupon_requests (
+        coupon_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        decided_at BIGINT,
+        detail TEXT,
+        PRIMARY KEY (coupon_id, user_id)
+    )",
+    "CREATE TABLE IF NOT EXISTS coupon_dead_letters (
+        id TEXT PRIMARY KEY,
+        topic TEXT NOT NULL,
+        partition_id BIGINT NOT NULL,
+        record_offset BIGINT NOT NULL,
+        record_key TEXT,
+        payload TEXT,
+        error_kind TEXT NOT NULL,
+        error TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        failed_at BIGINT NOT NULL
+    )",
+];
+
+/// Which database is behind the `AnyPool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The service's database handle; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    writer: AnyPool,
+    reader: AnyPool,
+    backend: Backend,
+}
+
+/// What the listener did with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IssueOutcome {
+    /// A coupon was issued to the user.
+    Issued,
+    /// No stock was left; recorded as `sold_out`.
+    SoldOut,
+    /// The request was decided before (a redelivery or a repeated request):
+    /// nothing changed.
+    AlreadyDecided,
+    /// No such coupon.
+    UnknownCoupon,
+}
+
+/// `GET /coupons/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct CouponView {
+    pub(crate) coupon_id: String,
+    pub(crate) stock: i64,
+    pub(crate) issued: i64,
+    pub(crate) remaining: i64,
+    pub(crate) pending: i64,
+    pub(crate) sold_out: i64,
+    pub(crate) failed: i64,
+}
+
+/// One stored dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct DeadLetter {
+    pub(crate) id: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i64,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Option<String>,
+    pub(crate) error_kind: String,
+    pub(crate) error: String,
+    pub(crate) attempts: i64,
+    pub(crate) failed_at: i64,
+}
+
+/// A dead letter to store (what the recoverer knows about the record).
+#[derive(Debug)]
+pub(crate) struct NewDeadLetter<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Option<String>,
+    pub(crate) error_kind: String,
+    pub(crate) error: String,
+    pub(crate) attempts: u32,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:...` or `postgres://...`).
+    pub(crate) async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let writer = AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        Ok(())
+                    })
+                })
+                .connect(url)
+                .await?;
+            // Touch the writer first so the file exists in WAL mode before
+            // any reader opens it.
+            writer.acquire().await?;
+            let reader = if memory {
+                writer.clone()
+            } else {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            };
+            Ok(Self {
+                writer,
+                reader,
+                backend: Backend::Sqlite,
+            })
+        } else {
+            let pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            let backend = match pool.acquire().await?.backend_name() {
+                "SQLite" => Backend::Sqlite,
+                _ => Backend::Postgres,
+            };
+            Ok(Self {
+                writer: pool.clone(),
+                reader: pool,
+                backend,
+            })
+        }
+    }
+
+    /// The database behind the pools.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Creates the tables if missing. On PostgreSQL, concurrent
+    /// `CREATE TABLE IF NOT EXISTS` from several starting instances can
+    /// collide in the catalog, so they are serialized by an advisory lock.
+    pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7263051)) AS l")
+                .execute(&mut *tx)
+                .await?;
+        }
+        for ddl in SCHEMA {
+            tx.execute(*ddl).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Closes both pools.
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    /// Creates a coupon; `false` when one with this id exists already.
+    pub(crate) async fn create_coupon(
+        &self,
+        coupon_id: &str,
+        stock: i64,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO coupons (coupon_id, stock, issued, created_at) VALUES ($1, $2, 0, $3)
+             ON CONFLICT (coupon_id) DO NOTHING",
+        )
+        .bind(coupon_id)
+        .bind(stock)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether the coupon exists.
+    pub(crate) async fn coupon_exists(&self, coupon_id: &str) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT stock FROM coupons WHERE coupon_id = $1")
+                .bind(coupon_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    /// The coupon with its request counts, or `None`.
+    pub(crate) async fn coupon(&self, coupon_id: &str) -> Result<Option<CouponView>, sqlx::Error> {
+        let Some(row) = sqlx::query("SELECT stock, issued FROM coupons WHERE coupon_id = $1")
+            .bind(coupon_id)
+            .fetch_optional(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let stock: i64 = row.try_get("stock")?;
+        let issued: i64 = row.try_get("issued")?;
+        let mut view = CouponView {
+            coupon_id: coupon_id.to_owned(),
+            stock,
+            issued,
+            remaining: stock - issued,
+            pending: 0,
+            sold_out: 0,
+            failed: 0,
+        };
+        let counts = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM coupon_requests WHERE coupon_id = $1 GROUP BY status",
+        )
+        .bind(coupon_id)
+        .fetch_all(&self.reader)
+        .await?;
+        for row in counts {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            match status.as_str() {
+                status::PENDING => view.pending = n,
+                status::SOLD_OUT => view.sold_out = n,
+                status::FAILED => view.failed = n,
+                _ => {}
+            }
+        }
+        Ok(Some(view))
+    }
+
+    /// Records a request as `pending` unless the user has a request for this
+    /// coupon already; `true` when a row was inserted.
+    pub(crate) async fn mark_pending(
+        &self,
+        coupon_id: &str,
+        user_id: &str,
+        now: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(
+            "INSERT INTO coupon_requests (coupon_id, user_id, status, requested_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (coupon_id, user_id) DO NOTHING",
+        )
+        .bind(coupon_id)
+        .bind(user_id)
+        .bind(status::PENDING)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes a `pending` row whose record the broker did not accept.
+    pub(crate) async fn forget_pending(
+        &self,
+        coupon_id: &str,
+        user_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "DELETE FROM coupon_requests WHERE coupon_id = $1 AND user_id = $2 AND status = $3",
+        )
+        .bind(coupon_id)
+        .bind(user_id)
+        .bind(status::PENDING)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The status of a user's request for a coupon, or `None`.
+    pub(crate) async fn status(
+        &self,
+        coupon_id: &str,
+        user_id: &str,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT status FROM coupon_requests WHERE coupon_id = $1 AND user_id = $2",
+        )
+        .bind(coupon_id)
+        .bind(user_id)
+        .fetch_optional(&self.reader)
+        .await
+    }
+
+    /// Decides one request in one transaction. Never issues past the stock
+    /// (conditional update), at most once per user (primary key of
+    /// `coupon_issues`), and a request decided before changes nothing.
+    ///
+    /// No lock is taken: requests for one coupon arrive one at a time from
+    /// one partition. Should two deliveries of the same request overlap
+    /// (a rebalance), the row lock of the conditional update and the unique
+    /// insert still let only one of them issue.
+    pub(crate) async fn issue(
+        &self,
+        req: &IssueRequested,
+        partition: i32,
+        offset: i64,
+        now: i64,
+    ) -> Result<IssueOutcome, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let decided: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM coupon_requests WHERE coupon_id = $1 AND user_id = $2",
+        )
+        .bind(&req.coupon_id)
+        .bind(&req.user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if matches!(decided.as_deref(), Some(status::ISSUED | status::SOLD_OUT)) {
+            tx.rollback().await?;
+            return Ok(IssueOutcome::AlreadyDecided);
+        }
+        let taken = sqlx::query(
+            "UPDATE coupons SET issued = issued + 1 WHERE coupon_id = $1 AND issued < stock",
+        )
+        .bind(&req.coupon_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT stock FROM coupons WHERE coupon_id = $1")
+                    .bind(&req.coupon_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                tx.rollback().await?;
+                return Ok(IssueOutcome::UnknownCoupon);
+            }
+            decide(&mut tx, req, status::SOLD_OUT, now, None).await?;
+            tx.commit().await?;
+            return Ok(IssueOutcome::SoldOut);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO coupon_issues (coupon_id, user_id, issued_at, source_partition, source_offset)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (coupon_id, user_id) DO NOTHING",
+        )
+        .bind(&req.coupon_id)
+        .bind(&req.user_id)
+        .bind(now)
+        .bind(i64::from(partition))
+        .bind(offset)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            // Issued by an overlapping delivery: undo our increment.
+            tx.rollback().await?;
+            return Ok(IssueOutcome::AlreadyDecided);
+        }
+        decide(&mut tx, req, status::ISSUED, now, None).await?;
+        tx.commit().await?;
+        Ok(IssueOutcome::Issued)
+    }
+
+    /// Stores a dead letter (once per record) and, when the record is a
+    /// readable request, marks the request `failed` unless it was decided.
+    pub(crate) async fn store_dead_letter(
+        &self,
+        letter: NewDeadLetter<'_>,
+        request: Option<&IssueRequested>,
+        now: i64,
+    ) -> Result<String, sqlx::Error> {
+        let id = format!("{}-{}-{}", letter.topic, letter.partition, letter.offset);
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO coupon_dead_letters
+               (id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(letter.topic)
+        .bind(i64::from(letter.partition))
+        .bind(letter.offset)
+        .bind(letter.key)
+        .bind(letter.payload)
+        .bind(letter.error_kind)
+        .bind(&letter.error)
+        .bind(i64::from(letter.attempts))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(req) = request {
+            decide(&mut tx, req, status::FAILED, now, Some(&letter.error)).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Every stored dead letter, oldest first.
+    pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at
+             FROM coupon_dead_letters ORDER BY failed_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(dead_letter).collect()
+    }
+
+    /// One dead letter by id.
+    pub(crate) async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at
+             FROM coupon_dead_letters WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(dead_letter).transpose()
+    }
+
+    /// Deletes a dead letter (after its replay was acknowledged).
+    pub(crate) async fn delete_dead_letter(&self, id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM coupon_dead_letters WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+fn dead_letter(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        topic: row.try_get("topic")?,
+        partition: row.try_get("partition_id")?,
+        offset: row.try_get("record_offset")?,
+        key: row.try_get("record_key")?,
+        payload: row.try_get("payload")?,
+        error_kind: row.try_get("error_kind")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        failed_at: row.try_get("failed_at")?,
+    })
+}
+
+/// Sets a request's outcome; a request already `issued` or `sold_out` keeps
+/// its outcome (a `pending` or `failed` one takes the new one).
+async fn decide(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    req: &IssueRequested,
+    outcome: &str,
+    now: i64,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO coupon_requests (coupon_id, user_id, status, requested_at, decided_at, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (coupon_id, user_id) DO UPDATE
+           SET status = excluded.status, decided_at = excluded.decided_at, detail = excluded.detail
+           WHERE coupon_requests.status = 'pending' OR coupon_requests.status = 'failed'",
+    )
+    .bind(&req.coupon_id)
+    .bind(&req.user_id)
+    .bind(outcome)
+    .bind(req.requested_at)
+    .bind(now)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! The HTTP API (axum). Every error answer is JSON `{"error": "..."}`,
+//! including malformed bodies, bad paths and unknown routes.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kafka_listener::ProducerRecord;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::db::status;
+use crate::listener::{AppState, IssueRequested, TOPIC};
+use crate::now_ms;
+
+/// The router over `state`; `/metrics` only with a Prometheus handle.
+pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
+    let mut router = Router::new()
+        .route("/coupons", post(create_coupon))
+        .route("/coupons/{coupon_id}", get(get_coupon))
+        .route("/coupons/{coupon_id}/issue", post(request_issue))
+        .route("/coupons/{coupon_id}/issues/{user_id}", get(get_status))
+        .route("/admin/dead-letters", get(list_dead_letters))
+        .route("/admin/dead-letters/{id}/replay", post(replay_dead_letter))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .with_state(state);
+    if let Some(handle) = metrics {
+        router = router.route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    handle.run_upkeep();
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
+                    )
+                }
+            }),
+        );
+    }
+    router
+}
+
+/// An error answer: a status and `{"error": message}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "database error");
+        let status = match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, format!("database error: {e}"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::new(rejection.status(), rejection.body_text())
+    }
+}
+
+/// `axum::Json` whose rejection is a JSON [`ApiError`] (400 for bad JSON,
+/// 415 for a missing `Content-Type: application/json`, 422 for a missing or
+/// mistyped field).
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is a JSON [`ApiError`].
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(value))
+    }
+}
+
+/// `POST /coupons` body.
+#[derive(Debug, Deserialize)]
+struct CreateCoupon {
+    coupon_id: String,
+    stock: i64,
+}
+
+/// `POST /coupons/{id}/issue` body.
+#[derive(Debug, Deserialize)]
+struct IssueBody {
+    user_id: String,
+}
+
+/// The longest coupon or user id, in bytes.
+const MAX_ID_LEN: usize = 128;
+
+fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
+    if id.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("{what} must not be empty")));
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(ApiError::bad_request(format!(
+            "{what} is longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    if id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(ApiError::bad_request(format!(
+            "{what} must not contain `/` or control characters"
+        )));
+    }
+    Ok(())
+}
+
+async fn create_coupon(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<CreateCoupon>,
+) -> Result<Response, ApiError> {
+    check_id("coupon_id", &body.coupon_id)?;
+    if body.stock < 0 {
+        return Err(ApiError::bad_request(format!(
+            "stock must be 0 or more, got {}",
+            body.stock
+        )));
+    }
+    if !app
+        .db
+        .create_coupon(&body.coupon_id, body.stock, now_ms())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("coupon `{}` exists already", body.coupon_id),
+        ));
+    }
+    tracing::info!(coupon_id = %body.coupon_id, stock = body.stock, "coupon created");
+    let location = HeaderValue::try_from(format!("/coupons/{}", body.coupon_id)).ok();
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({"coupon_id": body.coupon_id, "stock": body.stock, "issued": 0})),
+    )
+        .into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn get_coupon(
+    State(app): State<AppState>,
+    ApiPath(coupon_id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    match app.db.coupon(&coupon_id).await? {
+        Some(view) => Ok(Json(serde_json::to_value(view).unwrap_or_default())),
+        None => Err(ApiError::not_found(format!("no coupon `{coupon_id}`"))),
+    }
+}
+
+async fn request_issue(
+    State(app): State<AppState>,
+    ApiPath(coupon_id): ApiPath<String>,
+    ApiJson(body): ApiJson<IssueBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_id("user_id", &body.user_id)?;
+    if let Err(lag) = app.lag.admit() {
+        metrics::counter!("coupon_issue_requests_total", "outcome" => "overloaded").increment(1);
+        return Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "overloaded: the coupon-issuer listener is {lag} records behind; retry later"
+                ),
+            )
+        });
+    }
+    if !app.db.coupon_exists(&coupon_id).await? {
+        return Err(ApiError::not_found(format!("no coupon `{coupon_id}`")));
+    }
+    let now = now_ms();
+    let inserted = app.db.mark_pending(&coupon_id, &body.user_id, now).await?;
+    let event = IssueRequested {
+        coupon_id,
+        user_id: body.user_id,
+        requested_at: now,
+    };
+    let record = ProducerRecord::keyed(TOPIC, event.coupon_id.clone())
+        .json(&event)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let started = Instant::now();
+    // The producer gives up after `message.timeout.ms` (the send timeout);
+    // the outer timeout only guards against a send that never resolves.
+    let sent = tokio::time::timeout(
+        app.send_timeout + Duration::from_secs(5),
+        app.template.send(record),
+    )
+    .await;
+    metrics::histogram!("coupon_issue_send_seconds").record(started.elapsed().as_secs_f64());
+    let failure = match sent {
+        Ok(Ok(sent)) => {
+            app.lag.produced(sent.partition, sent.offset);
+            metrics::counter!("coupon_issue_requests_total", "outcome" => "accepted").increment(1);
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "coupon_id": event.coupon_id,
+                    "user_id": event.user_id,
+                    "status": status::PENDING,
+                    "partition": sent.partition,
+                    "offset": sent.offset,
+                })),
+            ));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!(
+            "no answer within {:?}",
+            app.send_timeout + Duration::from_secs(5)
+        ),
+    };
+    metrics::counter!("coupon_issue_requests_total", "outcome" => "unavailable").increment(1);
+    tracing::warn!(coupon_id = %event.coupon_id, user_id = %event.user_id, error = %failure, "issue request not acknowledged by the broker");
+    if inserted {
+        if let Err(e) = app
+            .db
+            .forget_pending(&event.coupon_id, &event.user_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not remove the pending row of a request the broker refused");
+        }
+    }
+    Err(ApiError {
+        retry_after: Some(1),
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker did not acknowledge the request: {failure}"),
+        )
+    })
+}
+
+async fn get_status(
+    State(app): State<AppState>,
+    ApiPath((coupon_id, user_id)): ApiPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    match app.db.status(&coupon_id, &user_id).await? {
+        Some(status) => Ok(Json(
+            json!({"coupon_id": coupon_id, "user_id": user_id, "status": status}),
+        )),
+        None if app.db.coupon_exists(&coupon_id).await? => Err(ApiError::not_found(format!(
+            "user `{user_id}` has not requested coupon `{coupon_id}`"
+        ))),
+        None => Err(ApiError::not_found(format!("no coupon `{coupon_id}`"))),
+    }
+}
+
+async fn list_dead_letters(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let letters = app.db.dead_letters().await?;
+    Ok(Json(json!({ "dead_letters": letters })))
+}
+
+/// Sends a dead letter's record to its topic again with its key, and deletes
+/// it once the broker acknowledged the copy. Never automatic: a record that
+/// keeps failing would loop.
+async fn replay_dead_letter(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(letter) = app.db.dead_letter(&id).await? else {
+        return Err(ApiError::not_found(format!("no dead letter `{id}`")));
+    };
+    let mut record = match letter.key {
+        Some(key) => ProducerRecord::keyed(letter.topic.clone(), key),
+        None => ProducerRecord::keyless(letter.topic.clone()),
+    };
+    if let Some(payload) = letter.payload {
+        record = record.value(payload);
+    }
+    record = record.header("coupon-service-replay-of", id.clone());
+    let sent = app.template.send(record).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the broker did not acknowledge the replay: {e}"),
+        )
+    })?;
+    app.lag.produced(sent.partition, sent.offset);
+    app.db.delete_dead_letter(&id).await?;
+    tracing::info!(dead_letter = %id, partition = sent.partition, offset = sent.offset, "dead letter replayed");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({"replayed": id, "topic": letter.topic, "partition": sent.partition, "offset": sent.offset}),
+        ),
+    ))
+}

@@ -1,0 +1,201 @@
+//! coupon-service: first-come-first-served coupon issuance on
+//! [`kafka_listener`], the reference app of the framework.
+//!
+//! # How a request flows
+//!
+//! 1. `POST /coupons/{id}/issue {"user_id"}` checks the coupon, records the
+//!    request as `pending`, sends an [`IssueRequested`] record to
+//!    [`TOPIC`] keyed by the coupon id, and answers 202 only once the broker
+//!    acknowledged that record (503 with a JSON reason when it does not).
+//! 2. The key puts every request for one coupon on one partition, so one
+//!    consumer of the `coupon-issuer` group sees them one at a time in
+//!    request order: no lock is needed. Different coupons go in parallel.
+//! 3. The listener decides inside one database transaction: a conditional
+//!    `UPDATE coupons SET issued = issued + 1 WHERE coupon_id = $1 AND
+//!    issued < stock` and an insert into `coupon_issues`, whose primary key
+//!    `(coupon_id, user_id)` makes a redelivered or repeated request change
+//!    nothing. A request that finds no stock is recorded as `sold_out`.
+//! 4. `GET /coupons/{id}/issues/{user_id}` answers `pending`, `issued`,
+//!    `sold_out` or `failed` (a request that failed for good; it is kept
+//!    in the dead-letter table and can be replayed by an admin).
+//!
+//! # Running it in-process
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), coupon_service::ServiceError> {
+//! let mut config = coupon_service::ServiceConfig::default();
+//! config.http_addr = "127.0.0.1:0".parse().unwrap();
+//! config.database_url = "sqlite::memory:".into();
+//! let service = coupon_service::start(config).await?;
+//! println!("serving on {}", service.base_url());
+//! service.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod db;
+mod error;
+mod http;
+mod lag;
+mod listener;
+pub mod load;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_listener::{KafkaApp, NewTopic, RunningApp};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use crate::config::{ServiceConfig, DEFAULT_DATABASE_URL};
+pub use crate::error::ServiceError;
+pub use crate::listener::{IssueRequested, GROUP_ID, LISTENER_ID, PARTITIONS, TOPIC};
+pub use crate::telemetry::init_tracing;
+
+use crate::db::Db;
+use crate::lag::LagTracker;
+use crate::listener::AppState;
+
+/// A started coupon-service: the HTTP server, the Kafka app (listener
+/// containers, template and, without `KAFKA_BOOTSTRAP_SERVERS`, the
+/// embedded broker) and the database pools.
+///
+/// Call [`RunningService::shutdown`] to stop it gracefully; dropping it
+/// leaves the consumer threads running until the process exits.
+#[derive(Debug)]
+pub struct RunningService {
+    http_addr: SocketAddr,
+    app: RunningApp,
+    db: Db,
+    http_stop: oneshot::Sender<()>,
+    http_task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningService {
+    /// The address the HTTP API is bound to (the real port when the
+    /// configuration asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// `http://<ip>:<port>` of the HTTP API, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// The running Kafka app: its listener registry
+    /// (`app().container("coupon-issuer")`), its template (to send records
+    /// directly, as tests do to simulate a redelivery) and the embedded
+    /// broker, when one runs.
+    pub fn app(&self) -> &RunningApp {
+        &self.app
+    }
+
+    /// Stops gracefully: the HTTP server stops accepting and finishes the
+    /// requests in hand (up to 10 s), the listener drains and commits its
+    /// finished offsets, the template is flushed, and the database pools are
+    /// closed.
+    pub async fn shutdown(self) {
+        let _ = self.http_stop.send(());
+        match tokio::time::timeout(Duration::from_secs(10), self.http_task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!("HTTP server did not stop within 10 s"),
+        }
+        self.app.shutdown().await;
+        self.db.close().await;
+        tracing::info!("coupon-service stopped");
+    }
+}
+
+/// Starts coupon-service: connects to the database and creates its tables
+/// if missing, starts the Kafka app (the embedded broker when
+/// `config.kafka` has no bootstrap servers), declares [`TOPIC`] with
+/// [`PARTITIONS`] partitions, starts the `coupon-issuer` listener and
+/// serves the HTTP API on `config.http_addr`.
+///
+/// # Errors
+/// [`ServiceError::Database`] when the database cannot be reached or the
+/// schema cannot be created, [`ServiceError::Http`] when the address cannot
+/// be bound, [`ServiceError::Kafka`] when the broker, the topic or the
+/// listener cannot be set up, [`ServiceError::Config`] for an invalid
+/// setting.
+pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError> {
+    if config.concurrency == 0 {
+        return Err(ServiceError::Config(
+            "the listener concurrency must be at least 1".into(),
+        ));
+    }
+    let metrics = if config.metrics {
+        telemetry::prometheus()
+    } else {
+        None
+    };
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    tracing::info!(backend = ?db.backend(), url = %config::redact_database_url(&config.database_url), "database ready");
+
+    let http = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
+
+    let kafka = config.kafka_config();
+    let app = KafkaApp::builder()
+        .config(kafka)
+        .topic(NewTopic::new(TOPIC, PARTITIONS))
+        .listener(listener::spec(config.concurrency))
+        .without_discovered_listeners()
+        .build()
+        .await?;
+    // The lag bound protects the embedded broker's retention (5 MiB per
+    // partition) and is only meaningful when this process is the only
+    // producer and consumer, which is the case on the embedded broker.
+    let max_lag = if app.embedded_broker().is_some() {
+        config.max_lag
+    } else {
+        None
+    };
+    let state = AppState {
+        db: db.clone(),
+        lag: Arc::new(LagTracker::new(max_lag)),
+        template: app.template(),
+        send_timeout: config.send_timeout,
+    };
+    let app = app.state(state.clone()).start().await?;
+
+    let router = http::router(state, metrics);
+    let (http_stop, stop_rx) = oneshot::channel::<()>();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    tracing::info!(
+        "coupon-service listening on http://{http_addr} (bootstrap.servers={})",
+        app.bootstrap_servers()
+    );
+    Ok(RunningService {
+        http_addr,
+        app,
+        db,
+        http_stop,
+        http_task,
+    })
+}
+
+/// Milliseconds since the Unix epoch (what every timestamp column holds).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

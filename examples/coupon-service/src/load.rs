@@ -1,0 +1,337 @@
+//! The load generator behind `coupon-service load`: creates coupons, fires
+//! concurrent issue requests at a running service over HTTP, waits until
+//! every request is decided, and reports throughput and outcomes.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// What to fire, and where.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadOptions {
+    /// Base URL of the running service, without a trailing slash.
+    #[arg(
+        long,
+        env = "COUPON_SERVICE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// Coupons to create (ids `<prefix>-0`, `<prefix>-1`, ...).
+    #[arg(long, default_value_t = 10)]
+    pub coupons: usize,
+    /// Stock of each coupon.
+    #[arg(long, default_value_t = 100)]
+    pub stock: i64,
+    /// Distinct users; each requests every coupon once, so `users * coupons`
+    /// requests are fired.
+    #[arg(long, default_value_t = 2000)]
+    pub users: usize,
+    /// HTTP requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds to wait, after the last request was accepted, for every
+    /// request to be decided.
+    #[arg(long, default_value_t = 120)]
+    pub drain_timeout_secs: u64,
+    /// Prefix of the coupon ids; default `load-<unix millis>`, so that runs
+    /// against one database do not collide.
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8080".into(),
+            coupons: 10,
+            stock: 100,
+            users: 2000,
+            concurrency: 64,
+            drain_timeout_secs: 120,
+            prefix: None,
+        }
+    }
+}
+
+/// Why a load run stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The service could not be reached.
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The service answered something unexpected.
+    #[error("{what}: HTTP {status}: {body}")]
+    Unexpected {
+        /// What was being done.
+        what: String,
+        /// The HTTP status received.
+        status: u16,
+        /// The body received.
+        body: String,
+    },
+    /// Requests were still pending after the drain timeout.
+    #[error("{pending} requests still pending after {waited:?}")]
+    NotDrained {
+        /// Requests still pending.
+        pending: i64,
+        /// How long the run waited.
+        waited: Duration,
+    },
+}
+
+/// The measured result of one run. Durations in seconds, latencies in
+/// milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoadReport {
+    /// Coupon ids created for the run.
+    pub coupon_ids: Vec<String>,
+    /// Total stock over all coupons.
+    pub total_stock: i64,
+    /// Issue requests fired (`users * coupons`).
+    pub requests: u64,
+    /// Requests answered 202 (the broker acknowledged them).
+    pub accepted: u64,
+    /// Extra attempts after a 429 (load shedding) or 503 (broker down).
+    pub retries: u64,
+    /// Requests that got no 202 in the end.
+    pub rejected: u64,
+    /// From the first request to the last answer.
+    pub send_seconds: f64,
+    /// Accepted requests per second over `send_seconds`.
+    pub requests_per_second: f64,
+    /// Median HTTP round trip of an accepted request (includes the broker ack).
+    pub latency_p50_ms: f64,
+    /// 99th percentile of the same.
+    pub latency_p99_ms: f64,
+    /// Slowest accepted request.
+    pub latency_max_ms: f64,
+    /// From the first request until no request was pending.
+    pub drain_seconds: f64,
+    /// Decided requests per second over `drain_seconds` (listener throughput
+    /// end to end).
+    pub decided_per_second: f64,
+    /// Coupons issued (sum of `issued` over the coupons).
+    pub issued: i64,
+    /// Requests decided `sold_out`.
+    pub sold_out: i64,
+    /// Requests decided `failed` (dead-lettered).
+    pub failed: i64,
+    /// Requests still pending at the end (0 unless the drain timed out).
+    pub pending: i64,
+    /// Coupons whose `issued` exceeds their stock (must stay empty).
+    pub over_issued: Vec<String>,
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "requests:   {} fired, {} accepted (202), {} rejected, {} retries after 429/503",
+            self.requests, self.accepted, self.rejected, self.retries
+        )?;
+        writeln!(
+            f,
+            "throughput: {:.0} requests/s accepted over {:.2} s; {:.0} requests/s decided end to end ({:.2} s until none pending)",
+            self.requests_per_second, self.send_seconds, self.decided_per_second, self.drain_seconds
+        )?;
+        writeln!(
+            f,
+            "latency:    POST /issue p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
+        )?;
+        writeln!(
+            f,
+            "outcome:    issued {} of stock {}, sold out {}, failed {}, pending {}",
+            self.issued, self.total_stock, self.sold_out, self.failed, self.pending
+        )?;
+        if self.over_issued.is_empty() {
+            write!(f, "check:      no coupon issued past its stock")
+        } else {
+            write!(
+                f,
+                "check:      OVER-ISSUED coupons: {}",
+                self.over_issued.join(", ")
+            )
+        }
+    }
+}
+
+/// Per-request outcome of the firing phase.
+enum Fired {
+    Accepted { latency: Duration, retries: u64 },
+    Rejected { retries: u64 },
+}
+
+/// Runs the load: creates `opts.coupons` coupons, fires the requests with
+/// `opts.concurrency` in flight (retrying a 429 or 503 up to 50 times after
+/// a pause), then polls `GET /coupons/{id}` until nothing is pending.
+///
+/// # Errors
+/// [`LoadError::Http`] when the service cannot be reached,
+/// [`LoadError::Unexpected`] when creating a coupon fails,
+/// [`LoadError::NotDrained`] when requests stay pending past the drain
+/// timeout.
+pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
+    let base = opts.url.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency.max(1))
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let prefix = opts
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("load-{}", crate::now_ms()));
+    let coupon_ids: Vec<String> = (0..opts.coupons).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &coupon_ids {
+        let resp = client
+            .post(format!("{base}/coupons"))
+            .json(&json!({"coupon_id": id, "stock": opts.stock}))
+            .send()
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            let status = resp.status().as_u16();
+            return Err(LoadError::Unexpected {
+                what: format!("creating coupon {id}"),
+                status,
+                body: resp.text().await.unwrap_or_default(),
+            });
+        }
+    }
+
+    let total = opts.users * opts.coupons;
+    let started = Instant::now();
+    let results: Vec<Fired> = stream::iter(0..total)
+        .map(|n| {
+            let client = client.clone();
+            let url = format!("{base}/coupons/{}/issue", coupon_ids[n % opts.coupons]);
+            let user = format!("user-{}", n / opts.coupons);
+            async move { fire(&client, &url, &user).await }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let send_elapsed = started.elapsed();
+
+    let mut report = LoadReport {
+        total_stock: opts.stock * opts.coupons as i64,
+        requests: total as u64,
+        send_seconds: send_elapsed.as_secs_f64(),
+        ..LoadReport::default()
+    };
+    let mut latencies = Vec::with_capacity(total);
+    for r in results {
+        match r {
+            Fired::Accepted { latency, retries } => {
+                report.accepted += 1;
+                report.retries += retries;
+                latencies.push(latency);
+            }
+            Fired::Rejected { retries } => {
+                report.rejected += 1;
+                report.retries += retries;
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i].as_secs_f64() * 1000.0
+    };
+    report.latency_p50_ms = pct(0.50);
+    report.latency_p99_ms = pct(0.99);
+    report.latency_max_ms = pct(1.0);
+    report.requests_per_second = report.accepted as f64 / send_elapsed.as_secs_f64().max(1e-9);
+
+    let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_secs);
+    loop {
+        let (mut issued, mut sold_out, mut failed, mut pending) = (0, 0, 0, 0);
+        let mut over = Vec::new();
+        for id in &coupon_ids {
+            let view = get_json(&client, &format!("{base}/coupons/{id}")).await?;
+            let field = |k: &str| view.get(k).and_then(Value::as_i64).unwrap_or(0);
+            issued += field("issued");
+            sold_out += field("sold_out");
+            failed += field("failed");
+            pending += field("pending");
+            if field("issued") > field("stock") {
+                over.push(id.clone());
+            }
+        }
+        report.issued = issued;
+        report.sold_out = sold_out;
+        report.failed = failed;
+        report.pending = pending;
+        report.over_issued = over;
+        if pending == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(LoadError::NotDrained {
+                pending,
+                waited: started.elapsed(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let drained = started.elapsed();
+    report.drain_seconds = drained.as_secs_f64();
+    report.decided_per_second = report.accepted as f64 / drained.as_secs_f64().max(1e-9);
+    report.coupon_ids = coupon_ids;
+    Ok(report)
+}
+
+async fn fire(client: &reqwest::Client, url: &str, user: &str) -> Fired {
+    let mut retries = 0;
+    loop {
+        let started = Instant::now();
+        let resp = client
+            .post(url)
+            .json(&json!({ "user_id": user }))
+            .send()
+            .await;
+        match resp {
+            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                return Fired::Accepted {
+                    latency: started.elapsed(),
+                    retries,
+                }
+            }
+            Ok(r)
+                if (r.status() == StatusCode::TOO_MANY_REQUESTS
+                    || r.status() == StatusCode::SERVICE_UNAVAILABLE)
+                    && retries < 50 =>
+            {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), user, url, "issue request rejected");
+                return Fired::Rejected { retries };
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, user, url, "issue request failed");
+                return Fired::Rejected { retries };
+            }
+        }
+    }
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, LoadError> {
+    let resp = client.get(url).send().await?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(LoadError::Unexpected {
+            what: format!("GET {url}"),
+            status: status.as_u16(),
+            body: resp.text().await.unwrap_or_default(),
+        });
+    }
+    Ok(resp.json().await?)
+}
