@@ -1,0 +1,372 @@
+//! Parsing `#[kafka_listener(...)]` into [`ListenerAttrs`]: one row per key
+//! in [`ListenerAttrs::KEYS`] and [`RetryAttrs::KEYS`], and the checks that
+//! need only the key's own value (ranges, durations, known words).
+//! Checks across keys and against the function are in `check.rs`.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::{Ident, LitStr, Path};
+
+use crate::ctxt::Ctxt;
+use crate::meta::{Entry, KeyTable, Keyed, Setter};
+use crate::symbol::{self, Symbol, *};
+
+/// The attributes of one listener, each with the key it was given with.
+/// A field is `None` when its key is absent or its value was invalid (the
+/// error is then recorded); `seen` tells the two apart.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerAttrs {
+    seen: Vec<Ident>,
+    pub(crate) topics: Option<Keyed<Vec<LitStr>>>,
+    pub(crate) topic_pattern: Option<Keyed<LitStr>>,
+    pub(crate) group_id: Option<Keyed<LitStr>>,
+    pub(crate) id: Option<Keyed<LitStr>>,
+    pub(crate) concurrency: Option<Keyed<usize>>,
+    pub(crate) ack_mode: Option<Keyed<AckMode>>,
+    pub(crate) auto_startup: Option<Keyed<bool>>,
+    pub(crate) properties: Option<Keyed<Vec<(LitStr, LitStr)>>>,
+    pub(crate) batch: Option<Keyed<bool>>,
+    pub(crate) retry: Option<Keyed<RetryAttrs>>,
+    pub(crate) krate: Option<Keyed<Path>>,
+}
+
+/// The keys of `retry(...)`.
+#[derive(Debug, Default)]
+pub(crate) struct RetryAttrs {
+    seen: Vec<Ident>,
+    pub(crate) attempts: Option<Keyed<u32>>,
+    pub(crate) backoff: Option<Keyed<BackOffKind>>,
+    pub(crate) initial: Option<Keyed<Duration>>,
+    pub(crate) max: Option<Keyed<Duration>>,
+    pub(crate) multiplier: Option<Keyed<f64>>,
+    pub(crate) jitter: Option<Keyed<bool>>,
+}
+
+/// The runtime's `AckMode`, by the name of its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AckMode {
+    Record,
+    Batch,
+    Manual,
+    ManualImmediate,
+}
+
+impl AckMode {
+    /// Whether the handler acknowledges (and so may take `Acknowledgment`).
+    pub(crate) fn is_manual(self) -> bool {
+        matches!(self, AckMode::Manual | AckMode::ManualImmediate)
+    }
+
+    /// The spelling in `ack_mode = "..."`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AckMode::Record => RECORD.as_str(),
+            AckMode::Batch => BATCH_ACK.as_str(),
+            AckMode::Manual => MANUAL.as_str(),
+            AckMode::ManualImmediate => MANUAL_IMMEDIATE.as_str(),
+        }
+    }
+
+    /// The variant of `AckMode` in the runtime crate.
+    pub(crate) fn variant(self) -> Ident {
+        let name = match self {
+            AckMode::Record => "Record",
+            AckMode::Batch => "Batch",
+            AckMode::Manual => "Manual",
+            AckMode::ManualImmediate => "ManualImmediate",
+        };
+        Ident::new(name, Span::call_site())
+    }
+
+    /// Parses a spelling accepted by the runtime's `AckMode::from_str`
+    /// (case-insensitive, `-` for `_`).
+    fn from_name(name: &str) -> Option<Self> {
+        let name = name.to_ascii_lowercase().replace('-', "_");
+        Some(match name.as_str() {
+            n if n == RECORD.as_str() => AckMode::Record,
+            n if n == BATCH_ACK.as_str() => AckMode::Batch,
+            n if n == MANUAL.as_str() => AckMode::Manual,
+            n if n == MANUAL_IMMEDIATE.as_str() => AckMode::ManualImmediate,
+            _ => return None,
+        })
+    }
+}
+
+/// The `backoff = "..."` of `retry(...)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackOffKind {
+    Fixed,
+    Exponential,
+}
+
+impl KeyTable for ListenerAttrs {
+    const CONTEXT: &'static str = "";
+    const KEYS: &'static [(Symbol, Setter<Self>)] = &[
+        (TOPICS, |a, cx, e| {
+            a.topics = topics(cx, e).map(|v| keyed(e, v));
+        }),
+        (TOPIC_PATTERN, |a, cx, e| {
+            a.topic_pattern = e
+                .non_empty_string(cx, r#"topic_pattern = "^orders\\..*""#)
+                .map(|v| keyed(e, v));
+        }),
+        (GROUP_ID, |a, cx, e| {
+            a.group_id = e
+                .non_empty_string(cx, r#"group_id = "order-processor""#)
+                .map(|v| keyed(e, v));
+        }),
+        (ID, |a, cx, e| {
+            a.id = e
+                .non_empty_string(cx, r#"id = "orders""#)
+                .map(|v| keyed(e, v));
+        }),
+        (CONCURRENCY, |a, cx, e| {
+            a.concurrency = at_least(cx, e, "concurrency = 3", 1).map(|v| keyed(e, v));
+        }),
+        (ACK_MODE, |a, cx, e| {
+            a.ack_mode = ack_mode(cx, e).map(|v| keyed(e, v));
+        }),
+        (AUTO_STARTUP, |a, cx, e| {
+            a.auto_startup = e
+                .boolean(cx, "auto_startup = false")
+                .map(|v| keyed(e, v.value));
+        }),
+        (PROPERTIES, |a, cx, e| {
+            a.properties = properties(cx, e).map(|v| keyed(e, v));
+        }),
+        (BATCH, |a, cx, e| {
+            a.batch = e.boolean(cx, "batch = true").map(|v| keyed(e, v.value));
+        }),
+        (RETRY, |a, cx, e| {
+            let example = r#"retry(attempts = 5, backoff = "exponential", initial = "100ms")"#;
+            a.retry = e
+                .nested(cx, example)
+                .map(|entries| keyed(e, RetryAttrs::from_entries(cx, entries)));
+        }),
+        (CRATE, |a, cx, e| {
+            a.krate = crate_path(cx, e).map(|v| keyed(e, v));
+        }),
+    ];
+
+    fn seen_mut(&mut self) -> &mut Vec<Ident> {
+        &mut self.seen
+    }
+}
+
+impl KeyTable for RetryAttrs {
+    const CONTEXT: &'static str = " in `retry(...)`";
+    const KEYS: &'static [(Symbol, Setter<Self>)] = &[
+        (ATTEMPTS, |a, cx, e| {
+            a.attempts = at_least(cx, e, "attempts = 5", 1).map(|v| keyed(e, v));
+        }),
+        (BACKOFF, |a, cx, e| {
+            a.backoff = backoff(cx, e).map(|v| keyed(e, v));
+        }),
+        (INITIAL, |a, cx, e| {
+            a.initial = duration(cx, e, r#"initial = "100ms""#).map(|v| keyed(e, v));
+        }),
+        (MAX, |a, cx, e| {
+            a.max = duration(cx, e, r#"max = "10s""#).map(|v| keyed(e, v));
+        }),
+        (MULTIPLIER, |a, cx, e| {
+            a.multiplier = multiplier(cx, e).map(|v| keyed(e, v));
+        }),
+        (JITTER, |a, cx, e| {
+            a.jitter = e.boolean(cx, "jitter = false").map(|v| keyed(e, v.value));
+        }),
+    ];
+
+    fn seen_mut(&mut self) -> &mut Vec<Ident> {
+        &mut self.seen
+    }
+}
+
+impl ListenerAttrs {
+    /// Parses the attribute's arguments; every error goes to `cx`.
+    pub(crate) fn parse(cx: &Ctxt, args: proc_macro2::TokenStream) -> Self {
+        Self::from_entries(cx, crate::meta::entries(cx, args))
+    }
+
+    /// Whether `key` was given, valid or not.
+    pub(crate) fn has(&self, key: Symbol) -> bool {
+        self.seen.iter().any(|k| *k == key)
+    }
+}
+
+impl RetryAttrs {
+    /// The key `key` as written, when it was given (valid or not).
+    pub(crate) fn given(&self, key: Symbol) -> Option<&Ident> {
+        self.seen.iter().find(|k| **k == key)
+    }
+}
+
+fn keyed<T>(entry: &Entry, value: T) -> Keyed<T> {
+    Keyed {
+        key: entry.key.clone(),
+        value,
+    }
+}
+
+fn topics(cx: &Ctxt, entry: &Entry) -> Option<Vec<LitStr>> {
+    let example = r#"topics = ["orders"]"#;
+    let topics = entry.string_list(cx, example)?;
+    if topics.is_empty() {
+        entry.error(
+            cx,
+            format!("`topics` is empty; name at least one topic, e.g. `{example}`"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    for (i, topic) in topics.iter().enumerate() {
+        let name = topic.value();
+        if name.trim().is_empty() {
+            cx.error_spanned_by(topic, "a topic name cannot be empty");
+            ok = false;
+        } else if topics[..i].iter().any(|t| t.value() == name) {
+            cx.error_spanned_by(topic, format!("topic `{name}` is listed more than once"));
+            ok = false;
+        }
+    }
+    ok.then_some(topics)
+}
+
+/// An integer key of type `N` with a lower bound.
+fn at_least<N: TryFrom<u64>>(cx: &Ctxt, entry: &Entry, example: &str, min: u64) -> Option<N> {
+    let (n, span) = entry.integer(cx, example)?;
+    if n < min {
+        cx.error_at(
+            span,
+            format!("`{}` must be at least {min}, e.g. `{example}`", entry.key),
+        );
+        return None;
+    }
+    match N::try_from(n) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            cx.error_at(span, format!("`{}` is too large", entry.key));
+            None
+        }
+    }
+}
+
+fn ack_mode(cx: &Ctxt, entry: &Entry) -> Option<AckMode> {
+    let lit = entry.string(cx, r#"ack_mode = "manual""#)?;
+    let mode = AckMode::from_name(&lit.value());
+    if mode.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown ack mode `{}`; expected one of: {}",
+                lit.value(),
+                symbol::one_of(ACK_MODES)
+            ),
+        );
+    }
+    mode
+}
+
+/// Client properties; the three the container sets itself are refused
+/// here rather than ignored at run time.
+fn properties(cx: &Ctxt, entry: &Entry) -> Option<Vec<(LitStr, LitStr)>> {
+    let pairs = entry.string_pairs(cx, r#"properties = [("max.poll.interval.ms", "300000")]"#)?;
+    let mut ok = true;
+    for (i, (key, _)) in pairs.iter().enumerate() {
+        let name = key.value();
+        let reason = match name.as_str() {
+            "" => Some("a property name cannot be empty".to_owned()),
+            "group.id" => Some("`group.id` is set by the container; use `group_id = \"...\"` instead".to_owned()),
+            "enable.auto.commit" | "enable.auto.offset.store" => Some(format!(
+                "`{name}` is set by the container, which commits finished offsets itself; choose when with `ack_mode`"
+            )),
+            _ if pairs[..i].iter().any(|(k, _)| k.value() == name) => {
+                Some(format!("property `{name}` is set more than once"))
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            cx.error_spanned_by(key, reason);
+            ok = false;
+        }
+    }
+    ok.then_some(pairs)
+}
+
+/// `crate = "path"`: the path generated code uses instead of `::kafka_listener`.
+fn crate_path(cx: &Ctxt, entry: &Entry) -> Option<Path> {
+    let lit = entry.non_empty_string(cx, r#"crate = "my_kafka_listener""#)?;
+    match lit.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "`crate` must be a path such as \"::kafka_listener\", not `{}`",
+                    lit.value()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn backoff(cx: &Ctxt, entry: &Entry) -> Option<BackOffKind> {
+    let lit = entry.string(cx, r#"backoff = "fixed""#)?;
+    match lit.value().to_ascii_lowercase().as_str() {
+        n if n == FIXED.as_str() => Some(BackOffKind::Fixed),
+        n if n == EXPONENTIAL.as_str() => Some(BackOffKind::Exponential),
+        _ => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "unknown backoff `{}`; expected one of: {}",
+                    lit.value(),
+                    symbol::one_of(BACKOFFS)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A duration in humantime syntax ("100ms", "1s", "2m", "1m 30s"), in
+/// whole milliseconds (what `Duration::from_millis` is emitted with).
+fn duration(cx: &Ctxt, entry: &Entry, example: &str) -> Option<Duration> {
+    let lit = entry.string(cx, example)?;
+    let text = lit.value();
+    let key = &entry.key;
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
+            cx.error_spanned_by(
+                &lit,
+                format!("`{key}` must be a whole number of milliseconds, not `{text}`"),
+            );
+            None
+        }
+        Ok(d) if u64::try_from(d.as_millis()).is_err() => {
+            cx.error_spanned_by(&lit, format!("`{key}` is too long"));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            cx.error_spanned_by(
+                &lit,
+                format!("invalid duration `{text}` for `{key}`: {e}; expected e.g. \"100ms\", \"1s\" or \"2m\""),
+            );
+            None
+        }
+    }
+}
+
+fn multiplier(cx: &Ctxt, entry: &Entry) -> Option<f64> {
+    let (m, tokens) = entry.number(cx, "multiplier = 2.0")?;
+    if m < 1.0 {
+        cx.error_spanned_by(
+            tokens,
+            format!("`multiplier` must be at least 1.0 (each delay is at least the one before), not {m}"),
+        );
+        return None;
+    }
+    Some(m)
+}

@@ -1,0 +1,266 @@
+//! Checks across keys and against the function, and the resolution of
+//! defaults: turns the parsed attributes and the function into a
+//! [`Listener`], recording every problem in the `Ctxt`.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::{FnArg, GenericArgument, ItemFn, LitStr, PathArguments, Type};
+
+use super::attr::{AckMode, BackOffKind, ListenerAttrs, RetryAttrs};
+use super::{BackOff, Listener, Retry, TopicSource};
+use crate::ctxt::Ctxt;
+use crate::meta::Keyed;
+use crate::symbol::*;
+
+/// `retry(...)` defaults, as the runtime's `RetryPolicy::default()`.
+const DEFAULT_ATTEMPTS: u32 = 3;
+const DEFAULT_INITIAL: Duration = Duration::from_secs(1);
+const DEFAULT_MAX: Duration = Duration::from_secs(30);
+const DEFAULT_MULTIPLIER: f64 = 2.0;
+const DEFAULT_JITTER: bool = true;
+/// The delay of `backoff = "fixed"` without `initial`.
+const DEFAULT_FIXED: Duration = Duration::from_secs(1);
+
+/// The most arguments a handler may take (the runtime implements `Handler`
+/// for up to 12).
+const MAX_ARGS: usize = 12;
+
+/// Checks `attrs` and `func`; the listener when nothing was wrong.
+pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<Listener> {
+    let ack_mode = attrs.ack_mode.as_ref().map(|k| k.value);
+    let batch = attrs.batch.as_ref().is_some_and(|k| k.value);
+    signature(cx, &func, ack_mode, batch);
+    let source = topic_source(cx, &attrs);
+    let retry = attrs.retry.as_ref().and_then(|r| retry(cx, &r.value));
+    if cx.has_errors() {
+        return None;
+    }
+    let ident = &func.sig.ident;
+    Some(Listener {
+        krate: attrs
+            .krate
+            .map_or_else(|| syn::parse_quote!(::kafka_listener), |k| k.value),
+        id: attrs.id.map_or_else(
+            || LitStr::new(&ident.unraw().to_string(), ident.span()),
+            |k| k.value,
+        ),
+        source: source?,
+        group_id: attrs.group_id.map(|k| k.value),
+        concurrency: attrs.concurrency.map(|k| k.value),
+        ack_mode,
+        auto_startup: attrs.auto_startup.map(|k| k.value),
+        properties: attrs.properties.map(|k| k.value).unwrap_or_default(),
+        batch,
+        retry,
+        func,
+    })
+}
+
+/// `topics` or `topic_pattern`, exactly one.
+fn topic_source(cx: &Ctxt, attrs: &ListenerAttrs) -> Option<TopicSource> {
+    match (&attrs.topics, &attrs.topic_pattern) {
+        (Some(_), Some(pattern)) => {
+            cx.error_spanned_by(
+                &pattern.key,
+                "`topics` and `topic_pattern` cannot both be given; subscribe with one of them",
+            );
+            None
+        }
+        (Some(topics), None) => Some(TopicSource::Topics(topics.value.clone())),
+        (None, Some(pattern)) => Some(TopicSource::Pattern(pattern.value.clone())),
+        (None, None) => {
+            // An invalid value was already reported; only a missing key is new.
+            if !attrs.has(TOPICS) && !attrs.has(TOPIC_PATTERN) {
+                cx.error_at(
+                    Span::call_site(),
+                    "a listener needs `topics = [\"...\"]` or `topic_pattern = \"...\"`",
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Resolves `retry(...)` with its defaults; refuses keys that do not apply
+/// to the chosen back-off.
+fn retry(cx: &Ctxt, attrs: &RetryAttrs) -> Option<Retry> {
+    let attempts = attrs
+        .attempts
+        .as_ref()
+        .map_or(DEFAULT_ATTEMPTS, |k| k.value);
+    let kind = attrs
+        .backoff
+        .as_ref()
+        .map_or(BackOffKind::Exponential, |k| k.value);
+    let value = |k: &Option<Keyed<Duration>>, default| k.as_ref().map_or(default, |k| k.value);
+    let backoff = match kind {
+        BackOffKind::Fixed => {
+            let mut ok = true;
+            for (key, name) in [(MULTIPLIER, "multiplier"), (MAX, "max"), (JITTER, "jitter")] {
+                if let Some(given) = attrs.given(key) {
+                    cx.error_spanned_by(
+                        given,
+                        format!(
+                            "`{name}` applies to backoff = \"exponential\" only; a fixed back-off waits `initial` before every retry"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if !ok {
+                return None;
+            }
+            BackOff::Fixed(value(&attrs.initial, DEFAULT_FIXED))
+        }
+        BackOffKind::Exponential => {
+            let initial = value(&attrs.initial, DEFAULT_INITIAL);
+            let max = value(&attrs.max, DEFAULT_MAX);
+            if initial > max {
+                let at = attrs
+                    .max
+                    .as_ref()
+                    .or(attrs.initial.as_ref())
+                    .map(|k| &k.key);
+                cx.error_spanned_by(
+                    at,
+                    format!(
+                        "`initial` ({}) is longer than `max` ({}); the first delay must not exceed the cap",
+                        humantime::format_duration(initial),
+                        humantime::format_duration(max)
+                    ),
+                );
+                return None;
+            }
+            BackOff::Exponential {
+                initial,
+                multiplier: attrs
+                    .multiplier
+                    .as_ref()
+                    .map_or(DEFAULT_MULTIPLIER, |k| k.value),
+                max,
+                jitter: attrs.jitter.as_ref().map_or(DEFAULT_JITTER, |k| k.value),
+            }
+        }
+    };
+    Some(Retry { attempts, backoff })
+}
+
+/// The function must be a plain `async fn` of at most 12 extractor
+/// arguments; what the compiler would say later, less clearly, is said here.
+fn signature(cx: &Ctxt, func: &ItemFn, ack_mode: Option<AckMode>, batch: bool) {
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        cx.error_spanned_by(sig.fn_token, "a listener must be an `async fn`");
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        cx.error_spanned_by(unsafety, "a listener cannot be an `unsafe fn`");
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(abi, "a listener cannot have an `extern` ABI");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &sig.generics,
+            "a listener cannot be generic: the container calls one concrete function, with owned arguments",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        cx.error_spanned_by(variadic, "a listener cannot be variadic");
+    }
+    for (i, arg) in sig.inputs.iter().enumerate() {
+        match arg {
+            FnArg::Receiver(receiver) => cx.error_spanned_by(
+                receiver,
+                "a listener cannot take `self`: use a free function, and `State<T>` for shared state",
+            ),
+            FnArg::Typed(arg) if i == MAX_ARGS => cx.error_spanned_by(
+                arg,
+                format!("a listener takes at most {MAX_ARGS} arguments; group some in a type that implements `FromRecord`"),
+            ),
+            FnArg::Typed(arg) if i < MAX_ARGS => argument(cx, &arg.ty, ack_mode, batch),
+            FnArg::Typed(_) => {}
+        }
+    }
+}
+
+/// One argument type: what can be told from its tokens.
+fn argument(cx: &Ctxt, ty: &Type, ack_mode: Option<AckMode>, batch: bool) {
+    match ty {
+        Type::ImplTrait(_) => {
+            cx.error_spanned_by(
+                ty,
+                "a listener argument cannot be `impl Trait` (that makes the function generic); name an extractor type such as `Json<T>`",
+            );
+            return;
+        }
+        Type::Reference(_) => {
+            cx.error_spanned_by(
+                ty,
+                "a listener argument cannot be a reference: arguments are owned extractors such as `Json<T>`, `String` or `Bytes`",
+            );
+            return;
+        }
+        _ => {}
+    }
+    let Some((name, generic)) = last_segment(ty) else {
+        return;
+    };
+    if name == ACKNOWLEDGMENT.as_str() && !ack_mode.is_some_and(AckMode::is_manual) {
+        let mode = match ack_mode {
+            Some(mode) => format!("\"{}\"", mode.name()),
+            None => "\"batch\" (the default)".to_owned(),
+        };
+        cx.error_spanned_by(
+            ty,
+            format!(
+                "`Acknowledgment` needs ack_mode = \"manual\" or \"manual_immediate\", but this listener's ack mode is {mode}"
+            ),
+        );
+    }
+    if !batch && name == VEC.as_str() && !generic.is_some_and(|g| is_named(g, "u8")) {
+        cx.error_spanned_by(
+            ty,
+            "`Vec<...>` of records is a batch argument: add `batch = true` to make this a batch listener (`Vec<u8>` is the raw value)",
+        );
+    }
+    if batch && RECORD_EXTRACTORS.iter().any(|e| name == e.as_str()) {
+        cx.error_spanned_by(
+            ty,
+            format!(
+                "`{name}` extracts one record; a batch listener takes a `Vec` of it: `Vec<{}>`",
+                type_string(ty)
+            ),
+        );
+    }
+}
+
+/// The last path segment's name and its first generic type argument:
+/// `("Json", Some(T))` for `kafka_listener::Json<T>`.
+fn last_segment(ty: &Type) -> Option<(String, Option<&Type>)> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let segment = path.path.segments.last()?;
+    let generic = match &segment.arguments {
+        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Some((segment.ident.unraw().to_string(), generic))
+}
+
+/// `Json<Vec<u8>>` rather than `Json < Vec < u8 > >`, for path types.
+fn type_string(ty: &Type) -> String {
+    quote::quote!(#ty)
+        .to_string()
+        .replace(' ', "")
+        .replace(',', ", ")
+}
+
+fn is_named(ty: &Type, name: &str) -> bool {
+    last_segment(ty).is_some_and(|(n, _)| n == name)
+}

@@ -1,0 +1,223 @@
+//! Code generation for a checked [`Listener`].
+//!
+//! Every path the generated code names is built by [`Exports`], below the
+//! runtime's `__private` module (or the `crate = "..."` path), so a renamed
+//! dependency works and the user needs no other crate in scope.
+
+use std::time::Duration;
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{FnArg, Path, ReturnType, Type};
+
+use super::{BackOff, Listener, Retry, TopicSource};
+
+/// The table of paths into the runtime crate that generated code uses (as
+/// Rocket's `exports.rs`).
+struct Exports<'a> {
+    krate: &'a Path,
+}
+
+impl Exports<'_> {
+    /// `<krate>::__private::<name>`, spanned at `span`.
+    fn private(&self, name: &str, span: Span) -> TokenStream {
+        let name = syn::Ident::new(name, span);
+        let krate = respan(self.krate.to_token_stream(), span);
+        quote_spanned!(span=> #krate::__private::#name)
+    }
+
+    fn listener_spec(&self) -> TokenStream {
+        self.private("ListenerSpec", Span::call_site())
+    }
+    fn listener_registration(&self) -> TokenStream {
+        self.private("ListenerRegistration", Span::call_site())
+    }
+    fn inventory(&self) -> TokenStream {
+        self.private("inventory", Span::call_site())
+    }
+    fn ack_mode(&self) -> TokenStream {
+        self.private("AckMode", Span::call_site())
+    }
+    fn retry_policy(&self) -> TokenStream {
+        self.private("RetryPolicy", Span::call_site())
+    }
+    fn backoff(&self) -> TokenStream {
+        self.private("BackOff", Span::call_site())
+    }
+    fn duration(&self) -> TokenStream {
+        self.private("Duration", Span::call_site())
+    }
+    /// `assert_from_record`, `assert_from_batch` or
+    /// `assert_listener_result`, spanned at the user's type.
+    fn assert(&self, name: &str, span: Span) -> TokenStream {
+        self.private(name, span)
+    }
+}
+
+/// Gives every token of `tokens` the span `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(group) = &tree {
+                let mut g =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                g.set_span(span);
+                tree = g.into();
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
+/// The user's function unchanged, then an anonymous `const` block with the
+/// factory, its `inventory` registration and the trait assertions.
+pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
+    let exports = Exports {
+        krate: &listener.krate,
+    };
+    let spec = exports.listener_spec();
+    let registration = exports.listener_registration();
+    let inventory = exports.inventory();
+    let id = &listener.id;
+    let settings = settings(listener, &exports);
+    let handler = handler(listener);
+    let assertions = assertions(listener, &exports);
+    quote! {
+        #item
+
+        const _: () = {
+            fn __kafka_listener_factory() -> #spec {
+                #spec::new(#id)
+                    #settings
+                    #handler
+            }
+
+            #inventory::submit! {
+                #registration::new(__kafka_listener_factory)
+            }
+
+            #assertions
+        };
+    }
+}
+
+/// The builder calls for every setting given in the attribute.
+fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
+    let mut calls = match &listener.source {
+        TopicSource::Topics(topics) => quote!(.topics([#(#topics),*])),
+        TopicSource::Pattern(pattern) => quote!(.topic_pattern(#pattern)),
+    };
+    if let Some(group_id) = &listener.group_id {
+        calls.extend(quote!(.group_id(#group_id)));
+    }
+    if let Some(concurrency) = listener.concurrency {
+        let n = Literal::usize_unsuffixed(concurrency);
+        calls.extend(quote!(.concurrency(#n)));
+    }
+    if let Some(mode) = listener.ack_mode {
+        let ack_mode = exports.ack_mode();
+        let variant = mode.variant();
+        calls.extend(quote!(.ack_mode(#ack_mode::#variant)));
+    }
+    if let Some(auto_startup) = listener.auto_startup {
+        calls.extend(quote!(.auto_startup(#auto_startup)));
+    }
+    for (key, value) in &listener.properties {
+        calls.extend(quote!(.property(#key, #value)));
+    }
+    if let Some(retry) = &listener.retry {
+        let policy = retry_policy(retry, exports);
+        calls.extend(quote!(.retry(#policy)));
+    }
+    calls
+}
+
+/// `RetryPolicy { attempts, backoff }` as a struct literal (both runtime
+/// types have public fields).
+fn retry_policy(retry: &Retry, exports: &Exports<'_>) -> TokenStream {
+    let policy = exports.retry_policy();
+    let backoff_ty = exports.backoff();
+    let attempts = Literal::u32_unsuffixed(retry.attempts);
+    let duration = |d: Duration| {
+        let duration = exports.duration();
+        let millis =
+            Literal::u64_unsuffixed(u64::try_from(d.as_millis()).expect("checked in attr.rs"));
+        quote!(#duration::from_millis(#millis))
+    };
+    let backoff = match &retry.backoff {
+        BackOff::Fixed(delay) => {
+            let delay = duration(*delay);
+            quote!(#backoff_ty::Fixed(#delay))
+        }
+        BackOff::Exponential {
+            initial,
+            multiplier,
+            max,
+            jitter,
+        } => {
+            let initial = duration(*initial);
+            let max = duration(*max);
+            let multiplier = Literal::f64_unsuffixed(*multiplier);
+            quote! {
+                #backoff_ty::Exponential {
+                    initial: #initial,
+                    multiplier: #multiplier,
+                    max: #max,
+                    jitter: #jitter,
+                }
+            }
+        }
+    };
+    quote! {
+        #policy {
+            attempts: #attempts,
+            backoff: #backoff,
+        }
+    }
+}
+
+/// `.handler(f)` or `.batch_handler(f)`, the function named with the
+/// user's own identifier.
+fn handler(listener: &Listener) -> TokenStream {
+    let name = &listener.func.sig.ident;
+    if listener.batch {
+        quote!(.batch_handler(#name))
+    } else {
+        quote!(.handler(#name))
+    }
+}
+
+/// One `const` assertion per argument type and one for the return type,
+/// each spanned at the user's type so that "`Foo` cannot be a listener
+/// argument" or "`Foo: Deserialize` is not satisfied" points there rather
+/// than at the attribute.
+fn assertions(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
+    let assert_arg = if listener.batch {
+        "assert_from_batch"
+    } else {
+        "assert_from_record"
+    };
+    let mut tokens = TokenStream::new();
+    for arg in &listener.func.sig.inputs {
+        if let FnArg::Typed(arg) = arg {
+            tokens.extend(assertion(exports, assert_arg, &arg.ty));
+        }
+    }
+    if let ReturnType::Type(_, ty) = &listener.func.sig.output {
+        tokens.extend(assertion(exports, "assert_listener_result", ty));
+    }
+    tokens
+}
+
+fn assertion(exports: &Exports<'_>, name: &str, ty: &Type) -> TokenStream {
+    let span = ty.span();
+    let assert = exports.assert(name, span);
+    let underscore = format_ident!("_", span = span);
+    quote_spanned! {span=>
+        const #underscore: () = #assert::<#ty>();
+    }
+}

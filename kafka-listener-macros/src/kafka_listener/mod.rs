@@ -1,0 +1,125 @@
+//! `#[kafka_listener(...)]`: parse the attribute (`attr`), check it and the
+//! function (`check`), generate the registration (`expand`).
+
+mod attr;
+mod check;
+mod expand;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::{ItemFn, LitStr, Path};
+
+use crate::ctxt::Ctxt;
+
+pub(crate) use self::attr::AckMode;
+
+/// The environment variable that prints every expansion to stderr at
+/// compile time when set to `1`.
+const DEBUG_ENV: &str = "KAFKA_LISTENER_MACROS_DEBUG";
+
+/// Expands `#[kafka_listener(args)] item`.
+///
+/// On error the result is the user's item unchanged followed by one
+/// `compile_error!` per problem, so that the function still exists for the
+/// rest of the crate and for IDEs (as tokio-macros does).
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    match try_expand(args, item.clone()) {
+        Ok(expanded) => {
+            if std::env::var_os(DEBUG_ENV).is_some_and(|v| v == "1") {
+                eprintln!("// {DEBUG_ENV}: #[kafka_listener] expansion\n{expanded}\n");
+            }
+            expanded
+        }
+        Err(errors) => {
+            let mut tokens = item;
+            tokens.extend(errors.into_compile_error());
+            tokens
+        }
+    }
+}
+
+/// Parses, checks and expands; every problem found is in the error.
+///
+/// # Errors
+/// All the problems with the attribute and the function, each spanned at
+/// the user's tokens.
+pub(crate) fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let attrs = attr::ListenerAttrs::parse(&cx, args);
+    let listener = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => check::listener(&cx, attrs, func),
+        Err(e) => {
+            if is_fn(&item) {
+                cx.syn_error(e);
+            } else {
+                cx.error_at(
+                    Span::call_site(),
+                    "`#[kafka_listener]` can only be applied to an `async fn`",
+                );
+            }
+            None
+        }
+    };
+    cx.check()?;
+    let listener = listener.expect("checks passed, so the listener was built");
+    Ok(expand::listener(&listener, item))
+}
+
+/// Whether `item` looks like a function (so that a parse error is worth
+/// showing as it is).
+fn is_fn(item: &TokenStream) -> bool {
+    item.clone()
+        .into_iter()
+        .any(|t| matches!(t, TokenTree::Ident(ref i) if i == "fn"))
+}
+
+/// A listener that passed every check: what `expand` generates code for.
+/// Optional settings are `None` when not given, leaving the runtime's
+/// default in place.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    /// The path of the runtime crate (`::kafka_listener` unless `crate = ".."`).
+    pub(crate) krate: Path,
+    /// The user's function.
+    pub(crate) func: ItemFn,
+    /// The listener id (default: the function name).
+    pub(crate) id: LitStr,
+    pub(crate) source: TopicSource,
+    pub(crate) group_id: Option<LitStr>,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) ack_mode: Option<AckMode>,
+    pub(crate) auto_startup: Option<bool>,
+    pub(crate) properties: Vec<(LitStr, LitStr)>,
+    /// A batch listener (`batch = true`).
+    pub(crate) batch: bool,
+    pub(crate) retry: Option<Retry>,
+}
+
+/// What the listener subscribes to.
+#[derive(Debug)]
+pub(crate) enum TopicSource {
+    Topics(Vec<LitStr>),
+    Pattern(LitStr),
+}
+
+/// A fully resolved `retry(...)`: the runtime's `RetryPolicy`.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Retry {
+    pub(crate) attempts: u32,
+    pub(crate) backoff: BackOff,
+}
+
+/// The runtime's `BackOff`, every field resolved.
+#[derive(Debug, PartialEq)]
+pub(crate) enum BackOff {
+    Fixed(Duration),
+    Exponential {
+        initial: Duration,
+        multiplier: f64,
+        max: Duration,
+        jitter: bool,
+    },
+}

@@ -1,0 +1,278 @@
+//! Expansion snapshots of the main forms, and error collection.
+//!
+//! Each snapshot test expands token input, pretty-prints it and compares it
+//! with `tests/snapshots/<name>.expanded.rs`; `BLESS=1 cargo test -p
+//! kafka-listener-macros` rewrites the files instead (review the diff).
+
+use std::path::PathBuf;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use super::try_expand;
+
+fn pretty(tokens: TokenStream) -> String {
+    let file: syn::File = syn::parse2(tokens).expect("the expansion is a valid file");
+    prettyplease::unparse(&file)
+}
+
+/// Compares the expansion of `#[kafka_listener(args)] item` with the
+/// snapshot `name`, or rewrites it under `BLESS=1`.
+fn snapshot(name: &str, args: TokenStream, item: TokenStream) {
+    let expanded = match try_expand(args, item) {
+        Ok(tokens) => pretty(tokens),
+        Err(e) => panic!("expansion of {name} failed: {e}"),
+    };
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "snapshots",
+        &format!("{name}.expanded.rs"),
+    ]
+    .iter()
+    .collect();
+    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &expanded).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with BLESS=1 to create it", path.display()));
+    if expected != expanded {
+        panic!(
+            "the expansion of `{name}` differs from {}; run with BLESS=1 to accept it\n--- expected\n{expected}\n--- actual\n{expanded}",
+            path.display()
+        );
+    }
+}
+
+/// The messages of every error `try_expand` reports.
+fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
+    match try_expand(args, item) {
+        Ok(tokens) => panic!("expected errors, got:\n{}", pretty(tokens)),
+        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn plain_listener() {
+    snapshot(
+        "plain",
+        quote!(
+            topics = ["coupon.issue.requested", "coupon.issue.retried"],
+            group_id = "coupon-issuer",
+            concurrency = 3,
+            ack_mode = "record",
+            auto_startup = false,
+            properties = [("max.poll.interval.ms", "300000"), ("fetch.min.bytes", "1")],
+        ),
+        quote! {
+            /// Issues a coupon.
+            pub async fn issue(
+                req: Json<IssueRequested>,
+                meta: RecordMeta,
+                app: State<App>,
+            ) -> Result<(), ListenerError> {
+                Ok(())
+            }
+        },
+    );
+}
+
+#[test]
+fn batch_listener() {
+    snapshot(
+        "batch",
+        quote!(
+            topics = ["audit"],
+            id = "audit-writer",
+            batch = true,
+            ack_mode = "batch"
+        ),
+        quote! {
+            async fn write_audit(events: Vec<Json<AuditEvent>>, db: State<Db>) {}
+        },
+    );
+}
+
+#[test]
+fn manual_ack_with_retry() {
+    snapshot(
+        "manual_ack_retry",
+        quote!(
+            topics = ["payments"],
+            ack_mode = "manual_immediate",
+            retry(
+                attempts = 5,
+                backoff = "exponential",
+                initial = "100ms",
+                max = "10s",
+                multiplier = 1.5,
+                jitter = false
+            ),
+        ),
+        quote! {
+            async fn settle(payment: Json<Payment>, key: Key<String>, ack: Acknowledgment) -> Result<(), ListenerError> {
+                ack.acknowledge();
+                Ok(())
+            }
+        },
+    );
+}
+
+#[test]
+fn topic_pattern_with_fixed_backoff_and_renamed_crate() {
+    snapshot(
+        "topic_pattern",
+        quote!(
+            topic_pattern = "^coupon\\..*",
+            retry(attempts = 2, backoff = "fixed", initial = "250ms"),
+            crate = "::kl",
+        ),
+        quote! {
+            async fn any_coupon_event(record: ConsumerRecord) {}
+        },
+    );
+}
+
+#[test]
+fn retry_defaults_match_the_runtime_default_policy() {
+    let expanded = try_expand(
+        quote!(topics = ["t"], retry()),
+        quote!(
+            async fn f() {}
+        ),
+    )
+    .unwrap()
+    .to_string();
+    let policy = quote! {
+        .retry(::kafka_listener::__private::RetryPolicy {
+            attempts: 3,
+            backoff: ::kafka_listener::__private::BackOff::Exponential {
+                initial: ::kafka_listener::__private::Duration::from_millis(1000),
+                multiplier: 2.0,
+                max: ::kafka_listener::__private::Duration::from_millis(30000),
+                jitter: true,
+            },
+        })
+    };
+    assert!(expanded.contains(&policy.to_string()), "{expanded}");
+}
+
+#[test]
+fn renamed_crate_leaves_no_default_path() {
+    let expanded = try_expand(
+        quote!(
+            topics = ["t"],
+            ack_mode = "manual",
+            retry(),
+            crate = "crate::kl"
+        ),
+        quote!(
+            async fn f(ack: Acknowledgment) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    )
+    .unwrap()
+    .to_string();
+    assert!(!expanded.contains("kafka_listener ::"), "{expanded}");
+    assert!(
+        expanded.contains("crate :: kl :: __private :: ListenerSpec"),
+        "{expanded}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let errors = errors(
+        quote!(
+            topics = [],
+            concurrency = 0,
+            ack_mode = "auto",
+            colour = "red",
+            concurrency = 2,
+            retry(attempts = "3", backoff = "fixed", multiplier = 2.0)
+        ),
+        quote!(
+            fn f<T>(ack: Acknowledgment) {}
+        ),
+    );
+    let expected = [
+        "`topics` is empty",
+        "`concurrency` must be at least 1",
+        "unknown ack mode `auto`",
+        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `crate`",
+        "`concurrency` is specified more than once",
+        "`attempts` expects an integer, found a string",
+        "a listener must be an `async fn`",
+        "a listener cannot be generic",
+        "`Acknowledgment` needs ack_mode = \"manual\" or \"manual_immediate\", but this listener's ack mode is \"batch\" (the default)",
+        "`multiplier` applies to backoff = \"exponential\" only",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "no error contains {want:?} in {errors:#?}"
+        );
+    }
+    // Nothing else: in particular no "needs `topics`" for a `topics` with a
+    // bad value, and nothing for the second `concurrency`'s value.
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn unknown_retry_key_lists_retry_keys() {
+    let errors = errors(
+        quote!(topics = ["t"], retry(attempt = 5)),
+        quote!(
+            async fn f() {}
+        ),
+    );
+    assert_eq!(
+        errors,
+        ["unknown attribute `attempt` in `retry(...)`; expected one of: `attempts`, `backoff`, `initial`, `max`, `multiplier`, `jitter`"]
+    );
+}
+
+#[test]
+fn topic_source_is_required_and_exclusive() {
+    assert_eq!(
+        errors(
+            quote!(group_id = "g"),
+            quote!(
+                async fn f() {}
+            )
+        ),
+        ["a listener needs `topics = [\"...\"]` or `topic_pattern = \"...\"`"]
+    );
+    assert_eq!(
+        errors(
+            quote!(topics = ["a"], topic_pattern = "b.*"),
+            quote!(
+                async fn f() {}
+            )
+        ),
+        ["`topics` and `topic_pattern` cannot both be given; subscribe with one of them"]
+    );
+}
+
+#[test]
+fn durations_are_validated() {
+    let errors = errors(
+        quote!(topics = ["t"], retry(initial = "5 parsecs", max = "1500us")),
+        quote!(
+            async fn f() {}
+        ),
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("invalid duration `5 parsecs` for `initial`"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[1],
+        "`max` must be a whole number of milliseconds, not `1500us`"
+    );
+}

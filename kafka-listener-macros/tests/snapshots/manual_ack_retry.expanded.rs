@@ -1,0 +1,34 @@
+async fn settle(
+    payment: Json<Payment>,
+    key: Key<String>,
+    ack: Acknowledgment,
+) -> Result<(), ListenerError> {
+    ack.acknowledge();
+    Ok(())
+}
+const _: () = {
+    fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
+        ::kafka_listener::__private::ListenerSpec::new("settle")
+            .topics(["payments"])
+            .ack_mode(::kafka_listener::__private::AckMode::ManualImmediate)
+            .retry(::kafka_listener::__private::RetryPolicy {
+                attempts: 5,
+                backoff: ::kafka_listener::__private::BackOff::Exponential {
+                    initial: ::kafka_listener::__private::Duration::from_millis(100),
+                    multiplier: 1.5,
+                    max: ::kafka_listener::__private::Duration::from_millis(10000),
+                    jitter: false,
+                },
+            })
+            .handler(settle)
+    }
+    ::kafka_listener::__private::inventory::submit! {
+        ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
+    }
+    const _: () = ::kafka_listener::__private::assert_from_record::<Json<Payment>>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<Key<String>>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<Acknowledgment>();
+    const _: () = ::kafka_listener::__private::assert_listener_result::<
+        Result<(), ListenerError>,
+    >();
+};

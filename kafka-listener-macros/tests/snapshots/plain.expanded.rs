@@ -1,0 +1,32 @@
+/// Issues a coupon.
+pub async fn issue(
+    req: Json<IssueRequested>,
+    meta: RecordMeta,
+    app: State<App>,
+) -> Result<(), ListenerError> {
+    Ok(())
+}
+const _: () = {
+    fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
+        ::kafka_listener::__private::ListenerSpec::new("issue")
+            .topics(["coupon.issue.requested", "coupon.issue.retried"])
+            .group_id("coupon-issuer")
+            .concurrency(3)
+            .ack_mode(::kafka_listener::__private::AckMode::Record)
+            .auto_startup(false)
+            .property("max.poll.interval.ms", "300000")
+            .property("fetch.min.bytes", "1")
+            .handler(issue)
+    }
+    ::kafka_listener::__private::inventory::submit! {
+        ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
+    }
+    const _: () = ::kafka_listener::__private::assert_from_record::<
+        Json<IssueRequested>,
+    >();
+    const _: () = ::kafka_listener::__private::assert_from_record::<RecordMeta>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<State<App>>();
+    const _: () = ::kafka_listener::__private::assert_listener_result::<
+        Result<(), ListenerError>,
+    >();
+};

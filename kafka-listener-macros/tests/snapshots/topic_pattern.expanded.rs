@@ -1,0 +1,18 @@
+async fn any_coupon_event(record: ConsumerRecord) {}
+const _: () = {
+    fn __kafka_listener_factory() -> ::kl::__private::ListenerSpec {
+        ::kl::__private::ListenerSpec::new("any_coupon_event")
+            .topic_pattern("^coupon\\..*")
+            .retry(::kl::__private::RetryPolicy {
+                attempts: 2,
+                backoff: ::kl::__private::BackOff::Fixed(
+                    ::kl::__private::Duration::from_millis(250),
+                ),
+            })
+            .handler(any_coupon_event)
+    }
+    ::kl::__private::inventory::submit! {
+        ::kl::__private::ListenerRegistration::new(__kafka_listener_factory)
+    }
+    const _: () = ::kl::__private::assert_from_record::<ConsumerRecord>();
+};
