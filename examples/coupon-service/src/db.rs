@@ -141,6 +141,8 @@ pub(crate) struct NewDeadLetter<'a> {
     pub(crate) topic: &'a str,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
+    /// The record's timestamp, milliseconds since the Unix epoch (0 if none).
+    pub(crate) timestamp: i64,
     pub(crate) key: Option<String>,
     pub(crate) payload: Option<String>,
     pub(crate) error_kind: String,
@@ -446,7 +448,13 @@ impl Db {
         request: Option<&IssueRequested>,
         now: i64,
     ) -> Result<String, sqlx::Error> {
-        let id = format!("{}-{}-{}", letter.topic, letter.partition, letter.offset);
+        // The record's timestamp keeps ids unique when a topic is recreated
+        // (or several embedded brokers share one database) and offsets
+        // start again from 0; a redelivery of the same record keeps its id.
+        let id = format!(
+            "{}-{}-{}-{}",
+            letter.topic, letter.partition, letter.offset, letter.timestamp
+        );
         let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO coupon_dead_letters

@@ -155,6 +155,7 @@ impl Recoverer for DeadLetterTable {
                 topic: record.topic(),
                 partition: record.partition(),
                 offset: record.offset(),
+                timestamp: record.timestamp().unwrap_or(0),
                 key: record
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned()),

@@ -10,7 +10,10 @@ use tracing_subscriber::EnvFilter;
 /// already (tests may call it from every test).
 pub fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// The process-wide Prometheus recorder, installed on first use; `None`

@@ -1,0 +1,663 @@
+//! End-to-end tests of the coupon-service reference app: the service runs
+//! in-process (HTTP on port 0, embedded broker, `coupon-issuer` listener with
+//! 3 consumers) against SQLite, and against PostgreSQL too when
+//! `TEST_DATABASE_URL` is set.
+//!
+//! Every test uses coupon ids unique to the run, so parallel tests and
+//! repeated runs against one PostgreSQL database do not collide.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use coupon_service::{IssueRequested, RunningService, ServiceConfig, TOPIC};
+use kafka_listener::KafkaConfig;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// A running service, an HTTP client for it and where its data lives.
+struct Harness {
+    service: RunningService,
+    client: reqwest::Client,
+    base: String,
+    database_url: String,
+    sqlite_file: Option<PathBuf>,
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{millis}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn sqlite_url() -> (String, PathBuf) {
+    let path = std::env::temp_dir().join(format!("{}.db", unique("coupon-test")));
+    (format!("sqlite://{}?mode=rwc", path.display()), path)
+}
+
+fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+async fn start_with(
+    database_url: Option<String>,
+    tweak: impl FnOnce(&mut ServiceConfig),
+) -> Harness {
+    init_logs();
+    let (database_url, sqlite_file) = match database_url {
+        Some(url) => (url, None),
+        None => {
+            let (url, path) = sqlite_url();
+            (url, Some(path))
+        }
+    };
+    let mut config = ServiceConfig {
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: database_url.clone(),
+        kafka: KafkaConfig::new(),
+        ..ServiceConfig::default()
+    };
+    tweak(&mut config);
+    let service = coupon_service::start(config)
+        .await
+        .expect("coupon-service starts");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Harness {
+        base: service.base_url(),
+        service,
+        client,
+        database_url,
+        sqlite_file,
+    }
+}
+
+async fn start(database_url: Option<String>) -> Harness {
+    start_with(database_url, |_| {}).await
+}
+
+impl Harness {
+    async fn stop(self) {
+        self.service.shutdown().await;
+        if let Some(path) = self.sqlite_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create_coupon(&self, coupon_id: &str, stock: i64) {
+        let (status, body) = self
+            .post("/coupons", json!({"coupon_id": coupon_id, "stock": stock}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create {coupon_id}: {body}");
+        assert_eq!(body["stock"], stock);
+    }
+
+    async fn request(&self, coupon_id: &str, user_id: &str) -> Value {
+        let (status, body) = self
+            .post(
+                &format!("/coupons/{coupon_id}/issue"),
+                json!({ "user_id": user_id }),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "issue {coupon_id} for {user_id}: {body}"
+        );
+        assert_eq!(body["status"], "pending", "{body}");
+        body
+    }
+
+    async fn coupon(&self, coupon_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/coupons/{coupon_id}")).await;
+        assert_eq!(status, StatusCode::OK, "GET coupon {coupon_id}: {body}");
+        body
+    }
+
+    async fn status(&self, coupon_id: &str, user_id: &str) -> String {
+        let (status, body) = self
+            .get(&format!("/coupons/{coupon_id}/issues/{user_id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "status of {user_id}: {body}");
+        body["status"].as_str().expect("a status string").to_owned()
+    }
+
+    /// Waits until no request for the coupon is pending; returns the coupon.
+    async fn drained(&self, coupon_id: &str) -> Value {
+        poll(Duration::from_secs(90), "no request pending", || async {
+            let view = self.coupon(coupon_id).await;
+            (view["pending"] == 0).then_some(view)
+        })
+        .await
+    }
+
+    /// A connection of its own to the service's database.
+    async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url)
+            .await
+            .expect("test connects to the database")
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `timeout`.
+async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    poll(timeout, what, || {
+        let f = check();
+        async move { f.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `probe` every 100 ms until it gives a value; panics after `timeout`.
+async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn issued_rows(db: &sqlx::AnyPool, coupon_id: &str) -> (i64, i64) {
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT user_id) FROM coupon_issues WHERE coupon_id = $1",
+    )
+    .bind(coupon_id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    row
+}
+
+/// Stock 50, 200 distinct users at once: exactly 50 issued, 150 sold out,
+/// nobody twice.
+async fn stock_is_never_exceeded(h: &Harness) {
+    let coupon = unique("fcfs");
+    h.create_coupon(&coupon, 50).await;
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i:03}")).collect();
+    let accepted = futures::future::join_all(users.iter().map(|u| h.request(&coupon, u))).await;
+    assert_eq!(accepted.len(), 200);
+    let partitions: HashSet<i64> = accepted
+        .iter()
+        .map(|b| b["partition"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        partitions.len(),
+        1,
+        "one coupon's requests share one partition (key = coupon id)"
+    );
+
+    let view = h.drained(&coupon).await;
+    assert_eq!(view["issued"], 50, "{view}");
+    assert_eq!(view["sold_out"], 150, "{view}");
+    assert_eq!(view["remaining"], 0, "{view}");
+    assert_eq!(view["failed"], 0, "{view}");
+
+    let statuses = futures::future::join_all(users.iter().map(|u| h.status(&coupon, u))).await;
+    let issued = statuses.iter().filter(|s| *s == "issued").count();
+    let sold_out = statuses.iter().filter(|s| *s == "sold_out").count();
+    assert_eq!(
+        (issued, sold_out),
+        (50, 150),
+        "per-user statuses: {statuses:?}"
+    );
+
+    let db = h.db().await;
+    assert_eq!(
+        issued_rows(&db, &coupon).await,
+        (50, 50),
+        "50 issue rows, 50 distinct users"
+    );
+    db.close().await;
+}
+
+/// The same user twice over HTTP, then the same request record twice
+/// straight to the topic (a redelivery): one issue per user.
+async fn repeats_and_redeliveries_issue_once(h: &Harness) {
+    let coupon = unique("dup");
+    h.create_coupon(&coupon, 10).await;
+    h.request(&coupon, "alice").await;
+    h.request(&coupon, "alice").await;
+
+    let template = h.service.app().template();
+    for user in ["alice", "bob", "bob"] {
+        let record = IssueRequested {
+            coupon_id: coupon.clone(),
+            user_id: user.into(),
+            requested_at: 1,
+        };
+        template
+            .send_json(TOPIC, coupon.clone(), &record)
+            .await
+            .expect("the broker acks the direct record");
+    }
+    // Same key, same partition: once the sentinel is decided, every earlier
+    // record of the coupon was handled.
+    h.request(&coupon, "sentinel").await;
+    wait_until(Duration::from_secs(90), "sentinel decided", || async {
+        h.status(&coupon, "sentinel").await != "pending"
+    })
+    .await;
+
+    let view = h.coupon(&coupon).await;
+    assert_eq!(view["issued"], 3, "alice, bob and the sentinel: {view}");
+    assert_eq!(h.status(&coupon, "alice").await, "issued");
+    assert_eq!(h.status(&coupon, "bob").await, "issued");
+    let db = h.db().await;
+    assert_eq!(issued_rows(&db, &coupon).await, (3, 3));
+    db.close().await;
+}
+
+/// Requests made one after another: with stock N, the first N users are
+/// the ones issued.
+async fn first_come_first_served(h: &Harness) {
+    let coupon = unique("order");
+    let stock = 5;
+    h.create_coupon(&coupon, stock).await;
+    let users: Vec<String> = (0..15).map(|i| format!("u{i:02}")).collect();
+    let mut last_offset = -1;
+    for u in &users {
+        let body = h.request(&coupon, u).await;
+        let offset = body["offset"].as_i64().unwrap();
+        assert!(
+            offset > last_offset,
+            "sequential requests get increasing offsets"
+        );
+        last_offset = offset;
+    }
+    h.drained(&coupon).await;
+    for (i, u) in users.iter().enumerate() {
+        let expected = if i < stock as usize {
+            "issued"
+        } else {
+            "sold_out"
+        };
+        assert_eq!(h.status(&coupon, u).await, expected, "user {u} (#{i})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_is_never_exceeded_sqlite() {
+    let h = start(None).await;
+    stock_is_never_exceeded(&h).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_and_redeliveries_issue_once_sqlite() {
+    let h = start(None).await;
+    repeats_and_redeliveries_issue_once(&h).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_come_first_served_sqlite() {
+    let h = start(None).await;
+    first_come_first_served(&h).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correctness_on_postgres() {
+    let Some(url) = postgres_url() else {
+        println!("correctness_on_postgres skipped: TEST_DATABASE_URL is not set");
+        return;
+    };
+    let h = start(Some(url)).await;
+    stock_is_never_exceeded(&h).await;
+    repeats_and_redeliveries_issue_once(&h).await;
+    first_come_first_served(&h).await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_reason() {
+    let h = start(None).await;
+    let coupon = unique("bad");
+    h.create_coupon(&coupon, 1).await;
+
+    let raw = |method: reqwest::Method, path: &str, body: Option<&'static str>| {
+        let mut req = h.client.request(method, format!("{}{path}", h.base));
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        req
+    };
+    let issue = format!("/coupons/{coupon}/issue");
+    let cases = vec![
+        (
+            "malformed JSON",
+            raw(reqwest::Method::POST, "/coupons", Some("{\"coupon_id\": ")),
+        ),
+        (
+            "missing stock",
+            raw(
+                reqwest::Method::POST,
+                "/coupons",
+                Some("{\"coupon_id\": \"x\"}"),
+            ),
+        ),
+        (
+            "stock not a number",
+            raw(
+                reqwest::Method::POST,
+                "/coupons",
+                Some("{\"coupon_id\": \"x\", \"stock\": \"many\"}"),
+            ),
+        ),
+        (
+            "negative stock",
+            raw(
+                reqwest::Method::POST,
+                "/coupons",
+                Some("{\"coupon_id\": \"x\", \"stock\": -1}"),
+            ),
+        ),
+        (
+            "empty coupon id",
+            raw(
+                reqwest::Method::POST,
+                "/coupons",
+                Some("{\"coupon_id\": \"\", \"stock\": 1}"),
+            ),
+        ),
+        (
+            "duplicate coupon",
+            h.client
+                .post(format!("{}/coupons", h.base))
+                .json(&json!({"coupon_id": coupon, "stock": 1})),
+        ),
+        (
+            "issue: malformed JSON",
+            raw(reqwest::Method::POST, &issue, Some("{user_id")),
+        ),
+        (
+            "issue: missing user_id",
+            raw(reqwest::Method::POST, &issue, Some("{}")),
+        ),
+        (
+            "issue: empty user_id",
+            raw(reqwest::Method::POST, &issue, Some("{\"user_id\": \" \"}")),
+        ),
+        (
+            "issue: no content type",
+            h.client
+                .post(format!("{}{issue}", h.base))
+                .body("{\"user_id\": \"u\"}"),
+        ),
+        (
+            "issue: unknown coupon",
+            raw(
+                reqwest::Method::POST,
+                "/coupons/no-such-coupon/issue",
+                Some("{\"user_id\": \"u\"}"),
+            ),
+        ),
+        (
+            "unknown coupon",
+            raw(reqwest::Method::GET, "/coupons/no-such-coupon", None),
+        ),
+        (
+            "status: unknown coupon",
+            raw(
+                reqwest::Method::GET,
+                "/coupons/no-such-coupon/issues/u",
+                None,
+            ),
+        ),
+        (
+            "status: never requested",
+            raw(
+                reqwest::Method::GET,
+                &format!("/coupons/{coupon}/issues/nobody"),
+                None,
+            ),
+        ),
+        (
+            "unknown route",
+            raw(reqwest::Method::GET, "/no/such/route", None),
+        ),
+        (
+            "wrong method",
+            raw(reqwest::Method::DELETE, "/coupons", None),
+        ),
+    ];
+    for (name, req) in cases {
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let text = resp.text().await.unwrap();
+        assert!(
+            status.is_client_error(),
+            "{name}: expected 4xx, got {status}: {text}"
+        );
+        assert!(
+            content_type.starts_with("application/json"),
+            "{name}: content-type {content_type:?}: {text}"
+        );
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {text}"));
+        let reason = body["error"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "{name}: no `error` reason: {text}");
+    }
+
+    // Specific codes where they matter to clients.
+    let (status, _) = h
+        .post("/coupons", json!({"coupon_id": coupon, "stock": 1}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = h
+        .post("/coupons/no-such-coupon/issue", json!({"user_id": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = h
+        .post("/coupons", json!({"coupon_id": unique("neg"), "stock": -5}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("stock"), "{body}");
+    // None of the bad requests created anything.
+    assert_eq!(h.coupon(&coupon).await["pending"], 0);
+
+    // The Prometheus endpoint answers in the text format.
+    let metrics = h
+        .client
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("kafka_listener_records_processed_total") || text.contains("coupon_issue"),
+        "{text}"
+    );
+    h.stop().await;
+}
+
+/// A request record the listener cannot handle (unknown coupon) is stored as
+/// a dead letter with its request marked `failed`; once the coupon exists an
+/// admin replays it and it is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_stored_and_replayed() {
+    let h = start(None).await;
+    let coupon = unique("ghost");
+    let record = IssueRequested {
+        coupon_id: coupon.clone(),
+        user_id: "carol".into(),
+        requested_at: 1,
+    };
+    h.service
+        .app()
+        .template()
+        .send_json(TOPIC, coupon.clone(), &record)
+        .await
+        .unwrap();
+
+    let letter = poll(
+        Duration::from_secs(60),
+        "a dead letter for the ghost coupon",
+        || async {
+            let (_, body) = h.get("/admin/dead-letters").await;
+            body["dead_letters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["key"] == coupon.as_str())
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(letter["error_kind"], "Fatal", "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("no coupon"),
+        "{letter}"
+    );
+    assert_eq!(h.status(&coupon, "carol").await, "failed");
+
+    h.create_coupon(&coupon, 1).await;
+    let id = letter["id"].as_str().unwrap();
+    let (status, body) = h
+        .post(&format!("/admin/dead-letters/{id}/replay"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_until(
+        Duration::from_secs(60),
+        "the replayed request issued",
+        || async { h.status(&coupon, "carol").await == "issued" },
+    )
+    .await;
+    let (_, body) = h.get("/admin/dead-letters").await;
+    assert!(
+        !body["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == id),
+        "a replayed dead letter is removed: {body}"
+    );
+    h.stop().await;
+}
+
+/// With the broker down, an issue request gets a 503 with a JSON reason
+/// within the send timeout instead of hanging; once the broker is back,
+/// requests are accepted and decided again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_broker_gives_503_in_bounded_time() {
+    let h = start_with(None, |c| c.send_timeout = Duration::from_secs(2)).await;
+    let coupon = unique("down");
+    h.create_coupon(&coupon, 10).await;
+    h.request(&coupon, "before").await;
+    h.drained(&coupon).await;
+
+    let broker = h
+        .service
+        .app()
+        .embedded_broker()
+        .expect("embedded broker")
+        .clone();
+    broker.with_mock(|m| m.broker_down(1)).unwrap().unwrap();
+    let started = Instant::now();
+    let (status, body) = h
+        .post(
+            &format!("/coupons/{coupon}/issue"),
+            json!({"user_id": "during"}),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("broker"), "{body}");
+    assert!(took < Duration::from_secs(10), "503 took {took:?}");
+    // The refused request left no pending row behind.
+    let (status, _) = h.get(&format!("/coupons/{coupon}/issues/during")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    broker.with_mock(|m| m.broker_up(1)).unwrap().unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "a request accepted again",
+        || async {
+            let (status, _) = h
+                .post(
+                    &format!("/coupons/{coupon}/issue"),
+                    json!({"user_id": "after"}),
+                )
+                .await;
+            status == StatusCode::ACCEPTED
+        },
+    )
+    .await;
+    h.drained(&coupon).await;
+    assert_eq!(h.status(&coupon, "after").await, "issued");
+    assert_eq!(h.coupon(&coupon).await["issued"], 2);
+    h.stop().await;
+}
