@@ -102,15 +102,19 @@ impl KafkaAppBuilder {
     pub async fn build(self) -> Result<KafkaApp> {
         let mut listeners = self.listeners;
         if self.discover {
-            listeners.extend(
-                registered_listeners().filter(|l| self.only.as_ref().is_none_or(|ids| ids.iter().any(|i| i == l.id()))),
-            );
+            listeners.extend(registered_listeners().filter(|l| {
+                self.only
+                    .as_ref()
+                    .is_none_or(|ids| ids.iter().any(|i| i == l.id()))
+            }));
         }
         let embedded = match &self.config.bootstrap_servers {
             Some(_) => None,
-            None => Some(Arc::new(tokio::task::spawn_blocking(EmbeddedBroker::start).await.map_err(
-                |e| Error::Embedded(e.to_string()),
-            )??)),
+            None => Some(Arc::new(
+                tokio::task::spawn_blocking(EmbeddedBroker::start)
+                    .await
+                    .map_err(|e| Error::Embedded(e.to_string()))??,
+            )),
         };
         let bootstrap = match (&embedded, &self.config.bootstrap_servers) {
             (Some(e), _) => e.bootstrap_servers().to_owned(),
@@ -158,14 +162,22 @@ async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = config.consumer_config(bootstrap).create()?;
     let new: Vec<RdNewTopic<'_>> = topics
         .iter()
-        .map(|t| RdNewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication)))
+        .map(|t| {
+            RdNewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication),
+            )
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics(new.iter(), &opts).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(Error::Config(format!("cannot create topic `{topic}`: {code}")));
+                return Err(Error::Config(format!(
+                    "cannot create topic `{topic}`: {code}"
+                )));
             }
         }
     }
@@ -257,7 +269,15 @@ impl KafkaApp {
                 });
             }
             let auto = spec.starts_automatically();
-            containers.push((Arc::new(ListenerContainer::new(spec, Arc::clone(&state), &base, timeout)?), auto));
+            containers.push((
+                Arc::new(ListenerContainer::new(
+                    spec,
+                    Arc::clone(&state),
+                    &base,
+                    timeout,
+                )?),
+                auto,
+            ));
         }
         let running = RunningApp {
             containers: containers.iter().map(|(c, _)| Arc::clone(c)).collect(),

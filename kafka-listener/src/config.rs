@@ -11,7 +11,15 @@ use rdkafka::ClientConfig;
 use crate::error::{Error, Result};
 
 /// Property names whose values are never printed.
-const SECRET_MARKERS: &[&str] = &["password", "secret", "jaas", "user.info", "token", "ssl.key.pem", "credentials"];
+const SECRET_MARKERS: &[&str] = &[
+    "password",
+    "secret",
+    "jaas",
+    "user.info",
+    "token",
+    "ssl.key.pem",
+    "credentials",
+];
 
 /// Whether a property holds a secret (redacted in `Debug`).
 pub(crate) fn is_secret(key: &str) -> bool {
@@ -129,7 +137,9 @@ impl KafkaConfig {
             let (k, v) = line
                 .split_once('=')
                 .or_else(|| line.split_once(':'))
-                .ok_or_else(|| Error::Config(format!("{}:{}: expected key=value", path.display(), n + 1)))?;
+                .ok_or_else(|| {
+                    Error::Config(format!("{}:{}: expected key=value", path.display(), n + 1))
+                })?;
             let (k, v) = (k.trim(), v.trim().to_owned());
             match k {
                 "bootstrap.servers" => config.bootstrap_servers = Some(v),
@@ -183,11 +193,16 @@ struct Redacted<'a>(&'a BTreeMap<String, String>);
 impl fmt::Debug for Redacted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.0
-                    .iter()
-                    .map(|(k, v)| (k, if is_secret(k) { "<redacted>" } else { v.as_str() })),
-            )
+            .entries(self.0.iter().map(|(k, v)| {
+                (
+                    k,
+                    if is_secret(k) {
+                        "<redacted>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            }))
             .finish()
     }
 }
@@ -213,7 +228,10 @@ impl fmt::Debug for KafkaConfig {
             .field("properties", &Redacted(&self.properties))
             .field("consumer_properties", &Redacted(&self.consumer_properties))
             .field("producer_properties", &Redacted(&self.producer_properties))
-            .field("schema_registry_url", &self.schema_registry_url.as_deref().map(redact_url))
+            .field(
+                "schema_registry_url",
+                &self.schema_registry_url.as_deref().map(redact_url),
+            )
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
@@ -224,7 +242,9 @@ mod tests {
     use super::*;
 
     fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -247,7 +267,10 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains(":pw@"), "{debug}");
         assert!(debug.contains("<redacted>"));
-        assert_eq!(c.producer_config("x").get("enable.idempotence"), Some("true"));
+        assert_eq!(
+            c.producer_config("x").get("enable.idempotence"),
+            Some("true")
+        );
     }
 
     #[test]

@@ -73,7 +73,10 @@ impl EmbeddedBroker {
     ///
     /// # Errors
     /// [`Error::Embedded`] when the broker has stopped.
-    pub fn with_mock<T: Send + 'static>(&self, f: impl FnOnce(&Mock) -> T + Send + 'static) -> Result<T> {
+    pub fn with_mock<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Mock) -> T + Send + 'static,
+    ) -> Result<T> {
         let (tx, rx) = mpsc::channel();
         let job: Job = Box::new(move |m| {
             let _ = tx.send(f(m));
@@ -82,7 +85,8 @@ impl EmbeddedBroker {
             .as_ref()
             .and_then(|j| j.send(job).ok())
             .ok_or_else(|| Error::Embedded("the broker has stopped".into()))?;
-        rx.recv().map_err(|_| Error::Embedded("the broker has stopped".into()))
+        rx.recv()
+            .map_err(|_| Error::Embedded("the broker has stopped".into()))
     }
 
     /// Creates a topic with `partitions` partitions (replication 1); an

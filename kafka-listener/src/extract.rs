@@ -108,7 +108,10 @@ impl<'a> ListenerContext<'a> {
 )]
 pub trait FromRecord: Sized {
     /// Builds the argument from the record.
-    fn from_record(record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Result<Self, ExtractError>;
+    fn from_record(
+        record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError>;
 
     /// Checked once when the listener starts: `Err(reason)` stops the start
     /// (a missing `State<T>`, an `Acknowledgment` without a manual ack mode).
@@ -133,7 +136,10 @@ pub trait FromBatch: Sized {
     /// # Errors
     /// An [`ExtractError`] with [`ExtractError::at_index`] set to the record
     /// that could not be extracted.
-    fn from_batch(records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> Result<Self, ExtractError>;
+    fn from_batch(
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError>;
 
     /// As [`FromRecord::validate`].
     fn validate(_info: &ListenerInfo) -> Result<(), String> {
@@ -142,7 +148,10 @@ pub trait FromBatch: Sized {
 }
 
 impl<E: FromRecord> FromBatch for Vec<E> {
-    fn from_batch(records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_batch(
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         records
             .iter()
             .enumerate()
@@ -207,11 +216,14 @@ impl<T> DerefMut for Json<T> {
 }
 
 impl<T: DeserializeOwned> FromRecord for Json<T> {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         let value = value_of::<Self>(record)?;
-        serde_json::from_slice(value).map(Json).map_err(|e| {
-            ExtractError::new::<Self>(format!("invalid JSON: {e}")).with_source(e)
-        })
+        serde_json::from_slice(value)
+            .map(Json)
+            .map_err(|e| ExtractError::new::<Self>(format!("invalid JSON: {e}")).with_source(e))
     }
 }
 
@@ -267,7 +279,9 @@ int_key!(i64, u64, i32, u32);
 
 impl<T: DeserializeOwned> KeyDecode for Json<T> {
     fn decode_key(key: Option<&Bytes>) -> Result<Self, String> {
-        serde_json::from_slice(required(key)?).map(Json).map_err(|e| format!("key is not JSON: {e}"))
+        serde_json::from_slice(required(key)?)
+            .map(Json)
+            .map_err(|e| format!("key is not JSON: {e}"))
     }
 }
 
@@ -292,7 +306,10 @@ impl<K> Deref for Key<K> {
 }
 
 impl<K: KeyDecode> FromRecord for Key<K> {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         K::decode_key(record.key.as_ref())
             .map(Key)
             .map_err(ExtractError::new::<Self>)
@@ -300,7 +317,10 @@ impl<K: KeyDecode> FromRecord for Key<K> {
 }
 
 impl FromRecord for String {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         let value = value_of::<Self>(record)?;
         String::from_utf8(value.to_vec())
             .map_err(|e| ExtractError::new::<Self>(format!("value is not UTF-8: {e}")))
@@ -308,25 +328,37 @@ impl FromRecord for String {
 }
 
 impl FromRecord for Vec<u8> {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         Ok(value_of::<Self>(record)?.to_vec())
     }
 }
 
 impl FromRecord for Bytes {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         Ok(value_of::<Self>(record)?.clone())
     }
 }
 
 impl FromRecord for ConsumerRecord {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         Ok(record.clone())
     }
 }
 
 impl FromRecord for Headers {
-    fn from_record(record: &ConsumerRecord, _ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         Ok(record.headers.clone())
     }
 }
@@ -348,7 +380,10 @@ pub struct RecordMeta {
 }
 
 impl FromRecord for RecordMeta {
-    fn from_record(record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         Ok(RecordMeta {
             topic: Arc::clone(&record.topic),
             partition: record.partition,
@@ -375,13 +410,18 @@ impl<T> Deref for State<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> FromRecord for State<T> {
-    fn from_record(_record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        _record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         ctx.info
             .state
             .get::<T>()
             .cloned()
             .map(State)
-            .ok_or_else(|| ExtractError::new::<Self>("no such state was registered with KafkaApp::state"))
+            .ok_or_else(|| {
+                ExtractError::new::<Self>("no such state was registered with KafkaApp::state")
+            })
     }
 
     fn validate(info: &ListenerInfo) -> Result<(), String> {
@@ -433,11 +473,18 @@ impl fmt::Debug for Acknowledgment {
 }
 
 impl FromRecord for Acknowledgment {
-    fn from_record(_record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Result<Self, ExtractError> {
+    fn from_record(
+        _record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> Result<Self, ExtractError> {
         ctx.ack
             .clone()
             .map(|handle| Acknowledgment { handle })
-            .ok_or_else(|| ExtractError::new::<Self>("Acknowledgment needs ack_mode manual or manual_immediate"))
+            .ok_or_else(|| {
+                ExtractError::new::<Self>(
+                    "Acknowledgment needs ack_mode manual or manual_immediate",
+                )
+            })
     }
 
     fn validate(info: &ListenerInfo) -> Result<(), String> {

@@ -41,7 +41,11 @@ pub trait Handler<Args>: Send + Sync + 'static {
     /// Extracts the arguments and calls the function. Extraction happens
     /// before the returned future is polled; a failure gives a
     /// [`crate::ErrorKind::Decode`] error.
-    fn call(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>;
+    fn call(
+        &self,
+        record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> BoxFuture<Result<(), ListenerError>>;
 
     /// Runs every argument's [`FromRecord::validate`].
     ///
@@ -54,7 +58,11 @@ pub trait Handler<Args>: Send + Sync + 'static {
 /// arguments, for example `async fn f(batch: Vec<Json<T>>)`.
 pub trait BatchHandler<Args>: Send + Sync + 'static {
     /// Extracts the arguments from the batch and calls the function.
-    fn call(&self, records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>;
+    fn call(
+        &self,
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> BoxFuture<Result<(), ListenerError>>;
 
     /// Runs every argument's [`FromBatch::validate`].
     ///
@@ -134,11 +142,19 @@ impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 /// A type-erased record or batch handler, as stored in a listener spec.
 pub(crate) enum ErasedHandler {
     Record {
-        call: Box<dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> + Send + Sync>,
+        call: Box<
+            dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+                + Send
+                + Sync,
+        >,
         validate: fn(&ListenerInfo) -> Result<(), String>,
     },
     Batch {
-        call: Box<dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> + Send + Sync>,
+        call: Box<
+            dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+                + Send
+                + Sync,
+        >,
         validate: fn(&ListenerInfo) -> Result<(), String>,
     },
 }
@@ -160,7 +176,9 @@ impl ErasedHandler {
 
     pub(crate) fn validate(&self, info: &ListenerInfo) -> Result<(), String> {
         match self {
-            ErasedHandler::Record { validate, .. } | ErasedHandler::Batch { validate, .. } => validate(info),
+            ErasedHandler::Record { validate, .. } | ErasedHandler::Batch { validate, .. } => {
+                validate(info)
+            }
         }
     }
 
@@ -171,6 +189,10 @@ impl ErasedHandler {
 
 impl std::fmt::Debug for ErasedHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.is_batch() { "BatchHandler" } else { "Handler" })
+        f.write_str(if self.is_batch() {
+            "BatchHandler"
+        } else {
+            "Handler"
+        })
     }
 }

@@ -58,7 +58,9 @@ pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
 pub use crate::config::KafkaConfig;
 pub use crate::container::ListenerContainer;
 pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
-pub use crate::extract::{Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State};
+pub use crate::extract::{
+    Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State,
+};
 pub use crate::listener::{AckMode, ListenerSpec};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::record::{ConsumerRecord, Header, Headers};
@@ -73,8 +75,9 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::kafka_listener;
     pub use crate::{
-        AckMode, Acknowledgment, ConsumerRecord, Headers, Json, KafkaApp, KafkaConfig, KafkaTemplate, Key,
-        ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta, RetryPolicy, State,
+        AckMode, Acknowledgment, ConsumerRecord, Headers, Json, KafkaApp, KafkaConfig,
+        KafkaTemplate, Key, ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta,
+        RetryPolicy, State,
     };
 }
 

@@ -330,5 +330,7 @@ inventory::collect!(ListenerRegistration);
 /// Every listener declared with `#[kafka_listener]` in the binary, in no
 /// particular order.
 pub fn registered_listeners() -> impl Iterator<Item = ListenerSpec> {
-    inventory::iter::<ListenerRegistration>.into_iter().map(ListenerRegistration::spec)
+    inventory::iter::<ListenerRegistration>
+        .into_iter()
+        .map(ListenerRegistration::spec)
 }

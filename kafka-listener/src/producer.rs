@@ -180,7 +180,8 @@ impl KafkaTemplate {
         key: impl Into<Bytes>,
         value: &T,
     ) -> Result<SendResult> {
-        self.send(ProducerRecord::keyed(topic, key).json(value)?).await
+        self.send(ProducerRecord::keyed(topic, key).json(value)?)
+            .await
     }
 
     /// Waits up to `timeout` for queued records to be delivered.

@@ -40,7 +40,9 @@ impl BackOff {
                 max,
                 jitter,
             } => {
-                let exp = multiplier.max(1.0).powi(retry.saturating_sub(1).min(64) as i32);
+                let exp = multiplier
+                    .max(1.0)
+                    .powi(retry.saturating_sub(1).min(64) as i32);
                 let secs = (initial.as_secs_f64() * exp).min(max.as_secs_f64());
                 let secs = if *jitter {
                     secs * (0.5 + fastrand::f64() * 0.5)

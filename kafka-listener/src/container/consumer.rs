@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -71,6 +71,9 @@ pub(crate) struct ContainerContext {
     paused_all: AtomicBool,
     drain_timeout: Duration,
     name: String,
+    /// This consumer's slot in the container's table of assignments.
+    assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
+    slot: usize,
 }
 
 impl ContainerContext {
@@ -79,8 +82,12 @@ impl ContainerContext {
         runtime: tokio::runtime::Handle,
         drain_timeout: Duration,
         name: String,
+        assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
+        slot: usize,
     ) -> Self {
         Self {
+            assigned,
+            slot,
             listener,
             runtime,
             table: Mutex::new(LaneTable::default()),
@@ -140,7 +147,8 @@ impl ContainerContext {
                 },
             );
         }
-        let TopicLanes { name: topic, lanes } = table.topics.get_mut(topic_name).expect("inserted above");
+        let TopicLanes { name: topic, lanes } =
+            table.topics.get_mut(topic_name).expect("inserted above");
         let partition = msg.partition();
         let entry = lanes
             .entry(partition)
@@ -190,7 +198,10 @@ impl ContainerContext {
         let paused_all = self.paused_all.load(Ordering::Acquire);
         let topics = &mut table.topics;
         table.backpressured.retain(|(topic, partition)| {
-            let Some(entry) = topics.get_mut(topic).and_then(|l| l.lanes.get_mut(partition)) else {
+            let Some(entry) = topics
+                .get_mut(topic)
+                .and_then(|l| l.lanes.get_mut(partition))
+            else {
                 return false; // revoked meanwhile
             };
             if entry.tx.capacity() < low_water {
@@ -220,7 +231,13 @@ impl ContainerContext {
 
     /// Commits every partition whose finished offset moved past the last
     /// commit (`force`: every partition with a finished offset).
-    fn commit(&self, consumer: &BaseConsumer<Self>, mode: CommitMode, force: bool, only: Option<&TopicPartitionList>) {
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        mode: CommitMode,
+        force: bool,
+        only: Option<&TopicPartitionList>,
+    ) {
         let mut table = self.lock();
         let mut tpl = TopicPartitionList::new();
         for (topic, lanes) in table.topics.iter_mut() {
@@ -231,8 +248,11 @@ impl ContainerContext {
                     }
                 }
                 let offset = entry.shared.offsets.committable();
-                if offset >= 0 && (offset > entry.committed || (force && offset >= entry.committed)) {
-                    if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+                if offset >= 0 && (offset > entry.committed || (force && offset >= entry.committed))
+                {
+                    if let Err(e) =
+                        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                    {
                         tracing::warn!(error = %e, "building the commit failed");
                         continue;
                     }
@@ -279,12 +299,20 @@ impl ContainerContext {
         {
             let mut table = self.lock();
             for (topic, partition) in &closing {
-                if let Some(entry) = table.topics.get_mut(topic).and_then(|l| l.lanes.get_mut(partition)) {
+                if let Some(entry) = table
+                    .topics
+                    .get_mut(topic)
+                    .and_then(|l| l.lanes.get_mut(partition))
+                {
                     let (tx, _) = mpsc::channel(1);
                     drop(std::mem::replace(&mut entry.tx, tx));
                     entry.overflow.clear();
                     let (_, dead) = std::sync::mpsc::sync_channel(0);
-                    exits.push((Arc::clone(topic), *partition, std::mem::replace(&mut entry.exit, dead)));
+                    exits.push((
+                        Arc::clone(topic),
+                        *partition,
+                        std::mem::replace(&mut entry.exit, dead),
+                    ));
                 }
             }
         }
@@ -308,7 +336,27 @@ impl ContainerContext {
                 lanes.lanes.remove(partition);
             }
         }
-        table.backpressured.retain(|(t, p)| !closing.iter().any(|(ct, cp)| ct == t && cp == p));
+        table
+            .backpressured
+            .retain(|(t, p)| !closing.iter().any(|(ct, cp)| ct == t && cp == p));
+    }
+
+    /// Records this consumer's current assignment for
+    /// [`super::ListenerContainer::assigned_partitions`].
+    fn set_assigned(&self, consumer: &BaseConsumer<Self>) {
+        let now: Vec<(String, i32)> = consumer
+            .assignment()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = all.get_mut(self.slot) {
+            *slot = now;
+        }
     }
 
     fn set_paused_all(&self, consumer: &BaseConsumer<Self>, paused: bool) {
@@ -323,7 +371,11 @@ impl ContainerContext {
             let table = self.lock();
             let mut tpl = TopicPartitionList::new();
             for e in assignment.elements() {
-                if !table.backpressured.iter().any(|(t, p)| &**t == e.topic() && *p == e.partition()) {
+                if !table
+                    .backpressured
+                    .iter()
+                    .any(|(t, p)| &**t == e.topic() && *p == e.partition())
+                {
                     tpl.add_partition(e.topic(), e.partition());
                 }
             }
@@ -342,33 +394,67 @@ impl ConsumerContext for ContainerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                self.set_assigned(consumer);
                 tracing::info!(consumer = %self.name, partitions = tpl.count(), "partitions revoked; draining and committing");
                 self.listener.metrics.rebalances.increment(1);
                 self.close_lanes(consumer, Some(tpl));
             }
             Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => tracing::error!(consumer = %self.name, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::error!(consumer = %self.name, error = %e, "rebalance error")
+            }
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.set_assigned(consumer);
+        }
         if let Rebalance::Assign(tpl) = rebalance {
+            self.set_assigned(consumer);
             let partitions: Vec<String> = tpl
                 .elements()
                 .iter()
                 .map(|e| format!("{}-{}", e.topic(), e.partition()))
                 .collect();
             tracing::info!(consumer = %self.name, ?partitions, "partitions assigned");
-            if self.paused_all.load(Ordering::Acquire) {
-                if let Err(e) = consumer.pause(tpl) {
-                    tracing::warn!(error = %e, "pausing newly assigned partitions failed");
-                }
+            // librdkafka keeps a partition's pause flag across rebalances: a
+            // partition paused for back-pressure before it was revoked would
+            // come back paused with no lane to resume it. New lanes start
+            // empty, so every assigned partition starts resumed (or paused
+            // when the whole container is paused).
+            let result = if self.paused_all.load(Ordering::Acquire) {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "setting the pause state of assigned partitions failed");
             }
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
+            // Try again with the next commit: forget that these offsets were
+            // committed by lowering the mark of each lane still owned.
+            {
+                let mut table = self.lock();
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        if let Some(entry) = table
+                            .topics
+                            .get_mut(e.topic())
+                            .and_then(|l| l.lanes.get_mut(&e.partition()))
+                        {
+                            if entry.committed >= o {
+                                entry.committed = o - 1;
+                            }
+                        }
+                    }
+                }
+            }
+            self.signal.mark(false);
             self.listener.metrics.commit_failures.increment(1);
             tracing::warn!(consumer = %self.name, error = %e, ?offsets, "offset commit failed; the records may be delivered again");
         }
@@ -383,7 +469,9 @@ pub(crate) fn run(
     stop: Arc<AtomicBool>,
     control: Receiver<Control>,
     check_partitions: bool,
+    gate: Arc<StopGate>,
 ) {
+    let mut gate = GateGuard(Some(gate));
     let ctx = consumer.context().clone();
     let subscribed = match &subscription {
         Subscription::Topics(topics) => {
@@ -394,7 +482,7 @@ pub(crate) fn run(
     };
     if let Err(e) = subscribed {
         tracing::error!(consumer = %ctx.name, error = %e, "subscribe failed; this consumer does not start");
-        return;
+        return; // the guard tells the gate
     }
     if check_partitions {
         warn_idle_consumers(&consumer, &subscription, ctx.listener.concurrency);
@@ -423,7 +511,11 @@ pub(crate) fn run(
             }
             None => true,
         };
-        if ctx.signal.is_urgent() || idle || since_commit >= RECORDS_PER_COMMIT || last_commit.elapsed() >= interval {
+        if ctx.signal.is_urgent()
+            || idle
+            || since_commit >= RECORDS_PER_COMMIT
+            || last_commit.elapsed() >= interval
+        {
             let (dirty, _) = ctx.signal.take();
             if dirty {
                 ctx.commit(&consumer, CommitMode::Async, false, None);
@@ -434,19 +526,83 @@ pub(crate) fn run(
     }
     tracing::info!(consumer = %ctx.name, "stopping: draining lanes and committing");
     ctx.close_lanes(&consumer, None);
+    // Leave the group only when every consumer of the container has
+    // committed: the first one to leave starts a rebalance, during which
+    // some brokers refuse the others' commits.
+    gate.arrive_and_wait(ctx.drain_timeout);
     consumer.unsubscribe();
     drop(consumer);
     tracing::info!(consumer = %ctx.name, "stopped");
 }
 
-fn warn_idle_consumers(consumer: &BaseConsumer<ContainerContext>, subscription: &Subscription, concurrency: usize) {
+/// Lets the consumers of one container leave their group together, after
+/// all of them have committed.
+#[derive(Debug)]
+pub(crate) struct StopGate {
+    remaining: Mutex<usize>,
+    all_arrived: Condvar,
+}
+
+impl StopGate {
+    pub(crate) fn new(consumers: usize) -> Self {
+        Self {
+            remaining: Mutex::new(consumers),
+            all_arrived: Condvar::new(),
+        }
+    }
+
+    fn arrive(&self) {
+        let mut n = self.remaining.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.all_arrived.notify_all();
+        }
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let n = self.remaining.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.all_arrived.wait_timeout_while(n, timeout, |n| *n > 0);
+    }
+}
+
+/// Arrives at the gate once, also when the thread returns early.
+struct GateGuard(Option<Arc<StopGate>>);
+
+impl GateGuard {
+    fn arrive_and_wait(&mut self, timeout: Duration) {
+        if let Some(gate) = self.0.take() {
+            gate.arrive();
+            gate.wait(timeout);
+        }
+    }
+}
+
+impl Drop for GateGuard {
+    fn drop(&mut self) {
+        if let Some(gate) = self.0.take() {
+            gate.arrive();
+        }
+    }
+}
+
+fn warn_idle_consumers(
+    consumer: &BaseConsumer<ContainerContext>,
+    subscription: &Subscription,
+    concurrency: usize,
+) {
     let Subscription::Topics(topics) = subscription else {
         return;
     };
     let mut partitions = 0usize;
     for topic in topics {
         match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
-            Ok(md) => partitions += md.topics().iter().map(|t| t.partitions().len()).sum::<usize>(),
+            Ok(md) => {
+                partitions += md
+                    .topics()
+                    .iter()
+                    .map(|t| t.partitions().len())
+                    .sum::<usize>()
+            }
             Err(_) => return,
         }
     }

@@ -175,7 +175,10 @@ impl Lane<'_> {
                 Err(err) => err,
             };
             m.failed.increment(1);
-            if let Some(i) = err.index().filter(|&i| records.len() > 1 && i < records.len() && !self.manual()) {
+            if let Some(i) = err
+                .index()
+                .filter(|&i| records.len() > 1 && i < records.len() && !self.manual())
+            {
                 return Ok(Err(i));
             }
             match self.listener.retry.next_delay(attempt, &err) {
@@ -227,11 +230,21 @@ impl Lane<'_> {
     /// (dead-letter topic, or log), retrying the recoverer until it succeeds,
     /// since the offset must not be committed past a record that was neither
     /// handled nor recovered.
-    async fn recover(&self, records: &[ConsumerRecord], err: &ListenerError, attempts: u32) -> Result<(), Revoked> {
+    async fn recover(
+        &self,
+        records: &[ConsumerRecord],
+        err: &ListenerError,
+        attempts: u32,
+    ) -> Result<(), Revoked> {
         let mut tries = 0u32;
         for record in records {
             loop {
-                match self.listener.recoverer.recover(record, err, attempts, &self.listener.info).await {
+                match self
+                    .listener
+                    .recoverer
+                    .recover(record, err, attempts, &self.listener.info)
+                    .await
+                {
                     Ok(()) => break,
                     Err(e) => {
                         tries += 1;

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::ClientConfig;
 
-use self::consumer::{ContainerContext, Control};
+use self::consumer::{ContainerContext, Control, StopGate};
 use crate::error::{Error, Result};
 use crate::extract::ListenerInfo;
 use crate::handler::ErasedHandler;
@@ -51,7 +51,9 @@ pub(crate) struct ListenerRuntime {
 
 impl std::fmt::Debug for ListenerRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListenerRuntime").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("ListenerRuntime")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,6 +72,7 @@ pub struct ListenerContainer {
     drain_timeout: Duration,
     consumers: Mutex<Vec<ConsumerThread>>,
     paused: AtomicBool,
+    assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
 }
 
 impl std::fmt::Debug for ListenerContainer {
@@ -135,7 +138,10 @@ impl ListenerContainer {
             info,
             handler: spec.handler.take().expect("validated"),
             retry: spec.retry.take().unwrap_or_default(),
-            recoverer: spec.recoverer.take().unwrap_or_else(|| Arc::new(LoggingRecoverer)),
+            recoverer: spec
+                .recoverer
+                .take()
+                .unwrap_or_else(|| Arc::new(LoggingRecoverer)),
             concurrency: spec.concurrency,
             max_in_flight: spec.max_in_flight,
             max_batch: spec.max_batch,
@@ -148,6 +154,7 @@ impl ListenerContainer {
             drain_timeout,
             consumers: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
+            assigned: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -163,7 +170,11 @@ impl ListenerContainer {
 
     /// Whether the consumers are running.
     pub fn is_running(&self) -> bool {
-        !self.consumers.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 
     /// Starts `concurrency` consumers; does nothing when already running.
@@ -178,7 +189,11 @@ impl ListenerContainer {
         }
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ListenerContainer::start needs a tokio runtime".into()))?;
+        let gate = Arc::new(StopGate::new(self.runtime.concurrency));
+        *self.assigned.lock().unwrap_or_else(|e| e.into_inner()) =
+            vec![Vec::new(); self.runtime.concurrency];
         for i in 0..self.runtime.concurrency {
+            let gate = Arc::clone(&gate);
             let name = format!("{}-{}", self.runtime.info.id, i);
             let mut config = self.client_config.clone();
             if config.get("client.id").is_none() {
@@ -189,6 +204,8 @@ impl ListenerContainer {
                 handle.clone(),
                 self.drain_timeout,
                 name.clone(),
+                Arc::clone(&self.assigned),
+                i,
             );
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -200,9 +217,22 @@ impl ListenerContainer {
             let thread_stop = Arc::clone(&stop);
             let join = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || consumer::run(consumer, subscription, thread_stop, control_rx, i == 0))
+                .spawn(move || {
+                    consumer::run(
+                        consumer,
+                        subscription,
+                        thread_stop,
+                        control_rx,
+                        i == 0,
+                        gate,
+                    )
+                })
                 .map_err(|e| Error::Config(format!("cannot spawn a consumer thread: {e}")))?;
-            consumers.push(ConsumerThread { stop, control, join });
+            consumers.push(ConsumerThread {
+                stop,
+                control,
+                join,
+            });
         }
         tracing::info!(listener = %self.id(), group = %self.group_id(), concurrency = self.runtime.concurrency, "listener started");
         Ok(())
@@ -212,7 +242,8 @@ impl ListenerContainer {
     /// drain timeout), commits what is finished and leaves the group.
     /// Returns when all have stopped.
     pub async fn stop(&self) {
-        let consumers = std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        let consumers =
+            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
         if consumers.is_empty() {
             return;
         }
@@ -229,6 +260,37 @@ impl ListenerContainer {
             tracing::error!(listener = %self.id(), "a consumer thread panicked while stopping");
         }
         tracing::info!(listener = %self.id(), "listener stopped");
+    }
+
+    /// The partitions assigned to each consumer of the container (index =
+    /// consumer), as `(topic, partition)`; empty while a consumer has none
+    /// (joining, rebalancing, idle, stopped).
+    pub fn assigned_partitions(&self) -> Vec<Vec<(String, i32)>> {
+        if !self.is_running() {
+            return Vec::new();
+        }
+        self.assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until every consumer has at least one partition and together
+    /// they hold `partitions` partitions (the group is stable), up to
+    /// `timeout`; returns whether it happened.
+    pub async fn wait_for_assignment(&self, partitions: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let a = self.assigned_partitions();
+            let total: usize = a.iter().map(Vec::len).sum();
+            if !a.is_empty() && total == partitions && a.iter().all(|c| !c.is_empty()) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Pauses every assigned partition (the consumers stay in the group and
@@ -250,7 +312,12 @@ impl ListenerContainer {
     }
 
     fn send(&self, control: Control) {
-        for c in self.consumers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for c in self
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = c.control.send(control);
         }
     }

@@ -38,7 +38,6 @@ impl CommitSignal {
         let dirty = self.dirty.swap(false, Ordering::AcqRel);
         (dirty || urgent, urgent)
     }
-
 }
 
 #[derive(Debug)]
@@ -175,7 +174,11 @@ mod tests {
         p.finish(13);
         assert_eq!(p.committable(), -1);
         p.finish(10);
-        assert_eq!(p.committable(), 12, "10 and 11 done, 13 waits for nothing but 14 is pending");
+        assert_eq!(
+            p.committable(),
+            12,
+            "10 and 11 done, 13 waits for nothing but 14 is pending"
+        );
         // 13 was finished before; popping stops at 14.
         assert_eq!(p.waiting(), 1);
         p.finish(14);
