@@ -110,12 +110,22 @@ impl Entry {
                     "`{key}` takes a value, not a list of keys: `{example}`"
                 )));
             } else {
-                return Err(lookahead.error());
+                return Err(input.error(format!("expected `=` after `{key}`, e.g. `{example}`")));
             }
             if input.is_empty() {
                 return Err(syn::Error::new_spanned(
                     key,
                     format!("`{key}` needs a value after `=`, e.g. `{example}`"),
+                ));
+            }
+            if input.peek(Ident::peek_any) && !input.peek(LitBool) {
+                let expr: syn::Expr = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    &expr,
+                    format!(
+                        "`{key}` takes a literal, as in `{example}`, not `{}`; constants and expressions are not supported",
+                        expr.to_token_stream()
+                    ),
                 ));
             }
             let value: Value = input.parse()?;
@@ -191,6 +201,10 @@ impl Entry {
     /// the literal's span.
     pub(crate) fn integer(&self, cx: &Ctxt, example: &str) -> Option<(u64, Span)> {
         match self.value(cx, example)? {
+            Value::Lit(Lit::Int(int)) if int.base10_digits().starts_with('-') => {
+                cx.error_spanned_by(&int, format!("`{}` cannot be negative", self.key));
+                None
+            }
             Value::Lit(Lit::Int(int)) => match int.base10_parse::<u64>() {
                 Ok(n) => Some((n, int.span())),
                 Err(e) => {
@@ -345,12 +359,12 @@ impl Parse for Value {
                 paren,
                 content.parse_terminated(Value::parse, Token![,])?,
             ))
-        } else if input.peek(Ident::peek_any) {
+        } else if input.peek(Ident::peek_any) && !input.peek(LitBool) {
             let ident = input.call(Ident::parse_any)?;
             Err(syn::Error::new_spanned(
                 &ident,
                 format!(
-                    "expected a literal, found `{ident}`: values are literals such as \"{ident}\", 3, true or [\"a\"]; constants and expressions are not supported"
+                    "expected a literal, found `{ident}`: constants and expressions are not supported, and strings are written in quotes"
                 ),
             ))
         } else {

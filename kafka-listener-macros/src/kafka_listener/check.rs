@@ -31,7 +31,13 @@ const MAX_ARGS: usize = 12;
 pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<Listener> {
     let ack_mode = attrs.ack_mode.as_ref().map(|k| k.value);
     let batch = attrs.batch.as_ref().is_some_and(|k| k.value);
-    signature(cx, &func, ack_mode, batch);
+    // A key given with an invalid value was reported; checks of the
+    // arguments against it would only guess.
+    let modes = Modes {
+        ack_mode: (attrs.ack_mode.is_some() || !attrs.has(ACK_MODE)).then_some(ack_mode),
+        batch: (attrs.batch.is_some() || !attrs.has(BATCH)).then_some(batch),
+    };
+    signature(cx, &func, modes);
     let source = topic_source(cx, &attrs);
     let retry = attrs.retry.as_ref().and_then(|r| retry(cx, &r.value));
     if cx.has_errors() {
@@ -149,7 +155,7 @@ fn retry(cx: &Ctxt, attrs: &RetryAttrs) -> Option<Retry> {
 
 /// The function must be a plain `async fn` of at most 12 extractor
 /// arguments; what the compiler would say later, less clearly, is said here.
-fn signature(cx: &Ctxt, func: &ItemFn, ack_mode: Option<AckMode>, batch: bool) {
+fn signature(cx: &Ctxt, func: &ItemFn, modes: Modes) {
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         cx.error_spanned_by(sig.fn_token, "a listener must be an `async fn`");
@@ -179,14 +185,14 @@ fn signature(cx: &Ctxt, func: &ItemFn, ack_mode: Option<AckMode>, batch: bool) {
                 arg,
                 format!("a listener takes at most {MAX_ARGS} arguments; group some in a type that implements `FromRecord`"),
             ),
-            FnArg::Typed(arg) if i < MAX_ARGS => argument(cx, &arg.ty, ack_mode, batch),
+            FnArg::Typed(arg) if i < MAX_ARGS => argument(cx, &arg.ty, modes),
             FnArg::Typed(_) => {}
         }
     }
 }
 
 /// One argument type: what can be told from its tokens.
-fn argument(cx: &Ctxt, ty: &Type, ack_mode: Option<AckMode>, batch: bool) {
+fn argument(cx: &Ctxt, ty: &Type, modes: Modes) {
     match ty {
         Type::ImplTrait(_) => {
             cx.error_spanned_by(
@@ -207,6 +213,25 @@ fn argument(cx: &Ctxt, ty: &Type, ack_mode: Option<AckMode>, batch: bool) {
     let Some((name, generic)) = last_segment(ty) else {
         return;
     };
+    if let Some(ack_mode) = modes.ack_mode {
+        acknowledgment(cx, ty, &name, ack_mode);
+    }
+    if let Some(batch) = modes.batch {
+        batch_argument(cx, ty, &name, generic, batch);
+    }
+}
+
+/// The ack mode and batch setting the arguments are checked against;
+/// `None` for a key given with an invalid value.
+#[derive(Debug, Clone, Copy)]
+struct Modes {
+    /// `Some(None)`: no `ack_mode` key (the runtime's default applies).
+    ack_mode: Option<Option<AckMode>>,
+    batch: Option<bool>,
+}
+
+/// `Acknowledgment` only with a manual ack mode.
+fn acknowledgment(cx: &Ctxt, ty: &Type, name: &str, ack_mode: Option<AckMode>) {
     if name == ACKNOWLEDGMENT.as_str() && !ack_mode.is_some_and(AckMode::is_manual) {
         let mode = match ack_mode {
             Some(mode) => format!("\"{}\"", mode.name()),
@@ -219,6 +244,11 @@ fn argument(cx: &Ctxt, ty: &Type, ack_mode: Option<AckMode>, batch: bool) {
             ),
         );
     }
+}
+
+/// `Vec` arguments in batch listeners only; single-record extractors in
+/// record listeners only.
+fn batch_argument(cx: &Ctxt, ty: &Type, name: &str, generic: Option<&Type>, batch: bool) {
     if !batch && name == VEC.as_str() && !generic.is_some_and(|g| is_named(g, "u8")) {
         cx.error_spanned_by(
             ty,

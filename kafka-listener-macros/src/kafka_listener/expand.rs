@@ -74,7 +74,9 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 }
 
 /// The user's function unchanged, then an anonymous `const` block with the
-/// factory, its `inventory` registration and the trait assertions.
+/// trait assertions, the factory and its `inventory` registration. The
+/// assertions come first so that their errors, at the user's types, are
+/// reported before the less precise one of the `handler(f)` call.
 pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
     let exports = Exports {
         krate: &listener.krate,
@@ -90,6 +92,8 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
         #item
 
         const _: () = {
+            #assertions
+
             fn __kafka_listener_factory() -> #spec {
                 #spec::new(#id)
                     #settings
@@ -99,8 +103,6 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
             #inventory::submit! {
                 #registration::new(__kafka_listener_factory)
             }
-
-            #assertions
         };
     }
 }
@@ -180,15 +182,25 @@ fn retry_policy(retry: &Retry, exports: &Exports<'_>) -> TokenStream {
     }
 }
 
-/// `.handler(f)` or `.batch_handler(f)`, the function named with the
-/// user's own identifier.
+/// `.handler::<_, (A1, A2, ..)>(f)` or `.batch_handler::<_, (..)>(f)`,
+/// the function named with the user's own identifier. Naming the argument
+/// tuple selects the one `Handler` impl that applies, so that a failure
+/// (a future that is not `Send`, an argument that is not an extractor) is
+/// reported as its cause rather than as "`Handler<_>` is not implemented".
 fn handler(listener: &Listener) -> TokenStream {
     let name = &listener.func.sig.ident;
-    if listener.batch {
-        quote!(.batch_handler(#name))
+    let args = listener.func.sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(arg) => Some(&arg.ty),
+        FnArg::Receiver(_) => None,
+    });
+    let method = if listener.batch {
+        quote!(batch_handler)
     } else {
-        quote!(.handler(#name))
-    }
+        quote!(handler)
+    };
+    // Spanned at the function's name: a future that is not `Send` is
+    // reported there.
+    quote_spanned!(name.span()=> .#method::<_, (#(#args,)*)>(#name))
 }
 
 /// One `const` assertion per argument type and one for the return type,

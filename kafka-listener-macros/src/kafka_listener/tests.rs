@@ -207,7 +207,6 @@ fn every_error_is_reported_at_once() {
         "`attempts` expects an integer, found a string",
         "a listener must be an `async fn`",
         "a listener cannot be generic",
-        "`Acknowledgment` needs ack_mode = \"manual\" or \"manual_immediate\", but this listener's ack mode is \"batch\" (the default)",
         "`multiplier` applies to backoff = \"exponential\" only",
     ];
     for want in expected {
@@ -216,8 +215,9 @@ fn every_error_is_reported_at_once() {
             "no error contains {want:?} in {errors:#?}"
         );
     }
-    // Nothing else: in particular no "needs `topics`" for a `topics` with a
-    // bad value, and nothing for the second `concurrency`'s value.
+    // Nothing else: no "needs `topics`" for a `topics` with a bad value,
+    // nothing for the second `concurrency`'s value, and no guess about
+    // `Acknowledgment` under an invalid ack mode.
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
 
@@ -274,5 +274,43 @@ fn durations_are_validated() {
     assert_eq!(
         errors[1],
         "`max` must be a whole number of milliseconds, not `1500us`"
+    );
+}
+
+#[test]
+fn acknowledgment_needs_a_manual_ack_mode() {
+    let item = quote!(
+        async fn f(ack: kafka_listener::Acknowledgment) {}
+    );
+    assert_eq!(
+        errors(quote!(topics = ["t"]), item.clone()),
+        ["`Acknowledgment` needs ack_mode = \"manual\" or \"manual_immediate\", but this listener's ack mode is \"batch\" (the default)"]
+    );
+    assert_eq!(
+        errors(quote!(topics = ["t"], ack_mode = "record"), item.clone()),
+        ["`Acknowledgment` needs ack_mode = \"manual\" or \"manual_immediate\", but this listener's ack mode is \"record\""]
+    );
+    for mode in ["manual", "manual_immediate", "MANUAL-IMMEDIATE"] {
+        assert!(
+            try_expand(quote!(topics = ["t"], ack_mode = #mode), item.clone()).is_ok(),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn negative_numbers_are_refused() {
+    let errors = errors(
+        quote!(topics = ["t"], concurrency = -2, retry(multiplier = -1.5)),
+        quote!(
+            async fn f() {}
+        ),
+    );
+    assert_eq!(
+        errors,
+        [
+            "`concurrency` cannot be negative",
+            "`multiplier` must be at least 1.0 (each delay is at least the one before), not -1.5"
+        ]
     );
 }

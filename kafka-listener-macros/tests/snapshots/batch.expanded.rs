@@ -1,16 +1,16 @@
 async fn write_audit(events: Vec<Json<AuditEvent>>, db: State<Db>) {}
 const _: () = {
-    fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
-        ::kafka_listener::__private::ListenerSpec::new("audit-writer")
-            .topics(["audit"])
-            .ack_mode(::kafka_listener::__private::AckMode::Batch)
-            .batch_handler(write_audit)
-    }
-    ::kafka_listener::__private::inventory::submit! {
-        ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
-    }
     const _: () = ::kafka_listener::__private::assert_from_batch::<
         Vec<Json<AuditEvent>>,
     >();
     const _: () = ::kafka_listener::__private::assert_from_batch::<State<Db>>();
+    fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
+        ::kafka_listener::__private::ListenerSpec::new("audit-writer")
+            .topics(["audit"])
+            .ack_mode(::kafka_listener::__private::AckMode::Batch)
+            .batch_handler::<_, (Vec<Json<AuditEvent>>, State<Db>)>(write_audit)
+    }
+    ::kafka_listener::__private::inventory::submit! {
+        ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
+    }
 };

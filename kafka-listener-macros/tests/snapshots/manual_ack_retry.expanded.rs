@@ -7,6 +7,12 @@ async fn settle(
     Ok(())
 }
 const _: () = {
+    const _: () = ::kafka_listener::__private::assert_from_record::<Json<Payment>>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<Key<String>>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<Acknowledgment>();
+    const _: () = ::kafka_listener::__private::assert_listener_result::<
+        Result<(), ListenerError>,
+    >();
     fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
         ::kafka_listener::__private::ListenerSpec::new("settle")
             .topics(["payments"])
@@ -20,15 +26,9 @@ const _: () = {
                     jitter: false,
                 },
             })
-            .handler(settle)
+            .handler::<_, (Json<Payment>, Key<String>, Acknowledgment)>(settle)
     }
     ::kafka_listener::__private::inventory::submit! {
         ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
     }
-    const _: () = ::kafka_listener::__private::assert_from_record::<Json<Payment>>();
-    const _: () = ::kafka_listener::__private::assert_from_record::<Key<String>>();
-    const _: () = ::kafka_listener::__private::assert_from_record::<Acknowledgment>();
-    const _: () = ::kafka_listener::__private::assert_listener_result::<
-        Result<(), ListenerError>,
-    >();
 };

@@ -7,6 +7,14 @@ pub async fn issue(
     Ok(())
 }
 const _: () = {
+    const _: () = ::kafka_listener::__private::assert_from_record::<
+        Json<IssueRequested>,
+    >();
+    const _: () = ::kafka_listener::__private::assert_from_record::<RecordMeta>();
+    const _: () = ::kafka_listener::__private::assert_from_record::<State<App>>();
+    const _: () = ::kafka_listener::__private::assert_listener_result::<
+        Result<(), ListenerError>,
+    >();
     fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {
         ::kafka_listener::__private::ListenerSpec::new("issue")
             .topics(["coupon.issue.requested", "coupon.issue.retried"])
@@ -16,17 +24,9 @@ const _: () = {
             .auto_startup(false)
             .property("max.poll.interval.ms", "300000")
             .property("fetch.min.bytes", "1")
-            .handler(issue)
+            .handler::<_, (Json<IssueRequested>, RecordMeta, State<App>)>(issue)
     }
     ::kafka_listener::__private::inventory::submit! {
         ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)
     }
-    const _: () = ::kafka_listener::__private::assert_from_record::<
-        Json<IssueRequested>,
-    >();
-    const _: () = ::kafka_listener::__private::assert_from_record::<RecordMeta>();
-    const _: () = ::kafka_listener::__private::assert_from_record::<State<App>>();
-    const _: () = ::kafka_listener::__private::assert_listener_result::<
-        Result<(), ListenerError>,
-    >();
 };

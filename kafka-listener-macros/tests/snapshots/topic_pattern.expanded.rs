@@ -1,5 +1,6 @@
 async fn any_coupon_event(record: ConsumerRecord) {}
 const _: () = {
+    const _: () = ::kl::__private::assert_from_record::<ConsumerRecord>();
     fn __kafka_listener_factory() -> ::kl::__private::ListenerSpec {
         ::kl::__private::ListenerSpec::new("any_coupon_event")
             .topic_pattern("^coupon\\..*")
@@ -9,10 +10,9 @@ const _: () = {
                     ::kl::__private::Duration::from_millis(250),
                 ),
             })
-            .handler(any_coupon_event)
+            .handler::<_, (ConsumerRecord,)>(any_coupon_event)
     }
     ::kl::__private::inventory::submit! {
         ::kl::__private::ListenerRegistration::new(__kafka_listener_factory)
     }
-    const _: () = ::kl::__private::assert_from_record::<ConsumerRecord>();
 };

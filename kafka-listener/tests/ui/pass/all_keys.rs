@@ -1,0 +1,48 @@
+//! Every key of `#[kafka_listener]` and of `retry(...)`, checked on the
+//! registered spec.
+use kafka_listener::listener::registered_listeners;
+use kafka_listener::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct IssueRequested {
+    coupon_id: String,
+}
+
+#[kafka_listener(
+    topics = ["coupon.issue.requested", "coupon.issue.retried"],
+    group_id = "coupon-issuer",
+    id = "coupon-issuer-listener",
+    concurrency = 3,
+    ack_mode = "record",
+    auto_startup = false,
+    properties = [("max.poll.interval.ms", "300000"), ("fetch.min.bytes", "1")],
+    batch = false,
+    retry(attempts = 5, backoff = "exponential", initial = "100ms", max = "10s", multiplier = 1.5, jitter = false),
+    crate = "::kafka_listener",
+)]
+async fn issue(req: Json<IssueRequested>) -> Result<(), ListenerError> {
+    let _ = &req.coupon_id;
+    Ok(())
+}
+
+fn main() {
+    let spec = registered_listeners().next().expect("one listener is registered");
+    assert_eq!(spec.id(), "coupon-issuer-listener");
+    assert_eq!(spec.group(), "coupon-issuer");
+    assert_eq!(spec.topic_names(), ["coupon.issue.requested", "coupon.issue.retried"]);
+    assert_eq!(spec.configured_concurrency(), 3);
+    assert!(!spec.starts_automatically());
+    let debug = format!("{spec:?}");
+    assert!(debug.contains("ack_mode: Record"), "{debug}");
+    let policy = RetryPolicy {
+        attempts: 5,
+        backoff: kafka_listener::BackOff::Exponential {
+            initial: std::time::Duration::from_millis(100),
+            multiplier: 1.5,
+            max: std::time::Duration::from_secs(10),
+            jitter: false,
+        },
+    };
+    assert!(debug.contains(&format!("retry: Some({policy:?})")), "{debug}");
+}
