@@ -316,7 +316,8 @@ impl Value {
         }
     }
 
-    fn string(&self, cx: &Ctxt, key: &Ident, example: &str) -> Option<LitStr> {
+    /// This value as a string, or `None` after recording a mismatch.
+    pub(crate) fn string(&self, cx: &Ctxt, key: &Ident, example: &str) -> Option<LitStr> {
         match self {
             Value::Lit(Lit::Str(s)) => Some(s.clone()),
             other => other.mismatch(cx, key, "a string", example),
@@ -324,7 +325,13 @@ impl Value {
     }
 
     /// Records "`key` expects X, found Y" at this value; always `None`.
-    fn mismatch<T>(&self, cx: &Ctxt, key: &Ident, expected: &str, example: &str) -> Option<T> {
+    pub(crate) fn mismatch<T>(
+        &self,
+        cx: &Ctxt,
+        key: &Ident,
+        expected: &str,
+        example: &str,
+    ) -> Option<T> {
         cx.error_spanned_by(
             self,
             format!(

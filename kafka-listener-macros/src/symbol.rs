@@ -26,12 +26,6 @@ impl PartialEq<Symbol> for Ident {
     }
 }
 
-impl PartialEq<Symbol> for &Ident {
-    fn eq(&self, word: &Symbol) -> bool {
-        *self == word.0
-    }
-}
-
 impl fmt::Display for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
@@ -66,15 +60,9 @@ pub(crate) const MANUAL_IMMEDIATE: Symbol = Symbol("manual_immediate");
 /// Ack mode `batch` (the same word as the `batch` key).
 pub(crate) const BATCH_ACK: Symbol = BATCH;
 
-/// The `ack_mode` values.
-pub(crate) const ACK_MODES: &[Symbol] = &[RECORD, BATCH_ACK, MANUAL, MANUAL_IMMEDIATE];
-
 // `backoff = "..."` values.
 pub(crate) const FIXED: Symbol = Symbol("fixed");
 pub(crate) const EXPONENTIAL: Symbol = Symbol("exponential");
-
-/// The `backoff` values.
-pub(crate) const BACKOFFS: &[Symbol] = &[FIXED, EXPONENTIAL];
 
 // Type names the checks recognize by their last path segment.
 pub(crate) const ACKNOWLEDGMENT: Symbol = Symbol("Acknowledgment");

@@ -2,6 +2,25 @@
 //! in [`ListenerAttrs::KEYS`] and [`RetryAttrs::KEYS`], and the checks that
 //! need only the key's own value (ranges, durations, known words).
 //! Checks across keys and against the function are in `check.rs`.
+//!
+//! # Adding a key
+//!
+//! A key is a symbol in `symbol.rs`, a field here and a row in a `KEYS`
+//! table; the unknown-key message, the duplicate check and error recovery
+//! come with the row. The value helpers of [`Entry`] cover the usual
+//! shapes, and [`Entry::value`] gives the raw [`crate::meta::Value`] for
+//! the others. For example:
+//! - `dead_letter = true | "topic"`: a field `Option<Keyed<DeadLetter>>`
+//!   and a row that matches `e.value(cx, example)` on
+//!   `Value::Lit(Lit::Bool(_))` and `Value::Lit(Lit::Str(_))`, reporting
+//!   anything else with `Value::mismatch`.
+//! - `rate_limit = "100/10s"`: `e.non_empty_string(..)`, then split at `/`
+//!   and parse the duration as [`duration`] does.
+//! - `retry_topics(...)`: a struct with its own [`KeyTable`] impl, filled
+//!   through `e.nested(..)` as `retry(...)` is.
+//!
+//! Then resolve the field in `check.rs` (into `Listener`) and emit it in
+//! `expand.rs`.
 
 use std::time::Duration;
 
@@ -53,6 +72,26 @@ pub(crate) enum AckMode {
 }
 
 impl AckMode {
+    /// Every ack mode: its spelling in the attribute and its variant in the
+    /// runtime's `AckMode`.
+    const ALL: [(Symbol, AckMode, &'static str); 4] = [
+        (RECORD, AckMode::Record, "Record"),
+        (BATCH_ACK, AckMode::Batch, "Batch"),
+        (MANUAL, AckMode::Manual, "Manual"),
+        (
+            MANUAL_IMMEDIATE,
+            AckMode::ManualImmediate,
+            "ManualImmediate",
+        ),
+    ];
+
+    fn entry(self) -> &'static (Symbol, AckMode, &'static str) {
+        Self::ALL
+            .iter()
+            .find(|(_, mode, _)| *mode == self)
+            .expect("every ack mode is in ALL")
+    }
+
     /// Whether the handler acknowledges (and so may take `Acknowledgment`).
     pub(crate) fn is_manual(self) -> bool {
         matches!(self, AckMode::Manual | AckMode::ManualImmediate)
@@ -60,36 +99,22 @@ impl AckMode {
 
     /// The spelling in `ack_mode = "..."`.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            AckMode::Record => RECORD.as_str(),
-            AckMode::Batch => BATCH_ACK.as_str(),
-            AckMode::Manual => MANUAL.as_str(),
-            AckMode::ManualImmediate => MANUAL_IMMEDIATE.as_str(),
-        }
+        self.entry().0.as_str()
     }
 
     /// The variant of `AckMode` in the runtime crate.
     pub(crate) fn variant(self) -> Ident {
-        let name = match self {
-            AckMode::Record => "Record",
-            AckMode::Batch => "Batch",
-            AckMode::Manual => "Manual",
-            AckMode::ManualImmediate => "ManualImmediate",
-        };
-        Ident::new(name, Span::call_site())
+        Ident::new(self.entry().2, Span::call_site())
     }
 
     /// Parses a spelling accepted by the runtime's `AckMode::from_str`
     /// (case-insensitive, `-` for `_`).
     fn from_name(name: &str) -> Option<Self> {
         let name = name.to_ascii_lowercase().replace('-', "_");
-        Some(match name.as_str() {
-            n if n == RECORD.as_str() => AckMode::Record,
-            n if n == BATCH_ACK.as_str() => AckMode::Batch,
-            n if n == MANUAL.as_str() => AckMode::Manual,
-            n if n == MANUAL_IMMEDIATE.as_str() => AckMode::ManualImmediate,
-            _ => return None,
-        })
+        Self::ALL
+            .iter()
+            .find(|(symbol, _, _)| symbol.as_str() == name)
+            .map(|(_, mode, _)| *mode)
     }
 }
 
@@ -260,7 +285,7 @@ fn ack_mode(cx: &Ctxt, entry: &Entry) -> Option<AckMode> {
             format!(
                 "unknown ack mode `{}`; expected one of: {}",
                 lit.value(),
-                symbol::one_of(ACK_MODES)
+                symbol::one_of(AckMode::ALL.iter().map(|(symbol, _, _)| symbol))
             ),
         );
     }
@@ -312,22 +337,27 @@ fn crate_path(cx: &Ctxt, entry: &Entry) -> Option<Path> {
 }
 
 fn backoff(cx: &Ctxt, entry: &Entry) -> Option<BackOffKind> {
+    const ALL: [(Symbol, BackOffKind); 2] = [
+        (FIXED, BackOffKind::Fixed),
+        (EXPONENTIAL, BackOffKind::Exponential),
+    ];
     let lit = entry.string(cx, r#"backoff = "fixed""#)?;
-    match lit.value().to_ascii_lowercase().as_str() {
-        n if n == FIXED.as_str() => Some(BackOffKind::Fixed),
-        n if n == EXPONENTIAL.as_str() => Some(BackOffKind::Exponential),
-        _ => {
-            cx.error_spanned_by(
-                &lit,
-                format!(
-                    "unknown backoff `{}`; expected one of: {}",
-                    lit.value(),
-                    symbol::one_of(BACKOFFS)
-                ),
-            );
-            None
-        }
+    let name = lit.value().to_ascii_lowercase();
+    let kind = ALL
+        .iter()
+        .find(|(symbol, _)| symbol.as_str() == name)
+        .map(|(_, kind)| *kind);
+    if kind.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown backoff `{}`; expected one of: {}",
+                lit.value(),
+                symbol::one_of(ALL.iter().map(|(symbol, _)| symbol))
+            ),
+        );
     }
+    kind
 }
 
 /// A duration in humantime syntax ("100ms", "1s", "2m", "1m 30s"), in
