@@ -88,9 +88,16 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
     let settings = settings(listener, &exports);
     let handler = handler(listener);
     let assertions = assertions(listener, &exports);
+    // The registration exists exactly when the function does.
+    let cfgs = listener
+        .func
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
     quote! {
         #item
 
+        #(#cfgs)*
         const _: () = {
             #assertions
 

@@ -314,3 +314,27 @@ fn negative_numbers_are_refused() {
         ]
     );
 }
+
+#[test]
+fn cfg_attributes_apply_to_the_registration_too() {
+    let expanded = pretty(
+        try_expand(
+            quote!(topics = ["t"]),
+            quote! {
+                #[cfg(feature = "orders")]
+                #[allow(unused)]
+                async fn f() {}
+            },
+        )
+        .unwrap(),
+    );
+    assert!(
+        expanded.contains("#[cfg(feature = \"orders\")]\nconst _: () = {"),
+        "{expanded}"
+    );
+    assert_eq!(
+        expanded.matches("#[allow(unused)]").count(),
+        1,
+        "{expanded}"
+    );
+}

@@ -1,6 +1,6 @@
 //! The expansion is warning-free under strict lints, in modules, with
-//! visibility and other attributes on the function, and with a raw
-//! identifier as the function name.
+//! visibility and other attributes on the function (`#[cfg]` included),
+//! and with a raw identifier as the function name.
 #![forbid(unsafe_code)]
 #![deny(warnings, missing_docs, unreachable_pub, missing_debug_implementations)]
 
@@ -20,6 +20,11 @@ pub mod listeners {
 
     #[kafka_listener(topics = ["types"])]
     async fn r#type(_value: String) {}
+
+    // Compiled out, and its registration with it.
+    #[kafka_listener(topics = ["disabled"])]
+    #[cfg(any())]
+    async fn disabled(_value: String) {}
 }
 
 fn main() {
