@@ -661,3 +661,58 @@ async fn dead_broker_gives_503_in_bounded_time() {
     assert_eq!(h.coupon(&coupon).await["issued"], 2);
     h.stop().await;
 }
+
+/// On the embedded broker the service sheds load once its listener falls
+/// too far behind: 429 with a JSON reason and `Retry-After`, and it accepts
+/// requests again once the listener caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sheds_load_when_the_listener_falls_behind() {
+    let h = start_with(None, |c| c.max_lag = Some(5)).await;
+    let coupon = unique("shed");
+    h.create_coupon(&coupon, 100).await;
+    h.request(&coupon, "warm-up").await;
+    h.drained(&coupon).await;
+
+    let container = h
+        .service
+        .app()
+        .container(coupon_service::LISTENER_ID)
+        .expect("the coupon-issuer container");
+    container.pause();
+    let mut accepted = 0;
+    let mut shed = None;
+    for i in 0..30 {
+        let resp = h
+            .client
+            .post(format!("{}/coupons/{coupon}/issue", h.base))
+            .json(&json!({ "user_id": format!("u{i}") }))
+            .send()
+            .await
+            .unwrap();
+        match resp.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                shed = Some((retry_after, resp.json::<Value>().await.unwrap()));
+                break;
+            }
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+    let (retry_after, body) = shed.expect("a 429 once the listener is more than 5 records behind");
+    assert!(
+        accepted >= 6,
+        "at least max_lag + 1 requests accepted first, got {accepted}"
+    );
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(body["error"].as_str().unwrap().contains("behind"), "{body}");
+
+    container.resume();
+    let view = h.drained(&coupon).await;
+    assert_eq!(view["issued"], accepted + 1, "{view}");
+    h.request(&coupon, "after-resume").await;
+    h.stop().await;
+}
