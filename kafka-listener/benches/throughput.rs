@@ -1,1 +1,270 @@
-fn main(){}
+//! Throughput of a `#[kafka_listener]` against raw rdkafka doing the same
+//! work (JSON decode, manual commit every 500 records) on the same embedded
+//! broker in the same run.
+//!
+//! ```text
+//! cargo bench -p kafka-listener --bench throughput
+//! ```
+//!
+//! For each record count (100,000 and 500,000 records of about 200 bytes,
+//! spread over 32 partitions so the embedded broker's 5 MiB per partition
+//! keeps them all), the parent process starts an embedded broker, produces
+//! the records, then runs each side in a child process of its own (so that
+//! each side's peak resident memory, `VmHWM`, is its own). Rates count from
+//! the first record handled to the last, so group joins are not measured.
+//! The last line is `throughput_ratio=<framework/raw>` for the largest run.
+//! `BENCH_RECORDS=200000` runs one size only.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_listener::embedded::EmbeddedBroker;
+use kafka_listener::prelude::*;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+const TOPIC: &str = "bench";
+const PARTITIONS: i32 = 32;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Event {
+    seq: u64,
+    user_id: String,
+    coupon_id: String,
+    requested_at: i64,
+    note: String,
+}
+
+fn event(seq: u64) -> Vec<u8> {
+    serde_json::to_vec(&Event {
+        seq,
+        user_id: format!("user-{seq:010}"),
+        coupon_id: format!("coupon-{:04}", seq % 1000),
+        requested_at: 1_700_000_000_000 + seq as i64,
+        note: "x".repeat(96),
+    })
+    .expect("json")
+}
+
+/// Counts handled records and remembers when the first and last came.
+#[derive(Debug, Default)]
+struct Progress {
+    count: AtomicU64,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    fn tick(&self, target: u64) {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == 1 {
+            *self.first.lock().unwrap() = Some(Instant::now());
+        }
+        if n == target {
+            *self.last.lock().unwrap() = Some(Instant::now());
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        let first = self.first.lock().unwrap().expect("started");
+        let last = self.last.lock().unwrap().expect("finished");
+        (last - first).as_secs_f64()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Bench(Arc<Progress>, u64);
+
+#[kafka_listener(topics = ["bench"], group_id = "bench-framework", concurrency = 1)]
+async fn on_event(event: Json<Event>, bench: State<Bench>) {
+    std::hint::black_box(event.seq);
+    let Bench(progress, target) = &*bench;
+    progress.tick(*target);
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn run_raw(bootstrap: &str, records: u64) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[TOPIC]).expect("subscribe");
+    let progress = Progress::default();
+    let mut n = 0u64;
+    while n < records {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(msg)) => {
+                let event: Event =
+                    serde_json::from_slice(rdkafka::Message::payload(&msg).unwrap_or_default())
+                        .expect("json");
+                std::hint::black_box(event.seq);
+                progress.tick(records);
+                n += 1;
+                if n % 500 == 0 || n == records {
+                    consumer
+                        .commit_message(&msg, CommitMode::Async)
+                        .expect("commit");
+                }
+            }
+            Some(Err(e)) => panic!("consumer error: {e}"),
+            None => {}
+        }
+    }
+    progress.seconds()
+}
+
+async fn run_framework(bootstrap: &str, records: u64) -> f64 {
+    let progress = Arc::new(Progress::default());
+    let app = KafkaApp::builder()
+        .config(KafkaConfig::new().bootstrap_servers(bootstrap))
+        .only_listeners(["on_event"])
+        .build()
+        .await
+        .expect("app")
+        .state(Bench(Arc::clone(&progress), records));
+    let running = app.start().await.expect("start");
+    while progress.count.load(Ordering::Relaxed) < records {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.shutdown().await;
+    progress.seconds()
+}
+
+fn child(side: &str, bootstrap: &str, records: u64) {
+    let seconds = match side {
+        "raw" => run_raw(bootstrap, records),
+        "framework" => tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(run_framework(bootstrap, records)),
+        "produce" => {
+            // For profiling one side by hand against a `dev-broker`.
+            produce(bootstrap, records);
+            return;
+        }
+        other => panic!("unknown side {other}"),
+    };
+    println!(
+        "result side={side} records={records} seconds={seconds:.3} rate={:.0} peak_rss_kib={}",
+        records as f64 / seconds,
+        peak_rss_kib()
+    );
+}
+
+fn produce(bootstrap: &str, records: u64) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for seq in 0..records {
+        let key = format!("key-{}", seq % 4096);
+        let payload = event(seq);
+        let mut record = BaseRecord::to(TOPIC).key(&key).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Runs one side in a child process; returns (rate, peak RSS KiB).
+fn side(side: &str, bootstrap: &str, records: u64) -> (f64, u64) {
+    let exe = std::env::current_exe().expect("exe");
+    let mut child = Command::new(exe)
+        .args([
+            "--side",
+            side,
+            "--bootstrap",
+            bootstrap,
+            "--records",
+            &records.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut result = None;
+    for line in out.lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("result ") {
+            let field = |name: &str| -> f64 {
+                rest.split_whitespace()
+                    .find_map(|kv| {
+                        kv.strip_prefix(&format!("{name}="))
+                            .map(|v| v.parse().expect("number"))
+                    })
+                    .expect("field")
+            };
+            result = Some((field("rate"), field("peak_rss_kib") as u64));
+        }
+    }
+    assert!(child.wait().expect("wait").success(), "{side} child failed");
+    result.expect("child printed a result")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--side") {
+        let get = |name: &str| args[args.iter().position(|a| a == name).expect(name) + 1].clone();
+        child(
+            &args[i + 1],
+            &get("--bootstrap"),
+            get("--records").parse().expect("records"),
+        );
+        return;
+    }
+    let sizes: Vec<u64> = match std::env::var("BENCH_RECORDS") {
+        Ok(n) => vec![n.parse().expect("BENCH_RECORDS is a number")],
+        Err(_) => vec![100_000, 500_000],
+    };
+    let mut ratio = 0.0;
+    for records in sizes {
+        let broker = EmbeddedBroker::start().expect("broker");
+        broker.create_topic(TOPIC, PARTITIONS).expect("topic");
+        let started = Instant::now();
+        produce(broker.bootstrap_servers(), records);
+        println!(
+            "produced {records} records of ~{} bytes into {PARTITIONS} partitions in {:.1} s",
+            event(records / 2).len(),
+            started.elapsed().as_secs_f64()
+        );
+        let (raw, raw_rss) = side("raw", broker.bootstrap_servers(), records);
+        let (fw, fw_rss) = side("framework", broker.bootstrap_servers(), records);
+        ratio = fw / raw;
+        println!(
+            "records={records} raw_rate={raw:.0} records/s raw_peak_rss={} MiB",
+            raw_rss / 1024
+        );
+        println!(
+            "records={records} framework_rate={fw:.0} records/s framework_peak_rss={} MiB",
+            fw_rss / 1024
+        );
+        println!("records={records} ratio={ratio:.3}");
+    }
+    println!("throughput_ratio={ratio:.3}");
+}

@@ -181,7 +181,7 @@ macro_rules! batch_from_context {
     };
 }
 
-fn value_of<'r, E: ?Sized>(record: &'r ConsumerRecord) -> Result<&'r Bytes, ExtractError> {
+fn value_of<E: ?Sized>(record: &ConsumerRecord) -> Result<&Bytes, ExtractError> {
     record
         .value
         .as_ref()

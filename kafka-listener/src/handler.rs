@@ -37,6 +37,11 @@ impl<E: Into<ListenerError>> IntoListenerResult for Result<(), E> {
 /// A record listener: an async function of up to 12 [`FromRecord`]
 /// arguments. `Args` is the tuple of argument types (it only selects the
 /// impl).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a listener function",
+    label = "a listener is an `async fn` whose arguments implement `FromRecord` and whose future is `Send`",
+    note = "check each argument type (`Json<T>` needs `T: Deserialize`) and that the function does not hold a non-`Send` value across an `.await`"
+)]
 pub trait Handler<Args>: Send + Sync + 'static {
     /// Extracts the arguments and calls the function. Extraction happens
     /// before the returned future is polled; a failure gives a
@@ -56,6 +61,10 @@ pub trait Handler<Args>: Send + Sync + 'static {
 
 /// A batch listener: an async function of up to 12 [`FromBatch`]
 /// arguments, for example `async fn f(batch: Vec<Json<T>>)`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a batch listener function",
+    label = "a batch listener is an `async fn` whose arguments implement `FromBatch` (for example `Vec<Json<T>>`) and whose future is `Send`"
+)]
 pub trait BatchHandler<Args>: Send + Sync + 'static {
     /// Extracts the arguments from the batch and calls the function.
     fn call(
@@ -139,22 +148,21 @@ impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 
+type RecordCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+    + Send
+    + Sync;
+type BatchCall = dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+    + Send
+    + Sync;
+
 /// A type-erased record or batch handler, as stored in a listener spec.
 pub(crate) enum ErasedHandler {
     Record {
-        call: Box<
-            dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
-                + Send
-                + Sync,
-        >,
+        call: Box<RecordCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
     },
     Batch {
-        call: Box<
-            dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
-                + Send
-                + Sync,
-        >,
+        call: Box<BatchCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
     },
 }

@@ -1,1 +1,86 @@
-fn main(){}
+//! A Kafka broker for development in its own process: librdkafka's mock
+//! cluster, the same one apps embed when no bootstrap servers are set.
+//!
+//! ```text
+//! cargo run -p kafka-listener --features dev-broker --bin dev-broker -- \
+//!     --topic coupon.issue.requested:3 --topic coupon.issued:3
+//! bootstrap.servers=127.0.0.1:41234
+//! ```
+//!
+//! Prints `bootstrap.servers=127.0.0.1:PORT` on standard output once ready
+//! and serves until SIGINT or SIGTERM. Point apps at it with
+//! `KAFKA_BOOTSTRAP_SERVERS` so that they can be restarted (or killed)
+//! without losing the broker's data.
+
+use std::io::Write;
+
+use clap::Parser;
+use kafka_listener::embedded::EmbeddedBroker;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dev-broker",
+    about = "An in-process Kafka mock broker for development"
+)]
+struct Args {
+    /// A topic to create, as `name` or `name:partitions` (default 1 partition). Repeatable.
+    #[arg(long = "topic", value_name = "NAME[:PARTITIONS]")]
+    topics: Vec<String>,
+}
+
+fn parse_topic(spec: &str) -> Result<(String, i32), String> {
+    match spec.rsplit_once(':') {
+        None => Ok((spec.to_owned(), 1)),
+        Some((name, n)) => {
+            let n: i32 = n
+                .parse()
+                .map_err(|_| format!("`{spec}`: partitions must be a positive integer"))?;
+            if n < 1 || name.is_empty() {
+                return Err(format!(
+                    "`{spec}`: expected NAME[:PARTITIONS] with PARTITIONS >= 1"
+                ));
+            }
+            Ok((name.to_owned(), n))
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let topics: Result<Vec<_>, _> = args.topics.iter().map(|t| parse_topic(t)).collect();
+    let topics = match topics {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dev-broker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let broker = match EmbeddedBroker::start() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("dev-broker: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    for (name, partitions) in &topics {
+        if let Err(e) = broker.create_topic(name, *partitions) {
+            eprintln!("dev-broker: topic {name}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "bootstrap.servers={}", broker.bootstrap_servers());
+    let _ = out.flush();
+    drop(out);
+    kafka_listener::app::shutdown_signal().await;
+    drop(broker);
+    std::process::ExitCode::SUCCESS
+}

@@ -4,7 +4,7 @@
 //! rebalances. It never runs user code, so it always polls in time and the
 //! group never evicts it for a slow handler.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -14,20 +14,23 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 
 use super::lane::{run_lane, LaneShared};
 use super::offsets::{CommitSignal, PartitionOffsets};
-use super::{ListenerRuntime, Subscription};
+use super::{Assignments, ListenerRuntime, Subscription};
 use crate::record::ConsumerRecord;
 
 /// How long one `poll` waits when there is nothing to read; also the longest
 /// a commit, a resume or a stop request waits while the consumer is idle.
 const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 
-/// Records dispatched between two commit checks in ack mode `batch`
-/// (Spring's `max.poll.records` default).
+/// Records dispatched between two commit checks in ack mode `batch`.
 const RECORDS_PER_COMMIT: usize = 500;
+
+/// The most records taken in one poll burst before they are handed to the
+/// lanes (Spring's `max.poll.records` default).
+const MAX_POLL_RECORDS: usize = 500;
 
 /// Requests from the container to its consumer threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +41,9 @@ pub(crate) enum Control {
 
 struct LaneEntry {
     shared: Arc<LaneShared>,
-    tx: mpsc::Sender<ConsumerRecord>,
-    /// Records fetched while the lane was full, in order; the partition is
-    /// paused while this is not empty.
-    overflow: VecDeque<ConsumerRecord>,
+    tx: mpsc::UnboundedSender<Vec<ConsumerRecord>>,
+    /// Records of the current poll burst, handed over together at its end.
+    pending: Vec<ConsumerRecord>,
     /// The offset after the last record handed over (-1: none yet).
     next_offset: i64,
     /// The last offset committed for this partition by this consumer.
@@ -59,6 +61,8 @@ struct LaneTable {
     topics: HashMap<Arc<str>, TopicLanes>,
     /// Partitions paused because their lane was full.
     backpressured: Vec<(Arc<str>, i32)>,
+    /// Lanes with records in `pending`.
+    with_pending: Vec<(Arc<str>, i32)>,
 }
 
 /// The rdkafka context of one consumer: holds the lanes so that the
@@ -72,7 +76,7 @@ pub(crate) struct ContainerContext {
     drain_timeout: Duration,
     name: String,
     /// This consumer's slot in the container's table of assignments.
-    assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
+    assigned: Assignments,
     slot: usize,
 }
 
@@ -82,7 +86,7 @@ impl ContainerContext {
         runtime: tokio::runtime::Handle,
         drain_timeout: Duration,
         name: String,
-        assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
+        assigned: Assignments,
         slot: usize,
     ) -> Self {
         Self {
@@ -114,7 +118,7 @@ impl ContainerContext {
             self.listener.info.ack_mode.is_immediate(),
         ));
         let shared = Arc::new(LaneShared::new(Arc::clone(topic), partition, offsets));
-        let (tx, rx) = mpsc::channel(self.listener.max_in_flight);
+        let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
         self.runtime.spawn(run_lane(
             Arc::clone(&shared),
@@ -125,7 +129,7 @@ impl ContainerContext {
         LaneEntry {
             shared,
             tx,
-            overflow: VecDeque::new(),
+            pending: Vec::new(),
             next_offset: -1,
             committed: -1,
             exit,
@@ -133,7 +137,7 @@ impl ContainerContext {
     }
 
     /// Hands one polled record to its lane.
-    fn dispatch(&self, consumer: &BaseConsumer<Self>, msg: &BorrowedMessage<'_>) {
+    fn dispatch(&self, msg: &BorrowedMessage<'_>) {
         let mut guard = self.lock();
         let table = &mut *guard;
         let topic_name = msg.topic();
@@ -165,60 +169,66 @@ impl ContainerContext {
         }
         entry.next_offset = offset + 1;
         let record = ConsumerRecord::from_message(msg, topic);
-        if !entry.overflow.is_empty() {
-            entry.overflow.push_back(record);
-            return;
+        if entry.pending.is_empty() {
+            table.with_pending.push((Arc::clone(topic), partition));
         }
-        match entry.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(record)) => {
-                entry.overflow.push_back(record);
-                if let Err(e) = consumer.pause(&Self::one(topic, partition)) {
+        entry.pending.push(record);
+    }
+
+    /// End of a poll burst: hands each lane its records in one message (one
+    /// wake-up per lane per burst, not per record) and pauses the partitions
+    /// whose lane holds `max_in_flight` records or more.
+    fn flush(&self, consumer: &BaseConsumer<Self>) {
+        let mut guard = self.lock();
+        let table = &mut *guard;
+        let max = self.listener.max_in_flight;
+        for (topic, partition) in table.with_pending.drain(..) {
+            let Some(entry) = table
+                .topics
+                .get_mut(&topic)
+                .and_then(|l| l.lanes.get_mut(&partition))
+            else {
+                continue; // revoked within the burst: the records go with it
+            };
+            let batch = std::mem::take(&mut entry.pending);
+            let n = batch.len();
+            let queued = entry.shared.queued.fetch_add(n, Ordering::AcqRel) + n;
+            if entry.tx.send(batch).is_err() {
+                tracing::error!(listener = %self.listener.info.id, topic = %topic, partition,
+                    "the partition's lane has stopped; its records will be delivered again after a restart or rebalance");
+                continue;
+            }
+            if queued >= max
+                && !table
+                    .backpressured
+                    .iter()
+                    .any(|(t, p)| *t == topic && *p == partition)
+            {
+                if let Err(e) = consumer.pause(&Self::one(&topic, partition)) {
                     tracing::warn!(error = %e, "pausing a full partition failed");
                 }
-                let key = (Arc::clone(topic), partition);
-                table.backpressured.push(key);
-            }
-            Err(TrySendError::Closed(_)) => {
-                tracing::error!(listener = %self.listener.info.id, topic = %topic, partition,
-                    "the partition's lane has stopped; the record will be delivered again after a restart or rebalance");
+                table.backpressured.push((topic, partition));
             }
         }
     }
 
-    /// Moves overflow records into lanes that have room again and resumes
-    /// their partitions.
+    /// Resumes the partitions whose lane has drained to half of
+    /// `max_in_flight`.
     fn relieve_backpressure(&self, consumer: &BaseConsumer<Self>) {
         let mut guard = self.lock();
         if guard.backpressured.is_empty() {
             return;
         }
         let table = &mut *guard;
-        let low_water = (self.listener.max_in_flight / 2).max(1);
+        let low_water = self.listener.max_in_flight / 2;
         let paused_all = self.paused_all.load(Ordering::Acquire);
-        let topics = &mut table.topics;
+        let topics = &table.topics;
         table.backpressured.retain(|(topic, partition)| {
-            let Some(entry) = topics
-                .get_mut(topic)
-                .and_then(|l| l.lanes.get_mut(partition))
-            else {
+            let Some(entry) = topics.get(topic).and_then(|l| l.lanes.get(partition)) else {
                 return false; // revoked meanwhile
             };
-            if entry.tx.capacity() < low_water {
+            if entry.shared.queued.load(Ordering::Acquire) > low_water {
                 return true;
-            }
-            while let Some(record) = entry.overflow.pop_front() {
-                match entry.tx.try_send(record) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(record)) => {
-                        entry.overflow.push_front(record);
-                        return true;
-                    }
-                    Err(TrySendError::Closed(_)) => {
-                        entry.overflow.clear();
-                        break;
-                    }
-                }
             }
             if !paused_all {
                 if let Err(e) = consumer.resume(&Self::one(topic, *partition)) {
@@ -304,9 +314,9 @@ impl ContainerContext {
                     .get_mut(topic)
                     .and_then(|l| l.lanes.get_mut(partition))
                 {
-                    let (tx, _) = mpsc::channel(1);
+                    let (tx, _) = mpsc::unbounded_channel();
                     drop(std::mem::replace(&mut entry.tx, tx));
-                    entry.overflow.clear();
+                    entry.pending.clear();
                     let (_, dead) = std::sync::mpsc::sync_channel(0);
                     exits.push((
                         Arc::clone(topic),
@@ -499,18 +509,27 @@ pub(crate) fn run(
             }
         }
         ctx.relieve_backpressure(&consumer);
-        let idle = match consumer.poll(POLL_TIMEOUT) {
-            Some(Ok(msg)) => {
-                ctx.dispatch(&consumer, &msg);
-                since_commit += 1;
-                false
+        // One poll burst: wait for the first record, then take what is
+        // already fetched, up to MAX_POLL_RECORDS.
+        let mut burst = 0usize;
+        let mut timeout = POLL_TIMEOUT;
+        while burst < MAX_POLL_RECORDS {
+            match consumer.poll(timeout) {
+                Some(Ok(msg)) => {
+                    ctx.dispatch(&msg);
+                    burst += 1;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %ctx.name, error = %e, "consumer error");
+                    break;
+                }
+                None => break,
             }
-            Some(Err(e)) => {
-                tracing::warn!(consumer = %ctx.name, error = %e, "consumer error");
-                false
-            }
-            None => true,
-        };
+            timeout = Duration::ZERO;
+        }
+        ctx.flush(&consumer);
+        since_commit += burst;
+        let idle = burst == 0;
         if ctx.signal.is_urgent()
             || idle
             || since_commit >= RECORDS_PER_COMMIT

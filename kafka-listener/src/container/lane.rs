@@ -3,7 +3,7 @@
 //! failures with back-off and marks finished offsets.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,9 @@ pub(crate) struct LaneShared {
     /// finishes the record in hand and drops the rest.
     revoked: AtomicBool,
     wake: Notify,
+    /// Records handed to the lane and not yet finished: the consumer thread
+    /// pauses the partition when this reaches `max_in_flight`.
+    pub(crate) queued: AtomicUsize,
 }
 
 impl LaneShared {
@@ -37,6 +40,7 @@ impl LaneShared {
             offsets,
             revoked: AtomicBool::new(false),
             wake: Notify::new(),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -46,7 +50,7 @@ impl LaneShared {
         self.wake.notify_one();
     }
 
-    fn is_revoked(&self) -> bool {
+    pub(crate) fn is_revoked(&self) -> bool {
         self.revoked.load(Ordering::Acquire)
     }
 
@@ -70,7 +74,7 @@ struct Revoked;
 /// the lane has let go of its partition.
 pub(crate) async fn run_lane(
     shared: Arc<LaneShared>,
-    mut rx: mpsc::Receiver<ConsumerRecord>,
+    mut rx: mpsc::UnboundedReceiver<Vec<ConsumerRecord>>,
     listener: Arc<ListenerRuntime>,
     _exit: std::sync::mpsc::SyncSender<()>,
 ) {
@@ -79,16 +83,27 @@ pub(crate) async fn run_lane(
         listener: &listener,
     };
     let batch = listener.handler.is_batch();
-    let mut buf = Vec::with_capacity(if batch { listener.max_batch } else { 1 });
-    loop {
-        buf.clear();
-        let limit = if batch { listener.max_batch } else { 1 };
-        if rx.recv_many(&mut buf, limit).await == 0 || shared.is_revoked() {
-            break;
+    let step = if batch { listener.max_batch } else { 1 };
+    while let Some(mut chunk) = rx.recv().await {
+        if batch {
+            // Fill the batch from what is already queued.
+            while chunk.len() < listener.max_batch {
+                match rx.try_recv() {
+                    Ok(more) => chunk.extend(more),
+                    Err(_) => break,
+                }
+            }
         }
-        if lane.wait_for_acks().await.is_err() || lane.process(&buf).await.is_err() {
-            break;
+        let len = chunk.len();
+        for records in chunk.chunks(step) {
+            if shared.is_revoked()
+                || lane.wait_for_acks().await.is_err()
+                || lane.process(records).await.is_err()
+            {
+                return;
+            }
         }
+        shared.queued.fetch_sub(len, Ordering::AcqRel);
     }
 }
 

@@ -29,6 +29,9 @@ use crate::recover::{LoggingRecoverer, Recoverer};
 use crate::retry::RetryPolicy;
 use crate::state::StateMap;
 
+/// Each consumer's assigned `(topic, partition)`s, indexed by consumer.
+pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
+
 /// What a listener subscribes to.
 #[derive(Debug, Clone)]
 pub(crate) enum Subscription {
@@ -72,7 +75,7 @@ pub struct ListenerContainer {
     drain_timeout: Duration,
     consumers: Mutex<Vec<ConsumerThread>>,
     paused: AtomicBool,
-    assigned: Arc<Mutex<Vec<Vec<(String, i32)>>>>,
+    assigned: Assignments,
 }
 
 impl std::fmt::Debug for ListenerContainer {

@@ -9,7 +9,7 @@
 //! them are acknowledged.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Tells the consumer thread that something may be committed.
@@ -21,7 +21,11 @@ pub(crate) struct CommitSignal {
 
 impl CommitSignal {
     pub(crate) fn mark(&self, immediate: bool) {
-        self.dirty.store(true, Ordering::Release);
+        // Load first: a store on every record would bounce the cache line
+        // between the lanes and the consumer thread.
+        if !self.dirty.load(Ordering::Relaxed) {
+            self.dirty.store(true, Ordering::Release);
+        }
         if immediate {
             self.urgent.store(true, Ordering::Release);
         }
@@ -40,13 +44,11 @@ impl CommitSignal {
     }
 }
 
-#[derive(Debug)]
+/// Delivered, not yet committable offsets with their "finished" flag
+/// (manual ack modes only), in offset order.
+#[derive(Debug, Default)]
 struct Tracker {
-    /// Delivered, not yet committable offsets with their "finished" flag
-    /// (manual ack modes only), in offset order.
     pending: VecDeque<(i64, bool)>,
-    /// One past the last committable offset; -1 when nothing is finished.
-    committable: i64,
 }
 
 /// The offsets of one partition, shared by its lane, its acknowledgments
@@ -54,6 +56,8 @@ struct Tracker {
 #[derive(Debug)]
 pub(crate) struct PartitionOffsets {
     tracker: Mutex<Tracker>,
+    /// One past the last committable offset; -1 when nothing is finished.
+    committable: AtomicI64,
     signal: Arc<CommitSignal>,
     immediate: bool,
 }
@@ -61,10 +65,8 @@ pub(crate) struct PartitionOffsets {
 impl PartitionOffsets {
     pub(crate) fn new(signal: Arc<CommitSignal>, immediate: bool) -> Self {
         Self {
-            tracker: Mutex::new(Tracker {
-                pending: VecDeque::new(),
-                committable: -1,
-            }),
+            tracker: Mutex::new(Tracker::default()),
+            committable: AtomicI64::new(-1),
             signal,
             immediate,
         }
@@ -78,10 +80,7 @@ impl PartitionOffsets {
 
     /// Record and batch ack modes: `offset` and everything before it are done.
     pub(crate) fn complete_in_order(&self, offset: i64) {
-        let mut t = self.lock();
-        if offset + 1 > t.committable {
-            t.committable = offset + 1;
-            drop(t);
+        if self.committable.fetch_max(offset + 1, Ordering::AcqRel) < offset + 1 {
             self.signal.mark(self.immediate);
         }
     }
@@ -107,10 +106,9 @@ impl PartitionOffsets {
             t.pending.pop_front();
             advanced = Some(o);
         }
+        drop(t);
         if let Some(o) = advanced {
-            t.committable = t.committable.max(o + 1);
-            drop(t);
-            self.signal.mark(self.immediate);
+            self.complete_in_order(o);
         }
     }
 
@@ -121,7 +119,7 @@ impl PartitionOffsets {
 
     /// One past the last committable offset, or -1.
     pub(crate) fn committable(&self) -> i64 {
-        self.lock().committable
+        self.committable.load(Ordering::Acquire)
     }
 }
 
