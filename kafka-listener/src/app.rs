@@ -95,10 +95,14 @@ impl KafkaAppBuilder {
     /// Starts the embedded broker when no bootstrap servers are configured,
     /// creates the declared topics (and, on the embedded broker, any
     /// listener topic not declared, with 1 partition) and creates the
-    /// template.
+    /// template. With the `avro` feature it also starts the embedded Schema
+    /// Registry when no [`KafkaConfig::schema_registry_url`] is set, and
+    /// puts an [`crate::AvroCodec`] over the registry in the app state and
+    /// the template.
     ///
     /// # Errors
-    /// [`Error::Embedded`], or [`Error::Kafka`] when topics cannot be created.
+    /// [`Error::Embedded`], [`Error::Config`] for a bad registry URL or
+    /// Avro setting, or [`Error::Kafka`] when topics cannot be created.
     pub async fn build(self) -> Result<KafkaApp> {
         let mut listeners = self.listeners;
         if self.discover {
@@ -132,13 +136,33 @@ impl KafkaAppBuilder {
             }
         }
         create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics).await?;
-        let template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
+        #[allow(unused_mut)]
+        let mut template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
+        #[allow(unused_mut)]
+        let mut state = StateMap::new();
+        #[cfg(feature = "avro")]
+        let schema_registry = {
+            let (embedded, url) = match &self.config.schema_registry_url {
+                Some(url) => (None, url.clone()),
+                None => {
+                    let r = crate::registry::EmbeddedSchemaRegistry::start().await?;
+                    let url = r.url().to_owned();
+                    (Some(Arc::new(r)), url)
+                }
+            };
+            let codec = crate::avro::AvroCodec::from_config(&self.config, &url)?;
+            template = template.with_avro(codec.clone());
+            state.insert(codec);
+            embedded
+        };
         Ok(KafkaApp {
             config: self.config,
             bootstrap,
             embedded,
+            #[cfg(feature = "avro")]
+            schema_registry,
             template,
-            state: StateMap::new(),
+            state,
             listeners,
         })
     }
@@ -208,6 +232,8 @@ pub struct KafkaApp {
     config: KafkaConfig,
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
+    #[cfg(feature = "avro")]
+    schema_registry: Option<Arc<crate::registry::EmbeddedSchemaRegistry>>,
     template: KafkaTemplate,
     state: StateMap,
     listeners: Vec<ListenerSpec>,
@@ -249,6 +275,22 @@ impl KafkaApp {
         &self.config
     }
 
+    /// The embedded Schema Registry, when one runs (no
+    /// [`KafkaConfig::schema_registry_url`]).
+    #[cfg(feature = "avro")]
+    pub fn embedded_schema_registry(
+        &self,
+    ) -> Option<&Arc<crate::registry::EmbeddedSchemaRegistry>> {
+        self.schema_registry.as_ref()
+    }
+
+    /// The Avro codec over the app's Schema Registry (the one in the state,
+    /// for `Avro<T>` arguments; the template has it too).
+    #[cfg(feature = "avro")]
+    pub fn avro_codec(&self) -> Option<crate::avro::AvroCodec> {
+        self.state.get::<crate::avro::AvroCodec>().cloned()
+    }
+
     /// Validates every listener and starts those with `auto_startup`.
     ///
     /// # Errors
@@ -284,6 +326,8 @@ impl KafkaApp {
             template: self.template,
             bootstrap: self.bootstrap,
             embedded: self.embedded,
+            #[cfg(feature = "avro")]
+            schema_registry: self.schema_registry,
         };
         for (c, auto) in &containers {
             if *auto {
@@ -339,6 +383,8 @@ pub struct RunningApp {
     template: KafkaTemplate,
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
+    #[cfg(feature = "avro")]
+    schema_registry: Option<Arc<crate::registry::EmbeddedSchemaRegistry>>,
 }
 
 impl RunningApp {
@@ -365,6 +411,14 @@ impl RunningApp {
     /// The embedded broker, when one runs.
     pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
         self.embedded.as_ref()
+    }
+
+    /// The embedded Schema Registry, when one runs.
+    #[cfg(feature = "avro")]
+    pub fn embedded_schema_registry(
+        &self,
+    ) -> Option<&Arc<crate::registry::EmbeddedSchemaRegistry>> {
+        self.schema_registry.as_ref()
     }
 
     /// Stops every container (in parallel; each drains and commits), then

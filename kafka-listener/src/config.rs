@@ -45,7 +45,10 @@ pub struct KafkaConfig {
     pub consumer_properties: BTreeMap<String, String>,
     /// librdkafka properties for producers only.
     pub producer_properties: BTreeMap<String, String>,
-    /// Confluent Schema Registry URL.
+    /// Confluent Schema Registry URL(s), comma-separated, optionally with
+    /// `user:password@`; `None` serves the embedded registry
+    /// (`crate::registry`, feature `avro`). Basic auth may also come from
+    /// the property `basic.auth.user.info`.
     pub schema_registry_url: Option<String>,
     /// How long a stopping container waits for records in hand (default 10 s,
     /// Spring's `shutdownTimeout`).
@@ -163,12 +166,25 @@ impl KafkaConfig {
         self.shutdown_timeout.unwrap_or(Duration::from_secs(10))
     }
 
+    /// The common then `specific` properties that librdkafka takes: the
+    /// Schema Registry and Avro serializer properties (`basic.auth.*`,
+    /// `schema.registry.*`, `auto.register.schemas`, ...) are left out.
+    fn client_properties<'a>(
+        &'a self,
+        specific: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> {
+        self.properties
+            .iter()
+            .chain(specific)
+            .filter(|(k, _)| !is_serde_property(k))
+    }
+
     /// The consumer `ClientConfig` for `bootstrap` (common, then consumer
     /// properties).
     pub(crate) fn consumer_config(&self, bootstrap: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap);
-        for (k, v) in self.properties.iter().chain(&self.consumer_properties) {
+        for (k, v) in self.client_properties(&self.consumer_properties) {
             c.set(k, v);
         }
         c
@@ -181,11 +197,26 @@ impl KafkaConfig {
         c.set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all");
-        for (k, v) in self.properties.iter().chain(&self.producer_properties) {
+        for (k, v) in self.client_properties(&self.producer_properties) {
             c.set(k, v);
         }
         c
     }
+}
+
+/// Confluent property names that configure the Avro serializers and the
+/// registry client (`AbstractKafkaSchemaSerDeConfig`), not librdkafka; they
+/// are left out of client configs.
+pub(crate) fn is_serde_property(key: &str) -> bool {
+    key.starts_with("basic.auth.")
+        || key.starts_with("schema.registry.")
+        || matches!(
+            key,
+            "auto.register.schemas"
+                | "use.latest.version"
+                | "key.subject.name.strategy"
+                | "value.subject.name.strategy"
+        )
 }
 
 struct Redacted<'a>(&'a BTreeMap<String, String>);

@@ -136,11 +136,16 @@ impl<E: StdError + Send + Sync + 'static> From<E> for ListenerError {
 
 impl ListenerError {
     /// A decode failure (poison pill) from an extractor; keeps its batch
-    /// index.
+    /// index. An error marked [`ExtractError::retryable`] is
+    /// [`ErrorKind::Retryable`] instead.
     pub fn decode(error: ExtractError) -> Self {
         let index = error.index;
         Self {
-            kind: ErrorKind::Decode,
+            kind: if error.retryable {
+                ErrorKind::Retryable
+            } else {
+                ErrorKind::Decode
+            },
             type_name: std::any::type_name::<ExtractError>(),
             source: Box::new(error),
             index,
@@ -167,14 +172,16 @@ impl fmt::Display for ListenerError {
 
 /// A record could not be turned into a handler argument.
 ///
-/// Always [`ErrorKind::Decode`]: the record is a poison pill and is never
-/// retried.
+/// [`ErrorKind::Decode`]: the record is a poison pill and is never retried;
+/// unless marked [`ExtractError::retryable`] (the extractor depends on
+/// something that may come back, such as a schema registry).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot extract `{extractor}` from the record: {reason}")]
 pub struct ExtractError {
     extractor: &'static str,
     reason: String,
     index: Option<usize>,
+    retryable: bool,
     #[source]
     source: Option<BoxError>,
 }
@@ -186,8 +193,22 @@ impl ExtractError {
             extractor: std::any::type_name::<E>(),
             reason: reason.into(),
             index: None,
+            retryable: false,
             source: None,
         }
+    }
+
+    /// Marks the failure as transient: the record is retried with the
+    /// listener's back-off instead of being a poison pill (for example an
+    /// Avro writer schema the registry could not give yet).
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// Whether [`ExtractError::retryable`] was set.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 
     /// Attach the underlying error (for example a `serde_json::Error`).
@@ -238,6 +259,11 @@ pub enum Error {
     /// Encoding a value for the producer failed.
     #[error("serialization: {0}")]
     Serialization(#[source] BoxError),
+    /// The Schema Registry refused a schema (incompatible, invalid) or could
+    /// not be reached while encoding a record.
+    #[cfg(feature = "avro")]
+    #[error(transparent)]
+    SchemaRegistry(#[from] crate::avro::RegistryError),
     /// The broker did not acknowledge a record that was sent.
     #[error("send to `{topic}` failed: {source}")]
     Send {

@@ -18,7 +18,8 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::container::offsets::AckHandle;
-use crate::error::ExtractError;
+use crate::error::{ExtractError, ListenerError};
+use crate::handler::BoxFuture;
 use crate::listener::AckMode;
 use crate::record::{ConsumerRecord, Headers};
 use crate::state::StateMap;
@@ -94,6 +95,32 @@ impl<'a> ListenerContext<'a> {
     pub fn delivery_attempt(&self) -> u32 {
         self.attempt
     }
+
+    /// An owned copy, for futures that outlive the borrow.
+    pub(crate) fn to_owned(&self) -> OwnedContext {
+        OwnedContext {
+            info: self.info.clone(),
+            ack: self.ack.clone(),
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// A [`ListenerContext`] that owns its listener info (cheap: `Arc`s).
+pub(crate) struct OwnedContext {
+    info: ListenerInfo,
+    ack: Option<AckHandle>,
+    attempt: u32,
+}
+
+impl OwnedContext {
+    pub(crate) fn borrow(&self) -> ListenerContext<'_> {
+        ListenerContext {
+            info: &self.info,
+            ack: self.ack.clone(),
+            attempt: self.attempt,
+        }
+    }
 }
 
 /// A handler argument made from one record.
@@ -113,10 +140,40 @@ pub trait FromRecord: Sized {
         ctx: &ListenerContext<'_>,
     ) -> Result<Self, ExtractError>;
 
+    /// Asynchronous work to finish before [`FromRecord::from_record`] is
+    /// called, such as fetching the record's writer schema from the Schema
+    /// Registry for `Avro<T>`. `None` (the default) when there is nothing to
+    /// wait for; the container awaits the future, and an `Err` fails the
+    /// record with that error's kind (retryable when the registry is down,
+    /// decode for an unknown schema id) without calling the handler.
+    fn prepare(
+        _record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Option<BoxFuture<Result<(), ListenerError>>> {
+        None
+    }
+
     /// Checked once when the listener starts: `Err(reason)` stops the start
     /// (a missing `State<T>`, an `Acknowledgment` without a manual ack mode).
     fn validate(_info: &ListenerInfo) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// Awaits several preparations in order, stopping at the first error;
+/// `None` when there are none.
+pub(crate) fn join_prepared(
+    mut pending: Vec<BoxFuture<Result<(), ListenerError>>>,
+) -> Option<BoxFuture<Result<(), ListenerError>>> {
+    match pending.len() {
+        0 => None,
+        1 => pending.pop(),
+        _ => Some(Box::pin(async move {
+            for p in pending {
+                p.await?;
+            }
+            Ok(())
+        })),
     }
 }
 
@@ -141,6 +198,14 @@ pub trait FromBatch: Sized {
         ctx: &ListenerContext<'_>,
     ) -> Result<Self, ExtractError>;
 
+    /// As [`FromRecord::prepare`], for the whole batch.
+    fn prepare(
+        _records: &[ConsumerRecord],
+        _ctx: &ListenerContext<'_>,
+    ) -> Option<BoxFuture<Result<(), ListenerError>>> {
+        None
+    }
+
     /// As [`FromRecord::validate`].
     fn validate(_info: &ListenerInfo) -> Result<(), String> {
         Ok(())
@@ -157,6 +222,23 @@ impl<E: FromRecord> FromBatch for Vec<E> {
             .enumerate()
             .map(|(i, r)| E::from_record(r, ctx).map_err(|e| e.at_index(i)))
             .collect()
+    }
+
+    fn prepare(
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> Option<BoxFuture<Result<(), ListenerError>>> {
+        join_prepared(
+            records
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    E::prepare(r, ctx).map(|f| -> BoxFuture<Result<(), ListenerError>> {
+                        Box::pin(async move { f.await.map_err(|e| e.at_index(i)) })
+                    })
+                })
+                .collect(),
+        )
     }
 
     fn validate(info: &ListenerInfo) -> Result<(), String> {

@@ -5,8 +5,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use crate::error::ListenerError;
-use crate::extract::{FromBatch, FromRecord, ListenerContext, ListenerInfo};
+use crate::extract::{join_prepared, FromBatch, FromRecord, ListenerContext, ListenerInfo};
 use crate::record::ConsumerRecord;
 
 /// A boxed, sendable future.
@@ -52,6 +54,15 @@ pub trait Handler<Args>: Send + Sync + 'static {
         ctx: &ListenerContext<'_>,
     ) -> BoxFuture<Result<(), ListenerError>>;
 
+    /// Every argument's [`FromRecord::prepare`], awaited in argument order
+    /// before [`Handler::call`]; `None` when no argument has async work.
+    fn prepare(
+        _record: &ConsumerRecord,
+        _ctx: &ListenerContext<'_>,
+    ) -> Option<BoxFuture<Result<(), ListenerError>>> {
+        None
+    }
+
     /// Runs every argument's [`FromRecord::validate`].
     ///
     /// # Errors
@@ -72,6 +83,15 @@ pub trait BatchHandler<Args>: Send + Sync + 'static {
         records: &[ConsumerRecord],
         ctx: &ListenerContext<'_>,
     ) -> BoxFuture<Result<(), ListenerError>>;
+
+    /// Every argument's [`FromBatch::prepare`], awaited before
+    /// [`BatchHandler::call`].
+    fn prepare(
+        _records: &[ConsumerRecord],
+        _ctx: &ListenerContext<'_>,
+    ) -> Option<BoxFuture<Result<(), ListenerError>>> {
+        None
+    }
 
     /// Runs every argument's [`FromBatch::validate`].
     ///
@@ -101,6 +121,13 @@ macro_rules! impl_handlers {
                 Box::pin(async move { fut.await.into_listener_result() })
             }
 
+            #[allow(unused_mut)]
+            fn prepare(record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> Option<BoxFuture<Result<(), ListenerError>>> {
+                let mut pending = Vec::new();
+                $( pending.extend(<$ty as FromRecord>::prepare(record, ctx)); )*
+                join_prepared(pending)
+            }
+
             fn validate(info: &ListenerInfo) -> Result<(), String> {
                 $( <$ty as FromRecord>::validate(info)?; )*
                 Ok(())
@@ -124,6 +151,13 @@ macro_rules! impl_handlers {
                 )*
                 let fut = (self)($($ty),*);
                 Box::pin(async move { fut.await.into_listener_result() })
+            }
+
+            #[allow(unused_mut)]
+            fn prepare(records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> Option<BoxFuture<Result<(), ListenerError>>> {
+                let mut pending = Vec::new();
+                $( pending.extend(<$ty as FromBatch>::prepare(records, ctx)); )*
+                join_prepared(pending)
             }
 
             fn validate(info: &ListenerInfo) -> Result<(), String> {
@@ -168,16 +202,43 @@ pub(crate) enum ErasedHandler {
 }
 
 impl ErasedHandler {
+    /// The call runs the arguments' async preparation (if any) before the
+    /// synchronous extraction: the record and the context are then owned by
+    /// the returned future.
     pub(crate) fn record<H: Handler<A>, A: 'static>(handler: H) -> Self {
+        let handler = Arc::new(handler);
         ErasedHandler::Record {
-            call: Box::new(move |r, c| handler.call(r, c)),
+            call: Box::new(move |r, c| match H::prepare(r, c) {
+                None => handler.call(r, c),
+                Some(prepared) => {
+                    let (handler, record, owned) = (Arc::clone(&handler), r.clone(), c.to_owned());
+                    Box::pin(async move {
+                        prepared.await?;
+                        let call = handler.call(&record, &owned.borrow());
+                        call.await
+                    })
+                }
+            }),
             validate: <H as Handler<A>>::validate,
         }
     }
 
+    /// As [`ErasedHandler::record`], for batches.
     pub(crate) fn batch<H: BatchHandler<A>, A: 'static>(handler: H) -> Self {
+        let handler = Arc::new(handler);
         ErasedHandler::Batch {
-            call: Box::new(move |r, c| handler.call(r, c)),
+            call: Box::new(move |r, c| match H::prepare(r, c) {
+                None => handler.call(r, c),
+                Some(prepared) => {
+                    let (handler, records, owned) =
+                        (Arc::clone(&handler), r.to_vec(), c.to_owned());
+                    Box::pin(async move {
+                        prepared.await?;
+                        let call = handler.call(&records, &owned.borrow());
+                        call.await
+                    })
+                }
+            }),
             validate: <H as BatchHandler<A>>::validate,
         }
     }

@@ -40,6 +40,8 @@
 //!   queued per partition; a full partition is paused.
 
 pub mod app;
+#[cfg(feature = "avro")]
+pub mod avro;
 pub mod config;
 mod container;
 pub mod embedded;
@@ -51,10 +53,14 @@ pub mod metrics;
 pub mod producer;
 pub mod record;
 pub mod recover;
+#[cfg(feature = "avro")]
+pub mod registry;
 pub mod retry;
 pub mod state;
 
 pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
+#[cfg(feature = "avro")]
+pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
 pub use crate::container::ListenerContainer;
 pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
@@ -79,6 +85,8 @@ pub mod prelude {
         KafkaTemplate, Key, ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta,
         RetryPolicy, State,
     };
+    #[cfg(feature = "avro")]
+    pub use crate::{Avro, AvroKey};
 }
 
 /// Not public API. Used by generated code.
