@@ -95,6 +95,12 @@ impl EmbeddedSchemaRegistry {
         self.store.id_lookups()
     }
 
+    /// Requires HTTP basic auth with `user_info` (`user:password`) on every
+    /// request (401 otherwise), or no auth with `None` (the default).
+    pub fn require_basic_auth(&self, user_info: Option<&str>) {
+        self.store.require_basic_auth(user_info);
+    }
+
     /// Sets the compatibility level of `subject`, or the global one.
     pub fn set_compatibility(&self, subject: Option<&str>, level: Compatibility) {
         self.store.set_compatibility(subject, level);

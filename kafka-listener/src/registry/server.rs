@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -54,7 +56,26 @@ pub(crate) fn router(store: Arc<Store>) -> Router {
             "/mode",
             get(|| async { reply(json!({ "mode": "READWRITE" })) }),
         )
+        .layer(middleware::from_fn_with_state(Arc::clone(&store), authorize))
         .with_state(store)
+}
+
+/// Refuses requests without the required basic-auth credentials (HTTP 401,
+/// error code 40101, as Confluent's registry answers).
+async fn authorize(State(store): Shared, request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if store.authorized(header) {
+        next.run(request).await
+    } else {
+        StoreError {
+            code: 40101,
+            message: "Unauthorized".into(),
+        }
+        .into_response()
+    }
 }
 
 fn reply(body: Value) -> Response {

@@ -174,6 +174,30 @@ struct Data {
 pub(crate) struct Store {
     data: Mutex<Data>,
     id_lookups: AtomicU64,
+    /// The `Authorization` header value every request must carry, if any.
+    auth: Mutex<Option<String>>,
+}
+
+/// Standard base64 with padding (RFC 4648), for basic-auth headers.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn parse(text: &str) -> Result<(Schema, String), StoreError> {
@@ -185,6 +209,21 @@ fn parse(text: &str) -> Result<(Schema, String), StoreError> {
 }
 
 impl Store {
+    /// Requires HTTP basic auth with `user_info` (`user:password`), or
+    /// nothing when `None`.
+    pub(crate) fn require_basic_auth(&self, user_info: Option<&str>) {
+        *self.auth.lock().unwrap_or_else(|e| e.into_inner()) =
+            user_info.map(|u| format!("Basic {}", base64(u.as_bytes())));
+    }
+
+    /// Whether a request with this `Authorization` header may pass.
+    pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
+        match &*self.auth.lock().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(want) => header == Some(want.as_str()),
+        }
+    }
+
     fn data(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -404,6 +443,13 @@ mod tests {
     const V1: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"string"}]}"#;
     const V2: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0}]}"#;
     const BAD: &str = r#"{"type":"record","name":"U","fields":[{"name":"a","type":"string"},{"name":"c","type":"int"}]}"#;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        assert_eq!(base64(b"svc:secret"), "c3ZjOnNlY3JldA==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
 
     #[test]
     fn registers_versions_and_refuses_incompatible_changes() {
