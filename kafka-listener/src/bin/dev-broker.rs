@@ -1,21 +1,25 @@
-//! A Kafka broker for development in its own process: librdkafka's mock
-//! cluster, the same one apps embed when no bootstrap servers are set.
+//! A Kafka broker and a Schema Registry for development in their own
+//! process: librdkafka's mock cluster and the embedded registry, the same
+//! ones apps embed when no bootstrap servers and no registry URL are set.
 //!
 //! ```text
 //! cargo run -p kafka-listener --features dev-broker --bin dev-broker -- \
 //!     --topic coupon.issue.requested:3 --topic coupon.issued:3
 //! bootstrap.servers=127.0.0.1:41234
+//! schema.registry.url=http://127.0.0.1:41235
 //! ```
 //!
-//! Prints `bootstrap.servers=127.0.0.1:PORT` on standard output once ready
-//! and serves until SIGINT or SIGTERM. Point apps at it with
-//! `KAFKA_BOOTSTRAP_SERVERS` so that they can be restarted (or killed)
-//! without losing the broker's data.
+//! Prints `bootstrap.servers=127.0.0.1:PORT` and
+//! `schema.registry.url=http://127.0.0.1:PORT` on standard output once
+//! ready and serves until SIGINT or SIGTERM. Point apps at them with
+//! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` so that they can be
+//! restarted (or killed) without losing the broker's data or the schemas.
 
 use std::io::Write;
 
 use clap::Parser;
 use kafka_listener::embedded::EmbeddedBroker;
+use kafka_listener::registry::EmbeddedSchemaRegistry;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -27,6 +31,9 @@ struct Args {
     /// A topic to create, as `name` or `name:partitions` (default 1 partition). Repeatable.
     #[arg(long = "topic", value_name = "NAME[:PARTITIONS]")]
     topics: Vec<String>,
+    /// The loopback port of the Schema Registry (default: a free port).
+    #[arg(long = "registry-port", value_name = "PORT", default_value_t = 0)]
+    registry_port: u16,
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -76,11 +83,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.registry_port));
+    let registry = match EmbeddedSchemaRegistry::start_on(addr).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dev-broker: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "bootstrap.servers={}", broker.bootstrap_servers());
+    let _ = writeln!(out, "schema.registry.url={}", registry.url());
     let _ = out.flush();
     drop(out);
     kafka_listener::app::shutdown_signal().await;
+    drop(registry);
     drop(broker);
     std::process::ExitCode::SUCCESS
 }
