@@ -2,6 +2,7 @@
 //! `kafka-listener` crate, which re-exports them; generated code names
 //! only `::kafka_listener::__private` paths.
 
+mod after_commit;
 mod ctxt;
 mod kafka_listener;
 mod meta;
@@ -117,4 +118,136 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn kafka_listener(args: TokenStream, item: TokenStream) -> TokenStream {
     kafka_listener::expand(args.into(), item.into()).into()
+}
+
+/// Runs an `async fn` after a database transaction that published its
+/// event commits: Spring's `@TransactionalEventListener(phase = AFTER_COMMIT)`.
+///
+/// # Grammar
+///
+/// ```text
+/// #[after_commit]
+/// #[after_commit(KEY, ...)]
+///
+/// KEY := fallback_execution = BOOL     also run for events published outside
+///                                      a transaction; default false
+///      | crate = "PATH"                default "::kafka_listener"
+///
+/// async fn NAME(EVENT_PAT: EventType, ARG: Extractor, ...) [-> () | Result<(), E>]
+/// ```
+///
+/// The first argument is the event, by value (each handler gets its own
+/// clone, so the type is `Clone + Send + Sync + 'static`). Up to 8 more
+/// arguments follow, each `FromEventContext`: `State<T>` (state given to
+/// `TransactionalEvents::builder(..).state(..)`) or `EventMeta` (the event
+/// id). The function is a plain `async fn`: not generic, no `self`, its
+/// future `Send`. It returns `()` or `Result<(), E>` with
+/// `E: Into<ListenerError>`.
+///
+/// # Semantics
+///
+/// Generates 2 items: the function, unchanged, and an anonymous
+/// `const _: () = { ... };` with one assertion per argument and for the
+/// return type (spanned at the user's types), two type-erased entry points
+/// (call and start-up validation) and an `inventory::submit!` of an
+/// `AfterCommitRegistration` keyed by the event's `TypeId`. Any number of
+/// handlers may take one event type. `TransactionalEvents` finds them at
+/// `build()`; `EventTx::commit` runs them after the commit, one at a time;
+/// a failure is logged and counted and the commit stands. On rollback or
+/// drop they never run. `TransactionalEvents::publish` (no transaction)
+/// runs only the handlers with `fallback_execution = true`.
+///
+/// # Errors
+///
+/// Compile errors at the user's tokens, all at once: unknown or repeated
+/// keys (listing the valid ones), a non-boolean `fallback_execution`, an
+/// item that is not a function, a function that is not a plain `async fn`,
+/// no event argument, an event taken by reference or as `impl Trait`,
+/// `State<T>`/`EventMeta` in the event's place, more than 8 arguments after
+/// the event, and argument, event and return types that do not fit. The
+/// function is still emitted beside the errors.
+///
+/// # Examples
+///
+/// (Compiled by `kafka-listener/tests/ui/after_commit/pass`.)
+///
+/// ```ignore
+/// use kafka_listener::after_commit::EventMeta;
+/// use kafka_listener::{after_commit, ListenerError, State};
+///
+/// #[derive(Clone)]
+/// struct CouponIssued { coupon_id: String }
+///
+/// #[after_commit]
+/// async fn notify(event: CouponIssued, mailer: State<Mailer>, meta: EventMeta) -> Result<(), ListenerError> {
+///     mailer.send(&event.coupon_id, &meta.event_id).await?;
+///     Ok(())
+/// }
+///
+/// #[after_commit(fallback_execution = true)]
+/// async fn audit(event: CouponIssued) {}
+/// ```
+///
+/// The event comes first; this fails with "the first argument of an
+/// `#[after_commit]` handler is the event; `State` goes after it":
+///
+/// ```compile_fail
+/// # struct State<T>(T);
+/// use kafka_listener_macros::after_commit;
+///
+/// #[after_commit]
+/// async fn wrong(app: State<u32>) {}
+/// # fn main() {}
+/// ```
+#[proc_macro_attribute]
+pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
+    after_commit::expand(args.into(), item.into()).into()
+}
+
+/// Sends a struct to Kafka through the transactional outbox when it is
+/// published in an `EventTx`.
+///
+/// # Grammar
+///
+/// ```text
+/// #[derive(OutboxEvent)]
+/// #[outbox(KEY, ...)]           one or more; keys may be split across them
+///
+/// KEY := topic = "TOPIC"        required; a valid Kafka topic name
+///      | key = "FIELD"          required; a field whose type is `Display`:
+///                               the record key (per-key order)
+///      | crate = "PATH"         default "::kafka_listener"
+/// ```
+///
+/// The struct has named fields, no generics, and implements
+/// `serde::Serialize` (the record value is its JSON).
+///
+/// # Semantics
+///
+/// Generates an `impl OutboxEvent` (`TOPIC` and `key()`, which is
+/// `ToString::to_string(&self.FIELD)`) and an `inventory::submit!` of an
+/// `OutboxRegistration`, through which `EventTx::publish` recognizes the
+/// type and inserts a row into the outbox table in the same transaction.
+/// After the commit the relay sends it with the headers
+/// `kafka_listener-event-id` (unique) and `kafka_listener-event-type`.
+///
+/// # Errors
+///
+/// At the user's tokens: no `#[outbox]`, a missing `topic` or `key`,
+/// unknown or repeated keys, an invalid topic name, a key that is not a
+/// field (listing the fields), an enum, union or tuple struct, generics,
+/// and a type that is not `Serialize` or a key field that is not `Display`.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kafka_listener::OutboxEvent;
+///
+/// #[derive(Clone, serde::Serialize, OutboxEvent)]
+/// #[outbox(topic = "coupon.issued", key = "coupon_id")]
+/// struct CouponIssued { coupon_id: String, user_id: String }
+/// ```
+#[proc_macro_derive(OutboxEvent, attributes(outbox))]
+pub fn derive_outbox_event(item: TokenStream) -> TokenStream {
+    after_commit::derive_outbox_event(item.into()).into()
 }

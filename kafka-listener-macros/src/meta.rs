@@ -15,7 +15,7 @@ use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{bracketed, parenthesized, token, Ident, Lit, LitBool, LitStr, Token};
+use syn::{bracketed, parenthesized, token, Ident, Lit, LitBool, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{self, Symbol};
@@ -441,5 +441,23 @@ pub(crate) trait KeyTable: Default + 'static {
             set(&mut attrs, cx, &entry);
         }
         attrs
+    }
+}
+
+/// `crate = "path"`: the path generated code uses instead of `::kafka_listener`.
+pub(crate) fn crate_path(cx: &Ctxt, entry: &Entry) -> Option<Path> {
+    let lit = entry.non_empty_string(cx, r#"crate = "my_kafka_listener""#)?;
+    match lit.parse::<Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            cx.error_spanned_by(
+                &lit,
+                format!(
+                    "`crate` must be a path such as \"::kafka_listener\", not `{}`",
+                    lit.value()
+                ),
+            );
+            None
+        }
     }
 }

@@ -45,6 +45,14 @@ pub(crate) const BATCH: Symbol = Symbol("batch");
 pub(crate) const RETRY: Symbol = Symbol("retry");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
+// `#[after_commit(...)]` keys (and `crate`).
+pub(crate) const FALLBACK_EXECUTION: Symbol = Symbol("fallback_execution");
+
+// `#[derive(OutboxEvent)]`: the helper attribute and its keys (and `crate`).
+pub(crate) const OUTBOX: Symbol = Symbol("outbox");
+pub(crate) const TOPIC: Symbol = Symbol("topic");
+pub(crate) const KEY: Symbol = Symbol("key");
+
 // `retry(...)` keys.
 pub(crate) const ATTEMPTS: Symbol = Symbol("attempts");
 pub(crate) const BACKOFF: Symbol = Symbol("backoff");
@@ -67,6 +75,8 @@ pub(crate) const EXPONENTIAL: Symbol = Symbol("exponential");
 // Type names the checks recognize by their last path segment.
 pub(crate) const ACKNOWLEDGMENT: Symbol = Symbol("Acknowledgment");
 pub(crate) const VEC: Symbol = Symbol("Vec");
+pub(crate) const STATE: Symbol = Symbol("State");
+pub(crate) const EVENT_META: Symbol = Symbol("EventMeta");
 
 /// The runtime's extractors of one record, which a batch listener takes in
 /// a `Vec`.

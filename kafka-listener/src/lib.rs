@@ -39,6 +39,8 @@
 //! - Bounded memory: at most [`ListenerSpec::max_in_flight`] records are
 //!   queued per partition; a full partition is paused.
 
+#[cfg(feature = "after-commit")]
+pub mod after_commit;
 pub mod app;
 #[cfg(feature = "avro")]
 pub mod avro;
@@ -58,6 +60,10 @@ pub mod registry;
 pub mod retry;
 pub mod state;
 
+#[cfg(feature = "after-commit")]
+pub use crate::after_commit::{
+    Error as AfterCommitError, EventTx, OutboxEvent, RelayConfig, RelayHandle, TransactionalEvents,
+};
 pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
@@ -75,6 +81,9 @@ pub use crate::retry::{BackOff, RetryPolicy};
 /// Attribute macros, re-exported from `kafka-listener-macros`.
 #[cfg(feature = "macros")]
 pub use kafka_listener_macros::kafka_listener;
+/// `#[after_commit]` and `#[derive(OutboxEvent)]`, re-exported from `kafka-listener-macros`.
+#[cfg(all(feature = "macros", feature = "after-commit"))]
+pub use kafka_listener_macros::{after_commit, OutboxEvent};
 
 /// Everything a listener needs: `use kafka_listener::prelude::*;`.
 pub mod prelude {
@@ -99,6 +108,38 @@ pub mod __private {
     pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
     pub use crate::retry::{BackOff, RetryPolicy};
     pub use std::time::Duration;
+
+    /// What `#[after_commit]` and `#[derive(OutboxEvent)]` generate code
+    /// against.
+    #[cfg(feature = "after-commit")]
+    pub mod after_commit {
+        pub use crate::after_commit::{
+            call, validate, AfterCommitRegistration, EventContext, FromEventContext, HandlerResult,
+            OutboxEvent, OutboxRegistration,
+        };
+        pub use crate::handler::BoxFuture;
+        pub use crate::state::StateMap;
+        pub use crate::ListenerError;
+        pub use std::any::Any;
+        pub use std::string::{String, ToString};
+
+        /// Compile-time check that the event type can be handed to every
+        /// handler (each gets a clone).
+        pub const fn assert_event<E: Clone + Send + Sync + 'static>() {}
+
+        /// Compile-time check of an argument after the event.
+        pub const fn assert_from_event_context<T: FromEventContext>() {}
+
+        /// Compile-time check of the return type.
+        pub const fn assert_handler_result<T: HandlerResult>() {}
+
+        /// Compile-time check that an outbox event is `Serialize`.
+        pub const fn assert_serialize<T: serde::Serialize>() {}
+
+        /// Compile-time check that an outbox key field can be turned into
+        /// the record key.
+        pub const fn assert_key<T: std::fmt::Display + ?Sized>() {}
+    }
 
     /// Compile-time check that an argument type is a record extractor; the
     /// macro calls it spanned at the argument so errors point there.

@@ -28,7 +28,7 @@ use proc_macro2::Span;
 use syn::{Ident, LitStr, Path};
 
 use crate::ctxt::Ctxt;
-use crate::meta::{Entry, KeyTable, Keyed, Setter};
+use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter};
 use crate::symbol::{self, Symbol, *};
 
 /// The attributes of one listener, each with the key it was given with.
@@ -316,24 +316,6 @@ fn properties(cx: &Ctxt, entry: &Entry) -> Option<Vec<(LitStr, LitStr)>> {
         }
     }
     ok.then_some(pairs)
-}
-
-/// `crate = "path"`: the path generated code uses instead of `::kafka_listener`.
-fn crate_path(cx: &Ctxt, entry: &Entry) -> Option<Path> {
-    let lit = entry.non_empty_string(cx, r#"crate = "my_kafka_listener""#)?;
-    match lit.parse::<Path>() {
-        Ok(path) => Some(path),
-        Err(_) => {
-            cx.error_spanned_by(
-                &lit,
-                format!(
-                    "`crate` must be a path such as \"::kafka_listener\", not `{}`",
-                    lit.value()
-                ),
-            );
-            None
-        }
-    }
 }
 
 fn backoff(cx: &Ctxt, entry: &Entry) -> Option<BackOffKind> {

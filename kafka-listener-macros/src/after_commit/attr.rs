@@ -1,0 +1,110 @@
+//! The keys of `#[after_commit(...)]` and of the `#[outbox(...)]` helper
+//! attribute of `#[derive(OutboxEvent)]`, one row per key (see
+//! `kafka_listener/attr.rs` for how a key is added).
+
+use syn::{Ident, LitStr, Path};
+
+use crate::ctxt::Ctxt;
+use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter};
+use crate::symbol::{Symbol, CRATE, FALLBACK_EXECUTION, KEY, TOPIC};
+
+/// `#[after_commit(...)]`.
+#[derive(Debug, Default)]
+pub(crate) struct AfterCommitAttrs {
+    seen: Vec<Ident>,
+    pub(crate) fallback_execution: Option<Keyed<bool>>,
+    pub(crate) krate: Option<Keyed<Path>>,
+}
+
+impl KeyTable for AfterCommitAttrs {
+    const CONTEXT: &'static str = " in `#[after_commit(...)]`";
+    const KEYS: &'static [(Symbol, Setter<Self>)] = &[
+        (FALLBACK_EXECUTION, |a, cx, e| {
+            a.fallback_execution = e
+                .boolean(cx, "fallback_execution = true")
+                .map(|v| keyed(e, v.value));
+        }),
+        (CRATE, |a, cx, e| {
+            a.krate = crate_path(cx, e).map(|v| keyed(e, v));
+        }),
+    ];
+
+    fn seen_mut(&mut self) -> &mut Vec<Ident> {
+        &mut self.seen
+    }
+}
+
+/// `#[outbox(...)]` on a `#[derive(OutboxEvent)]` struct.
+#[derive(Debug, Default)]
+pub(crate) struct OutboxAttrs {
+    seen: Vec<Ident>,
+    pub(crate) topic: Option<Keyed<LitStr>>,
+    pub(crate) key: Option<Keyed<LitStr>>,
+    pub(crate) krate: Option<Keyed<Path>>,
+}
+
+impl KeyTable for OutboxAttrs {
+    const CONTEXT: &'static str = " in `#[outbox(...)]`";
+    const KEYS: &'static [(Symbol, Setter<Self>)] = &[
+        (TOPIC, |a, cx, e| {
+            a.topic = topic(cx, e).map(|v| keyed(e, v));
+        }),
+        (KEY, |a, cx, e| {
+            a.key = e
+                .non_empty_string(cx, r#"key = "coupon_id""#)
+                .map(|v| keyed(e, v));
+        }),
+        (CRATE, |a, cx, e| {
+            a.krate = crate_path(cx, e).map(|v| keyed(e, v));
+        }),
+    ];
+
+    fn seen_mut(&mut self) -> &mut Vec<Ident> {
+        &mut self.seen
+    }
+}
+
+impl OutboxAttrs {
+    /// Whether `key` was given, valid or not.
+    pub(crate) fn has(&self, key: Symbol) -> bool {
+        self.seen.iter().any(|k| *k == key)
+    }
+}
+
+fn keyed<T>(entry: &Entry, value: T) -> Keyed<T> {
+    Keyed {
+        key: entry.key.clone(),
+        value,
+    }
+}
+
+/// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`
+/// (the broker's own rule, `org.apache.kafka.common.internals.Topic`).
+fn topic(cx: &Ctxt, entry: &Entry) -> Option<LitStr> {
+    let lit = entry.non_empty_string(cx, r#"topic = "coupon.issued""#)?;
+    let name = lit.value();
+    let bad = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+    let reason = if let Some(c) = bad {
+        Some(format!(
+            "invalid topic name `{name}`: `{c}` is not allowed; a topic name uses ASCII letters, digits, `.`, `_` and `-`"
+        ))
+    } else if name.len() > 249 {
+        Some(format!(
+            "invalid topic name: {} characters, at most 249",
+            name.len()
+        ))
+    } else if name == "." || name == ".." {
+        Some(format!("invalid topic name `{name}`"))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => {
+            cx.error_spanned_by(&lit, reason);
+            None
+        }
+        None => Some(lit),
+    }
+}

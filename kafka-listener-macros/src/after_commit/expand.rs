@@ -1,0 +1,117 @@
+//! Code generation for `#[after_commit]` and `#[derive(OutboxEvent)]`.
+//! Generated code names only `<krate>::__private::after_commit::*` (and
+//! `core`), so a renamed dependency works with `crate = "..."`.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{Ident, LitStr, Path, ReturnType, Type};
+
+use super::Handler;
+
+/// `<krate>::__private::after_commit::<name>`, every token spanned at
+/// `span` (so that a trait error of an assertion points at the user's type).
+pub(crate) fn private(krate: &Path, name: &str, span: Span) -> TokenStream {
+    let name = Ident::new(name, span);
+    let krate = respan(krate.to_token_stream(), span);
+    quote_spanned!(span=> #krate::__private::after_commit::#name)
+}
+
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut g =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                g.set_span(span);
+                tree = g.into();
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
+}
+
+/// `const _: () = <krate>::__private::after_commit::<assert>::<ty>();`
+/// spanned at `ty`.
+pub(crate) fn assertion(krate: &Path, assert: &str, ty: &Type) -> TokenStream {
+    let span = ty.span();
+    let assert = private(krate, assert, span);
+    let underscore = format_ident!("_", span = span);
+    quote_spanned! {span=>
+        const #underscore: () = #assert::<#ty>();
+    }
+}
+
+/// The function unchanged, then an anonymous `const` block with the
+/// assertions (first, so that their precise errors come first), the
+/// type-erased entry points and the `inventory` registration.
+pub(crate) fn handler(handler: &Handler, item: TokenStream) -> TokenStream {
+    let krate = &handler.krate;
+    let p = |name: &str| private(krate, name, Span::call_site());
+    let (any, context, boxed, listener_error, string, state_map, registration, inventory) = (
+        p("Any"),
+        p("EventContext"),
+        p("BoxFuture"),
+        p("ListenerError"),
+        p("String"),
+        p("StateMap"),
+        p("AfterCommitRegistration"),
+        quote!(#krate::__private::inventory),
+    );
+    let event = &handler.event;
+    let args = &handler.args;
+    let name = &handler.func.sig.ident;
+    let name_str = LitStr::new(&name.to_string(), name.span());
+    let fallback = handler.fallback_execution;
+
+    let mut assertions = assertion(krate, "assert_event", event);
+    for ty in args {
+        assertions.extend(assertion(krate, "assert_from_event_context", ty));
+    }
+    if let ReturnType::Type(_, ty) = &handler.func.sig.output {
+        assertions.extend(assertion(krate, "assert_handler_result", ty));
+    }
+    // Spanned at the function's name: a future that is not `Send` is
+    // reported there.
+    let call_fn = private(krate, "call", name.span());
+    let validate_fn = private(krate, "validate", name.span());
+    let call = quote_spanned!(name.span()=> #call_fn::<#event, (#(#args,)*), _>(#name, event, ctx));
+    let validate =
+        quote_spanned!(name.span()=> #validate_fn::<#event, (#(#args,)*), _>(&#name, state));
+    let cfgs = handler
+        .func
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
+    quote! {
+        #item
+
+        #(#cfgs)*
+        const _: () = {
+            #assertions
+
+            fn __after_commit_call(
+                event: &(dyn #any + ::core::marker::Send + ::core::marker::Sync),
+                ctx: &#context<'_>,
+            ) -> #boxed<::core::result::Result<(), #listener_error>> {
+                #call
+            }
+
+            fn __after_commit_validate(state: &#state_map) -> ::core::result::Result<(), #string> {
+                #validate
+            }
+
+            #inventory::submit! {
+                #registration::new::<#event>(
+                    ::core::concat!(::core::module_path!(), "::", #name_str),
+                    #fallback,
+                    __after_commit_call,
+                    __after_commit_validate,
+                )
+            }
+        };
+    }
+}

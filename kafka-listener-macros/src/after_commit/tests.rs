@@ -1,0 +1,130 @@
+//! Unit tests of the checks and the expansion (the UI tests in the runtime
+//! crate compile the result).
+
+use quote::quote;
+
+use super::try_expand;
+
+fn errors(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> Vec<String> {
+    match try_expand(args, item) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn minimal_handler_expands_to_a_registration() {
+    let out = try_expand(
+        quote!(),
+        quote!(
+            async fn on(e: Ev) {}
+        ),
+    )
+    .expect("valid")
+    .to_string();
+    assert!(
+        out.contains("AfterCommitRegistration :: new :: < Ev >"),
+        "{out}"
+    );
+    assert!(out.contains("false"), "{out}");
+    assert!(out.contains("assert_event :: < Ev >"), "{out}");
+}
+
+#[test]
+fn fallback_and_crate_are_emitted() {
+    let out = try_expand(
+        quote!(fallback_execution = true, crate = "kl"),
+        quote!(
+            async fn on(e: Ev, s: State<App>) {}
+        ),
+    )
+    .expect("valid")
+    .to_string();
+    assert!(
+        out.contains("kl :: __private :: after_commit :: AfterCommitRegistration"),
+        "{out}"
+    );
+    assert!(
+        out.contains("assert_from_event_context :: < State < App > >"),
+        "{out}"
+    );
+    assert!(out.contains(", true ,"), "{out}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let errs = errors(
+        quote!(fallback = true, fallback_execution = "yes"),
+        quote!(
+            fn on<T>(e: &Ev, x: impl Sized) {}
+        ),
+    );
+    assert_eq!(errs.len(), 6, "{errs:#?}");
+    assert!(errs[0].starts_with("unknown attribute `fallback` in `#[after_commit(...)]`; expected one of: `fallback_execution`, `crate`"));
+    assert!(errs[1].contains("`fallback_execution` expects `true` or `false`, found a string"));
+    assert!(errs[2].contains("must be an `async fn`"));
+    assert!(errs[3].contains("cannot be generic"));
+    assert!(errs[4].contains("passed by value"));
+    assert!(errs[5].contains("cannot be `impl Trait`"));
+}
+
+#[test]
+fn state_first_is_refused() {
+    let errs = errors(
+        quote!(),
+        quote!(
+            async fn on(s: State<App>) {}
+        ),
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("is the event; `State` goes after it"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn an_event_is_required() {
+    let errs = errors(
+        quote!(),
+        quote!(
+            async fn on() {}
+        ),
+    );
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("takes the event as its first argument"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn derive_reports_a_missing_field_with_the_fields() {
+    let out = super::derive_outbox_event(quote! {
+        #[outbox(topic = "coupon.issued", key = "coupon")]
+        struct CouponIssued { coupon_id: String, user_id: String }
+    })
+    .to_string();
+    assert!(
+        out.contains("no field `coupon` in `CouponIssued`; the key names a field, one of: `coupon_id`, `user_id`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn derive_implements_the_trait() {
+    let out = super::derive_outbox_event(quote! {
+        #[outbox(topic = "coupon.issued", key = "coupon_id")]
+        struct CouponIssued { coupon_id: u64 }
+    })
+    .to_string();
+    assert!(
+        out.contains("const TOPIC : & 'static str = \"coupon.issued\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("OutboxRegistration :: of :: < CouponIssued >"),
+        "{out}"
+    );
+    assert!(out.contains("assert_key :: < u64 >"), "{out}");
+}

@@ -1,0 +1,358 @@
+//! The transactional outbox: events whose type names a topic and a key are
+//! written to a table in the publishing transaction, and the relay
+//! (`relay.rs`) sends them to Kafka after the commit.
+//!
+//! The table (default name `kafka_outbox`) is created by the library with
+//! SQL that differs only in the id column between SQLite and PostgreSQL:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `id` | 64-bit integer, increasing | relay order (per key) |
+//! | `event_id` | TEXT, unique | UUID v4; the `kafka_listener-event-id` header |
+//! | `event_type` | TEXT | Rust type name; the `kafka_listener-event-type` header |
+//! | `topic` | TEXT | destination topic |
+//! | `msg_key` | TEXT | record key |
+//! | `payload` | TEXT | the event as JSON (the record value) |
+//! | `created_at` | BIGINT | publish time, ms since the Unix epoch (the record timestamp) |
+//! | `sent_at` | BIGINT, NULL until sent | when the broker acknowledged it, ms |
+//! | `attempts` | BIGINT | failed sends so far |
+//! | `last_error` | TEXT, NULL | the last send error |
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use sqlx::AnyConnection;
+use sqlx::{AnyPool, Row};
+
+use super::Error;
+
+/// An event that goes to Kafka through the outbox: a topic, a key and a JSON
+/// body. Implement it with `#[derive(OutboxEvent)]` and
+/// `#[outbox(topic = "...", key = "field")]`, which also registers the type
+/// so that `EventTx::publish` writes it to the outbox.
+pub trait OutboxEvent: Serialize + Send + Sync + 'static {
+    /// The destination topic.
+    const TOPIC: &'static str;
+
+    /// The record key: events of one key are relayed in publish order and
+    /// land on one partition.
+    fn key(&self) -> String;
+}
+
+/// An encoded outbox event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxMessage {
+    pub(crate) topic: &'static str,
+    pub(crate) key: String,
+    pub(crate) payload: String,
+}
+
+type EncodeFn = fn(&(dyn Any + Send + Sync)) -> Result<OutboxMessage, serde_json::Error>;
+
+/// An outbox event type, submitted to `inventory` by
+/// `#[derive(OutboxEvent)]`.
+#[derive(Debug)]
+pub struct OutboxRegistration {
+    event_type: fn() -> TypeId,
+    encode: EncodeFn,
+}
+
+inventory::collect!(OutboxRegistration);
+
+impl OutboxRegistration {
+    /// The registration of `E`.
+    pub const fn of<E: OutboxEvent>() -> Self {
+        Self {
+            event_type: TypeId::of::<E>,
+            encode: encode::<E>,
+        }
+    }
+}
+
+fn encode<E: OutboxEvent>(
+    event: &(dyn Any + Send + Sync),
+) -> Result<OutboxMessage, serde_json::Error> {
+    let event = event
+        .downcast_ref::<E>()
+        .expect("the registry maps the TypeId of E to encode::<E>");
+    Ok(OutboxMessage {
+        topic: E::TOPIC,
+        key: event.key(),
+        payload: serde_json::to_string(event)?,
+    })
+}
+
+/// The encoder of an outbox event type, if `event_type` is one.
+pub(crate) fn encoder(event_type: TypeId) -> Option<EncodeFn> {
+    static REGISTRY: OnceLock<HashMap<TypeId, EncodeFn>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| {
+            inventory::iter::<OutboxRegistration>
+                .into_iter()
+                .map(|r| ((r.event_type)(), r.encode))
+                .collect()
+        })
+        .get(&event_type)
+        .copied()
+}
+
+/// Which database holds the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `pool` (`Error::Config` for anything else).
+    pub(crate) async fn of(pool: &AnyPool) -> Result<Self, Error> {
+        let conn = pool.acquire().await?;
+        match conn.backend_name() {
+            "SQLite" => Ok(Backend::Sqlite),
+            "PostgreSQL" => Ok(Backend::Postgres),
+            other => Err(Error::Config(format!(
+                "the outbox supports SQLite and PostgreSQL, not {other}"
+            ))),
+        }
+    }
+}
+
+/// One row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Relay order: increasing in insert order.
+    pub id: i64,
+    /// The `kafka_listener-event-id` header (UUID v4).
+    pub event_id: String,
+    /// The Rust type name of the event.
+    pub event_type: String,
+    /// The destination topic.
+    pub topic: String,
+    /// The record key.
+    pub key: String,
+    /// The event as JSON.
+    pub payload: String,
+    /// Publish time, ms since the Unix epoch.
+    pub created_at: i64,
+    /// When the broker acknowledged it, ms since the Unix epoch; `None`
+    /// while unsent.
+    pub sent_at: Option<i64>,
+    /// Failed sends so far.
+    pub attempts: i64,
+}
+
+/// SQL for one outbox table.
+#[derive(Debug, Clone)]
+pub(crate) struct OutboxTable {
+    name: String,
+    backend: Backend,
+}
+
+const COLUMNS: &str =
+    "id, event_id, event_type, topic, msg_key, payload, created_at, sent_at, attempts";
+
+impl OutboxTable {
+    /// The table `name` (letters, digits and `_`, not starting with a
+    /// digit, at most 48 characters) on `backend`.
+    pub(crate) fn new(name: &str, backend: Backend) -> Result<Self, Error> {
+        let valid = !name.is_empty()
+            && name.len() <= 48
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(Error::Config(format!(
+                "invalid outbox table name `{name}`: use letters, digits and `_` (at most 48), not starting with a digit"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            backend,
+        })
+    }
+
+    /// The table name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A stable 63-bit number for the table name: the PostgreSQL advisory
+    /// lock key of its DDL and of its relay (FNV-1a).
+    pub(crate) fn lock_key(&self) -> i64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in b"kafka_listener.outbox:".iter().chain(self.name.as_bytes()) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        (hash >> 1) as i64
+    }
+
+    /// Creates the table and its index of unsent rows if missing. On
+    /// PostgreSQL the DDL is serialized by an advisory lock, because
+    /// concurrent `CREATE TABLE IF NOT EXISTS` can collide in the catalog.
+    pub(crate) async fn create(&self, pool: &AnyPool) -> Result<(), Error> {
+        let id = match self.backend {
+            Backend::Sqlite => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+            Backend::Postgres => "id BIGSERIAL PRIMARY KEY",
+        };
+        let name = &self.name;
+        let table = format!(
+            "CREATE TABLE IF NOT EXISTS {name} (
+                {id},
+                event_id TEXT NOT NULL UNIQUE,
+                event_type TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                msg_key TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                sent_at BIGINT,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                last_error TEXT
+            )"
+        );
+        let index = format!(
+            "CREATE INDEX IF NOT EXISTS {name}_unsent ON {name} (id) WHERE sent_at IS NULL"
+        );
+        let mut tx = pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(self.lock_key())
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(&table).execute(&mut *tx).await?;
+        sqlx::query(&index).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Inserts one event in the caller's transaction.
+    pub(crate) async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        event_id: &str,
+        event_type: &str,
+        message: &OutboxMessage,
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "INSERT INTO {} (event_id, event_type, topic, msg_key, payload, created_at, attempts)
+             VALUES ($1, $2, $3, $4, $5, $6, 0)",
+            self.name
+        );
+        sqlx::query(&sql)
+            .bind(event_id)
+            .bind(event_type)
+            .bind(message.topic)
+            .bind(&message.key)
+            .bind(&message.payload)
+            .bind(now_ms)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` unsent rows in id order.
+    pub(crate) async fn unsent(
+        &self,
+        pool: &AnyPool,
+        limit: usize,
+    ) -> Result<Vec<OutboxRow>, Error> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {} WHERE sent_at IS NULL ORDER BY id LIMIT {}",
+            self.name,
+            limit.max(1)
+        );
+        let rows = sqlx::query(&sql).fetch_all(pool).await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// Every row, sent or not, in id order (for inspection and tests).
+    pub(crate) async fn all(&self, pool: &AnyPool) -> Result<Vec<OutboxRow>, Error> {
+        let sql = format!("SELECT {COLUMNS} FROM {} ORDER BY id", self.name);
+        let rows = sqlx::query(&sql).fetch_all(pool).await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// The number of unsent rows.
+    pub(crate) async fn count_unsent(&self, pool: &AnyPool) -> Result<i64, Error> {
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE sent_at IS NULL",
+            self.name
+        );
+        Ok(sqlx::query(&sql)
+            .fetch_one(pool)
+            .await?
+            .try_get::<i64, _>("n")?)
+    }
+
+    /// Marks `ids` sent at `now_ms` (in statements of up to 200 ids).
+    pub(crate) async fn mark_sent(
+        &self,
+        pool: &AnyPool,
+        ids: &[i64],
+        now_ms: i64,
+    ) -> Result<(), Error> {
+        for chunk in ids.chunks(200) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE {} SET sent_at = $1 WHERE id IN ({})",
+                self.name,
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(now_ms);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a failed send of row `id`.
+    pub(crate) async fn record_failure(
+        &self,
+        pool: &AnyPool,
+        id: i64,
+        error: &str,
+    ) -> Result<(), Error> {
+        let sql = format!(
+            "UPDATE {} SET attempts = attempts + 1, last_error = $1 WHERE id = $2",
+            self.name
+        );
+        sqlx::query(&sql).bind(error).bind(id).execute(pool).await?;
+        Ok(())
+    }
+
+    /// Deletes rows sent before `before_ms`; returns how many.
+    pub(crate) async fn purge_sent(&self, pool: &AnyPool, before_ms: i64) -> Result<u64, Error> {
+        let sql = format!(
+            "DELETE FROM {} WHERE sent_at IS NOT NULL AND sent_at < $1",
+            self.name
+        );
+        Ok(sqlx::query(&sql)
+            .bind(before_ms)
+            .execute(pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+fn row(row: &sqlx::any::AnyRow) -> Result<OutboxRow, Error> {
+    Ok(OutboxRow {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        topic: row.try_get("topic")?,
+        key: row.try_get("msg_key")?,
+        payload: row.try_get("payload")?,
+        created_at: row.try_get("created_at")?,
+        sent_at: row.try_get("sent_at")?,
+        attempts: row.try_get("attempts")?,
+    })
+}

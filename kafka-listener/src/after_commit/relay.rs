@@ -1,0 +1,416 @@
+//! The outbox relay: sends unsent outbox rows with a `KafkaTemplate`, one
+//! key at a time in id order (keys in parallel), marks them sent, and backs
+//! off when sends fail.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Row};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::outbox::{Backend, OutboxRow, OutboxTable};
+use super::{metrics, now_ms, Error, EVENT_ID_HEADER, EVENT_TYPE_HEADER};
+use crate::producer::{KafkaTemplate, ProducerRecord};
+
+/// How the relay polls, batches and backs off.
+///
+/// Records of one key are sent one at a time (each waits for the broker's
+/// acknowledgment), so one key's rate is bounded by the producer's
+/// round trip plus `linger.ms` (librdkafka default 5 ms); give the relay a
+/// template with `linger.ms=0` when one key is hot.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// How often to look for unsent rows when no commit woke the relay
+    /// (rows written by other processes, retries). Default 1 s.
+    pub poll_interval: Duration,
+    /// Rows read per batch. Default 500.
+    pub batch_size: usize,
+    /// Keys sent in parallel within a batch. Default 64.
+    pub max_keys_in_flight: usize,
+    /// First delay after a failed batch; doubled after each further failure.
+    /// Default 100 ms.
+    pub backoff_initial: Duration,
+    /// Cap of the delay. Default 30 s.
+    pub backoff_max: Duration,
+    /// Sent rows older than this are deleted (checked every minute); `None`
+    /// keeps them. Default 24 h.
+    pub retention: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            batch_size: 500,
+            max_keys_in_flight: 64,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            retention: Some(Duration::from_secs(24 * 60 * 60)),
+        }
+    }
+}
+
+/// Counters of one relay since it started.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    published: AtomicU64,
+    send_failures: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl RelayStats {
+    /// Records the broker acknowledged (and that were then marked sent).
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Sends that failed (each is retried after a back-off).
+    pub fn send_failures(&self) -> u64 {
+        self.send_failures.load(Ordering::Relaxed)
+    }
+
+    /// Batches of rows read from the outbox.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+}
+
+/// A running relay. Dropping it aborts the relay at once (rows sent but not
+/// yet marked are sent again by the next relay: at-least-once); prefer
+/// [`RelayHandle::shutdown`].
+#[derive(Debug)]
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+    stats: Arc<RelayStats>,
+}
+
+impl RelayHandle {
+    /// The relay's counters.
+    pub fn stats(&self) -> &RelayStats {
+        &self.stats
+    }
+
+    /// Stops the relay after the batch in progress (its sends and marks
+    /// finish) and waits for it.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub(crate) fn start(
+    pool: AnyPool,
+    table: OutboxTable,
+    template: KafkaTemplate,
+    config: RelayConfig,
+    wake: Arc<Notify>,
+) -> RelayHandle {
+    let (stop, stop_rx) = watch::channel(false);
+    let stats = Arc::new(RelayStats::default());
+    let relay = Relay {
+        pool,
+        table,
+        template,
+        config,
+        wake,
+        stop: stop_rx,
+        stats: Arc::clone(&stats),
+    };
+    RelayHandle {
+        stop,
+        task: Some(tokio::spawn(relay.run())),
+        stats,
+    }
+}
+
+struct Relay {
+    pool: AnyPool,
+    table: OutboxTable,
+    template: KafkaTemplate,
+    config: RelayConfig,
+    wake: Arc<Notify>,
+    stop: watch::Receiver<bool>,
+    stats: Arc<RelayStats>,
+}
+
+/// What the sends of one key's rows did.
+struct Chain {
+    /// The ids the broker acknowledged, in order.
+    sent: Vec<i64>,
+    /// The row whose send failed (the rest of the key waits), and why.
+    failure: Option<(i64, String)>,
+}
+
+/// What one batch did.
+enum Batch {
+    /// No unsent rows.
+    Empty,
+    /// Every row sent; `full` when the batch was full (more may wait).
+    Sent { full: bool },
+    /// At least one send failed.
+    Failed,
+}
+
+impl Relay {
+    async fn run(mut self) {
+        let Some(_lock) = self.lock().await else {
+            return;
+        };
+        tracing::info!(table = self.table.name(), "outbox relay started");
+        let mut backoff = self.config.backoff_initial;
+        let mut last_purge = Instant::now();
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let outcome = self.batch().await;
+            let backing_off = matches!(outcome, Ok(Batch::Failed) | Err(_));
+            let wait = match outcome {
+                Ok(Batch::Sent { full: true }) => {
+                    backoff = self.config.backoff_initial;
+                    None
+                }
+                Ok(Batch::Sent { full: false } | Batch::Empty) => {
+                    backoff = self.config.backoff_initial;
+                    Some(self.config.poll_interval)
+                }
+                Ok(Batch::Failed) => Some(self.next_backoff(&mut backoff)),
+                Err(e) => {
+                    tracing::warn!(table = self.table.name(), error = %e, "outbox relay: database error");
+                    Some(self.next_backoff(&mut backoff))
+                }
+            };
+            if last_purge.elapsed() >= Duration::from_secs(60) {
+                last_purge = Instant::now();
+                self.purge().await;
+            }
+            if let Some(wait) = wait {
+                if !self.wait(wait, backing_off).await {
+                    break;
+                }
+            }
+        }
+        tracing::info!(table = self.table.name(), "outbox relay stopped");
+    }
+
+    /// The current back-off, and doubles the next one up to the cap.
+    fn next_backoff(&self, backoff: &mut Duration) -> Duration {
+        let current = *backoff;
+        *backoff = (*backoff * 2).min(self.config.backoff_max);
+        current
+    }
+
+    /// Waits `delay`, or less when a commit wakes the relay (unless
+    /// `backing_off`); `false` when asked to stop.
+    async fn wait(&mut self, delay: Duration, backing_off: bool) -> bool {
+        let wake = Arc::clone(&self.wake);
+        let woken = async {
+            if backing_off {
+                std::future::pending::<()>().await;
+            } else {
+                wake.notified().await;
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => true,
+            _ = woken => true,
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    /// On PostgreSQL, a session advisory lock on a dedicated connection, so
+    /// that one process relays the table at a time; waits for it (or for
+    /// stop: `None`). On SQLite, nothing to hold.
+    async fn lock(&mut self) -> Option<Option<PoolConnection<Any>>> {
+        if self.table.backend() != Backend::Postgres {
+            return Some(None);
+        }
+        let mut logged = false;
+        loop {
+            match self.try_lock().await {
+                Ok(Some(conn)) => return Some(Some(conn)),
+                Ok(None) if !logged => {
+                    tracing::info!(
+                        table = self.table.name(),
+                        "another process relays this outbox; waiting for its lock"
+                    );
+                    logged = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(table = self.table.name(), error = %e, "outbox relay: cannot take the relay lock");
+                }
+            }
+            let poll = self.config.poll_interval;
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = self.stop.changed() => return None,
+            }
+        }
+    }
+
+    async fn try_lock(&self) -> Result<Option<PoolConnection<Any>>, Error> {
+        let mut conn = self.pool.acquire().await?;
+        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
+            .bind(self.table.lock_key())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("locked")?;
+        Ok(locked.then_some(conn))
+    }
+
+    /// Reads one batch, sends it key by key, marks what was acknowledged.
+    async fn batch(&self) -> Result<Batch, Error> {
+        let rows = self
+            .table
+            .unsent(&self.pool, self.config.batch_size)
+            .await?;
+        if rows.is_empty() {
+            return Ok(Batch::Empty);
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let full = rows.len() >= self.config.batch_size;
+        let chains = by_key(rows);
+        let results: Vec<Chain> = futures::stream::iter(chains)
+            .map(|chain| self.send_chain(chain))
+            .buffer_unordered(self.config.max_keys_in_flight.max(1))
+            .collect()
+            .await;
+        let mut sent = Vec::new();
+        let mut failed = false;
+        for Chain { sent: ids, failure } in results {
+            sent.extend(ids);
+            if let Some((id, error)) = failure {
+                failed = true;
+                if let Err(e) = self.table.record_failure(&self.pool, id, &error).await {
+                    tracing::warn!(table = self.table.name(), error = %e, "outbox relay: cannot record a failed send");
+                }
+            }
+        }
+        sent.sort_unstable();
+        self.table.mark_sent(&self.pool, &sent, now_ms()).await?;
+        let n = sent.len() as u64;
+        self.stats.published.fetch_add(n, Ordering::Relaxed);
+        metrics::outbox_published(self.table.name(), n);
+        Ok(if failed {
+            Batch::Failed
+        } else {
+            Batch::Sent { full }
+        })
+    }
+
+    /// Sends the rows of one key in order, stopping at the first failure;
+    /// returns the ids sent and the failure.
+    async fn send_chain(&self, chain: Vec<OutboxRow>) -> Chain {
+        let mut sent = Vec::with_capacity(chain.len());
+        for row in chain {
+            let record = ProducerRecord::keyed(row.topic.clone(), row.key.clone())
+                .value(row.payload.clone())
+                .header(EVENT_ID_HEADER, row.event_id.clone())
+                .header(EVENT_TYPE_HEADER, row.event_type.clone())
+                .timestamp(row.created_at);
+            if let Err(e) = self.template.send(record).await {
+                self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                metrics::outbox_send_failed(self.table.name());
+                tracing::warn!(
+                    table = self.table.name(),
+                    outbox_id = row.id,
+                    topic = %row.topic,
+                    key = %row.key,
+                    attempts = row.attempts + 1,
+                    error = %e,
+                    "outbox relay: send failed; the key waits for a retry after a back-off"
+                );
+                return Chain {
+                    sent,
+                    failure: Some((row.id, e.to_string())),
+                };
+            }
+            sent.push(row.id);
+        }
+        Chain {
+            sent,
+            failure: None,
+        }
+    }
+
+    async fn purge(&self) {
+        let Some(retention) = self.config.retention else {
+            return;
+        };
+        let before = now_ms() - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+        match self.table.purge_sent(&self.pool, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(table = self.table.name(), purged = n, "outbox rows purged"),
+            Err(e) => tracing::warn!(table = self.table.name(), error = %e, "outbox purge failed"),
+        }
+    }
+}
+
+/// Splits rows (in id order) into one chain per key, each in id order; the
+/// chains are ordered by their first id.
+fn by_key(rows: Vec<OutboxRow>) -> Vec<Vec<OutboxRow>> {
+    let mut index: HashMap<(String, String), usize> = HashMap::new();
+    let mut chains: Vec<Vec<OutboxRow>> = Vec::new();
+    for row in rows {
+        let slot = *index
+            .entry((row.topic.clone(), row.key.clone()))
+            .or_insert_with(|| {
+                chains.push(Vec::new());
+                chains.len() - 1
+            });
+        chains[slot].push(row);
+    }
+    chains
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, key: &str) -> OutboxRow {
+        OutboxRow {
+            id,
+            event_id: format!("e{id}"),
+            event_type: "T".into(),
+            topic: "t".into(),
+            key: key.into(),
+            payload: "{}".into(),
+            created_at: 0,
+            sent_at: None,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn chains_keep_id_order_per_key() {
+        let rows = vec![
+            row(1, "a"),
+            row(2, "b"),
+            row(3, "a"),
+            row(5, "c"),
+            row(7, "b"),
+        ];
+        let chains: Vec<Vec<i64>> = by_key(rows)
+            .into_iter()
+            .map(|c| c.into_iter().map(|r| r.id).collect())
+            .collect();
+        assert_eq!(chains, vec![vec![1, 3], vec![2, 7], vec![5]]);
+    }
+}

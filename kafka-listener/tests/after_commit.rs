@@ -1,0 +1,476 @@
+//! `#[after_commit]` and the transactional outbox against the embedded
+//! broker, on SQLite (always) and on PostgreSQL (when `TEST_DATABASE_URL`
+//! is set, e.g. `postgres://postgres@127.0.0.1:5432/test`; otherwise the
+//! PostgreSQL tests print that they are skipped and pass).
+//!
+//! Every scenario is one `async fn(Db)`; each test gets its own SQLite
+//! file or its own PostgreSQL tables, and its own broker.
+
+#![cfg(feature = "after-commit")]
+
+mod after_commit_support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use kafka_listener::after_commit::{
+    EventMeta, HandlerReport, RelayConfig, TransactionalEvents, EVENT_ID_HEADER, EVENT_TYPE_HEADER,
+};
+use kafka_listener::{after_commit, ListenerError, OutboxEvent, State};
+use serde::{Deserialize, Serialize};
+
+use after_commit_support::{self as support, read_records, wait_until, Ctx, Db};
+
+// ---- events and handlers (registered for the whole test binary) ----
+
+/// An in-process event: three handlers.
+#[derive(Debug, Clone)]
+struct CouponIssued {
+    coupon_id: String,
+    user_id: String,
+}
+
+#[after_commit]
+async fn on_issued(
+    event: CouponIssued,
+    ctx: State<Ctx>,
+    meta: EventMeta,
+) -> Result<(), sqlx::Error> {
+    // Runs after the commit: a fresh connection sees the committed row.
+    let seen = ctx.count_issues(&event.coupon_id).await?;
+    ctx.record("on_issued", &event.user_id, &meta, seen);
+    Ok(())
+}
+
+#[after_commit]
+async fn also_on_issued(event: CouponIssued, ctx: State<Ctx>, meta: EventMeta) {
+    ctx.record("also_on_issued", &event.user_id, &meta, -1);
+}
+
+#[after_commit]
+async fn fails_for_some_users(event: CouponIssued) -> Result<(), ListenerError> {
+    match event.user_id.as_str() {
+        "fail" => Err(ListenerError::fatal("this user is refused")),
+        "panic" => panic!("handler panicked on purpose"),
+        _ => Ok(()),
+    }
+}
+
+/// An event with one fallback handler and one strict handler.
+#[derive(Debug, Clone)]
+struct Audit {
+    what: String,
+}
+
+#[after_commit(fallback_execution = true)]
+async fn audit_always(event: Audit, ctx: State<Ctx>, meta: EventMeta) {
+    ctx.record("audit_always", &event.what, &meta, -1);
+}
+
+#[after_commit]
+async fn audit_after_commit_only(event: Audit, ctx: State<Ctx>, meta: EventMeta) {
+    ctx.record("audit_after_commit_only", &event.what, &meta, -1);
+}
+
+/// An outbox event (no in-process handler).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, OutboxEvent)]
+#[outbox(topic = "coupon.issued", key = "coupon_id")]
+struct Issued {
+    coupon_id: String,
+    seq: u64,
+}
+
+const TOPIC: &str = "coupon.issued";
+
+// ---- scenarios ----
+
+async fn commit_runs_handlers_after_commit(db: Db) {
+    let (events, ctx) = db.events().await;
+    let mut tx = events.begin().await.unwrap();
+    ctx.insert_issue(&mut tx, "c1", "alice").await;
+    tx.publish(CouponIssued {
+        coupon_id: "c1".into(),
+        user_id: "alice".into(),
+    })
+    .await
+    .unwrap();
+    assert!(ctx.calls().is_empty(), "nothing runs before the commit");
+    let committed = tx.commit().await.unwrap();
+    assert_eq!(committed.events, 1);
+    assert_eq!(committed.outboxed, 0);
+    assert_eq!(
+        committed.handlers,
+        HandlerReport {
+            succeeded: 3,
+            failed: 0,
+            discarded: 0
+        }
+    );
+    let calls = ctx.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let on_issued = calls.iter().find(|c| c.handler == "on_issued").unwrap();
+    assert_eq!(on_issued.rows_seen, 1, "the handler sees the committed row");
+    assert!(on_issued.in_transaction);
+    assert_eq!(on_issued.what, "alice");
+    // Both handlers saw the same event id, a UUID.
+    assert_eq!(calls[0].event_id, calls[1].event_id);
+    assert_eq!(calls[0].event_id.len(), 36);
+    db.cleanup().await;
+}
+
+async fn rollback_and_drop_run_nothing(db: Db) {
+    let (events, ctx) = db.events().await;
+    let mut tx = events.begin().await.unwrap();
+    ctx.insert_issue(&mut tx, "c1", "bob").await;
+    tx.publish(CouponIssued {
+        coupon_id: "c1".into(),
+        user_id: "bob".into(),
+    })
+    .await
+    .unwrap();
+    tx.publish(Issued {
+        coupon_id: "c1".into(),
+        seq: 0,
+    })
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+
+    let mut tx = events.begin().await.unwrap();
+    ctx.insert_issue(&mut tx, "c2", "carol").await;
+    tx.publish(CouponIssued {
+        coupon_id: "c2".into(),
+        user_id: "carol".into(),
+    })
+    .await
+    .unwrap();
+    drop(tx);
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(ctx.calls().is_empty(), "{:?}", ctx.calls());
+    assert_eq!(ctx.count_issues("c1").await.unwrap(), 0);
+    assert_eq!(ctx.count_issues("c2").await.unwrap(), 0);
+    assert!(events.outbox_rows().await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
+async fn outside_a_transaction_only_fallback_handlers_run(db: Db) {
+    let (events, ctx) = db.events().await;
+    let published = events
+        .publish(Audit {
+            what: "login".into(),
+        })
+        .await
+        .unwrap();
+    assert!(!published.outboxed);
+    assert_eq!(
+        published.handlers,
+        HandlerReport {
+            succeeded: 1,
+            failed: 0,
+            discarded: 1
+        }
+    );
+    let published = events
+        .publish(CouponIssued {
+            coupon_id: "c1".into(),
+            user_id: "dave".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(published.handlers.discarded, 3);
+    assert_eq!(published.handlers.ran(), 0);
+    let calls = ctx.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].handler, "audit_always");
+    assert!(!calls[0].in_transaction);
+
+    // In a transaction both Audit handlers run.
+    let mut tx = events.begin().await.unwrap();
+    tx.publish(Audit {
+        what: "logout".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(tx.commit().await.unwrap().handlers.succeeded, 2);
+    let names: HashSet<&str> = ctx.calls()[1..].iter().map(|c| c.handler).collect();
+    assert_eq!(
+        names,
+        HashSet::from(["audit_always", "audit_after_commit_only"])
+    );
+    db.cleanup().await;
+}
+
+async fn handler_failure_keeps_the_commit(db: Db) {
+    let (events, ctx) = db.events().await;
+    for user in ["fail", "panic"] {
+        let mut tx = events.begin().await.unwrap();
+        ctx.insert_issue(&mut tx, "c1", user).await;
+        tx.publish(CouponIssued {
+            coupon_id: "c1".into(),
+            user_id: user.into(),
+        })
+        .await
+        .unwrap();
+        let committed = tx
+            .commit()
+            .await
+            .expect("a handler failure is not a commit failure");
+        assert_eq!(committed.handlers.failed, 1, "{user}");
+        assert_eq!(committed.handlers.succeeded, 2, "{user}");
+    }
+    assert_eq!(
+        ctx.count_issues("c1").await.unwrap(),
+        2,
+        "both commits stand"
+    );
+    db.cleanup().await;
+}
+
+async fn unsent_outbox_rows_are_published_on_the_next_start(db: Db) {
+    let broker = support::broker(TOPIC, 3);
+    // First "process": commits outbox events, and dies before any relay runs.
+    {
+        let (events, ctx) = db.events().await;
+        let mut tx = events.begin().await.unwrap();
+        ctx.insert_issue(&mut tx, "a", "u0").await;
+        for (seq, key) in [(0, "a"), (1, "b"), (2, "a")] {
+            tx.publish(Issued {
+                coupon_id: key.into(),
+                seq,
+            })
+            .await
+            .unwrap();
+        }
+        let committed = tx.commit().await.unwrap();
+        assert_eq!(committed.outboxed, 3);
+        assert_eq!(events.unsent_count().await.unwrap(), 3);
+        events.pool().close().await;
+    }
+    // Second "process": a new pool; the relay sends what was left.
+    let (events, _ctx) = db.events().await;
+    let rows = events.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r.sent_at.is_none()));
+    let relay = events.start_relay(support::template(&broker, None), fast_relay());
+    wait_until("the outbox is drained", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    relay.shutdown().await;
+    let records = read_records(&broker, TOPIC, 3, 3).await;
+    assert_eq!(records.len(), 3, "{records:?}");
+    for row in &rows {
+        let record = records
+            .iter()
+            .find(|r| r.event_id == row.event_id)
+            .unwrap_or_else(|| panic!("no record with event id {}", row.event_id));
+        assert_eq!(record.key, row.key);
+        assert_eq!(record.payload, row.payload);
+        assert_eq!(record.event_type, std::any::type_name::<Issued>());
+        assert_eq!(record.timestamp, Some(row.created_at));
+    }
+    let a: Vec<u64> = records
+        .iter()
+        .filter(|r| r.key == "a")
+        .map(|r| r.value::<Issued>().seq)
+        .collect();
+    assert_eq!(a, vec![0, 2]);
+    let sent = events.outbox_rows().await.unwrap();
+    assert!(sent.iter().all(|r| r.sent_at.is_some()), "{sent:?}");
+    db.cleanup().await;
+}
+
+async fn per_key_order_holds_across_a_relay_restart(db: Db) {
+    let broker = support::broker(TOPIC, 3);
+    let (events, _ctx) = db.events().await;
+    let keys = ["k0", "k1", "k2", "k3"];
+    let publish = |range: std::ops::Range<u64>| {
+        let events = events.clone();
+        async move {
+            for chunk in range.collect::<Vec<_>>().chunks(4) {
+                let mut tx = events.begin().await.unwrap();
+                for seq in chunk {
+                    tx.publish(Issued {
+                        coupon_id: keys[(*seq % 4) as usize].into(),
+                        seq: *seq,
+                    })
+                    .await
+                    .unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }
+    };
+    publish(0..80).await;
+    let config = RelayConfig {
+        batch_size: 8,
+        ..fast_relay()
+    };
+    // 30 ms per produce round trip: the first relay is still busy when it
+    // is stopped.
+    broker
+        .with_mock(|m| m.broker_round_trip_time(1, Duration::from_millis(30)))
+        .unwrap()
+        .unwrap();
+    let relay = events.start_relay(support::template(&broker, None), config.clone());
+    wait_until("the relay sent some", || async {
+        relay.stats().published() >= 16
+    })
+    .await;
+    // A crash of the relay: aborted in the middle of its work.
+    drop(relay);
+    let left = events.unsent_count().await.unwrap();
+    assert!(left > 0, "the relay was stopped before it finished");
+    publish(80..120).await;
+    broker
+        .with_mock(|m| m.broker_round_trip_time(1, Duration::ZERO))
+        .unwrap()
+        .unwrap();
+    let relay = events.start_relay(support::template(&broker, None), config);
+    wait_until("the outbox is drained", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    relay.shutdown().await;
+    let records = read_records(&broker, TOPIC, 3, 120).await;
+    assert_order(&records, 120, 4);
+    db.cleanup().await;
+}
+
+async fn failed_sends_back_off_and_keep_order(db: Db) {
+    let broker = support::broker(TOPIC, 3);
+    let (events, _ctx) = db.events().await;
+    let relay = events.start_relay(support::template(&broker, Some(1500)), fast_relay());
+    broker.with_mock(|m| m.broker_down(1)).unwrap().unwrap();
+    for seq in 0..30u64 {
+        let mut tx = events.begin().await.unwrap();
+        tx.publish(Issued {
+            coupon_id: format!("k{}", seq % 3),
+            seq,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    wait_until("sends fail while the broker is down", || async {
+        relay.stats().send_failures() > 0
+    })
+    .await;
+    let rows = events.outbox_rows().await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.attempts > 0),
+        "failures are counted per row"
+    );
+    assert!(rows.iter().all(|r| r.sent_at.is_none()));
+    broker.with_mock(|m| m.broker_up(1)).unwrap().unwrap();
+    wait_until("the outbox is drained", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    relay.shutdown().await;
+    let records = read_records(&broker, TOPIC, 3, 30).await;
+    assert_order(&records, 30, 3);
+    db.cleanup().await;
+}
+
+fn fast_relay() -> RelayConfig {
+    RelayConfig {
+        poll_interval: Duration::from_millis(100),
+        backoff_initial: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ..RelayConfig::default()
+    }
+}
+
+/// Every seq in `0..count` arrived; after dropping duplicates by event id,
+/// each key's seqs are increasing (key = `k{seq % keys}`); headers are set.
+fn assert_order(records: &[support::Record], count: u64, keys: u64) {
+    let mut seen = HashSet::new();
+    let mut per_key: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut per_partition_of_key: HashMap<String, HashSet<i32>> = HashMap::new();
+    for r in records {
+        assert_eq!(r.event_type, std::any::type_name::<Issued>());
+        if !seen.insert(r.event_id.clone()) {
+            continue;
+        }
+        let event: Issued = r.value();
+        assert_eq!(event.coupon_id, r.key);
+        assert_eq!(r.key, format!("k{}", event.seq % keys));
+        per_key.entry(r.key.clone()).or_default().push(event.seq);
+        per_partition_of_key
+            .entry(r.key.clone())
+            .or_default()
+            .insert(r.partition);
+    }
+    assert_eq!(
+        seen.len() as u64,
+        count,
+        "every event arrived once after dedup"
+    );
+    for (key, seqs) in &per_key {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, &sorted, "order of key {key}");
+        assert_eq!(per_partition_of_key[key].len(), 1, "one partition per key");
+    }
+}
+
+// ---- the tests: each scenario on SQLite and on PostgreSQL ----
+
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Db::sqlite(stringify!($scenario)).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    match super::Db::postgres(stringify!($scenario)).await {
+                        Some(db) => super::$scenario(db).await,
+                        None => eprintln!(
+                            "TEST_DATABASE_URL is not set: the PostgreSQL half of `{}` is skipped",
+                            stringify!($scenario)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    commit_runs_handlers_after_commit,
+    rollback_and_drop_run_nothing,
+    outside_a_transaction_only_fallback_handlers_run,
+    handler_failure_keeps_the_commit,
+    unsent_outbox_rows_are_published_on_the_next_start,
+    per_key_order_holds_across_a_relay_restart,
+    failed_sends_back_off_and_keep_order,
+);
+
+#[test]
+fn derived_outbox_event_has_topic_and_key() {
+    use kafka_listener::after_commit::OutboxEvent as _;
+    let event = Issued {
+        coupon_id: "c9".into(),
+        seq: 1,
+    };
+    assert_eq!(Issued::TOPIC, "coupon.issued");
+    assert_eq!(event.key(), "c9");
+    assert_eq!(EVENT_ID_HEADER, "kafka_listener-event-id");
+    assert_eq!(EVENT_TYPE_HEADER, "kafka_listener-event-type");
+}
+
+/// `TransactionalEvents` is what an app keeps; it must be shareable.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync + Clone>() {}
+    check::<TransactionalEvents>();
+}
