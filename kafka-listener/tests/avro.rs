@@ -562,3 +562,152 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
     let subjects = codec.client().subjects().await.unwrap();
     assert_eq!(subjects, [format!("{TOPIC}-value")]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_strategies_and_registration_settings_follow_confluents_serializer() {
+    init_tracing();
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    let codec_with = |props: &[(&str, &str)]| {
+        let mut config = KafkaConfig::new();
+        for (k, v) in props {
+            config = config.property(*k, *v);
+        }
+        AvroCodec::from_config(&config, registry.url()).unwrap()
+    };
+    let order = OrderV1 {
+        id: "s".into(),
+        amount_cents: 1,
+    };
+    let value = kafka_listener::avro::RecordPart::Value;
+    let key = kafka_listener::avro::RecordPart::Key;
+
+    let record_name = codec_with(&[(
+        "value.subject.name.strategy",
+        "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+    )]);
+    record_name.encode("t1", value, &order).await.unwrap();
+    let topic_record = codec_with(&[
+        ("value.subject.name.strategy", "TopicRecordNameStrategy"),
+        ("key.subject.name.strategy", "TopicRecordNameStrategy"),
+    ]);
+    topic_record.encode("t2", value, &order).await.unwrap();
+    topic_record
+        .encode("t2", key, &OrderKey { id: "s".into() })
+        .await
+        .unwrap();
+    let mut subjects = record_name.client().subjects().await.unwrap();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["shop.Order", "t2-shop.Order", "t2-shop.OrderKey"]
+    );
+
+    // auto.register.schemas=false: an unregistered schema fails the send.
+    let no_register = codec_with(&[("auto.register.schemas", "false")]);
+    let err = no_register.encode("t3", value, &order).await.unwrap_err();
+    assert!(
+        matches!(err, Error::SchemaRegistry(RegistryError::NotFound { .. })),
+        "{err:?}"
+    );
+    // ...and a registered one is looked up, not registered again.
+    codec_with(&[]).encode("t3", value, &order).await.unwrap();
+    let bytes = no_register.encode("t3", value, &order).await.unwrap();
+    assert_eq!(no_register.decode::<OrderV1>(&bytes).await.unwrap(), order);
+
+    // use.latest.version=true: written with the subject's latest schema
+    // (version 2 here), the value resolved to it.
+    codec_with(&[])
+        .encode(
+            "t4",
+            value,
+            &OrderV2 {
+                id: "v2".into(),
+                amount_cents: 2,
+                currency: "USD".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let latest = codec_with(&[("use.latest.version", "true")]);
+    let v2_id = latest.client().latest("t4-value").await.unwrap().id;
+    let bytes = latest.encode("t4", value, &order).await.unwrap();
+    assert_eq!(wire::decode(&bytes).unwrap().0, v2_id);
+    let read: OrderV2 = latest.decode(&bytes).await.unwrap();
+    assert_eq!(read.currency, "EUR", "the writer's default filled in");
+
+    // Bad settings are configuration errors.
+    let bad = KafkaConfig::new().property("use.latest.version", "yes");
+    assert!(matches!(
+        AvroCodec::from_config(&bad, registry.url()),
+        Err(Error::Config(_))
+    ));
+}
+
+async fn batch_listener(orders: Vec<Avro<OrderV1>>, got: State<Got<OrderV1>>) {
+    for o in orders {
+        got.push(o.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_listeners_read_avro_records_written_with_several_schemas() {
+    init_tracing();
+    const TOPIC: &str = "avro.batch";
+    let broker = broker(TOPIC, 1);
+    let got = Got::<OrderV1>::default();
+    let app = app(
+        &broker,
+        config(&broker),
+        vec![ListenerSpec::new("batch")
+            .topics([TOPIC])
+            .batch_handler(batch_listener)],
+    )
+    .await
+    .state(got.clone());
+    let template = app.template();
+    for i in 0..50 {
+        if i % 2 == 0 {
+            template
+                .send_avro(
+                    TOPIC,
+                    "k",
+                    &OrderV1 {
+                        id: format!("{i}"),
+                        amount_cents: i,
+                    },
+                )
+                .await
+                .unwrap();
+        } else {
+            let v2 = OrderV2 {
+                id: format!("{i}"),
+                amount_cents: i,
+                currency: "EUR".into(),
+            };
+            template.send_avro(TOPIC, "k", &v2).await.unwrap();
+        }
+    }
+    let running = app.start().await.unwrap();
+    let seen = got.wait_for(50, Duration::from_secs(30)).await;
+    running.shutdown().await;
+    let amounts: Vec<i64> = seen.iter().map(|o| o.amount_cents).collect();
+    assert_eq!(amounts, (0..50).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_urls_go_through_tls_and_a_failed_handshake_is_retryable() {
+    init_tracing();
+    // The embedded registry speaks plain HTTP: an https:// URL reaches it
+    // through rustls, whose handshake fails; a registry that cannot be
+    // reached (not a refused request) is retryable.
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    let https = registry.url().replace("http://", "https://");
+    let codec = AvroCodec::from_config(&KafkaConfig::new(), &https).unwrap();
+    let err = codec.schema(1).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let chain = format!("{:?}", err);
+    assert!(
+        !chain.contains("scheme"),
+        "TLS support is compiled in: {chain}"
+    );
+}
