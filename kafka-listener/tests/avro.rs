@@ -532,6 +532,10 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
         Err(RegistryError::Http { status: 401, .. }) => {}
         other => panic!("expected 401 without credentials, got {other:?}"),
     }
+    // A consumer without credentials cannot fetch schemas: retryable, not a
+    // poison pill (a misconfiguration must not dead-letter good records).
+    let refused = anonymous.schema(1).await.unwrap_err();
+    assert!(refused.is_retryable(), "{refused}");
     let mut config = config(&broker);
     config.schema_registry_url = Some(registry.url().to_owned());
     config = config

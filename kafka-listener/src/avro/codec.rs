@@ -91,7 +91,8 @@ pub enum DecodeError {
     /// Not in the Confluent wire format (no magic byte, too short). Poison pill.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// The registry does not know the schema id. Poison pill.
+    /// The registry does not know the schema id (error code 40403). Poison
+    /// pill.
     #[error("unknown schema id {id}: {source}")]
     UnknownSchema {
         /// The id the record carries.
@@ -100,8 +101,9 @@ pub enum DecodeError {
         #[source]
         source: RegistryError,
     },
-    /// The registry could not be asked (down, timeout, 5xx): retryable when
-    /// the source is ([`RegistryError::is_retryable`]).
+    /// Any other registry failure: down, timeout, 5xx, but also 401/403 or
+    /// an unexpected answer. Retryable: an outage or a misconfigured
+    /// registry must not send good records to the dead-letter topic.
     #[error("schema id {id}: {source}")]
     Registry {
         /// The id the record carries.
@@ -143,8 +145,7 @@ impl DecodeError {
     /// schema not fetched yet); otherwise it is a poison pill.
     pub fn is_retryable(&self) -> bool {
         match self {
-            DecodeError::Registry { source, .. } => source.is_retryable(),
-            DecodeError::NotCached { .. } => true,
+            DecodeError::Registry { .. } | DecodeError::NotCached { .. } => true,
             _ => false,
         }
     }
@@ -261,7 +262,9 @@ impl AvroCodec {
                 .schema_by_id(id)
                 .await
                 .map_err(|source| match source {
-                    RegistryError::NotFound { .. } => DecodeError::UnknownSchema { id, source },
+                    RegistryError::NotFound { code: 40403, .. } => {
+                        DecodeError::UnknownSchema { id, source }
+                    }
                     source => DecodeError::Registry { id, source },
                 })?;
             Schema::parse_str(&text)

@@ -45,7 +45,9 @@
 //! A record without the magic byte, with a schema id the registry does not
 //! know, or with a body that does not match its schema is a poison pill
 //! ([`crate::ErrorKind::Decode`]: no retries, recovered with its original
-//! bytes). A registry that cannot be reached is retryable.
+//! bytes). A registry that cannot be reached is retryable, and so is any
+//! other registry failure (401/403, 5xx, an unexpected answer): a registry
+//! outage or misconfiguration must not dead-letter good records.
 //!
 //! # Configuration
 //! [`crate::KafkaConfig::schema_registry_url`] (`SCHEMA_REGISTRY_URL`,
