@@ -715,3 +715,46 @@ async fn https_urls_go_through_tls_and_a_failed_handshake_is_retryable() {
         "TLS support is compiled in: {chain}"
     );
 }
+
+/// What the `#[kafka_listener]` function below saw.
+static MACRO_SEEN: Mutex<Vec<(OrderKey, OrderV2)>> = Mutex::new(Vec::new());
+
+#[kafka_listener(topics = ["avro.macro"], id = "avro-macro")]
+async fn macro_listener(AvroKey(key): AvroKey<OrderKey>, Avro(order): Avro<OrderV2>) {
+    MACRO_SEEN.lock().unwrap().push((key, order));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_listener_functions_take_avro_arguments() {
+    init_tracing();
+    const TOPIC: &str = "avro.macro";
+    let broker = broker(TOPIC, 1);
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .only_listeners(["avro-macro"])
+        .build()
+        .await
+        .unwrap();
+    let key = OrderKey { id: "m".into() };
+    let order = OrderV1 {
+        id: "m".into(),
+        amount_cents: 9,
+    };
+    app.template()
+        .send_avro_key_value(TOPIC, &key, &order)
+        .await
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let start = std::time::Instant::now();
+    while MACRO_SEEN.lock().unwrap().is_empty() && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await;
+    let seen = MACRO_SEEN.lock().unwrap().clone();
+    let want = OrderV2 {
+        id: "m".into(),
+        amount_cents: 9,
+        currency: "EUR".into(),
+    };
+    assert_eq!(seen, [(key, want)]);
+}
