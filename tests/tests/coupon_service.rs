@@ -25,6 +25,7 @@ struct Harness {
     base: String,
     database_url: String,
     sqlite_file: Option<PathBuf>,
+    started: Instant,
 }
 
 fn init_logs() {
@@ -93,6 +94,7 @@ async fn start_with(
         client,
         database_url,
         sqlite_file,
+        started: Instant::now(),
     }
 }
 
@@ -102,7 +104,14 @@ async fn start(database_url: Option<String>) -> Harness {
 
 impl Harness {
     async fn stop(self) {
+        let ran = self.started.elapsed();
+        let stopping = Instant::now();
         self.service.shutdown().await;
+        eprintln!(
+            "{}: ran {ran:?}, shutdown {:?}",
+            std::thread::current().name().unwrap_or("test"),
+            stopping.elapsed()
+        );
         if let Some(path) = self.sqlite_file {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -234,6 +243,18 @@ async fn issued_rows(db: &sqlx::AnyPool, coupon_id: &str) -> (i64, i64) {
     row
 }
 
+/// Removes a finished scenario's rows (PostgreSQL keeps its tables across
+/// runs; a SQLite file is deleted with the test).
+async fn forget(db: &sqlx::AnyPool, coupon_id: &str) {
+    for table in ["coupon_issues", "coupon_requests", "coupons"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE coupon_id = $1"))
+            .bind(coupon_id)
+            .execute(db)
+            .await
+            .unwrap();
+    }
+}
+
 /// Stock 50, 200 distinct users at once: exactly 50 issued, 150 sold out,
 /// nobody twice.
 async fn stock_is_never_exceeded(h: &Harness) {
@@ -273,6 +294,7 @@ async fn stock_is_never_exceeded(h: &Harness) {
         (50, 50),
         "50 issue rows, 50 distinct users"
     );
+    forget(&db, &coupon).await;
     db.close().await;
 }
 
@@ -310,6 +332,7 @@ async fn repeats_and_redeliveries_issue_once(h: &Harness) {
     assert_eq!(h.status(&coupon, "bob").await, "issued");
     let db = h.db().await;
     assert_eq!(issued_rows(&db, &coupon).await, (3, 3));
+    forget(&db, &coupon).await;
     db.close().await;
 }
 
@@ -339,6 +362,9 @@ async fn first_come_first_served(h: &Harness) {
         };
         assert_eq!(h.status(&coupon, u).await, expected, "user {u} (#{i})");
     }
+    let db = h.db().await;
+    forget(&db, &coupon).await;
+    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
