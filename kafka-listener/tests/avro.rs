@@ -758,3 +758,90 @@ async fn kafka_listener_functions_take_avro_arguments() {
     };
     assert_eq!(seen, [(key, want)]);
 }
+
+/// Serves TLS (tests/tls/server.pem, signed by tests/tls/ca.pem, for
+/// `localhost` and 127.0.0.1) on a loopback port in front of `plain`
+/// (`127.0.0.1:PORT`); returns the port.
+async fn tls_front(plain: std::net::SocketAddr) -> u16 {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(plain).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file() {
+    init_tracing();
+    const TOPIC: &str = "avro.https";
+    let broker = broker(TOPIC, 1);
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    registry.require_basic_auth(Some("svc:secret"));
+    let plain: std::net::SocketAddr = registry
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let port = tls_front(plain).await;
+    let url = format!("https://svc:secret@localhost:{port}");
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls/ca.pem");
+
+    // Without the CA the certificate is not trusted: the registry cannot be
+    // reached (retryable).
+    let untrusted = AvroCodec::from_config(&KafkaConfig::new(), &url).unwrap();
+    let err = untrusted.client().subjects().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    let got = Got::<OrderV1>::default();
+    let mut config = config(&broker);
+    config.schema_registry_url = Some(url);
+    let app = app(
+        &broker,
+        config.property("schema.registry.ssl.ca.location", ca),
+        vec![ListenerSpec::new("https")
+            .topics([TOPIC])
+            .handler(v1_listener)],
+    )
+    .await
+    .state(got.clone());
+    let order = OrderV1 {
+        id: "tls".into(),
+        amount_cents: 443,
+    };
+    app.template()
+        .send_avro(TOPIC, "tls", &order)
+        .await
+        .unwrap();
+    let running = app.start().await.unwrap();
+    let seen = got.wait_for(1, Duration::from_secs(30)).await;
+    running.shutdown().await;
+    assert_eq!(seen, [order]);
+    assert_eq!(registry.schema_id_lookups(), 1, "fetched over HTTPS");
+}

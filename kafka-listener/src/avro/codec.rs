@@ -211,11 +211,13 @@ impl AvroCodec {
 
     /// A codec for the registry at `url` with the app's properties:
     /// `basic.auth.user.info` (`user:password`, used when
-    /// `basic.auth.credentials.source` is `USER_INFO` or unset) and the
-    /// settings of [`AvroSettings::from_properties`].
+    /// `basic.auth.credentials.source` is `USER_INFO` or unset),
+    /// `schema.registry.ssl.ca.location` (a PEM file of CA certificates to
+    /// trust for `https://`) and the settings of
+    /// [`AvroSettings::from_properties`].
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad URL or setting.
+    /// [`Error::Config`] for a bad URL, setting or CA file.
     pub fn from_config(config: &KafkaConfig, url: &str) -> Result<Self, Error> {
         let props = &config.properties;
         let mut client = RegistryClient::new(url)?;
@@ -233,6 +235,12 @@ impl AvroCodec {
                     "basic.auth.credentials.source={other} is not supported; use USER_INFO or URL"
                 )))
             }
+        }
+        if let Some(path) = props.get("schema.registry.ssl.ca.location") {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Config(format!("schema.registry.ssl.ca.location=`{path}`: {e}"))
+            })?;
+            client = client.with_ca_pem(&pem)?;
         }
         Ok(Self::new(client, AvroSettings::from_properties(props)?))
     }

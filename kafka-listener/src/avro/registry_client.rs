@@ -172,11 +172,7 @@ impl RegistryClient {
         if parsed.is_empty() {
             return Err(Error::Config("schema registry URL is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::Config(format!("schema registry HTTP client: {e}")))?;
+        let http = http_client(None)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -184,6 +180,24 @@ impl RegistryClient {
                 auth,
                 requests: AtomicU64::new(0),
             }),
+        })
+    }
+
+    /// Trusts the certificate authorities in `pem` (one or more PEM
+    /// certificates) for `https://` URLs, besides the public web roots: a
+    /// registry with a private CA (Confluent's `schema.registry.ssl.ca.location`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when `pem` holds no valid certificate.
+    pub fn with_ca_pem(self, pem: &[u8]) -> Result<Self, Error> {
+        let inner = Inner {
+            http: http_client(Some(pem))?,
+            urls: self.inner.urls.clone(),
+            auth: self.inner.auth.clone(),
+            requests: AtomicU64::new(self.inner.requests.load(Ordering::Relaxed)),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
         })
     }
 
@@ -386,6 +400,29 @@ impl RegistryClient {
             .await
             .map(drop)
     }
+}
+
+/// The HTTP client: connect timeout 5 s, request timeout 10 s, rustls with
+/// the public web roots and the CAs in `ca_pem`.
+fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10));
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::Config(format!("schema registry CA certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(Error::Config(
+                "schema registry CA certificates: no PEM certificate found".into(),
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| Error::Config(format!("schema registry HTTP client: {e}")))
 }
 
 /// Percent-encodes a subject for a path segment.
