@@ -144,10 +144,10 @@ impl DecodeError {
     /// Whether the record may decode on a later attempt (registry down,
     /// schema not fetched yet); otherwise it is a poison pill.
     pub fn is_retryable(&self) -> bool {
-        match self {
-            DecodeError::Registry { .. } | DecodeError::NotCached { .. } => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            DecodeError::Registry { .. } | DecodeError::NotCached { .. }
+        )
     }
 }
 
