@@ -43,6 +43,7 @@ pub(crate) const AUTO_STARTUP: Symbol = Symbol("auto_startup");
 pub(crate) const PROPERTIES: Symbol = Symbol("properties");
 pub(crate) const BATCH: Symbol = Symbol("batch");
 pub(crate) const RETRY: Symbol = Symbol("retry");
+pub(crate) const RATE_LIMIT: Symbol = Symbol("rate_limit");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
 // `#[after_commit(...)]` keys (and `crate`).

@@ -6,11 +6,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
 use crate::extract::ListenerInfo;
 use crate::handler::{BatchHandler, ErasedHandler, Handler};
+use crate::rate_limit::RateLimit;
 use crate::recover::Recoverer;
 use crate::retry::RetryPolicy;
+use crate::retry_topics::RetryTopics;
 
 /// When the container commits offsets, with Spring Kafka's meanings
 /// (`ContainerProperties.AckMode`).
@@ -109,6 +112,9 @@ pub struct ListenerSpec {
     pub(crate) commit_interval: Duration,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) recoverer: Option<Arc<dyn Recoverer>>,
+    pub(crate) dead_letter: Option<DeadLetter>,
+    pub(crate) retry_topics: Option<RetryTopics>,
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 impl fmt::Debug for ListenerSpec {
@@ -123,6 +129,8 @@ impl fmt::Debug for ListenerSpec {
             .field("auto_startup", &self.auto_startup)
             .field("retry", &self.retry)
             .field("recoverer", &self.recoverer)
+            .field("dead_letter", &self.dead_letter)
+            .field("retry_topics", &self.retry_topics)
             .finish_non_exhaustive()
     }
 }
@@ -146,6 +154,9 @@ impl ListenerSpec {
             commit_interval: Duration::from_millis(100),
             retry: None,
             recoverer: None,
+            dead_letter: None,
+            retry_topics: None,
+            rate_limit: None,
         }
     }
 
@@ -236,8 +247,43 @@ impl ListenerSpec {
         self
     }
 
+    /// Admits at most `limit.permits` records per `limit.per` across the
+    /// listener (see [`crate::rate_limit`]): the partition pauses while the
+    /// budget is spent; the consumer stays in its group.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Records that fail for good go to a dead-letter topic:
+    /// [`DeadLetter::Default`] is `<topic>-dlt`, [`DeadLetter::Topic`] a
+    /// named topic. The app creates it at start (with the source topic's
+    /// partition count when the topic is declared with
+    /// [`crate::KafkaAppBuilder::topic`], else 1) and publishes through its
+    /// template; the offset is committed once the broker acknowledged the
+    /// dead letter. See [`crate::dlq`]. A [`Self::recoverer`] set as well
+    /// wins.
+    pub fn dead_letter(mut self, destination: DeadLetter) -> Self {
+        self.dead_letter = Some(destination);
+        self
+    }
+
+    /// Non-blocking retries through retry topics (Spring's
+    /// `@RetryableTopic`); see [`crate::retry_topics`] for the topics, the
+    /// headers and the ordering trade-off. The dead-letter topic after the
+    /// last attempt is [`Self::dead_letter`]'s, `<topic>-dlt` by default.
+    /// Blocking retries default to none with retry topics; a
+    /// [`Self::retry`] policy runs within each delivery. Needs `topics`
+    /// (not a pattern).
+    pub fn retry_topics(mut self, retry_topics: RetryTopics) -> Self {
+        self.retry_topics = Some(retry_topics);
+        self
+    }
+
+    /// Whether the container should warn that failed records are only
+    /// logged.
     pub(crate) fn dead_letter_hint(&self) -> bool {
-        self.recoverer.is_none()
+        self.recoverer.is_none() && self.dead_letter.is_none() && self.retry_topics.is_none()
     }
 
     /// The record handler: an async fn whose arguments are extractors.
@@ -294,6 +340,11 @@ impl ListenerSpec {
         }
         if !self.topics.is_empty() && self.topic_pattern.is_some() {
             return Err(fail("both `topics` and `topic_pattern`; give one".into()));
+        }
+        if self.retry_topics.is_some() && self.topics.is_empty() {
+            return Err(fail(
+                "`retry_topics` needs `topics`: the retry topics are named after them".into(),
+            ));
         }
         if self.concurrency == 0 {
             return Err(fail("`concurrency` must be at least 1".into()));

@@ -209,3 +209,75 @@ async fn a_record_that_is_not_json_is_skipped_and_the_records_behind_it_are_hand
         "and the partition moved past it"
     );
 }
+
+#[derive(Debug, Clone, Default)]
+struct Admitted(Arc<Mutex<Vec<(i64, std::time::Instant)>>>);
+
+#[kafka_listener(topics = ["l.rate"], group_id = "rate", rate_limit = "5/8s",
+                 properties = [("max.poll.interval.ms", "6000"), ("session.timeout.ms", "6000")])]
+async fn rate_limited(meta: RecordMeta, admitted: State<Admitted>) {
+    let Admitted(inner) = &*admitted;
+    inner
+        .lock()
+        .unwrap()
+        .push((meta.offset, std::time::Instant::now()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_spent_longer_than_max_poll_interval_keeps_the_consumer_in_its_group() {
+    init_tracing();
+    const TOPIC: &str = "l.rate";
+    let broker = broker(TOPIC, 1);
+    let admitted = Admitted::default();
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .only_listeners(["rate_limited"])
+        .build()
+        .await
+        .unwrap()
+        .state(admitted.clone());
+    produce(&app.template(), TOPIC, 0..12, 1).await;
+    let running = app.start().await.unwrap();
+    let container = running.container("rate_limited").unwrap();
+    assert!(
+        container
+            .wait_for_assignment(1, Duration::from_secs(30))
+            .await
+    );
+    let start = std::time::Instant::now();
+    while admitted.0.lock().unwrap().len() < 10 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = admitted.0.lock().unwrap().clone();
+    // Still assigned: the 8 s wait, longer than max.poll.interval.ms (6 s),
+    // did not get the consumer evicted.
+    assert_eq!(
+        container.assigned_partitions(),
+        vec![vec![(TOPIC.to_owned(), 0)]]
+    );
+    assert_eq!(
+        container.finished_offsets(),
+        vec![(TOPIC.to_owned(), 0, 10)]
+    );
+    running.shutdown().await;
+    let offsets: Vec<i64> = seen.iter().map(|s| s.0).collect();
+    assert_eq!(
+        offsets,
+        (0..10).collect::<Vec<_>>(),
+        "in order, each once (no rebalance replay)"
+    );
+    let t0 = seen[0].1;
+    for (o, t) in &seen[..5] {
+        assert!(
+            t.duration_since(t0) < Duration::from_secs(2),
+            "offset {o} admitted in the first window"
+        );
+    }
+    for (o, t) in &seen[5..] {
+        let d = t.duration_since(t0);
+        assert!(
+            d >= Duration::from_millis(7_900) && d < Duration::from_secs(11),
+            "offset {o} admitted after {d:?}"
+        );
+    }
+}

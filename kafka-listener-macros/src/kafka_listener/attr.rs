@@ -47,6 +47,7 @@ pub(crate) struct ListenerAttrs {
     pub(crate) properties: Option<Keyed<Vec<(LitStr, LitStr)>>>,
     pub(crate) batch: Option<Keyed<bool>>,
     pub(crate) retry: Option<Keyed<RetryAttrs>>,
+    pub(crate) rate_limit: Option<Keyed<(u32, Duration)>>,
     pub(crate) krate: Option<Keyed<Path>>,
 }
 
@@ -168,6 +169,9 @@ impl KeyTable for ListenerAttrs {
             a.retry = e
                 .nested(cx, example)
                 .map(|entries| keyed(e, RetryAttrs::from_entries(cx, entries)));
+        }),
+        (RATE_LIMIT, |a, cx, e| {
+            a.rate_limit = rate_limit(cx, e).map(|v| keyed(e, v));
         }),
         (CRATE, |a, cx, e| {
             a.krate = crate_path(cx, e).map(|v| keyed(e, v));
@@ -368,6 +372,35 @@ fn duration(cx: &Ctxt, entry: &Entry, example: &str) -> Option<Duration> {
             );
             None
         }
+    }
+}
+
+/// `rate_limit = "PERMITS/DURATION"`, as the runtime's `RateLimit::from_str`.
+fn rate_limit(cx: &Ctxt, entry: &Entry) -> Option<(u32, Duration)> {
+    let lit = entry.string(cx, r#"rate_limit = "100/10s""#)?;
+    let text = lit.value();
+    let fail = |why: String| {
+        cx.error_spanned_by(
+            &lit,
+            format!("invalid `rate_limit = \"{text}\"`: {why}; expected PERMITS/DURATION such as \"100/10s\""),
+        );
+        None
+    };
+    let Some((m, n)) = text.split_once('/') else {
+        return fail("no `/`".into());
+    };
+    let permits = match m.trim().parse::<u32>() {
+        Ok(0) => return fail("permits must be at least 1".into()),
+        Ok(p) => p,
+        Err(_) => return fail(format!("`{m}` is not a whole number")),
+    };
+    match humantime::parse_duration(n.trim()) {
+        Ok(d) if d.is_zero() => fail("the window must be longer than zero".into()),
+        Ok(d) if d.subsec_nanos() % 1_000_000 != 0 || u64::try_from(d.as_millis()).is_err() => {
+            fail("the window must be a whole number of milliseconds".into())
+        }
+        Ok(d) => Some((permits, d)),
+        Err(e) => fail(format!("`{n}`: {e}")),
     }
 }
 

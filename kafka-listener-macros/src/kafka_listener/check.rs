@@ -60,6 +60,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         properties: attrs.properties.map(|k| k.value).unwrap_or_default(),
         batch,
         retry,
+        rate_limit: attrs.rate_limit.map(|k| k.value),
         func,
     })
 }

@@ -142,6 +142,16 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         let policy = retry_policy(retry, exports);
         calls.extend(quote!(.retry(#policy)));
     }
+    if let Some((permits, per)) = listener.rate_limit {
+        let rate_limit = exports.private("RateLimit", Span::call_site());
+        let duration = exports.duration();
+        let permits = Literal::u32_unsuffixed(permits);
+        let millis =
+            Literal::u64_unsuffixed(u64::try_from(per.as_millis()).expect("checked in attr.rs"));
+        calls.extend(
+            quote!(.rate_limit(#rate_limit::new(#permits, #duration::from_millis(#millis)))),
+        );
+    }
     calls
 }
 

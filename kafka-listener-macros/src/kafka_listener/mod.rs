@@ -96,6 +96,8 @@ pub(crate) struct Listener {
     /// A batch listener (`batch = true`).
     pub(crate) batch: bool,
     pub(crate) retry: Option<Retry>,
+    /// `rate_limit = "M/N"`: permits and window.
+    pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
 }
 
 /// What the listener subscribes to.

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::lane::{run_lane, LaneShared};
 use super::offsets::{CommitSignal, PartitionOffsets};
-use super::{Assignments, ListenerRuntime, Subscription};
+use super::{Assignments, ListenerRuntime, Progress, Subscription};
 use crate::record::ConsumerRecord;
 
 /// How long one `poll` waits when there is nothing to read; also the longest
@@ -78,6 +78,7 @@ pub(crate) struct ContainerContext {
     /// This consumer's slot in the container's table of assignments.
     assigned: Assignments,
     slot: usize,
+    progress: Progress,
 }
 
 impl ContainerContext {
@@ -88,8 +89,10 @@ impl ContainerContext {
         name: String,
         assigned: Assignments,
         slot: usize,
+        progress: Progress,
     ) -> Self {
         Self {
+            progress,
             assigned,
             slot,
             listener,
@@ -117,6 +120,10 @@ impl ContainerContext {
             Arc::clone(&self.signal),
             self.listener.info.ack_mode.is_immediate(),
         ));
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((topic.to_string(), partition), Arc::clone(&offsets));
         let shared = Arc::new(LaneShared::new(Arc::clone(topic), partition, offsets));
         let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
@@ -341,11 +348,23 @@ impl ContainerContext {
         }
         self.commit(consumer, CommitMode::Sync, true, Some(&only));
         let mut table = self.lock();
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         for (topic, partition) in &closing {
-            if let Some(lanes) = table.topics.get_mut(topic) {
-                lanes.lanes.remove(partition);
+            if let Some(entry) = table
+                .topics
+                .get_mut(topic)
+                .and_then(|l| l.lanes.remove(partition))
+            {
+                let key = (topic.to_string(), *partition);
+                if progress
+                    .get(&key)
+                    .is_some_and(|o| Arc::ptr_eq(o, &entry.shared.offsets))
+                {
+                    progress.remove(&key);
+                }
             }
         }
+        drop(progress);
         table
             .backpressured
             .retain(|(t, p)| !closing.iter().any(|(ct, cp)| ct == t && cp == p));

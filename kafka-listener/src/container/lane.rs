@@ -147,12 +147,30 @@ impl Lane<'_> {
         Ok(())
     }
 
+    /// Rate-limited listeners: waits for a permit per record. The lane
+    /// waits, not the handler: the partition's queue fills and the consumer
+    /// thread pauses it, while the consumer keeps polling.
+    async fn admit(&self, records: usize) -> Result<(), Revoked> {
+        let Some(limiter) = &self.listener.rate_limiter else {
+            return Ok(());
+        };
+        for _ in 0..records {
+            while let Err(wait) = limiter.try_acquire(Instant::now()) {
+                if !self.shared.pause(wait).await {
+                    return Err(Revoked);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Handles the records (one record, or one batch), splitting a batch at a
     /// failed index.
     async fn process(&self, records: &[ConsumerRecord]) -> Result<(), Revoked> {
         let Some(last) = records.last() else {
             return Ok(());
         };
+        self.admit(records.len()).await?;
         if self.manual() {
             self.shared.offsets.begin(last.offset);
         }

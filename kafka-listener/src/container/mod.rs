@@ -20,17 +20,25 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::ClientConfig;
 
 use self::consumer::{ContainerContext, Control, StopGate};
+use crate::dlq::{DeadLetter, DeadLetterRecoverer};
 use crate::error::{Error, Result};
 use crate::extract::ListenerInfo;
 use crate::handler::ErasedHandler;
 use crate::listener::ListenerSpec;
 use crate::metrics::ListenerMetrics;
+use crate::producer::KafkaTemplate;
+use crate::rate_limit::RateLimiter;
 use crate::recover::{LoggingRecoverer, Recoverer};
 use crate::retry::RetryPolicy;
 use crate::state::StateMap;
 
 /// Each consumer's assigned `(topic, partition)`s, indexed by consumer.
 pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
+
+/// The offset tracker of every partition whose lane runs, by topic and
+/// partition.
+pub(crate) type Progress =
+    Arc<Mutex<std::collections::HashMap<(String, i32), Arc<offsets::PartitionOffsets>>>>;
 
 /// What a listener subscribes to.
 #[derive(Debug, Clone)]
@@ -50,6 +58,9 @@ pub(crate) struct ListenerRuntime {
     pub(crate) max_batch: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) metrics: ListenerMetrics,
+    /// Records may carry a `retry_topic-backoff-timestamp` to wait for.
+    pub(crate) retry_topics: bool,
+    pub(crate) rate_limiter: Option<RateLimiter>,
 }
 
 impl std::fmt::Debug for ListenerRuntime {
@@ -76,6 +87,7 @@ pub struct ListenerContainer {
     consumers: Mutex<Vec<ConsumerThread>>,
     paused: AtomicBool,
     assigned: Assignments,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for ListenerContainer {
@@ -93,7 +105,8 @@ impl ListenerContainer {
     /// `base` is the app's consumer configuration (bootstrap servers and
     /// client properties); the listener's own properties win over it, and
     /// `group.id`, `enable.auto.commit=false` and
-    /// `enable.auto.offset.store=false` are always set.
+    /// `enable.auto.offset.store=false` are always set. `template` publishes
+    /// dead letters and retry-topic records.
     ///
     /// # Errors
     /// [`Error::Listener`] when the spec or a handler argument is invalid.
@@ -102,6 +115,7 @@ impl ListenerContainer {
         state: Arc<StateMap>,
         base: &ClientConfig,
         drain_timeout: Duration,
+        template: &KafkaTemplate,
     ) -> Result<Self> {
         let group: Arc<str> = Arc::from(spec.group());
         let info = ListenerInfo {
@@ -111,6 +125,33 @@ impl ListenerContainer {
             state,
         };
         spec.validate(&info)?;
+        let hint = spec.dead_letter_hint();
+        let retry_topics = spec.retry_topics.take();
+        if let Some(rt) = &retry_topics {
+            let extra: Vec<String> = spec.topics.iter().flat_map(|t| rt.topic_names(t)).collect();
+            spec.topics.extend(extra);
+        }
+        let recoverer: Arc<dyn Recoverer> = match (
+            spec.recoverer.take(),
+            &retry_topics,
+            spec.dead_letter.take(),
+        ) {
+            (Some(r), _, _) => r,
+            (None, Some(rt), dl) => Arc::new(crate::retry_topics::RetryTopicRecoverer::new(
+                rt.clone(),
+                template.clone(),
+                dl.unwrap_or(DeadLetter::Default),
+            )),
+            (None, None, Some(dl)) => Arc::new(DeadLetterRecoverer::new(template.clone(), dl)),
+            (None, None, None) => Arc::new(LoggingRecoverer),
+        };
+        let retry = spec.retry.take().unwrap_or_else(|| {
+            if retry_topics.is_some() {
+                RetryPolicy::none()
+            } else {
+                RetryPolicy::default()
+            }
+        });
         let subscription = match spec.topic_pattern.take() {
             Some(p) => Subscription::Pattern(p),
             None => Subscription::Topics(std::mem::take(&mut spec.topics)),
@@ -132,7 +173,7 @@ impl ListenerContainer {
         if client_config.get("auto.offset.reset").is_none() {
             client_config.set("auto.offset.reset", "earliest");
         }
-        if spec.dead_letter_hint() {
+        if hint {
             tracing::warn!(listener = %info.id,
                 "no dead-letter topic: records that fail for good are logged at error level and skipped");
         }
@@ -140,15 +181,14 @@ impl ListenerContainer {
             metrics: ListenerMetrics::new(&info.id),
             info,
             handler: spec.handler.take().expect("validated"),
-            retry: spec.retry.take().unwrap_or_default(),
-            recoverer: spec
-                .recoverer
-                .take()
-                .unwrap_or_else(|| Arc::new(LoggingRecoverer)),
+            retry,
+            recoverer,
+            retry_topics: retry_topics.is_some(),
             concurrency: spec.concurrency,
             max_in_flight: spec.max_in_flight,
             max_batch: spec.max_batch,
             commit_interval: spec.commit_interval,
+            rate_limiter: spec.rate_limit.map(RateLimiter::new),
         };
         Ok(Self {
             runtime: Arc::new(runtime),
@@ -158,6 +198,7 @@ impl ListenerContainer {
             consumers: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
             assigned: Arc::new(Mutex::new(Vec::new())),
+            progress: Progress::default(),
         })
     }
 
@@ -209,6 +250,7 @@ impl ListenerContainer {
                 name.clone(),
                 Arc::clone(&self.assigned),
                 i,
+                Arc::clone(&self.progress),
             );
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -276,6 +318,21 @@ impl ListenerContainer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// For each partition with a running lane: one past the last offset the
+    /// listener finished (handled or recovered), or -1 before the first
+    /// one. This is the offset the next commit will carry, and usually ahead
+    /// of the committed offset. A queue can derive a waiting record's
+    /// position from it: `record offset - finished offset`.
+    pub fn finished_offsets(&self) -> Vec<(String, i32, i64)> {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = progress
+            .iter()
+            .map(|((t, p), o)| (t.clone(), *p, o.committable()))
+            .collect();
+        out.sort();
+        out
     }
 
     /// Waits until every consumer has at least one partition and together
