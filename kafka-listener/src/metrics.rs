@@ -10,7 +10,7 @@
 //! | `kafka_listener_handler_seconds` | histogram | `listener` | handler latency in seconds |
 //! | `kafka_listener_commit_failures_total` | counter | `listener` | failed offset commits |
 //! | `kafka_listener_rebalances_total` | counter | `listener` | partitions revoked from a consumer |
-//! | `kafka_listener_offset_gaps_total` | counter | `listener` | jumps in offsets (retention, compaction, transaction markers) |
+//! | `kafka_listener_offset_gaps_total` | counter | `listener` | offsets skipped between the committed or last handled offset and the next record: records lost to retention (logged at error level), compaction, transaction markers |
 
 use metrics::{counter, histogram, Counter, Histogram};
 

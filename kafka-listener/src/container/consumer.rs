@@ -63,6 +63,9 @@ struct LaneTable {
     backpressured: Vec<(Arc<str>, i32)>,
     /// Lanes with records in `pending`.
     with_pending: Vec<(Arc<str>, i32)>,
+    /// The committed offsets read when partitions were assigned: where each
+    /// new lane's first record should be.
+    start_offsets: HashMap<(String, i32), i64>,
 }
 
 /// The rdkafka context of one consumer: holds the lanes so that the
@@ -161,18 +164,28 @@ impl ContainerContext {
         let TopicLanes { name: topic, lanes } =
             table.topics.get_mut(topic_name).expect("inserted above");
         let partition = msg.partition();
-        let entry = lanes
-            .entry(partition)
-            .or_insert_with(|| self.new_lane(topic, partition));
+        let entry = lanes.entry(partition).or_insert_with(|| {
+            let mut lane = self.new_lane(topic, partition);
+            if let Some(start) = table.start_offsets.remove(&(topic.to_string(), partition)) {
+                lane.next_offset = start;
+            }
+            lane
+        });
         let offset = msg.offset();
         if offset < entry.next_offset {
             // Fetched again after a pause or a seek: already handed over.
             return;
         }
         if entry.next_offset >= 0 && offset > entry.next_offset {
-            self.listener.metrics.offset_gaps.increment(1);
-            tracing::debug!(listener = %self.listener.info.id, topic = %topic, partition, expected = entry.next_offset, offset,
-                "offset gap (compaction, transaction markers or retention)");
+            let skipped = offset - entry.next_offset;
+            self.listener.metrics.offset_gaps.increment(skipped as u64);
+            if skipped == 1 {
+                // Usually a transaction marker.
+                tracing::debug!(listener = %self.listener.info.id, topic = %topic, partition, offset, "one offset skipped");
+            } else {
+                tracing::error!(listener = %self.listener.info.id, topic = %topic, partition, expected = entry.next_offset, offset, skipped,
+                    "offsets skipped: records were deleted by retention before they were consumed (the consumer is too far behind), or removed by compaction");
+            }
         }
         entry.next_offset = offset + 1;
         let record = ConsumerRecord::from_message(msg, topic);
@@ -441,6 +454,21 @@ impl ConsumerContext for ContainerContext {
         }
         if let Rebalance::Assign(tpl) = rebalance {
             self.set_assigned(consumer);
+            // Remember where each partition should start, to notice records
+            // lost to retention between the committed offset and the log
+            // start (librdkafka resets to the earliest offset silently).
+            if let Ok(committed) =
+                consumer.committed_offsets((*tpl).clone(), Duration::from_secs(5))
+            {
+                let mut table = self.lock();
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        table
+                            .start_offsets
+                            .insert((e.topic().to_owned(), e.partition()), o);
+                    }
+                }
+            }
             let partitions: Vec<String> = tpl
                 .elements()
                 .iter()
