@@ -114,14 +114,10 @@ pub mod __private {
     #[cfg(feature = "after-commit")]
     pub mod after_commit {
         pub use crate::after_commit::{
-            call, validate, AfterCommitRegistration, EventContext, FromEventContext, HandlerResult,
-            OutboxEvent, OutboxRegistration,
+            entry, AfterCommitRegistration, FromEventContext, HandlerResult, Op, OutboxEvent,
+            OutboxRegistration, Outcome,
         };
-        pub use crate::handler::BoxFuture;
-        pub use crate::state::StateMap;
-        pub use crate::ListenerError;
-        pub use std::any::Any;
-        pub use std::string::{String, ToString};
+        pub use std::string::String;
 
         /// Compile-time check that the event type can be handed to every
         /// handler (each gets a clone).
@@ -133,13 +129,10 @@ pub mod __private {
         /// Compile-time check of the return type.
         pub const fn assert_handler_result<T: HandlerResult>() {}
 
-        /// Compile-time check that an outbox event is `Serialize`.
-        pub const fn assert_serialize<T: serde::Serialize>() {}
-
-        /// Compile-time check that an outbox key field can be turned into
-        /// the record key.
-        pub const fn assert_key<T: std::fmt::Display + ?Sized>() {}
-    }
+        /// The record key of an outbox event: its key field as text.
+        pub fn key_to_string<T: std::fmt::Display + ?Sized>(key: &T) -> String {
+            key.to_string()
+        }
 
     /// Compile-time check that an argument type is a record extractor; the
     /// macro calls it spanned at the argument so errors point there.

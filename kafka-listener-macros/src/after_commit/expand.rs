@@ -47,20 +47,12 @@ pub(crate) fn assertion(krate: &Path, assert: &str, ty: &Type) -> TokenStream {
 
 /// The function unchanged, then an anonymous `const` block with the
 /// assertions (first, so that their precise errors come first), the
-/// type-erased entry points and the `inventory` registration.
+/// type-erased entry point and the `inventory` registration.
 pub(crate) fn handler(handler: &Handler, item: TokenStream) -> TokenStream {
     let krate = &handler.krate;
     let p = |name: &str| private(krate, name, Span::call_site());
-    let (any, context, boxed, listener_error, string, state_map, registration, inventory) = (
-        p("Any"),
-        p("EventContext"),
-        p("BoxFuture"),
-        p("ListenerError"),
-        p("String"),
-        p("StateMap"),
-        p("AfterCommitRegistration"),
-        quote!(#krate::__private::inventory),
-    );
+    let (op, outcome, registration) = (p("Op"), p("Outcome"), p("AfterCommitRegistration"));
+    let inventory = quote!(#krate::__private::inventory);
     let event = &handler.event;
     let args = &handler.args;
     let name = &handler.func.sig.ident;
@@ -75,12 +67,10 @@ pub(crate) fn handler(handler: &Handler, item: TokenStream) -> TokenStream {
         assertions.extend(assertion(krate, "assert_handler_result", ty));
     }
     // Spanned at the function's name: a future that is not `Send` is
-    // reported there.
-    let call_fn = private(krate, "call", name.span());
-    let validate_fn = private(krate, "validate", name.span());
-    let call = quote_spanned!(name.span()=> #call_fn::<#event, (#(#args,)*), _>(#name, event, ctx));
-    let validate =
-        quote_spanned!(name.span()=> #validate_fn::<#event, (#(#args,)*), _>(&#name, state));
+    // reported there. Naming the argument tuple selects the one
+    // `AfterCommitHandler` impl that applies.
+    let entry_fn = private(krate, "entry", name.span());
+    let entry = quote_spanned!(name.span()=> #entry_fn::<#event, (#(#args,)*), _>(#name, op));
     let cfgs = handler
         .func
         .attrs
@@ -93,23 +83,15 @@ pub(crate) fn handler(handler: &Handler, item: TokenStream) -> TokenStream {
         const _: () = {
             #assertions
 
-            fn __after_commit_call(
-                event: &(dyn #any + ::core::marker::Send + ::core::marker::Sync),
-                ctx: &#context<'_>,
-            ) -> #boxed<::core::result::Result<(), #listener_error>> {
-                #call
-            }
-
-            fn __after_commit_validate(state: &#state_map) -> ::core::result::Result<(), #string> {
-                #validate
+            fn __after_commit_entry(op: #op<'_>) -> #outcome {
+                #entry
             }
 
             #inventory::submit! {
                 #registration::new::<#event>(
                     ::core::concat!(::core::module_path!(), "::", #name_str),
                     #fallback,
-                    __after_commit_call,
-                    __after_commit_validate,
+                    __after_commit_entry,
                 )
             }
         };

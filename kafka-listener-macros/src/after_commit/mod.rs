@@ -188,10 +188,11 @@ fn event_type(cx: &Ctxt, ty: &Type) {
         _ => {
             if let Some(name) = last_segment(ty) {
                 if name == STATE.as_str() || name == EVENT_META.as_str() {
+                    let arg = if name == STATE.as_str() { "state" } else { "meta" };
                     cx.error_spanned_by(
                         ty,
                         format!(
-                            "the first argument of an `#[after_commit]` handler is the event; `{name}` goes after it, e.g. `async fn on_event(event: MyEvent, state: {})`",
+                            "the first argument of an `#[after_commit]` handler is the event; `{name}` goes after it, e.g. `async fn on_event(event: MyEvent, {arg}: {})`",
                             type_string(ty)
                         ),
                     );

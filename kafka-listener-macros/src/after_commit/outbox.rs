@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, LitStr, Meta};
 
 use super::attr::OutboxAttrs;
-use super::expand::{assertion, private};
+use super::expand::private;
 use crate::ctxt::Ctxt;
 use crate::meta::{Entry, KeyTable};
 use crate::symbol::{KEY, OUTBOX, TOPIC};
@@ -113,21 +113,18 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
         .krate
         .map_or_else(|| syn::parse_quote!(::kafka_listener), |k| k.value);
     let ident = &input.ident;
-    let self_ty: syn::Type = syn::parse_quote_spanned!(ident.span()=> #ident);
-    let serialize = assertion(&krate, "assert_serialize", &self_ty);
-    let key_assert = assertion(&krate, "assert_key", &field.ty);
     let trait_path = private(&krate, "OutboxEvent", Span::call_site());
     let string = private(&krate, "String", Span::call_site());
-    let to_string = private(&krate, "ToString", field.ty.span());
+    // Spanned at the field's type: "`T` doesn't implement `Display`" points there.
+    let to_string = private(&krate, "key_to_string", field.ty.span());
     let registration = private(&krate, "OutboxRegistration", Span::call_site());
     let field_ident = field.ident.as_ref().expect("named field");
     let topic: LitStr = topic.value;
-    let key_expr = quote_spanned!(field.ty.span()=> #to_string::to_string(&self.#field_ident));
+    let key_expr = quote_spanned!(field.ty.span()=> #to_string(&self.#field_ident));
     Ok(quote! {
         const _: () = {
-            #serialize
-            #key_assert
-
+            // `Serialize` is a supertrait of `OutboxEvent`: a type that is
+            // not is reported at its name by this impl.
             impl #trait_path for #ident {
                 const TOPIC: &'static str = #topic;
 

@@ -126,5 +126,5 @@ fn derive_implements_the_trait() {
         out.contains("OutboxRegistration :: of :: < CouponIssued >"),
         "{out}"
     );
-    assert!(out.contains("assert_key :: < u64 >"), "{out}");
+    assert!(out.contains("key_to_string (& self . coupon_id)"), "{out}");
 }

@@ -107,8 +107,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use self::outbox::{OutboxEvent, OutboxRegistration, OutboxRow};
 pub use self::registry::{
-    call, validate, AfterCommitHandler, AfterCommitRegistration, CallFn, EventContext, EventMeta,
-    FromEventContext, HandlerReport, HandlerResult,
+    entry, AfterCommitHandler, AfterCommitRegistration, EntryFn, EventContext, EventMeta,
+    FromEventContext, HandlerReport, HandlerResult, Op, Outcome,
 };
 pub use self::relay::{RelayConfig, RelayHandle, RelayStats};
 pub use self::tx::{

@@ -194,9 +194,40 @@ impl_after_commit_handler!(A1, A2, A3, A4, A5, A6);
 impl_after_commit_handler!(A1, A2, A3, A4, A5, A6, A7);
 impl_after_commit_handler!(A1, A2, A3, A4, A5, A6, A7, A8);
 
-/// The type-erased entry point of one handler.
-pub type CallFn =
-    fn(&(dyn Any + Send + Sync), &EventContext<'_>) -> BoxFuture<Result<(), ListenerError>>;
+/// What the dispatcher asks of a handler's type-erased entry point.
+#[derive(Debug, Clone, Copy)]
+pub enum Op<'a> {
+    /// Call the handler with a clone of `event`.
+    Call {
+        /// The event; its type is the handler's event type.
+        event: &'a (dyn Any + Send + Sync),
+        /// The state and the event's metadata.
+        ctx: &'a EventContext<'a>,
+    },
+    /// Check at start-up that the arguments can be built from `state`.
+    Validate(&'a StateMap),
+}
+
+/// The answer to an [`Op`].
+pub enum Outcome {
+    /// The handler's future.
+    Called(BoxFuture<Result<(), ListenerError>>),
+    /// The result of the checks.
+    Validated(Result<(), String>),
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Called(_) => f.write_str("Called(..)"),
+            Outcome::Validated(r) => f.debug_tuple("Validated").field(r).finish(),
+        }
+    }
+}
+
+/// The type-erased entry point of one handler: one function for both
+/// operations, so that a handler that does not fit is reported once.
+pub type EntryFn = fn(Op<'_>) -> Outcome;
 
 /// One `#[after_commit]` handler, submitted to `inventory` by the macro.
 #[derive(Debug)]
@@ -205,8 +236,7 @@ pub struct AfterCommitRegistration {
     event_name: fn() -> &'static str,
     handler: &'static str,
     fallback_execution: bool,
-    call: CallFn,
-    validate: fn(&StateMap) -> Result<(), String>,
+    entry: EntryFn,
 }
 
 inventory::collect!(AfterCommitRegistration);
@@ -216,16 +246,14 @@ impl AfterCommitRegistration {
     pub const fn new<E: 'static>(
         handler: &'static str,
         fallback_execution: bool,
-        call: CallFn,
-        validate: fn(&StateMap) -> Result<(), String>,
+        entry: EntryFn,
     ) -> Self {
         Self {
             event_type: TypeId::of::<E>,
             event_name: std::any::type_name::<E>,
             handler,
             fallback_execution,
-            call,
-            validate,
+            entry,
         }
     }
 
@@ -243,36 +271,44 @@ impl AfterCommitRegistration {
     pub fn fallback_execution(&self) -> bool {
         self.fallback_execution
     }
+
+    fn call(
+        &self,
+        event: &(dyn Any + Send + Sync),
+        ctx: &EventContext<'_>,
+    ) -> BoxFuture<Result<(), ListenerError>> {
+        match (self.entry)(Op::Call { event, ctx }) {
+            Outcome::Called(future) => future,
+            Outcome::Validated(_) => unreachable!("entry answers Call with Called"),
+        }
+    }
+
+    fn validate(&self, state: &StateMap) -> Result<(), String> {
+        match (self.entry)(Op::Validate(state)) {
+            Outcome::Validated(result) => result,
+            Outcome::Called(_) => unreachable!("entry answers Validate with Validated"),
+        }
+    }
 }
 
-/// Calls `f` with a clone of `event`, which must be an `E`.
-pub fn call<E, Args, F>(
-    f: F,
-    event: &(dyn Any + Send + Sync),
-    ctx: &EventContext<'_>,
-) -> BoxFuture<Result<(), ListenerError>>
+/// What the generated entry point of a handler `f` of events `E` does: calls
+/// `f` with a clone of the event (which must be an `E`), or validates `F`'s
+/// arguments (`f` only names the type then).
+pub fn entry<E, Args, F>(f: F, op: Op<'_>) -> Outcome
 where
     E: Clone + 'static,
     F: AfterCommitHandler<E, Args>,
 {
-    match event.downcast_ref::<E>() {
-        Some(event) => f.call(event.clone(), ctx),
-        None => Box::pin(std::future::ready(Err(ListenerError::fatal(format!(
-            "the event is not a `{}`",
-            std::any::type_name::<E>()
-        ))))),
+    match op {
+        Op::Call { event, ctx } => Outcome::Called(match event.downcast_ref::<E>() {
+            Some(event) => f.call(event.clone(), ctx),
+            None => Box::pin(std::future::ready(Err(ListenerError::fatal(format!(
+                "the event is not a `{}`",
+                std::any::type_name::<E>()
+            ))))),
+        }),
+        Op::Validate(state) => Outcome::Validated(F::validate(state)),
     }
-}
-
-/// Runs `F`'s argument checks (`f` only names the type).
-///
-/// # Errors
-/// As [`AfterCommitHandler::validate`].
-pub fn validate<E, Args, F>(_f: &F, state: &StateMap) -> Result<(), String>
-where
-    F: AfterCommitHandler<E, Args>,
-{
-    F::validate(state)
 }
 
 /// How many handlers ran for the events of one commit (or one publish
@@ -325,10 +361,12 @@ impl Handlers {
     pub(crate) fn discover(state: &StateMap) -> Result<Self, Error> {
         let mut by_type: HashMap<TypeId, Vec<&'static AfterCommitRegistration>> = HashMap::new();
         for registration in inventory::iter::<AfterCommitRegistration> {
-            (registration.validate)(state).map_err(|reason| Error::Handler {
-                handler: registration.handler,
-                reason,
-            })?;
+            registration
+                .validate(state)
+                .map_err(|reason| Error::Handler {
+                    handler: registration.handler,
+                    reason,
+                })?;
             by_type
                 .entry((registration.event_type)())
                 .or_default()
@@ -365,7 +403,7 @@ impl Handlers {
                 report.discarded += 1;
                 continue;
             }
-            let outcome = AssertUnwindSafe(async { (handler.call)(&*event.event, &ctx).await })
+            let outcome = AssertUnwindSafe(async { handler.call(&*event.event, &ctx).await })
                 .catch_unwind()
                 .await;
             let error = match outcome {

@@ -1,0 +1,18 @@
+use kafka_listener::OutboxEvent;
+
+struct Opaque;
+
+#[derive(OutboxEvent)]
+#[outbox(topic = "t", key = "id")]
+struct NotSerialize {
+    id: String,
+}
+
+#[derive(serde::Serialize, OutboxEvent)]
+#[outbox(topic = "t", key = "id")]
+struct KeyNotDisplay {
+    #[serde(skip)]
+    id: Opaque,
+}
+
+fn main() {}
