@@ -1,0 +1,21 @@
+//! Errors of starting the service.
+
+use std::net::SocketAddr;
+
+/// Why [`crate::start`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The database could not be reached, or its tables could not be created.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Http(SocketAddr, #[source] std::io::Error),
+    /// The broker, the topic or the listener could not be set up.
+    #[error("kafka: {0}")]
+    Kafka(#[from] kafka_listener::Error),
+    /// A setting is invalid; the message says which and why.
+    #[error("configuration: {0}")]
+    Config(String),
+}

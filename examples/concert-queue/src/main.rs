@@ -1,0 +1,179 @@
+//! `concert-queue [serve]` runs the service; `concert-queue load` loads a
+//! running one (or, with `--spawn`, one started in this process).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use concert_queue::load::{self, LoadOptions};
+use concert_queue::{ServiceConfig, DEFAULT_ADMIT_RATE, DEFAULT_DATABASE_URL};
+use kafka_listener::{KafkaConfig, RateLimit};
+
+/// A concert's waiting queue on kafka-listener: every user admitted in
+/// global arrival order, M users per N seconds.
+///
+/// Kafka settings come from the environment: KAFKA_BOOTSTRAP_SERVERS (unset:
+/// an embedded broker in this process), KAFKA_PROPERTY_*, KAFKA_PRODUCER_*,
+/// KAFKA_CONSUMER_*.
+#[derive(Debug, Parser)]
+#[command(
+    name = "concert-queue",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API and run the admission listener (the default).
+    Serve(ServeArgs),
+    /// Enqueue users into a running service and report order and rate.
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// HTTP address to listen on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    http_addr: SocketAddr,
+    /// Database URL: sqlite://FILE?mode=rwc, sqlite::memory: or postgres://...
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Admission rate, PERMITS/DURATION: at most PERMITS tokens in any
+    /// DURATION (`100/10s`, `5/1s`, `1000/1m`).
+    #[arg(long, env = "QUEUE_ADMIT_RATE", default_value = DEFAULT_ADMIT_RATE)]
+    admit_rate: RateLimit,
+    /// How long an admitted token stays active (`10m`, `90s`).
+    #[arg(long, env = "QUEUE_ACTIVE_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    active_ttl: Duration,
+    /// Milliseconds to wait for the broker's ack before answering 503.
+    #[arg(long, env = "SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    send_timeout_ms: u64,
+    /// Embedded broker only: answer 429 past this many waiting tokens
+    /// (0 disables).
+    #[arg(long, env = "QUEUE_MAX_WAITING", default_value_t = 20_000)]
+    max_waiting: i64,
+    /// Do not admit until restarted without it (fill the queue first).
+    #[arg(long)]
+    paused: bool,
+    /// Do not serve GET /metrics.
+    #[arg(long)]
+    no_metrics: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    opts: LoadOptions,
+    /// Start a service in this process (embedded broker, a fresh SQLite file
+    /// in the temp directory unless --database-url is given) and load it
+    /// instead of --url.
+    #[arg(long)]
+    spawn: bool,
+    /// With --spawn: the database of the spawned service.
+    #[arg(long, requires = "spawn")]
+    database_url: Option<String>,
+    /// With --spawn: the admission rate of the spawned service.
+    #[arg(long, requires = "spawn", env = "QUEUE_ADMIT_RATE", default_value = DEFAULT_ADMIT_RATE)]
+    admit_rate: RateLimit,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServiceConfig, String> {
+        let kafka = KafkaConfig::from_env().map_err(|e| e.to_string())?;
+        Ok(ServiceConfig {
+            http_addr: self.http_addr,
+            database_url: self.database_url.clone(),
+            kafka,
+            admit_rate: self.admit_rate,
+            active_ttl: self.active_ttl,
+            send_timeout: Duration::from_millis(self.send_timeout_ms.max(1)),
+            max_waiting: (self.max_waiting > 0).then_some(self.max_waiting),
+            admit_on_start: !self.paused,
+            metrics: !self.no_metrics,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    concert_queue::init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(&cli.serve).await,
+        Some(Command::Serve(args)) => serve(&args).await,
+        Some(Command::Load(args)) => run_load(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("concert-queue: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &ServeArgs) -> Result<(), String> {
+    let service = concert_queue::start(args.config()?)
+        .await
+        .map_err(|e| e.to_string())?;
+    kafka_listener::app::shutdown_signal().await;
+    service.shutdown().await;
+    Ok(())
+}
+
+async fn run_load(args: LoadArgs) -> Result<(), String> {
+    let mut opts = args.opts;
+    let mut spawned = None;
+    let mut temp_db = None;
+    if args.spawn {
+        let database_url = match args.database_url {
+            Some(url) => url,
+            None => {
+                let path = std::env::temp_dir()
+                    .join(format!("concert-queue-load-{}.db", std::process::id()));
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                temp_db = Some(path);
+                url
+            }
+        };
+        let config = ServiceConfig {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url,
+            kafka: KafkaConfig::from_env().map_err(|e| e.to_string())?,
+            admit_rate: args.admit_rate,
+            ..ServiceConfig::default()
+        };
+        let service = concert_queue::start(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        opts.url = service.base_url();
+        spawned = Some(service);
+    }
+    println!(
+        "load: {} users, concurrency {}, target {}",
+        opts.users, opts.concurrency, opts.url
+    );
+    let report = load::run(&opts).await;
+    if let Some(service) = spawned {
+        service.shutdown().await;
+    }
+    if let Some(path) = temp_db {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    let report = report.map_err(|e| e.to_string())?;
+    println!("{report}");
+    if report.order_violations == 0 {
+        Ok(())
+    } else {
+        Err("tokens were admitted out of arrival order".into())
+    }
+}

@@ -1,0 +1,35 @@
+//! Logging (tracing) and metrics (Prometheus text format).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Installs a `tracing` subscriber that prints to stderr, filtered by
+/// `RUST_LOG` (default `info`). Does nothing when a subscriber is installed
+/// already (tests may call it from every test).
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The process-wide Prometheus recorder, installed on first use; `None`
+/// when another global `metrics` recorder was installed first.
+///
+/// Install it before the listener starts: the container resolves its metric
+/// handles once at start.
+pub(crate) fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "GET /metrics is disabled: a metrics recorder is installed already");
+                None
+            }
+        })
+        .clone()
+}
