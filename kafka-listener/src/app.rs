@@ -135,6 +135,12 @@ impl KafkaAppBuilder {
                 }
             }
         }
+        // Dead-letter and retry topics of the listeners (crate::dlq).
+        let client = embedded
+            .is_none()
+            .then(|| self.config.consumer_config(&bootstrap));
+        let extra = crate::dlq::topics_for(&listeners, &topics, client).await;
+        topics.extend(extra);
         create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics).await?;
         #[allow(unused_mut)]
         let mut template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
@@ -317,6 +323,7 @@ impl KafkaApp {
                     Arc::clone(&state),
                     &base,
                     timeout,
+                    &self.template,
                 )?),
                 auto,
             ));

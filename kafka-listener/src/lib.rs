@@ -46,6 +46,7 @@ pub mod app;
 pub mod avro;
 pub mod config;
 mod container;
+pub mod dlq;
 pub mod embedded;
 pub mod error;
 pub mod extract;
@@ -58,6 +59,7 @@ pub mod recover;
 #[cfg(feature = "avro")]
 pub mod registry;
 pub mod retry;
+pub mod retry_topics;
 pub mod state;
 
 #[cfg(feature = "after-commit")]
@@ -69,6 +71,7 @@ pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
 pub use crate::container::ListenerContainer;
+pub use crate::dlq::{DeadLetter, DeadLetterRecoverer};
 pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
 pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State,
@@ -77,6 +80,7 @@ pub use crate::listener::{AckMode, ListenerSpec};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::record::{ConsumerRecord, Header, Headers};
 pub use crate::retry::{BackOff, RetryPolicy};
+pub use crate::retry_topics::RetryTopics;
 
 /// Attribute macros, re-exported from `kafka-listener-macros`.
 #[cfg(feature = "macros")]
@@ -103,10 +107,12 @@ pub mod prelude {
 pub mod __private {
     pub use inventory;
 
+    pub use crate::dlq::DeadLetter;
     pub use crate::extract::{FromBatch, FromRecord};
     pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
     pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
     pub use crate::retry::{BackOff, RetryPolicy};
+    pub use crate::retry_topics::RetryTopics;
     pub use std::time::Duration;
 
     /// What `#[after_commit]` and `#[derive(OutboxEvent)]` generate code

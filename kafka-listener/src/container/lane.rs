@@ -205,6 +205,16 @@ impl Lane<'_> {
     /// the records from `i` on are not handled yet.
     async fn attempts(&self, records: &[ConsumerRecord]) -> Result<Result<(), usize>, Revoked> {
         let m = &self.listener.metrics;
+        // A record from a retry topic waits until it is due (crate::retry_topics).
+        if let Some(wait) = records
+            .first()
+            .filter(|_| self.listener.retry_topics)
+            .and_then(crate::retry_topics::wait_for)
+        {
+            if !self.shared.pause(wait).await {
+                return Err(Revoked);
+            }
+        }
         let mut attempt = 1u32;
         loop {
             // The latency histogram samples one call in TIMING_SAMPLE (and

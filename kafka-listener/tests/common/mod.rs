@@ -183,3 +183,49 @@ pub fn assert_in_order_allowing_replays(seen: &[(i32, i64, u64)]) -> usize {
     }
     replays
 }
+
+/// Reads `topic` (partitions `0..partitions`) from the beginning with a
+/// group-less consumer until `count` records arrived or `timeout` passed;
+/// returns what arrived (dead-letter and retry topics in tests).
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < count && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(m.detach());
+        }
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
+/// The value of the last header `key` of `message`.
+pub fn header(message: &rdkafka::message::OwnedMessage, key: &str) -> Option<Vec<u8>> {
+    use rdkafka::message::Headers as _;
+    use rdkafka::Message;
+    message
+        .headers()?
+        .iter()
+        .filter(|h| h.key == key)
+        .last()
+        .and_then(|h| h.value.map(<[u8]>::to_vec))
+}

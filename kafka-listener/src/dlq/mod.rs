@@ -1,0 +1,110 @@
+//! Dead-letter topics: records that failed for good are published, with
+//! their original key, value and headers plus Spring Kafka's `kafka_dlt-*`
+//! headers ([`headers`]), to `<topic>-dlt` (Spring Kafka 3.3+ naming) or a
+//! named topic, and the offset is committed only once the broker
+//! acknowledged the dead letter ([`DeadLetterRecoverer`]).
+
+pub mod headers;
+mod recoverer;
+
+pub use self::recoverer::DeadLetterRecoverer;
+
+use crate::app::NewTopic;
+use crate::listener::ListenerSpec;
+
+/// The suffix of the default dead-letter topic: `<topic>-dlt`, as Spring
+/// Kafka 3.3+ names it (`DeadLetterPublishingRecoverer`'s default
+/// destination resolver, and the `@RetryableTopic` DLT).
+pub const DLT_SUFFIX: &str = "-dlt";
+
+/// Where a listener's dead letters go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// `<original topic>-dlt`, one per source topic (`dead_letter = true`).
+    Default,
+    /// One named topic for every source topic (`dead_letter = "name"`).
+    Topic(String),
+}
+
+impl DeadLetter {
+    /// The dead-letter topic of a record from `topic`.
+    pub fn topic_for(&self, topic: &str) -> String {
+        match self {
+            DeadLetter::Default => format!("{topic}{DLT_SUFFIX}"),
+            DeadLetter::Topic(name) => name.clone(),
+        }
+    }
+}
+
+/// The dead-letter and retry topics the listeners need and that do not
+/// exist yet. Each gets the partition count of its source topic: as
+/// declared with [`crate::KafkaAppBuilder::topic`], else as the broker
+/// knows it, else one partition. On a broker that is not embedded the
+/// broker's metadata is read once (up to 10 s) so that existing topics are
+/// left alone. Listeners subscribed by pattern have no known source
+/// topics: their dead-letter topics must exist.
+pub(crate) async fn topics_for(
+    listeners: &[ListenerSpec],
+    declared: &[NewTopic],
+    client: Option<rdkafka::ClientConfig>,
+) -> Vec<NewTopic> {
+    let wanted = listeners
+        .iter()
+        .any(|l| l.dead_letter.is_some() || l.retry_topics.is_some());
+    if !wanted {
+        return Vec::new();
+    }
+    // (name, partitions) of the topics the broker has.
+    let existing: Vec<(String, i32)> = match client {
+        None => Vec::new(),
+        Some(config) => tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let consumer: BaseConsumer = config.create().ok()?;
+            let md = consumer
+                .fetch_metadata(None, std::time::Duration::from_secs(10))
+                .ok()?;
+            Some(
+                md.topics()
+                    .iter()
+                    .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+                    .collect(),
+            )
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default(),
+    };
+    let partitions = |t: &str| {
+        declared
+            .iter()
+            .find(|n| n.name == t)
+            .map(|n| n.partitions)
+            .or_else(|| existing.iter().find(|e| e.0 == t).map(|e| e.1))
+            .unwrap_or(1)
+    };
+    let mut out: Vec<NewTopic> = Vec::new();
+    for l in listeners {
+        for source in l.topic_names() {
+            let n = partitions(source);
+            let mut names = Vec::new();
+            if let Some(rt) = &l.retry_topics {
+                names.extend(rt.topic_names(source));
+            }
+            match (&l.dead_letter, &l.retry_topics) {
+                (Some(dl), _) => names.push(dl.topic_for(source)),
+                (None, Some(_)) => names.push(DeadLetter::Default.topic_for(source)),
+                (None, None) => {}
+            }
+            for name in names {
+                let known = declared.iter().any(|d| d.name == name)
+                    || out.iter().any(|d| d.name == name)
+                    || existing.iter().any(|e| e.0 == name);
+                if !known {
+                    out.push(NewTopic::new(name, n));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,196 @@
+//! Non-blocking retries through retry topics: Spring Kafka's
+//! `@RetryableTopic`.
+//!
+//! With `retry_topics(attempts = 3, delays = ["1s", "10s"])` a record that
+//! fails on `orders` is published to `orders-retry-1000` and the partition
+//! moves on at once; the listener, also subscribed to the retry topics,
+//! gets it back once its delay has passed, and on a second failure it goes
+//! to `orders-retry-10000`; after the third failed attempt it goes to the
+//! dead-letter topic (`orders-dlt`, or the listener's `dead_letter`). When
+//! there are fewer delays than retries the last delay repeats. Fatal and
+//! decode errors go to the dead-letter topic at once.
+//!
+//! Each retry record carries the dead-letter headers of
+//! [`crate::dlq::headers`] (original topic, partition, offset of the first
+//! failure) and two of Spring's retry-topic headers:
+//! - `retry_topic-attempts`: the delivery attempt the record is on when it
+//!   comes back, 4-byte big-endian int (2 on the first retry topic);
+//! - `retry_topic-backoff-timestamp`: when it is due, ms since the Unix
+//!   epoch, 8-byte big-endian long.
+//!
+//! The lane of a retry-topic partition waits until the record at its head
+//! is due (records of one retry topic are due in the order they were
+//! written, since they share one delay), and the consumer pauses the
+//! partition once its queue is full, so nothing is polled in a loop.
+//!
+//! # Ordering trade-off
+//!
+//! Blocking retries ([`crate::RetryPolicy`]) keep a partition's order: the
+//! records behind a failing one wait. Retry topics do not: the records
+//! behind a failed record are handled while it waits in a retry topic, so
+//! a later record with the same key can be handled before it. Use retry
+//! topics where records are independent (notifications, idempotent
+//! upserts of the latest state), and blocking retries where per-key order
+//! matters (the coupon queue).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::dlq::headers::{self, be_i32, be_i64, dead_letter_headers};
+use crate::dlq::{DeadLetter, DeadLetterRecoverer};
+use crate::error::{BoxError, ListenerError};
+use crate::extract::ListenerInfo;
+use crate::producer::KafkaTemplate;
+use crate::record::ConsumerRecord;
+use crate::recover::Recoverer;
+
+/// Spring's `RetryTopicHeaders.DEFAULT_HEADER_ATTEMPTS`: 4-byte big-endian
+/// int, the delivery attempt of the record in the retry topic.
+pub const ATTEMPTS_HEADER: &str = "retry_topic-attempts";
+/// Spring's `RetryTopicHeaders.DEFAULT_HEADER_BACKOFF_TIMESTAMP`: 8-byte
+/// big-endian long, ms since the Unix epoch when the record is due.
+pub const BACKOFF_TIMESTAMP_HEADER: &str = "retry_topic-backoff-timestamp";
+
+/// Retry topics of one listener: total attempts (the first delivery
+/// included) and the delay before each retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryTopics {
+    attempts: u32,
+    delays: Vec<Duration>,
+}
+
+impl RetryTopics {
+    /// `attempts` deliveries in all (at least 1; 1 means straight to the
+    /// dead-letter topic), with `delays[i]` before retry `i + 1` (the last
+    /// one repeats; no delays means 1 s).
+    pub fn new(attempts: u32, delays: impl IntoIterator<Item = Duration>) -> Self {
+        let mut delays: Vec<Duration> = delays.into_iter().collect();
+        if delays.is_empty() {
+            delays.push(Duration::from_secs(1));
+        }
+        Self {
+            attempts: attempts.max(1),
+            delays,
+        }
+    }
+
+    /// Total attempts.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The delay before retry `retry` (1 for the first).
+    pub fn delay(&self, retry: u32) -> Duration {
+        let i = (retry.max(1) as usize - 1).min(self.delays.len() - 1);
+        self.delays[i]
+    }
+
+    /// `<source>-retry-<delay in ms>`: the topic of retry `retry` (Spring's
+    /// suffixing with the delay value).
+    pub fn topic(&self, source: &str, retry: u32) -> String {
+        format!("{source}-retry-{}", self.delay(retry).as_millis())
+    }
+
+    /// Every retry topic of `source`, without repeats, in retry order.
+    pub fn topic_names(&self, source: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for retry in 1..self.attempts {
+            let name = self.topic(source, retry);
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
+/// When `record` is due (its `retry_topic-backoff-timestamp`), as a wait
+/// from now; `None` when it has no such header or is due already.
+pub(crate) fn wait_for(record: &ConsumerRecord) -> Option<Duration> {
+    let due = be_i64(record.headers().get(BACKOFF_TIMESTAMP_HEADER)?)?;
+    let wait = due.checked_sub(now_ms())?;
+    (wait > 0).then(|| Duration::from_millis(wait as u64))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The recoverer of a listener with retry topics: the next retry topic, or
+/// the dead-letter topic once the attempts are used up.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryTopicRecoverer {
+    topics: RetryTopics,
+    dead_letters: DeadLetterRecoverer,
+}
+
+impl RetryTopicRecoverer {
+    pub(crate) fn new(topics: RetryTopics, template: KafkaTemplate, dlt: DeadLetter) -> Self {
+        Self {
+            topics,
+            dead_letters: DeadLetterRecoverer::new(template, dlt),
+        }
+    }
+}
+
+impl Recoverer for RetryTopicRecoverer {
+    fn recover<'a>(
+        &'a self,
+        record: &'a ConsumerRecord,
+        error: &'a ListenerError,
+        attempts: u32,
+        listener: &'a ListenerInfo,
+    ) -> BoxFuture<'a, Result<(), BoxError>> {
+        Box::pin(async move {
+            // The delivery this was: 1 on the source topic, the header's
+            // value on a retry topic; blocking attempts within it count too.
+            let delivery = record
+                .headers()
+                .get(ATTEMPTS_HEADER)
+                .and_then(be_i32)
+                .map_or(1, |a| a.max(1) as u32);
+            let total = delivery + attempts.saturating_sub(1);
+            let source = match headers::Original::from_headers(record.headers()) {
+                Some(o) if record.headers().get(ATTEMPTS_HEADER).is_some() => o.topic,
+                _ => record.topic().to_owned(),
+            };
+            let group = listener.group_id();
+            if !error.is_retryable() || total >= self.topics.attempts {
+                let dlt = self.dead_letters.destination().topic_for(&source);
+                let sent = self
+                    .dead_letters
+                    .publish(&dlt, record, error, total, group)
+                    .await?;
+                tracing::warn!(listener = %listener.id(), topic = %record.topic(), partition = record.partition(), offset = record.offset(),
+                    attempts = total, error = %error, dlt = %sent.topic, "record failed for good; published to the dead-letter topic");
+                metrics::counter!("kafka_listener_records_dead_lettered_total", "listener" => listener.id().to_string())
+                    .increment(1);
+                return Ok(());
+            }
+            let retry = total;
+            let delay = self.topics.delay(retry);
+            let topic = self.topics.topic(&source, retry);
+            let mut extra = dead_letter_headers(record, error, total, group);
+            extra.push((
+                ATTEMPTS_HEADER.to_owned(),
+                Bytes::copy_from_slice(&((total + 1) as i32).to_be_bytes()),
+            ));
+            let due = now_ms() + delay.as_millis() as i64;
+            extra.push((
+                BACKOFF_TIMESTAMP_HEADER.to_owned(),
+                Bytes::copy_from_slice(&due.to_be_bytes()),
+            ));
+            let sent = self.dead_letters.send_copy(&topic, record, extra).await?;
+            tracing::info!(listener = %listener.id(), topic = %record.topic(), partition = record.partition(), offset = record.offset(),
+                attempt = total, delay_ms = delay.as_millis() as u64, retry_topic = %sent.topic, error = %error,
+                "listener failed; record moved to a retry topic");
+            metrics::counter!("kafka_listener_records_retry_topic_total", "listener" => listener.id().to_string())
+                .increment(1);
+            Ok(())
+        })
+    }
+}
