@@ -455,6 +455,95 @@ on_both_databases!(
     failed_sends_back_off_and_keep_order,
 );
 
+/// On PostgreSQL an advisory lock lets one relay work at a time (several
+/// instances of an app): the second waits, and takes over when the first
+/// stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_relay_at_a_time() {
+    let Some(db) = Db::postgres("one_relay_at_a_time").await else {
+        eprintln!("TEST_DATABASE_URL is not set: `postgres_one_relay_at_a_time` is skipped");
+        return;
+    };
+    let broker = support::broker(TOPIC, 3);
+    let (events, _ctx) = db.events().await;
+    let first = events.start_relay(support::template(&broker, None), fast_relay());
+    // The first relay holds the lock before the second one starts.
+    let mut tx = events.begin().await.unwrap();
+    tx.publish(Issued {
+        coupon_id: "k0".into(),
+        seq: 0,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    wait_until("the first relay sent", || async {
+        first.stats().published() == 1
+    })
+    .await;
+    let second = events.start_relay(support::template(&broker, None), fast_relay());
+    for seq in 1..20u64 {
+        let mut tx = events.begin().await.unwrap();
+        tx.publish(Issued {
+            coupon_id: format!("k{}", seq % 2),
+            seq,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    wait_until("the outbox is drained", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(first.stats().published(), 20);
+    assert_eq!(second.stats().published(), 0, "the second relay waits");
+    first.shutdown().await;
+    for seq in 20..30u64 {
+        let mut tx = events.begin().await.unwrap();
+        tx.publish(Issued {
+            coupon_id: format!("k{}", seq % 2),
+            seq,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    wait_until("the second relay took over", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(second.stats().published(), 10);
+    second.shutdown().await;
+    let records = read_records(&broker, TOPIC, 3, 30).await;
+    assert_order(&records, 30, 2);
+    db.cleanup().await;
+}
+
+/// A handler whose `State<T>` was not registered stops `build()`, naming
+/// the handler and the type.
+#[tokio::test]
+async fn missing_state_is_reported_at_build() {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let error = TransactionalEvents::builder(pool)
+        .build()
+        .await
+        .expect_err("the test handlers need State<Ctx>");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("after-commit handler `after_commit::"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`State<after_commit::after_commit_support::Ctx>` is used but no"),
+        "{text}"
+    );
+}
+
 #[test]
 fn derived_outbox_event_has_topic_and_key() {
     use kafka_listener::after_commit::OutboxEvent as _;

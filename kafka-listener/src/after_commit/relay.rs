@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -169,7 +168,7 @@ enum Batch {
 
 impl Relay {
     async fn run(mut self) {
-        let Some(_lock) = self.lock().await else {
+        let Some(mut lock) = self.lock().await else {
             return;
         };
         tracing::info!(table = self.table.name(), "outbox relay started");
@@ -178,6 +177,19 @@ impl Relay {
         loop {
             if *self.stop.borrow() {
                 break;
+            }
+            // The lock lives as long as its session: a relay whose lock
+            // connection broke may have been replaced by another process,
+            // and must take the lock again before it sends anything.
+            if let Some(conn) = lock.as_mut() {
+                if let Err(e) = conn.ping().await {
+                    tracing::warn!(table = self.table.name(), error = %e, "outbox relay: lost the relay lock's connection; taking the lock again");
+                    drop(lock.take());
+                    let Some(again) = self.lock().await else {
+                        break;
+                    };
+                    lock = again;
+                }
             }
             let outcome = self.batch().await;
             let backing_off = matches!(outcome, Ok(Batch::Failed) | Err(_));
@@ -237,7 +249,11 @@ impl Relay {
     /// On PostgreSQL, a session advisory lock on a dedicated connection, so
     /// that one process relays the table at a time; waits for it (or for
     /// stop: `None`). On SQLite, nothing to hold.
-    async fn lock(&mut self) -> Option<Option<PoolConnection<Any>>> {
+    ///
+    /// The connection is detached from the pool: when the relay stops or is
+    /// aborted it is closed, which releases the lock, rather than going back
+    /// to the pool with the lock still held.
+    async fn lock(&mut self) -> Option<Option<AnyConnection>> {
         if self.table.backend() != Backend::Postgres {
             return Some(None);
         }
@@ -265,11 +281,11 @@ impl Relay {
         }
     }
 
-    async fn try_lock(&self) -> Result<Option<PoolConnection<Any>>, Error> {
-        let mut conn = self.pool.acquire().await?;
+    async fn try_lock(&self) -> Result<Option<AnyConnection>, Error> {
+        let mut conn = self.pool.acquire().await?.detach();
         let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
             .bind(self.table.lock_key())
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?
             .try_get("locked")?;
         Ok(locked.then_some(conn))
