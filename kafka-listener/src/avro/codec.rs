@@ -263,27 +263,37 @@ impl AvroCodec {
     /// [`DecodeError::InvalidWriterSchema`]; failures are not cached.
     pub async fn schema(&self, id: u32) -> Result<Arc<Schema>, DecodeError> {
         let cell = cell(&self.inner.by_id, id);
-        cell.get_or_try_init(|| async {
-            let text = self
-                .inner
-                .client
-                .schema_by_id(id)
-                .await
-                .map_err(|source| match source {
-                    RegistryError::NotFound { code: 40403, .. } => {
-                        DecodeError::UnknownSchema { id, source }
+        let fetched = cell
+            .get_or_try_init(|| async {
+                let text =
+                    self.inner
+                        .client
+                        .schema_by_id(id)
+                        .await
+                        .map_err(|source| match source {
+                            RegistryError::NotFound { code: 40403, .. } => {
+                                DecodeError::UnknownSchema { id, source }
+                            }
+                            source => DecodeError::Registry { id, source },
+                        })?;
+                Schema::parse_str(&text).map(Arc::new).map_err(|e| {
+                    DecodeError::InvalidWriterSchema {
+                        id,
+                        message: e.to_string(),
                     }
-                    source => DecodeError::Registry { id, source },
-                })?;
-            Schema::parse_str(&text)
-                .map(Arc::new)
-                .map_err(|e| DecodeError::InvalidWriterSchema {
-                    id,
-                    message: e.to_string(),
                 })
-        })
-        .await
-        .cloned()
+            })
+            .await
+            .cloned();
+        if fetched.is_err() {
+            // Keep no entry for ids that failed (unknown ids of poison
+            // pills would otherwise pile up); waiters already hold the cell.
+            let mut by_id = self.inner.by_id.lock().unwrap_or_else(|e| e.into_inner());
+            if by_id.get(&id).is_some_and(|c| c.get().is_none()) {
+                by_id.remove(&id);
+            }
+        }
+        fetched
     }
 
     /// The writer schema of `id` if it has been fetched.
