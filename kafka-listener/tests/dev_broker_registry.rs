@@ -1,0 +1,57 @@
+//! The `dev-broker` binary serves a Schema Registry beside its broker and
+//! prints both addresses.
+
+#![cfg(all(feature = "dev-broker", feature = "avro"))]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use kafka_listener::avro::RegistryClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn dev_broker_prints_and_serves_a_schema_registry() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dev-broker"))
+        .args(["--topic", "t:2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dev-broker starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    while lines.len() < 2 {
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("dev-broker prints its addresses within 30 s")
+            .unwrap()
+            .expect("a line");
+        lines.push(line);
+    }
+    assert!(
+        lines[0].starts_with("bootstrap.servers=127.0.0.1:"),
+        "{lines:?}"
+    );
+    let url = lines[1]
+        .strip_prefix("schema.registry.url=")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    // The log has a line naming the registry and its URL.
+    let logged = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = stderr.next_line().await {
+            if line.contains("schema registry") && line.contains(url) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(logged, "a log line with `schema registry` and {url}");
+
+    let client = RegistryClient::new(url).unwrap();
+    let id = client.register("t-value", r#""string""#).await.unwrap();
+    assert_eq!(client.schema_by_id(id).await.unwrap(), r#""string""#);
+    child.kill().await.unwrap();
+}
