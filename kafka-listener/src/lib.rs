@@ -54,6 +54,7 @@ pub mod handler;
 pub mod listener;
 pub mod metrics;
 pub mod producer;
+pub mod rate_limit;
 pub mod record;
 pub mod recover;
 #[cfg(feature = "avro")]
@@ -79,15 +80,17 @@ pub use crate::extract::{
 pub use crate::listener::{AckMode, ListenerSpec};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::record::{ConsumerRecord, Header, Headers};
+pub use crate::rate_limit::RateLimit;
 pub use crate::retry::{BackOff, RetryPolicy};
 pub use crate::retry_topics::RetryTopics;
 
 /// Attribute macros, re-exported from `kafka-listener-macros`.
 #[cfg(feature = "macros")]
 pub use kafka_listener_macros::kafka_listener;
-/// `#[after_commit]` and `#[derive(OutboxEvent)]`, re-exported from `kafka-listener-macros`.
+/// `#[after_commit]`, re-exported from `kafka-listener-macros` (the
+/// `OutboxEvent` derive comes with the trait, from `after_commit`).
 #[cfg(all(feature = "macros", feature = "after-commit"))]
-pub use kafka_listener_macros::{after_commit, OutboxEvent};
+pub use kafka_listener_macros::after_commit;
 
 /// Everything a listener needs: `use kafka_listener::prelude::*;`.
 pub mod prelude {
@@ -111,6 +114,7 @@ pub mod __private {
     pub use crate::extract::{FromBatch, FromRecord};
     pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
     pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
+    pub use crate::rate_limit::RateLimit;
     pub use crate::retry::{BackOff, RetryPolicy};
     pub use crate::retry_topics::RetryTopics;
     pub use std::time::Duration;
@@ -139,6 +143,7 @@ pub mod __private {
         pub fn key_to_string<T: std::fmt::Display + ?Sized>(key: &T) -> String {
             key.to_string()
         }
+    }
 
     /// Compile-time check that an argument type is a record extractor; the
     /// macro calls it spanned at the argument so errors point there.
