@@ -5,19 +5,24 @@
 //!
 //! # In-process handlers: `#[after_commit]`
 //!
-//! ```ignore
-//! use kafka_listener::after_commit::{EventMeta, TransactionalEvents};
+//! ```no_run
+//! use kafka_listener::after_commit::TransactionalEvents;
 //! use kafka_listener::{after_commit, State};
 //!
 //! #[derive(Clone)]
 //! struct CouponIssued { coupon_id: String, user_id: String }
+//!
+//! #[derive(Clone)]
+//! struct Cache; // the app's state
+//! impl Cache { fn remember(&self, _coupon: &str, _user: &str) {} }
 //!
 //! #[after_commit]
 //! async fn warm_cache(event: CouponIssued, cache: State<Cache>) {
 //!     cache.remember(&event.coupon_id, &event.user_id);
 //! }
 //!
-//! let events = TransactionalEvents::builder(pool).state(cache).build().await?;
+//! # async fn run(pool: sqlx::AnyPool, coupon_id: String, user_id: String) -> Result<(), Box<dyn std::error::Error>> {
+//! let events = TransactionalEvents::builder(pool).state(Cache).build().await?;
 //! let mut tx = events.begin().await?;
 //! sqlx::query("UPDATE coupons SET issued = issued + 1 WHERE coupon_id = $1")
 //!     .bind(&coupon_id)
@@ -25,6 +30,8 @@
 //!     .await?;
 //! tx.publish(CouponIssued { coupon_id, user_id }).await?;
 //! tx.commit().await?; // warm_cache runs here, after the commit, and sees the row
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! - Handlers run after `commit()` succeeds, one at a time, before
@@ -49,13 +56,15 @@
 //! This is how an app (coupon-service, for example) publishes
 //! `coupon.issued`:
 //!
-//! ```ignore
+//! ```no_run
 //! use kafka_listener::after_commit::{OutboxEvent, RelayConfig, TransactionalEvents};
 //!
 //! #[derive(Clone, serde::Serialize, OutboxEvent)]
 //! #[outbox(topic = "coupon.issued", key = "coupon_id")]
 //! struct CouponIssued { coupon_id: String, user_id: String, issued_at: i64 }
 //!
+//! # async fn run(app: kafka_listener::KafkaApp, pool: sqlx::AnyPool) -> Result<(), Box<dyn std::error::Error>> {
+//! # let (coupon_id, user_id, now) = (String::new(), String::new(), 0_i64);
 //! // At start-up, once: creates the `kafka_outbox` table if missing,
 //! // validates the `#[after_commit]` handlers, starts the relay (which first
 //! // sends what a previous run left unsent).
@@ -65,15 +74,25 @@
 //! // In the listener or the HTTP handler, one transaction:
 //! let mut tx = events.begin().await?;
 //! sqlx::query("INSERT INTO coupon_issues (coupon_id, user_id, issued_at) VALUES ($1, $2, $3)")
-//!     .bind(&coupon_id).bind(&user_id).bind(now)
+//!     .bind(&coupon_id)
+//!     .bind(&user_id)
+//!     .bind(now)
 //!     .execute(&mut *tx)
 //!     .await?;
 //! tx.publish(CouponIssued { coupon_id, user_id, issued_at: now }).await?; // an outbox row
 //! tx.commit().await?; // the relay is woken up and sends the record
 //!
-//! // At shutdown, after the listeners stopped:
+//! // At shutdown, after the listeners stopped and before the template is
+//! // flushed (`RunningApp::shutdown`):
 //! relay.shutdown().await;
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! `use kafka_listener::after_commit::OutboxEvent` brings both the trait and
+//! the derive; `TransactionalEvents` is cheap to clone: keep one in the app
+//! state (`KafkaApp::state`) and take it in listeners as
+//! `State<TransactionalEvents>`.
 //!
 //! The record: topic `coupon.issued`, key the `coupon_id` field (as a
 //! string), value the event as JSON, timestamp the publish time, headers
@@ -114,6 +133,11 @@ pub use self::relay::{RelayConfig, RelayHandle, RelayStats};
 pub use self::tx::{
     Committed, EventTx, Published, TransactionalEvents, TransactionalEventsBuilder,
 };
+
+/// `#[derive(OutboxEvent)]` (the same name as the trait, as serde's
+/// `Serialize`).
+#[cfg(feature = "macros")]
+pub use kafka_listener_macros::OutboxEvent;
 
 /// The header that carries the event's unique id (a UUID v4 string).
 pub const EVENT_ID_HEADER: &str = "kafka_listener-event-id";
