@@ -845,3 +845,58 @@ async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file()
     assert_eq!(seen, [order]);
     assert_eq!(registry.schema_id_lookups(), 1, "fetched over HTTPS");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_registry_checks_compatibility_under_the_configured_level() {
+    init_tracing();
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    let client = AvroCodec::from_config(&KafkaConfig::new(), registry.url())
+        .unwrap()
+        .client()
+        .clone();
+    let json = |s: apache_avro::Schema| serde_json::to_string(&s).unwrap();
+    let (v1, v2, v3) = (
+        json(OrderV1::get_schema()),
+        json(OrderV2::get_schema()),
+        json(OrderV3::get_schema()),
+    );
+    const S: &str = "orders-value";
+    assert!(
+        client.is_compatible(S, &v3).await.unwrap(),
+        "a new subject takes anything"
+    );
+    let id1 = client.register(S, &v1).await.unwrap();
+    assert_eq!(
+        client.register(S, &v1).await.unwrap(),
+        id1,
+        "registering twice is a no-op"
+    );
+    client.set_compatibility(Some(S), "FULL").await.unwrap();
+    assert!(
+        client.is_compatible(S, &v2).await.unwrap(),
+        "a field with a default"
+    );
+    assert!(
+        !client.is_compatible(S, &v3).await.unwrap(),
+        "a field without one"
+    );
+    let id2 = client.register(S, &v2).await.unwrap();
+    assert_ne!(id1, id2);
+    assert!(matches!(
+        client.register(S, &v3).await,
+        Err(RegistryError::Incompatible { .. })
+    ));
+    client.set_compatibility(Some(S), "NONE").await.unwrap();
+    let id3 = client.register(S, &v3).await.unwrap();
+    let latest = client.latest(S).await.unwrap();
+    assert_eq!((latest.version, latest.id), (3, id3));
+    assert_eq!(client.lookup(S, &v1).await.unwrap().version, 1);
+    assert!(matches!(
+        client.set_compatibility(None, "SIDEWAYS").await,
+        Err(RegistryError::Http { status: 422, .. })
+    ));
+    assert!(matches!(
+        client.register(S, "{not json").await,
+        Err(RegistryError::InvalidSchema { code: 42201, .. })
+    ));
+}

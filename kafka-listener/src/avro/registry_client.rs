@@ -54,7 +54,7 @@ pub enum RegistryError {
         /// The registry's message (which rule failed).
         message: String,
     },
-    /// HTTP 422 (error code 42201): not a valid Avro schema.
+    /// HTTP 422 with error code 42201: not a valid Avro schema.
     #[error("schema registry: invalid schema (error code {code}): {message}")]
     InvalidSchema {
         /// The registry's `error_code`.
@@ -62,7 +62,9 @@ pub enum RegistryError {
         /// The registry's message.
         message: String,
     },
-    /// Any other error status; 5xx, 408 and 429 are retryable.
+    /// Any other error status (401, 403, 422 with another code such as
+    /// 42203, an invalid compatibility level, ...); 5xx, 408 and 429 are
+    /// retryable.
     #[error("schema registry answered HTTP {status} (error code {code}): {message}")]
     Http {
         /// The HTTP status.
@@ -474,7 +476,7 @@ fn error_of(status: StatusCode, text: &str, path: &str) -> RegistryError {
                 .to_owned(),
             message,
         },
-        422 => RegistryError::InvalidSchema { code, message },
+        422 if code == 42201 => RegistryError::InvalidSchema { code, message },
         s => RegistryError::Http {
             status: s,
             code,
