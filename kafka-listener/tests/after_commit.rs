@@ -154,6 +154,45 @@ async fn rollback_and_drop_run_nothing(db: Db) {
     db.cleanup().await;
 }
 
+async fn failed_commit_runs_nothing(db: Db) {
+    let (events, ctx) = db.events().await;
+    let (parent, child) = db.deferred_fk_tables(&ctx.pool).await;
+    let mut tx = events.begin().await.unwrap();
+    // Checked only at COMMIT: the commit fails.
+    sqlx::query(&format!(
+        "INSERT INTO {child} (parent_id) VALUES ('missing')"
+    ))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    ctx.insert_issue(&mut tx, "c1", "erin").await;
+    tx.publish(CouponIssued {
+        coupon_id: "c1".into(),
+        user_id: "erin".into(),
+    })
+    .await
+    .unwrap();
+    tx.publish(Issued {
+        coupon_id: "c1".into(),
+        seq: 0,
+    })
+    .await
+    .unwrap();
+    let error = tx
+        .commit()
+        .await
+        .expect_err("the deferred foreign key fails the commit");
+    assert!(
+        matches!(error, kafka_listener::AfterCommitError::Database(_)),
+        "{error}"
+    );
+    assert!(ctx.calls().is_empty(), "{:?}", ctx.calls());
+    assert_eq!(ctx.count_issues("c1").await.unwrap(), 0);
+    assert!(events.outbox_rows().await.unwrap().is_empty());
+    let _ = parent;
+    db.cleanup().await;
+}
+
 async fn outside_a_transaction_only_fallback_handlers_run(db: Db) {
     let (events, ctx) = db.events().await;
     let published = events
@@ -198,6 +237,24 @@ async fn outside_a_transaction_only_fallback_handlers_run(db: Db) {
         names,
         HashSet::from(["audit_always", "audit_after_commit_only"])
     );
+
+    // An outbox event outside a transaction is written at once (a
+    // one-statement transaction) and left for the relay.
+    let published = events
+        .publish(Issued {
+            coupon_id: "c1".into(),
+            seq: 7,
+        })
+        .await
+        .unwrap();
+    assert!(published.outboxed);
+    let rows = events.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].topic, "coupon.issued");
+    assert_eq!(rows[0].key, "c1");
+    assert_eq!(rows[0].payload, r#"{"coupon_id":"c1","seq":7}"#);
+    assert_eq!(rows[0].event_id.len(), 36);
+    assert_eq!(rows[0].sent_at, None);
     db.cleanup().await;
 }
 
@@ -448,6 +505,7 @@ macro_rules! on_both_databases {
 on_both_databases!(
     commit_runs_handlers_after_commit,
     rollback_and_drop_run_nothing,
+    failed_commit_runs_nothing,
     outside_a_transaction_only_fallback_handlers_run,
     handler_failure_keeps_the_commit,
     unsent_outbox_rows_are_published_on_the_next_start,

@@ -145,6 +145,7 @@ impl Db {
                     if conn.backend_name() == "SQLite" {
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())
                 })
@@ -173,6 +174,26 @@ impl Db {
         (events, ctx)
     }
 
+    /// A parent table and a child table whose foreign key is checked at
+    /// commit (`DEFERRABLE INITIALLY DEFERRED`, on SQLite and PostgreSQL).
+    pub async fn deferred_fk_tables(&self, pool: &AnyPool) -> (String, String) {
+        let (parent, child) = (
+            format!("parent_{}", self.suffix),
+            format!("child_{}", self.suffix),
+        );
+        sqlx::query(&format!("CREATE TABLE {parent} (id TEXT PRIMARY KEY)"))
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query(&format!(
+            "CREATE TABLE {child} (parent_id TEXT NOT NULL REFERENCES {parent} (id) DEFERRABLE INITIALLY DEFERRED)"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+        (parent, child)
+    }
+
     /// Drops this test's tables (PostgreSQL) or its directory (SQLite).
     pub async fn cleanup(self) {
         if self.postgres {
@@ -181,7 +202,13 @@ impl Db {
                 .connect(&self.url)
                 .await
             {
-                for table in [self.outbox_table(), self.issues_table()] {
+                let tables = [
+                    self.outbox_table(),
+                    self.issues_table(),
+                    format!("child_{}", self.suffix),
+                    format!("parent_{}", self.suffix),
+                ];
+                for table in tables {
                     let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
                         .execute(&pool)
                         .await;
