@@ -43,6 +43,12 @@ pub struct ServiceConfig {
     /// [`crate::RunningService::start_admission`] (a queue that opens at a
     /// set time).
     pub admit_on_start: bool,
+    /// Create [`crate::TOPIC`] (one partition) at start if missing
+    /// (`true`, the default). Set `false` when the topic is managed
+    /// elsewhere, or on a broker that does not serve the CreateTopics admin
+    /// API (librdkafka's mock cluster reached through its bootstrap address,
+    /// as the restart tests do).
+    pub declare_topic: bool,
     /// Serve `GET /metrics` in the Prometheus text format (installs a global
     /// `metrics` recorder once per process).
     pub metrics: bool,
@@ -59,6 +65,7 @@ impl Default for ServiceConfig {
             send_timeout: Duration::from_secs(10),
             max_waiting: Some(20_000),
             admit_on_start: true,
+            declare_topic: true,
             metrics: true,
         }
     }

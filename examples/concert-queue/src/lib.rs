@@ -166,9 +166,11 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         .map_err(|e| ServiceError::Http(config.http_addr, e))?;
 
     let kafka = config.kafka_config();
-    let app = KafkaApp::builder()
-        .config(kafka.clone())
-        .topic(NewTopic::new(TOPIC, 1))
+    let mut builder = KafkaApp::builder().config(kafka.clone());
+    if config.declare_topic {
+        builder = builder.topic(NewTopic::new(TOPIC, 1));
+    }
+    let app = builder
         .listener(listener::spec(config.admit_rate, config.admit_on_start))
         .without_discovered_listeners()
         .build()

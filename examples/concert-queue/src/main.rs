@@ -96,6 +96,7 @@ impl ServeArgs {
             send_timeout: Duration::from_millis(self.send_timeout_ms.max(1)),
             max_waiting: (self.max_waiting > 0).then_some(self.max_waiting),
             admit_on_start: !self.paused,
+            declare_topic: true,
             metrics: !self.no_metrics,
         })
     }

@@ -1,0 +1,656 @@
+//! End-to-end tests of the concert-queue reference app: the service runs
+//! in-process (HTTP on port 0, the `concert-admitter` listener with one
+//! consumer on the one partition of `concert.queue.waiting`) against a
+//! SQLite file, on the embedded broker (the service's own, or one started by
+//! the test when the broker must outlive a service).
+//!
+//! Rates are high (`20/500ms`, `10/500ms`) to keep each test short; the
+//! assertions are on real orders, counts and times.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use concert_queue::{RunningService, ServiceConfig, GROUP_ID, LISTENER_ID, TOPIC};
+use kafka_listener::embedded::EmbeddedBroker;
+use kafka_listener::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`.
+fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!(
+        "{prefix}-{}-{millis}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A SQLite file in the temp directory, removed on drop.
+struct TempDb {
+    url: String,
+    path: PathBuf,
+}
+
+impl TempDb {
+    fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique("concert-test")));
+        Self {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            path,
+        }
+    }
+
+    /// A connection of its own to the database.
+    async fn pool(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("test connects to the database")
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+/// Kafka settings for a test: `bootstrap` (None: the service's own embedded
+/// broker) and a short consumer session so group changes are quick.
+fn kafka(bootstrap: Option<&str>) -> KafkaConfig {
+    let mut config = KafkaConfig::new();
+    if let Some(b) = bootstrap {
+        config = config.bootstrap_servers(b);
+    }
+    config
+        .consumer_properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    config
+        .consumer_properties
+        .insert("heartbeat.interval.ms".into(), "500".into());
+    config
+}
+
+/// A running service and an HTTP client for it.
+struct Harness {
+    service: RunningService,
+    client: reqwest::Client,
+    base: String,
+    started: Instant,
+}
+
+async fn start(db: &TempDb, tweak: impl FnOnce(&mut ServiceConfig)) -> Harness {
+    init_logs();
+    let mut config = ServiceConfig {
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: db.url.clone(),
+        kafka: kafka(None),
+        metrics: false,
+        ..ServiceConfig::default()
+    };
+    tweak(&mut config);
+    let service = concert_queue::start(config)
+        .await
+        .expect("concert-queue starts");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Harness {
+        base: service.base_url(),
+        service,
+        client,
+        started: Instant::now(),
+    }
+}
+
+/// One token as the test enqueued it.
+#[derive(Debug, Clone)]
+struct Enqueued {
+    user_id: String,
+    token_id: String,
+    offset: i64,
+}
+
+impl Harness {
+    async fn stop(self) {
+        let ran = self.started.elapsed();
+        let stopping = Instant::now();
+        self.service.shutdown().await;
+        eprintln!(
+            "{}: ran {ran:?}, shutdown {:?}",
+            std::thread::current().name().unwrap_or("test"),
+            stopping.elapsed()
+        );
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Enqueues `n` users one after the other (each waits for the previous
+    /// 202), so arrival order is request order.
+    async fn enqueue(&self, prefix: &str, n: usize) -> Vec<Enqueued> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let user_id = format!("{prefix}-{i}");
+            let (status, body) = self
+                .post("/queue/tokens", json!({ "user_id": user_id }))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "enqueue {user_id}: {body}");
+            assert_eq!(body["status"], "waiting", "{body}");
+            out.push(Enqueued {
+                user_id,
+                token_id: body["token_id"].as_str().expect("token_id").to_owned(),
+                offset: body["offset"].as_i64().expect("offset"),
+            });
+        }
+        out
+    }
+
+    async fn token(&self, token_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/queue/tokens/{token_id}")).await;
+        assert_eq!(status, StatusCode::OK, "GET token {token_id}: {body}");
+        body
+    }
+
+    async fn stats(&self) -> Value {
+        let (status, body) = self.get("/queue/stats").await;
+        assert_eq!(status, StatusCode::OK, "GET stats: {body}");
+        body
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; panics after `timeout`.
+async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `(token_id, record_offset, status, admitted_at, admission_seq,
+/// deliveries)` of every token, in offset order.
+async fn rows(db: &sqlx::AnyPool) -> Vec<(String, i64, String, Option<i64>, Option<i64>, i64)> {
+    sqlx::query(
+        "SELECT token_id, record_offset, status, admitted_at, admission_seq, deliveries
+         FROM queue_tokens ORDER BY record_offset",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get("token_id"),
+            r.get("record_offset"),
+            r.get("status"),
+            r.get("admitted_at"),
+            r.get("admission_seq"),
+            r.get("deliveries"),
+        )
+    })
+    .collect()
+}
+
+/// The committed offset of the admitter's group on partition 0 (-1: none).
+fn committed(bootstrap: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", GROUP_ID)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(TOPIC, 0);
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    match got.find_partition(TOPIC, 0).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
+}
+
+/// `(tokens/s after the first window's burst, most admissions in any window
+/// of `window_ms`)` over admission times in ms.
+fn rate(admitted: &mut [i64], permits: u64, window_ms: i64) -> (f64, u64) {
+    admitted.sort_unstable();
+    let (r, _, max) = concert_queue::load::measure(admitted, permits, window_ms);
+    (r, max)
+}
+
+/// 300 tokens enqueued before the doors open, then admitted at `20/500ms`:
+/// admission order is arrival order, each token once; the measured rate is
+/// within 10% of 40/s and no 500 ms window holds more than 20 admissions;
+/// a late token's position starts at its offset and falls as tokens are
+/// admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admits_in_arrival_order_at_the_configured_rate_while_positions_fall() {
+    const N: usize = 300;
+    let db = TempDb::new();
+    let h = start(&db, |c| {
+        c.admit_rate = "20/500ms".parse().unwrap();
+        c.admit_on_start = false;
+    })
+    .await;
+    let tokens = h.enqueue(&unique("order"), N).await;
+    // Arrival order is request order: offsets 0, 1, 2, ... in request order.
+    assert_eq!(
+        tokens.iter().map(|t| t.offset).collect::<Vec<_>>(),
+        (0..N as i64).collect::<Vec<_>>()
+    );
+    // Doors closed: nothing finished, nothing committed: position = offset.
+    for t in [&tokens[0], &tokens[1], &tokens[150], &tokens[N - 1]] {
+        let v = h.token(&t.token_id).await;
+        assert_eq!(v["status"], "waiting", "{v}");
+        assert_eq!(v["position"], t.offset, "{v}");
+        assert_eq!(v["position_source"], "committed", "{v}");
+    }
+    let stats = h.stats().await;
+    assert_eq!(stats["waiting"], N, "{stats}");
+    assert_eq!(stats["waiting_by_offsets"], N, "{stats}");
+
+    h.service.start_admission().unwrap();
+    let last = &tokens[N - 1];
+    let mut positions = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = h.token(&last.token_id).await;
+        if v["status"] != "waiting" {
+            assert_eq!(v["status"], "active", "{v}");
+            break;
+        }
+        positions.push(
+            v["position"]
+                .as_i64()
+                .expect("a waiting token has a position"),
+        );
+        assert!(Instant::now() < deadline, "not admitted in 30 s: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        positions.windows(2).all(|w| w[1] <= w[0]),
+        "positions never rise: {positions:?}"
+    );
+    let mut distinct = positions.clone();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 10 && *distinct.last().unwrap() <= 20,
+        "positions fall step by step to the front: {distinct:?}"
+    );
+
+    let pool = db.pool().await;
+    let rows = rows(&pool).await;
+    assert_eq!(rows.len(), N);
+    for (i, (token_id, offset, status, admitted_at, seq, deliveries)) in rows.iter().enumerate() {
+        assert_eq!(token_id, &tokens[i].token_id, "offset {offset}");
+        assert_eq!(*offset, i as i64);
+        assert_eq!(status, "active");
+        assert!(admitted_at.is_some());
+        assert_eq!(
+            *seq,
+            Some(i as i64 + 1),
+            "the token at offset {offset} is admission number {}",
+            i + 1
+        );
+        assert_eq!(*deliveries, 1, "offset {offset} delivered once");
+    }
+    let mut admitted: Vec<i64> = rows.iter().map(|r| r.3.unwrap()).collect();
+    assert!(
+        admitted.windows(2).all(|w| w[0] <= w[1]),
+        "admission times follow offsets"
+    );
+    // 5 ms of slack for millisecond timestamps taken after the permit.
+    let (measured, max_in_window) = rate(&mut admitted, 20, 495);
+    eprintln!(
+        "admitted {N} at {measured:.2}/s (configured 40/s), at most {max_in_window} per 495 ms"
+    );
+    assert!(
+        max_in_window <= 20,
+        "{max_in_window} admissions in one window"
+    );
+    assert!(
+        (36.0..=44.0).contains(&measured),
+        "measured {measured:.2}/s, configured 40/s"
+    );
+    let stats = h.stats().await;
+    assert_eq!(stats["waiting"], 0, "{stats}");
+    assert_eq!(stats["active"], N, "{stats}");
+    assert_eq!(stats["admitted_total"], N, "{stats}");
+    assert_eq!(stats["next_offset"], N, "{stats}");
+    assert_eq!(stats["next_offset_source"], "finished", "{stats}");
+    pool.close().await;
+    h.stop().await;
+}
+
+/// A service admits part of the queue and stops; a new one on the same
+/// broker and database resumes from the group's committed offset: nobody is
+/// admitted twice (each record delivered once) and nobody is skipped
+/// (admission numbers 1..=N in offset order). Before the new listener
+/// finished anything, positions come from the committed offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_resumes_from_the_committed_offset() {
+    const N: usize = 100;
+    init_logs();
+    let broker = EmbeddedBroker::start().expect("embedded broker");
+    broker.create_topic(TOPIC, 1).expect("topic");
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let db = TempDb::new();
+    let tweak = |c: &mut ServiceConfig| {
+        c.kafka = kafka(Some(&bootstrap));
+        // The mock cluster does not answer CreateTopics: created above.
+        c.declare_topic = false;
+        c.admit_rate = "10/500ms".parse().unwrap();
+        c.admit_on_start = false;
+    };
+
+    let first = start(&db, tweak).await;
+    let tokens = first.enqueue(&unique("restart"), N).await;
+    first.service.start_admission().unwrap();
+    wait_until(Duration::from_secs(20), "30 tokens admitted", || async {
+        first.stats().await["admitted_total"].as_i64().unwrap() >= 30
+    })
+    .await;
+    first.stop().await;
+
+    let pool = db.pool().await;
+    let before = rows(&pool).await;
+    let admitted = before.iter().filter(|r| r.2 == "active").count() as i64;
+    assert!((30..N as i64).contains(&admitted), "{admitted} admitted");
+    assert!(
+        before.iter().all(|r| (r.2 == "active") == (r.1 < admitted)),
+        "exactly offsets 0..{admitted} were admitted"
+    );
+    let committed_at_stop = committed(&bootstrap);
+    assert_eq!(
+        committed_at_stop, admitted,
+        "the stop committed every finished token"
+    );
+
+    let second = start(&db, tweak).await;
+    let waiting = &tokens[N - 1];
+    let v = second.token(&waiting.token_id).await;
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert_eq!(v["position_source"], "committed", "{v}");
+    assert_eq!(v["position"], waiting.offset - admitted, "{v}");
+    second.service.start_admission().unwrap();
+    wait_until(Duration::from_secs(25), "every token admitted", || async {
+        second.token(&waiting.token_id).await["status"] == "active"
+    })
+    .await;
+    let after = rows(&pool).await;
+    assert_eq!(after.len(), N);
+    for (i, (token_id, offset, status, admitted_at, seq, deliveries)) in after.iter().enumerate() {
+        assert_eq!(token_id, &tokens[i].token_id);
+        assert_eq!(status, "active", "offset {offset}");
+        assert_eq!(
+            *seq,
+            Some(i as i64 + 1),
+            "offset {offset}: no one skipped, no one admitted twice"
+        );
+        assert_eq!(
+            *deliveries, 1,
+            "offset {offset} was delivered once across the restart"
+        );
+        if (i as i64) < admitted {
+            assert_eq!(
+                admitted_at, &before[i].3,
+                "offset {offset} kept its first admission"
+            );
+        }
+    }
+    second.stop().await;
+    assert_eq!(committed(&bootstrap), N as i64);
+    pool.close().await;
+}
+
+/// With `5/8s` and `max.poll.interval.ms` = 6 s, the budget stays spent for
+/// ~8 s, longer than the poll interval: the consumer keeps its partition
+/// (no rebalance, no redelivery), and the second window's tokens are
+/// admitted ~8 s after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spent_budget_longer_than_max_poll_interval_keeps_the_consumer_in_its_group() {
+    let db = TempDb::new();
+    let h = start(&db, |c| {
+        c.admit_rate = "5/8s".parse().unwrap();
+        c.admit_on_start = false;
+        c.kafka
+            .consumer_properties
+            .insert("max.poll.interval.ms".into(), "6000".into());
+    })
+    .await;
+    let tokens = h.enqueue(&unique("poll"), 12).await;
+    h.service.start_admission().unwrap();
+    let container = h.service.app().container(LISTENER_ID).unwrap();
+    assert!(
+        container
+            .wait_for_assignment(1, Duration::from_secs(20))
+            .await
+    );
+    wait_until(Duration::from_secs(20), "10 tokens admitted", || async {
+        h.stats().await["admitted_total"].as_i64().unwrap() >= 10
+    })
+    .await;
+    assert_eq!(
+        container.assigned_partitions(),
+        vec![vec![(TOPIC.to_owned(), 0)]],
+        "still in the group after a wait longer than max.poll.interval.ms"
+    );
+    assert_eq!(
+        container.finished_offsets(),
+        vec![(TOPIC.to_owned(), 0, 10)]
+    );
+    let v = h.token(&tokens[11].token_id).await;
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert_eq!(v["position"], 1, "{v}");
+    assert_eq!(v["position_source"], "finished", "{v}");
+
+    let pool = db.pool().await;
+    let rows = rows(&pool).await;
+    let admitted: Vec<_> = rows.iter().filter(|r| r.2 == "active").collect();
+    assert_eq!(admitted.len(), 10);
+    assert!(
+        rows.iter().all(|r| r.5 == i64::from(r.1 < 10)),
+        "each admitted token delivered once, no rebalance replay"
+    );
+    let t0 = admitted[0].3.unwrap();
+    for r in &admitted[..5] {
+        let d = r.3.unwrap() - t0;
+        assert!(d < 2_000, "offset {} admitted {d} ms after the first", r.1);
+    }
+    for r in &admitted[5..] {
+        let d = r.3.unwrap() - t0;
+        assert!(
+            (7_900..11_000).contains(&d),
+            "offset {} admitted {d} ms after the first",
+            r.1
+        );
+    }
+    pool.close().await;
+    h.stop().await;
+}
+
+/// Admitted tokens turn `expired` after the TTL, in their view and in the
+/// counts; the user may then queue again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn active_tokens_expire_after_the_ttl() {
+    let db = TempDb::new();
+    let h = start(&db, |c| {
+        c.admit_rate = "50/1s".parse().unwrap();
+        c.active_ttl = Duration::from_millis(1500);
+    })
+    .await;
+    let user = unique("ttl");
+    let tokens = h.enqueue(&user, 3).await;
+    let t = &tokens[0];
+    wait_until(Duration::from_secs(10), "admitted", || async {
+        h.token(&t.token_id).await["status"] == "active"
+    })
+    .await;
+    let active = h.token(&t.token_id).await;
+    let admitted_at = active["admitted_at"].as_i64().unwrap();
+    assert_eq!(active["expires_at"], admitted_at + 1500, "{active}");
+    assert!(active.get("position").is_none(), "{active}");
+    // Queueing again while active gives the same token back.
+    let (status, again) = h.post("/queue/tokens", json!({"user_id": t.user_id})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["token_id"], t.token_id.as_str());
+    wait_until(Duration::from_secs(10), "expired", || async {
+        h.token(&t.token_id).await["status"] == "expired"
+    })
+    .await;
+    let expired_seen = h.token(&t.token_id).await;
+    assert_eq!(expired_seen["admitted_at"], admitted_at);
+    let waited = now_ms() - admitted_at;
+    assert!(waited >= 1_500, "expired after {waited} ms");
+    wait_until(Duration::from_secs(5), "counts show it", || async {
+        let s = h.stats().await;
+        s["active"] == 0 && s["expired"] == 3
+    })
+    .await;
+    // Expired: the user may queue again, with a new token.
+    let (status, fresh) = h.post("/queue/tokens", json!({"user_id": t.user_id})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{fresh}");
+    assert_ne!(fresh["token_id"], t.token_id.as_str());
+    assert_eq!(fresh["offset"], 3);
+    h.stop().await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Every bad request gets a 4xx with `{"error": reason}`; a user queueing
+/// twice keeps one place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_reason() {
+    let db = TempDb::new();
+    let h = start(&db, |c| c.admit_on_start = false).await;
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            h.client
+                .post(format!("{}/queue/tokens", h.base))
+                .json(&json!({"user_id": ""})),
+            StatusCode::BAD_REQUEST,
+            "must not be empty",
+        ),
+        (
+            h.client
+                .post(format!("{}/queue/tokens", h.base))
+                .json(&json!({"user_id": "x".repeat(200)})),
+            StatusCode::BAD_REQUEST,
+            "longer than",
+        ),
+        (
+            h.client
+                .post(format!("{}/queue/tokens", h.base))
+                .json(&json!({"user": "u"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "user_id",
+        ),
+        (
+            h.client
+                .post(format!("{}/queue/tokens", h.base))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            h.client
+                .post(format!("{}/queue/tokens", h.base))
+                .body("user_id=u"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "",
+        ),
+        (
+            h.client.get(format!("{}/queue/tokens/nope", h.base)),
+            StatusCode::NOT_FOUND,
+            "no token",
+        ),
+        (
+            h.client.get(format!("{}/queue/nowhere", h.base)),
+            StatusCode::NOT_FOUND,
+            "no such route",
+        ),
+        (
+            h.client.delete(format!("{}/queue/stats", h.base)),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ),
+    ];
+    for (request, status, reason) in cases {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), status);
+        let body: Value = resp.json().await.expect("a JSON body");
+        let error = body["error"].as_str().expect("an error string");
+        assert!(
+            error.contains(reason),
+            "{error:?} should mention {reason:?}"
+        );
+    }
+    let user = unique("twice");
+    let first = h.enqueue(&user, 1).await.remove(0);
+    let (status, again) = h
+        .post("/queue/tokens", json!({"user_id": first.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["token_id"], first.token_id.as_str());
+    assert_eq!(again["position"], first.offset);
+    assert_eq!(h.stats().await["waiting"], 1);
+    h.stop().await;
+}
