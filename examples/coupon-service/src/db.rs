@@ -10,9 +10,8 @@
 //! - `coupon_requests(coupon_id, user_id, status, requested_at, decided_at,
 //!   detail)`, primary key `(coupon_id, user_id)`: what the status endpoint
 //!   reads (`pending`, `issued`, `sold_out`, `failed`);
-//! - `coupon_dead_letters(id PK, topic, partition_id, record_offset,
-//!   record_key, payload, error_kind, error, attempts, failed_at)`: requests
-//!   that failed for good, for an admin to replay.
+//! - dead letters are in the framework's `kafka_dead_letters` table
+//!   (`kafka_listener::dlq::DeadLetterStore`, over the writer pool).
 //!
 //! SQLite allows one writer at a time: writes go through a pool of one
 //! connection (WAL journal, so readers never wait for it), reads through a
@@ -65,18 +64,6 @@ const SCHEMA: &[&str] = &[
         detail TEXT,
         PRIMARY KEY (coupon_id, user_id)
     )",
-    "CREATE TABLE IF NOT EXISTS coupon_dead_letters (
-        id TEXT PRIMARY KEY,
-        topic TEXT NOT NULL,
-        partition_id BIGINT NOT NULL,
-        record_offset BIGINT NOT NULL,
-        record_key TEXT,
-        payload TEXT,
-        error_kind TEXT NOT NULL,
-        error TEXT NOT NULL,
-        attempts BIGINT NOT NULL,
-        failed_at BIGINT NOT NULL
-    )",
 ];
 
 /// Which database is behind the `AnyPool`.
@@ -118,36 +105,6 @@ pub(crate) struct CouponView {
     pub(crate) pending: i64,
     pub(crate) sold_out: i64,
     pub(crate) failed: i64,
-}
-
-/// One stored dead letter.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct DeadLetter {
-    pub(crate) id: String,
-    pub(crate) topic: String,
-    pub(crate) partition: i64,
-    pub(crate) offset: i64,
-    pub(crate) key: Option<String>,
-    pub(crate) payload: Option<String>,
-    pub(crate) error_kind: String,
-    pub(crate) error: String,
-    pub(crate) attempts: i64,
-    pub(crate) failed_at: i64,
-}
-
-/// A dead letter to store (what the recoverer knows about the record).
-#[derive(Debug)]
-pub(crate) struct NewDeadLetter<'a> {
-    pub(crate) topic: &'a str,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    /// The record's timestamp, milliseconds since the Unix epoch (0 if none).
-    pub(crate) timestamp: i64,
-    pub(crate) key: Option<String>,
-    pub(crate) payload: Option<String>,
-    pub(crate) error_kind: String,
-    pub(crate) error: String,
-    pub(crate) attempts: u32,
 }
 
 impl Db {
@@ -221,6 +178,11 @@ impl Db {
         }
     }
 
+    /// The writer pool (the dead-letter store writes through it).
+    pub(crate) fn pool(&self) -> AnyPool {
+        self.writer.clone()
+    }
+
     /// The database behind the pools.
     pub(crate) fn backend(&self) -> Backend {
         self.backend
@@ -277,43 +239,37 @@ impl Db {
         Ok(found.is_some())
     }
 
-    /// The coupon with its request counts, or `None`.
+    /// The coupon with its request counts, or `None`. One statement, so one
+    /// snapshot: `issued` and the counts always agree (two queries could
+    /// straddle a decision and show it in neither).
     pub(crate) async fn coupon(&self, coupon_id: &str) -> Result<Option<CouponView>, sqlx::Error> {
-        let Some(row) = sqlx::query("SELECT stock, issued FROM coupons WHERE coupon_id = $1")
-            .bind(coupon_id)
-            .fetch_optional(&self.reader)
-            .await?
+        let Some(row) = sqlx::query(
+            "SELECT c.stock, c.issued,
+               (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $2) AS pending,
+               (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $3) AS sold_out,
+               (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $4) AS failed
+             FROM coupons c WHERE c.coupon_id = $1",
+        )
+        .bind(coupon_id)
+        .bind(status::PENDING)
+        .bind(status::SOLD_OUT)
+        .bind(status::FAILED)
+        .fetch_optional(&self.reader)
+        .await?
         else {
             return Ok(None);
         };
         let stock: i64 = row.try_get("stock")?;
         let issued: i64 = row.try_get("issued")?;
-        let mut view = CouponView {
+        Ok(Some(CouponView {
             coupon_id: coupon_id.to_owned(),
             stock,
             issued,
             remaining: stock - issued,
-            pending: 0,
-            sold_out: 0,
-            failed: 0,
-        };
-        let counts = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM coupon_requests WHERE coupon_id = $1 GROUP BY status",
-        )
-        .bind(coupon_id)
-        .fetch_all(&self.reader)
-        .await?;
-        for row in counts {
-            let status: String = row.try_get("status")?;
-            let n: i64 = row.try_get("n")?;
-            match status.as_str() {
-                status::PENDING => view.pending = n,
-                status::SOLD_OUT => view.sold_out = n,
-                status::FAILED => view.failed = n,
-                _ => {}
-            }
-        }
-        Ok(Some(view))
+            pending: row.try_get("pending")?,
+            sold_out: row.try_get("sold_out")?,
+            failed: row.try_get("failed")?,
+        }))
     }
 
     /// Records a request as `pending` unless the user has a request for this
@@ -440,93 +396,18 @@ impl Db {
         Ok(IssueOutcome::Issued)
     }
 
-    /// Stores a dead letter (once per record) and, when the record is a
-    /// readable request, marks the request `failed` unless it was decided.
-    pub(crate) async fn store_dead_letter(
+    /// Marks a request that failed for good (its record is in the
+    /// dead-letter store) `failed`, unless it was decided.
+    pub(crate) async fn mark_failed(
         &self,
-        letter: NewDeadLetter<'_>,
-        request: Option<&IssueRequested>,
+        request: &IssueRequested,
+        error: &str,
         now: i64,
-    ) -> Result<String, sqlx::Error> {
-        // The record's timestamp keeps ids unique when a topic is recreated
-        // (or several embedded brokers share one database) and offsets
-        // start again from 0; a redelivery of the same record keeps its id.
-        let id = format!(
-            "{}-{}-{}-{}",
-            letter.topic, letter.partition, letter.offset, letter.timestamp
-        );
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO coupon_dead_letters
-               (id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(letter.topic)
-        .bind(i64::from(letter.partition))
-        .bind(letter.offset)
-        .bind(letter.key)
-        .bind(letter.payload)
-        .bind(letter.error_kind)
-        .bind(&letter.error)
-        .bind(i64::from(letter.attempts))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(req) = request {
-            decide(&mut tx, req, status::FAILED, now, Some(&letter.error)).await?;
-        }
-        tx.commit().await?;
-        Ok(id)
+        decide(&mut tx, request, status::FAILED, now, Some(error)).await?;
+        tx.commit().await
     }
-
-    /// Every stored dead letter, oldest first.
-    pub(crate) async fn dead_letters(&self) -> Result<Vec<DeadLetter>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at
-             FROM coupon_dead_letters ORDER BY failed_at, id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(dead_letter).collect()
-    }
-
-    /// One dead letter by id.
-    pub(crate) async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT id, topic, partition_id, record_offset, record_key, payload, error_kind, error, attempts, failed_at
-             FROM coupon_dead_letters WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(dead_letter).transpose()
-    }
-
-    /// Deletes a dead letter (after its replay was acknowledged).
-    pub(crate) async fn delete_dead_letter(&self, id: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM coupon_dead_letters WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-}
-
-fn dead_letter(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
-    Ok(DeadLetter {
-        id: row.try_get("id")?,
-        topic: row.try_get("topic")?,
-        partition: row.try_get("partition_id")?,
-        offset: row.try_get("record_offset")?,
-        key: row.try_get("record_key")?,
-        payload: row.try_get("payload")?,
-        error_kind: row.try_get("error_kind")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get("attempts")?,
-        failed_at: row.try_get("failed_at")?,
-    })
 }
 
 /// Sets a request's outcome; a request already `issued` or `sold_out` keeps

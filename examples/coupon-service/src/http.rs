@@ -10,6 +10,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kafka_listener::dlq::StoreError;
 use kafka_listener::ProducerRecord;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
@@ -323,42 +324,64 @@ async fn get_status(
     }
 }
 
+/// The dead letters not replayed yet, oldest first: `{"dead_letters":
+/// [{"id", "topic", "partition", "offset", "key", "payload", "error_kind",
+/// "error", "attempts", "failed_at"}]}` (the original record's topic,
+/// partition and offset; `failed_at` in ms since the Unix epoch).
 async fn list_dead_letters(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let letters = app.db.dead_letters().await?;
+    let letters = app.dead_letters.list().await.map_err(store_error)?;
+    let letters: Vec<Value> = letters
+        .iter()
+        .map(|l| {
+            json!({
+                "id": l.id,
+                "topic": l.original_topic,
+                "partition": l.original_partition,
+                "offset": l.original_offset,
+                "key": l.key_str(),
+                "payload": l.payload_str(),
+                "error_kind": l.error_kind,
+                "error": l.exception_stacktrace.as_deref().or(l.exception_message.as_deref()),
+                "attempts": l.attempts,
+                "failed_at": l.stored_at,
+            })
+        })
+        .collect();
     Ok(Json(json!({ "dead_letters": letters })))
 }
 
-/// Sends a dead letter's record to its topic again with its key, and deletes
-/// it once the broker acknowledged the copy. Never automatic: a record that
-/// keeps failing would loop.
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Database(e) => e.into(),
+        other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
+    }
+}
+
+/// Sends a dead letter's record to its topic again with its key (and a
+/// `kafka_listener-replayed-from` header), and takes it off the list once
+/// the broker acknowledged the copy. Never automatic: a record that keeps
+/// failing would loop.
 async fn replay_dead_letter(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Some(letter) = app.db.dead_letter(&id).await? else {
-        return Err(ApiError::not_found(format!("no dead letter `{id}`")));
+    let sent = match app.dead_letters.replay(&id, &app.template).await {
+        Ok(Some(sent)) => sent,
+        Ok(None) => return Err(ApiError::not_found(format!("no dead letter `{id}`"))),
+        Err(StoreError::Replay(e)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the broker did not acknowledge the replay: {e}"),
+            ))
+        }
+        Err(e) => return Err(store_error(e)),
     };
-    let mut record = match letter.key {
-        Some(key) => ProducerRecord::keyed(letter.topic.clone(), key),
-        None => ProducerRecord::keyless(letter.topic.clone()),
-    };
-    if let Some(payload) = letter.payload {
-        record = record.value(payload);
-    }
-    record = record.header("coupon-service-replay-of", id.clone());
-    let sent = app.template.send(record).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the broker did not acknowledge the replay: {e}"),
-        )
-    })?;
     app.lag.produced(sent.partition, sent.offset);
-    app.db.delete_dead_letter(&id).await?;
     tracing::info!(dead_letter = %id, partition = sent.partition, offset = sent.offset, "dead letter replayed");
     Ok((
         StatusCode::ACCEPTED,
         Json(
-            json!({"replayed": id, "topic": letter.topic, "partition": sent.partition, "offset": sent.offset}),
+            json!({"replayed": id, "topic": sent.topic, "partition": sent.partition, "offset": sent.offset}),
         ),
     ))
 }

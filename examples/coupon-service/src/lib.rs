@@ -16,8 +16,9 @@
 //!    `(coupon_id, user_id)` makes a redelivered or repeated request change
 //!    nothing. A request that finds no stock is recorded as `sold_out`.
 //! 4. `GET /coupons/{id}/issues/{user_id}` answers `pending`, `issued`,
-//!    `sold_out` or `failed` (a request that failed for good; it is kept
-//!    in the dead-letter table and can be replayed by an admin).
+//!    `sold_out` or `failed` (a request that failed for good: it went to
+//!    `coupon.issue.requested-dlt`, is kept in the database by the
+//!    framework's dead-letter store and can be replayed by an admin).
 //!
 //! # Running it in-process
 //!
@@ -46,13 +47,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use crate::config::{ServiceConfig, DEFAULT_DATABASE_URL};
 pub use crate::error::ServiceError;
-pub use crate::listener::{IssueRequested, GROUP_ID, LISTENER_ID, PARTITIONS, TOPIC};
+pub use crate::listener::{
+    IssueRequested, DEAD_LETTERS_ID, DLT, GROUP_ID, LISTENER_ID, PARTITIONS, TOPIC,
+};
 pub use crate::telemetry::init_tracing;
 
 use crate::db::Db;
@@ -137,6 +141,10 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     };
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
+    let dead_letters = DeadLetterStore::new(db.pool()).await.map_err(|e| match e {
+        StoreError::Database(e) => ServiceError::Database(e),
+        other => ServiceError::Config(other.to_string()),
+    })?;
     tracing::info!(backend = ?db.backend(), url = %config::redact_database_url(&config.database_url), "database ready");
 
     let http = tokio::net::TcpListener::bind(config.http_addr)
@@ -151,6 +159,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         .config(kafka)
         .topic(NewTopic::new(TOPIC, PARTITIONS))
         .listener(listener::spec(config.concurrency))
+        .listener(listener::dead_letters_spec())
         .without_discovered_listeners()
         .build()
         .await?;
@@ -167,6 +176,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         lag: Arc::new(LagTracker::new(max_lag)),
         template: app.template(),
         send_timeout: config.send_timeout,
+        dead_letters,
     };
     let app = app.state(state.clone()).start().await?;
 

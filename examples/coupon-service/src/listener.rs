@@ -3,17 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use kafka_listener::error::BoxError;
-use kafka_listener::extract::ListenerInfo;
-use kafka_listener::recover::Recoverer;
+use kafka_listener::dlq::headers::{Original, EXCEPTION_STACKTRACE};
+use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::{
-    ConsumerRecord, Json, KafkaTemplate, ListenerError, ListenerSpec, RecordMeta, RetryPolicy,
-    State,
+    ConsumerRecord, DeadLetter, Json, KafkaTemplate, ListenerError, ListenerSpec, RecordMeta,
+    RetryPolicy, State,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Db, IssueOutcome, NewDeadLetter};
+use crate::db::{Db, IssueOutcome};
 use crate::lag::LagTracker;
 use crate::now_ms;
 
@@ -31,6 +29,13 @@ pub const LISTENER_ID: &str = "coupon-issuer";
 
 /// The consumer group of the listener.
 pub const GROUP_ID: &str = "coupon-issuer";
+
+/// The dead-letter topic of [`TOPIC`] (`<topic>-dlt`, created by the app
+/// with [`PARTITIONS`] partitions).
+pub const DLT: &str = "coupon.issue.requested-dlt";
+
+/// The listener that stores the dead letters of [`DLT`] in the database.
+pub const DEAD_LETTERS_ID: &str = "coupon-dead-letters";
 
 /// A user asks for a coupon: the value of a [`TOPIC`] record, as JSON
 /// `{"coupon_id": "...", "user_id": "...", "requested_at": 1700000000000}`.
@@ -52,14 +57,16 @@ pub(crate) struct AppState {
     pub(crate) lag: Arc<LagTracker>,
     pub(crate) template: KafkaTemplate,
     pub(crate) send_timeout: Duration,
+    pub(crate) dead_letters: DeadLetterStore,
 }
 
 /// The listener, registered in code until `#[kafka_listener]` lands.
 ///
 /// Retries: transient failures (a database that is busy or down) are tried
 /// 8 times with an exponential back-off from 100 ms to 5 s (~16 s in all)
-/// while the partition waits, so order is kept. What still fails is stored in
-/// the dead-letter table by [`DeadLetterTable`] and its request is marked
+/// while the partition waits, so order is kept. What still fails goes to
+/// [`DLT`] (the offset is committed once the broker has it);
+/// [`dead_letters_spec`] stores it in the database and marks its request
 /// `failed`.
 ///
 /// Up to 10,000 records are queued per partition (see the comment at
@@ -75,7 +82,7 @@ pub(crate) fn spec(concurrency: usize) -> ListenerSpec {
             2.0,
             Duration::from_secs(5),
         ))
-        .recoverer(DeadLetterTable)
+        .dead_letter(DeadLetter::Default)
         // Workaround, measured: with the default 1024 a paused partition
         // takes 0.3-1 s to be fetched again after its resume, and a 0.35 ms
         // handler reached only ~1,050 records/s on one partition (~3,000/s
@@ -135,54 +142,46 @@ async fn decide(
     Ok(())
 }
 
-/// Stores a request that failed for good in `coupon_dead_letters` and marks
-/// it `failed`; an admin replays it with
-/// `POST /admin/dead-letters/{id}/replay`. When the database is down too,
-/// the container calls it again (the partition waits; nothing is lost).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DeadLetterTable;
+/// The listener of [`DLT`]: stores each dead letter in the framework's
+/// dead-letter store and marks its request `failed`; an admin replays it
+/// with `POST /admin/dead-letters/{id}/replay`. A database that is down is
+/// retried while the partition waits (nothing is lost).
+pub(crate) fn dead_letters_spec() -> ListenerSpec {
+    ListenerSpec::new(DEAD_LETTERS_ID)
+        .topics([DLT])
+        .retry(RetryPolicy::exponential(
+            u32::MAX,
+            Duration::from_millis(500),
+            2.0,
+            Duration::from_secs(30),
+        ))
+        .handler(store_dead_letter)
+}
 
-impl Recoverer for DeadLetterTable {
-    fn recover<'a>(
-        &'a self,
-        record: &'a ConsumerRecord,
-        error: &'a ListenerError,
-        attempts: u32,
-        listener: &'a ListenerInfo,
-    ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move {
-            let app = listener
-                .state()
-                .get::<AppState>()
-                .ok_or("the coupon-issuer listener runs without its AppState")?;
-            let request = record
-                .value()
-                .and_then(|v| serde_json::from_slice::<IssueRequested>(v).ok())
-                .filter(|r| !r.coupon_id.is_empty() && !r.user_id.is_empty());
-            let letter = NewDeadLetter {
-                topic: record.topic(),
-                partition: record.partition(),
-                offset: record.offset(),
-                timestamp: record.timestamp().unwrap_or(0),
-                key: record
-                    .key()
-                    .map(|k| String::from_utf8_lossy(k).into_owned()),
-                payload: record
-                    .value()
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-                error_kind: format!("{:?}", error.kind()),
-                error: error.chain(),
-                attempts,
-            };
-            let id = app
-                .db
-                .store_dead_letter(letter, request.as_ref(), now_ms())
-                .await?;
-            app.lag.handled(record.partition(), record.offset());
-            metrics::counter!("coupon_issue_outcomes_total", "outcome" => "dead_letter")
-                .increment(1);
-            tracing::warn!(dead_letter = %id, attempts, error = %error, "request failed for good; stored as a dead letter");
-            Ok(())
-        })
+pub(crate) async fn store_dead_letter(
+    record: ConsumerRecord,
+    app: State<AppState>,
+) -> Result<(), ListenerError> {
+    let id = app
+        .dead_letters
+        .save(&record)
+        .await
+        .map_err(ListenerError::retryable)?;
+    let request = record
+        .value()
+        .and_then(|v| serde_json::from_slice::<IssueRequested>(v).ok())
+        .filter(|r| !r.coupon_id.is_empty() && !r.user_id.is_empty());
+    let error = record
+        .headers()
+        .get_str(EXCEPTION_STACKTRACE)
+        .unwrap_or("unknown error");
+    if let Some(req) = &request {
+        app.db.mark_failed(req, error, now_ms()).await?;
     }
+    if let Some(original) = Original::from_headers(record.headers()) {
+        app.lag.handled(original.partition, original.offset);
+    }
+    metrics::counter!("coupon_issue_outcomes_total", "outcome" => "dead_letter").increment(1);
+    tracing::warn!(dead_letter = %id, error = %error, "request failed for good; stored as a dead letter");
+    Ok(())
 }
