@@ -36,8 +36,8 @@ pub struct RelayConfig {
     pub backoff_initial: Duration,
     /// Cap of the delay. Default 30 s.
     pub backoff_max: Duration,
-    /// Sent rows older than this are deleted (checked every minute); `None`
-    /// keeps them. Default 24 h.
+    /// Sent rows older than this are deleted (after the relay's first batch,
+    /// then every minute); `None` keeps them. Default 24 h.
     pub retention: Option<Duration>,
 }
 
@@ -53,6 +53,9 @@ impl Default for RelayConfig {
         }
     }
 }
+
+/// How often sent rows are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters of one relay since it started.
 #[derive(Debug, Default)]
@@ -173,7 +176,7 @@ impl Relay {
         };
         tracing::info!(table = self.table.name(), "outbox relay started");
         let mut backoff = self.config.backoff_initial;
-        let mut last_purge = Instant::now();
+        let mut last_purge: Option<Instant> = None;
         loop {
             if *self.stop.borrow() {
                 break;
@@ -208,8 +211,8 @@ impl Relay {
                     Some(self.next_backoff(&mut backoff))
                 }
             };
-            if last_purge.elapsed() >= Duration::from_secs(60) {
-                last_purge = Instant::now();
+            if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                last_purge = Some(Instant::now());
                 self.purge().await;
             }
             if let Some(wait) = wait {
