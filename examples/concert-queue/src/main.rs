@@ -80,7 +80,7 @@ struct LoadArgs {
     #[arg(long, requires = "spawn")]
     database_url: Option<String>,
     /// With --spawn: the admission rate of the spawned service.
-    #[arg(long, requires = "spawn", env = "QUEUE_ADMIT_RATE", default_value = DEFAULT_ADMIT_RATE)]
+    #[arg(long, env = "QUEUE_ADMIT_RATE", default_value = DEFAULT_ADMIT_RATE)]
     admit_rate: RateLimit,
 }
 
