@@ -500,3 +500,76 @@ async fn kafka_listener_functions_take_avro_arguments() {
     };
     assert_eq!(seen, [(key, want)]);
 }
+
+async fn dlt_record_listener(record: ConsumerRecord, got: State<Got<ConsumerRecord>>) {
+    got.push(record);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_bytes_and_reason() {
+    init_tracing();
+    const TOPIC: &str = "avro.framework-dlt";
+    let broker = broker(TOPIC, 1);
+    broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
+    let good = Got::<OrderV1>::default();
+    let dead = Got::<ConsumerRecord>::default();
+    let app = app(
+        &broker,
+        config(&broker),
+        vec![
+            ListenerSpec::new("fw-poison")
+                .topics([TOPIC])
+                .dead_letter(kafka_listener::dlq::DeadLetter::Default)
+                .handler(v1_listener),
+            ListenerSpec::new("fw-dlt")
+                .topics([format!("{TOPIC}-dlt")])
+                .handler(dlt_record_listener),
+        ],
+    )
+    .await
+    .state(good.clone())
+    .state(dead.clone());
+    let template = app.template();
+    let ok = OrderV1 {
+        id: "ok".into(),
+        amount_cents: 1,
+    };
+    let codec = app.avro_codec().unwrap();
+    let framed = codec
+        .encode(TOPIC, kafka_listener::avro::RecordPart::Value, &ok)
+        .await
+        .unwrap();
+    let poison = [
+        br#"{"id":"json"}"#.to_vec(),
+        wire::encode(77_777, &framed[wire::HEADER_LEN..]),
+    ];
+    for bytes in &poison {
+        template
+            .send(ProducerRecord::keyed(TOPIC, "p").value(bytes.clone()))
+            .await
+            .unwrap();
+    }
+    template
+        .send(ProducerRecord::keyed(TOPIC, "ok").value(framed))
+        .await
+        .unwrap();
+    let running = app.start().await.unwrap();
+    assert_eq!(good.wait_for(1, Duration::from_secs(30)).await, [ok]);
+    let dead = dead.wait_for(2, Duration::from_secs(30)).await;
+    running.shutdown().await;
+    let values: Vec<Vec<u8>> = dead.iter().map(|r| r.value().unwrap().to_vec()).collect();
+    assert_eq!(values, poison.to_vec(), "original bytes, in order");
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|r| {
+            r.headers()
+                .get_str("kafka_dlt-exception-message")
+                .unwrap_or("")
+        })
+        .collect();
+    assert!(reasons[0].contains("magic byte"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("unknown schema id 77777"),
+        "{reasons:?}"
+    );
+}
