@@ -399,6 +399,11 @@ async fn per_key_order_holds_across_a_relay_restart(db: Db) {
         .with_mock(|m| m.broker_round_trip_time(1, Duration::ZERO))
         .unwrap()
         .unwrap();
+    // The second relay pipelines up to 8 sends per key: order holds too.
+    let config = RelayConfig {
+        max_in_flight_per_key: 8,
+        ..config
+    };
     let relay = events.start_relay(support::template(&broker, None), config);
     wait_until("the outbox is drained", || async {
         events.unsent_count().await.unwrap() == 0
@@ -637,4 +642,53 @@ fn derived_outbox_event_has_topic_and_key() {
 fn assert_send_sync() {
     fn check<T: Send + Sync + Clone>() {}
     check::<TransactionalEvents>();
+}
+
+/// Relay throughput on SQLite and the embedded broker (not an assertion:
+/// `cargo test -p kafka-listener --test after_commit -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn relay_throughput() {
+    for (keys, linger_ms, per_key) in [(1u64, 0, 1), (16, 0, 1), (1, 5, 1), (1, 5, 32)] {
+        let db = Db::sqlite("relay_throughput").await;
+        let broker = support::broker(TOPIC, 3);
+        let (events, _ctx) = db.events().await;
+        let count = 3000u64;
+        for chunk in (0..count).collect::<Vec<_>>().chunks(100) {
+            let mut tx = events.begin().await.unwrap();
+            for seq in chunk {
+                tx.publish(Issued {
+                    coupon_id: format!("k{}", seq % keys),
+                    seq: *seq,
+                })
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        let template = kafka_listener::KafkaTemplate::new(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", broker.bootstrap_servers())
+                .set("enable.idempotence", "true")
+                .set("linger.ms", linger_ms.to_string()),
+        )
+        .unwrap();
+        let config = RelayConfig {
+            max_in_flight_per_key: per_key,
+            ..RelayConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let relay = events.start_relay(template, config);
+        wait_until("the outbox is drained", || async {
+            events.unsent_count().await.unwrap() == 0
+        })
+        .await;
+        let elapsed = started.elapsed();
+        relay.shutdown().await;
+        eprintln!(
+            "{count} outbox events, {keys} key(s), linger.ms={linger_ms}, max_in_flight_per_key={per_key}: {elapsed:?} ({:.0} events/s)",
+            count as f64 / elapsed.as_secs_f64()
+        );
+        db.cleanup().await;
+    }
 }
