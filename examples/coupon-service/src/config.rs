@@ -59,10 +59,23 @@ impl Default for ServiceConfig {
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://coupon-service.db?mode=rwc";
 
 impl ServiceConfig {
-    /// The Kafka configuration with the service's producer defaults applied
-    /// (`message.timeout.ms` from [`Self::send_timeout`]).
+    /// The Kafka configuration with the service's defaults applied:
+    /// `message.timeout.ms` from [`Self::send_timeout`], and on the embedded
+    /// broker `session.timeout.ms=10000` (see below).
     pub(crate) fn kafka_config(&self) -> KafkaConfig {
         let mut kafka = self.kafka.clone();
+        // Measured on the embedded broker: when the 3 consumers of a fresh
+        // group do not all make the first generation, the next generation
+        // waited ~44 s, the session timeout (librdkafka default 45 s) of a
+        // member that never rejoins. A 10 s session bounds that stall.
+        let consumer_has = |k: &KafkaConfig, key: &str| {
+            k.consumer_properties.contains_key(key) || k.properties.contains_key(key)
+        };
+        if kafka.bootstrap_servers.is_none() && !consumer_has(&kafka, "session.timeout.ms") {
+            kafka
+                .consumer_properties
+                .insert("session.timeout.ms".into(), "10000".into());
+        }
         let has = |k: &KafkaConfig, key: &str| {
             k.producer_properties.contains_key(key) || k.properties.contains_key(key)
         };
@@ -110,6 +123,18 @@ mod tests {
             explicit.kafka_config().producer_properties["message.timeout.ms"],
             "900"
         );
+        assert_eq!(
+            config.kafka_config().consumer_properties["session.timeout.ms"],
+            "10000"
+        );
+        let external = ServiceConfig {
+            kafka: KafkaConfig::new().bootstrap_servers("broker:9092"),
+            ..ServiceConfig::default()
+        };
+        assert!(!external
+            .kafka_config()
+            .consumer_properties
+            .contains_key("session.timeout.ms"));
     }
 
     #[test]
