@@ -189,8 +189,33 @@ async fn create_topics(
         }
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = config.consumer_config(bootstrap).create()?;
-    let new: Vec<RdNewTopic<'_>> = topics
+    // Create only the topics the cluster lacks (listing all topics does not
+    // trigger auto-creation the way asking for one topic may).
+    let client_config = config.consumer_config(bootstrap);
+    let probe = client_config.clone();
+    let existing: Option<std::collections::HashSet<String>> =
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = probe.create().ok()?;
+            let md = rdkafka::consumer::Consumer::fetch_metadata(
+                &consumer,
+                None,
+                Duration::from_secs(10),
+            )
+            .ok()?;
+            Some(md.topics().iter().map(|t| t.name().to_owned()).collect())
+        })
+        .await
+        .ok()
+        .flatten();
+    let missing: Vec<&NewTopic> = topics
+        .iter()
+        .filter(|t| existing.as_ref().is_none_or(|e| !e.contains(&t.name)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config.create()?;
+    let new: Vec<RdNewTopic<'_>> = missing
         .iter()
         .map(|t| {
             RdNewTopic::new(
@@ -200,15 +225,26 @@ async fn create_topics(
             )
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(new.iter(), &opts).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Error::Config(format!(
-                    "cannot create topic `{topic}`: {code}"
-                )));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    // As Spring's KafkaAdmin (fatalIfBrokerNotAvailable = false): a topic
+    // that cannot be created is reported and the app starts anyway; its
+    // listeners wait for the topic to appear.
+    match admin.create_topics(new.iter(), &opts).await {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => {
+                        tracing::error!(%topic, error = %code, "cannot create topic; listeners of it wait until it exists");
+                    }
+                }
             }
+        }
+        Err(e) => {
+            let names: Vec<&str> = missing.iter().map(|t| t.name.as_str()).collect();
+            tracing::error!(topics = ?names, error = %e, "cannot create topics; listeners of them wait until they exist");
         }
     }
     Ok(())

@@ -1,0 +1,58 @@
+//! Topic declaration against a broker reached through bootstrap servers:
+//! topics that exist are left alone, and a broker that cannot create a
+//! topic does not stop the app from starting.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kafka_listener::embedded::EmbeddedBroker;
+use kafka_listener::prelude::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+fn partitions(bootstrap: &str, topic: &str) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_topics_are_created_once_and_existing_ones_are_left_alone() {
+    init_tracing();
+    let broker = EmbeddedBroker::start().unwrap();
+    broker.create_topic("t.existing", 2).unwrap();
+    let started = std::time::Instant::now();
+    let app = KafkaApp::builder()
+        .config(KafkaConfig::new().bootstrap_servers(broker.bootstrap_servers()))
+        .without_discovered_listeners()
+        .topic(NewTopic::new("t.existing", 5))
+        .topic(NewTopic::new("t.new", 3))
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "build took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        partitions(app.bootstrap_servers(), "t.existing"),
+        2,
+        "an existing topic is not changed"
+    );
+    // librdkafka's mock cluster does not implement CreateTopics: the request
+    // times out, the app reports it and starts anyway (Spring's KafkaAdmin
+    // with fatalIfBrokerNotAvailable = false), within the 10 s admin timeout.
+    // Against `dev-broker`, declare topics with `--topic name:partitions`.
+    assert_eq!(partitions(app.bootstrap_servers(), "t.new"), 0);
+}
