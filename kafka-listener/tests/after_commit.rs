@@ -453,6 +453,58 @@ async fn failed_sends_back_off_and_keep_order(db: Db) {
     db.cleanup().await;
 }
 
+async fn a_failing_key_does_not_block_the_others(db: Db) {
+    let broker = support::broker(TOPIC, 3);
+    let (events, _ctx) = db.events().await;
+    // A key of 20,000 bytes can never be sent with message.max.bytes=10000.
+    let poison = "x".repeat(20_000);
+    let publish = |coupon_id: String, seq: u64| {
+        let events = events.clone();
+        async move {
+            let mut tx = events.begin().await.unwrap();
+            tx.publish(Issued { coupon_id, seq }).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    publish(poison.clone(), 1000).await;
+    for seq in 0..30u64 {
+        publish(format!("k{}", seq % 3), seq).await;
+    }
+    publish(poison.clone(), 1001).await;
+    let template = kafka_listener::KafkaTemplate::new(
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", broker.bootstrap_servers())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "0")
+            .set("message.max.bytes", "10000"),
+    )
+    .unwrap();
+    let relay = events.start_relay(template, fast_relay());
+    wait_until("every other key is sent", || async {
+        events.unsent_count().await.unwrap() == 2
+    })
+    .await;
+    wait_until("the poison row was tried again", || async {
+        events.outbox_rows().await.unwrap()[0].attempts >= 2
+    })
+    .await;
+    relay.shutdown().await;
+    let rows = events.outbox_rows().await.unwrap();
+    let unsent: Vec<_> = rows.iter().filter(|r| r.sent_at.is_none()).collect();
+    assert_eq!(unsent.len(), 2);
+    assert_eq!(unsent[0].key, poison);
+    assert!(unsent[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| !e.is_empty()));
+    // The later row of the blocked key was never tried: its order holds.
+    assert_eq!(unsent[1].key, poison);
+    assert_eq!(unsent[1].attempts, 0);
+    let records = read_records(&broker, TOPIC, 3, 30).await;
+    assert_order(&records, 30, 3);
+    db.cleanup().await;
+}
+
 fn fast_relay() -> RelayConfig {
     RelayConfig {
         poll_interval: Duration::from_millis(100),
@@ -533,6 +585,7 @@ on_both_databases!(
     unsent_outbox_rows_are_published_on_the_next_start,
     per_key_order_holds_across_a_relay_restart,
     failed_sends_back_off_and_keep_order,
+    a_failing_key_does_not_block_the_others,
 );
 
 /// On PostgreSQL an advisory lock lets one relay work at a time (several

@@ -101,7 +101,11 @@
 //! Delivery is at-least-once: a crash after the send and before the row is
 //! marked sent sends it again, with the same event id. Records of one key
 //! are sent one at a time in outbox-id order, so their order holds across
-//! failures, back-offs and restarts; different keys are sent in parallel.
+//! failures, back-offs and restarts; different keys are sent in parallel,
+//! and a key whose send fails (a record too large, a missing topic, a broker
+//! outage) waits its own back-off while the others go on; its rows count
+//! the failures (`attempts`, `last_error`, see
+//! [`TransactionalEvents::outbox_rows`]).
 //! The outbox id order is the publish order within a transaction and the
 //! commit order of transactions that serialize on a row (as the coupon's
 //! row in coupon-service); see [`RelayConfig`] for throughput.

@@ -141,6 +141,8 @@ pub struct OutboxRow {
     pub sent_at: Option<i64>,
     /// Failed sends so far.
     pub attempts: i64,
+    /// The last send error, if any.
+    pub last_error: Option<String>,
 }
 
 /// SQL for one outbox table.
@@ -151,7 +153,7 @@ pub(crate) struct OutboxTable {
 }
 
 const COLUMNS: &str =
-    "id, event_id, event_type, topic, msg_key, payload, created_at, sent_at, attempts";
+    "id, event_id, event_type, topic, msg_key, payload, created_at, sent_at, attempts, last_error";
 
 impl OutboxTable {
     /// The table `name` (letters, digits and `_`, not starting with a
@@ -257,18 +259,32 @@ impl OutboxTable {
         Ok(())
     }
 
-    /// Up to `limit` unsent rows in id order.
+    /// Up to `limit` unsent rows in id order, leaving out the rows of the
+    /// `(topic, key)` pairs in `exclude`.
     pub(crate) async fn unsent(
         &self,
         pool: &AnyPool,
         limit: usize,
+        exclude: &[(String, String)],
     ) -> Result<Vec<OutboxRow>, Error> {
+        let excluded: Vec<String> = (0..exclude.len())
+            .map(|i| format!("(topic = ${} AND msg_key = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let filter = if excluded.is_empty() {
+            String::new()
+        } else {
+            format!(" AND NOT ({})", excluded.join(" OR "))
+        };
         let sql = format!(
-            "SELECT {COLUMNS} FROM {} WHERE sent_at IS NULL ORDER BY id LIMIT {}",
+            "SELECT {COLUMNS} FROM {} WHERE sent_at IS NULL{filter} ORDER BY id LIMIT {}",
             self.name,
             limit.max(1)
         );
-        let rows = sqlx::query(&sql).fetch_all(pool).await?;
+        let mut query = sqlx::query(&sql);
+        for (topic, key) in exclude {
+            query = query.bind(topic).bind(key);
+        }
+        let rows = query.fetch_all(pool).await?;
         rows.iter().map(row).collect()
     }
 
@@ -354,5 +370,6 @@ fn row(row: &sqlx::any::AnyRow) -> Result<OutboxRow, Error> {
         created_at: row.try_get("created_at")?,
         sent_at: row.try_get("sent_at")?,
         attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
     })
 }

@@ -51,8 +51,10 @@ pub struct RelayConfig {
     /// send fails for good (after `message.timeout.ms`) while later ones
     /// of its key succeed, the failed record is delivered after them.
     pub max_in_flight_per_key: usize,
-    /// First delay after a failed batch; doubled after each further failure.
-    /// Default 100 ms.
+    /// First delay before a key whose send failed is tried again (each key
+    /// backs off on its own while the others go on; a database error backs
+    /// the whole relay off); doubled after each further failure. Default
+    /// 100 ms.
     pub backoff_initial: Duration,
     /// Cap of the delay. Default 30 s.
     pub backoff_max: Duration,
@@ -174,6 +176,8 @@ struct Relay {
 
 /// What the sends of one key's rows did.
 struct Chain {
+    /// The topic and key.
+    key: (String, String),
     /// The ids the broker acknowledged, in order.
     sent: Vec<i64>,
     /// The row whose send failed (the rest of the key waits), and why.
@@ -186,8 +190,59 @@ enum Batch {
     Empty,
     /// Every row sent; `full` when the batch was full (more may wait).
     Sent { full: bool },
-    /// At least one send failed.
+    /// At least one send failed (its key is blocked for a while).
     Failed,
+}
+
+/// Most blocked keys left out of the relay's query; more are read and
+/// skipped.
+const MAX_EXCLUDED_KEYS: usize = 100;
+
+/// The keys whose last send failed: each waits its own back-off (initial,
+/// doubled after each further failure, capped) while the other keys go on.
+#[derive(Debug, Default)]
+struct Blocked {
+    /// (topic, key) -> (blocked until, the next back-off).
+    keys: HashMap<(String, String), (Instant, Duration)>,
+}
+
+impl Blocked {
+    /// The keys blocked at `now` (at most [`MAX_EXCLUDED_KEYS`]).
+    fn active(&self, now: Instant) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .take(MAX_EXCLUDED_KEYS)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    fn is_blocked(&self, key: &(String, String), now: Instant) -> bool {
+        self.keys.get(key).is_some_and(|(until, _)| *until > now)
+    }
+
+    /// Blocks `key` after a failed send; returns how long.
+    fn fail(&mut self, key: (String, String), config: &RelayConfig, now: Instant) -> Duration {
+        let delay = self
+            .keys
+            .get(&key)
+            .map_or(config.backoff_initial, |(_, next)| *next);
+        let next = (delay * 2).min(config.backoff_max);
+        self.keys.insert(key, (now + delay, next));
+        delay
+    }
+
+    fn succeed(&mut self, key: &(String, String)) {
+        self.keys.remove(key);
+    }
+
+    /// How long until the first blocked key may be tried again.
+    fn next_retry(&self, now: Instant) -> Option<Duration> {
+        self.keys
+            .values()
+            .map(|(until, _)| until.saturating_duration_since(now))
+            .min()
+    }
 }
 
 impl Relay {
@@ -197,6 +252,7 @@ impl Relay {
         };
         tracing::info!(table = self.table.name(), "outbox relay started");
         let mut backoff = self.config.backoff_initial;
+        let mut blocked = Blocked::default();
         let mut last_purge: Option<Instant> = None;
         loop {
             if *self.stop.borrow() {
@@ -215,18 +271,22 @@ impl Relay {
                     lock = again;
                 }
             }
-            let outcome = self.batch().await;
-            let backing_off = matches!(outcome, Ok(Batch::Failed) | Err(_));
+            let outcome = self.batch(&mut blocked).await;
+            let backing_off = outcome.is_err();
             let wait = match outcome {
                 Ok(Batch::Sent { full: true }) => {
                     backoff = self.config.backoff_initial;
                     None
                 }
-                Ok(Batch::Sent { full: false } | Batch::Empty) => {
+                Ok(Batch::Sent { full: false } | Batch::Empty | Batch::Failed) => {
                     backoff = self.config.backoff_initial;
-                    Some(self.config.poll_interval)
+                    // Until the next poll, a commit, or the first blocked
+                    // key's retry.
+                    let retry = blocked.next_retry(Instant::now());
+                    Some(retry.map_or(self.config.poll_interval, |r| {
+                        r.min(self.config.poll_interval)
+                    }))
                 }
-                Ok(Batch::Failed) => Some(self.next_backoff(&mut backoff)),
                 Err(e) => {
                     tracing::warn!(table = self.table.name(), error = %e, "outbox relay: database error");
                     Some(self.next_backoff(&mut backoff))
@@ -253,7 +313,7 @@ impl Relay {
     }
 
     /// Waits `delay`, or less when a commit wakes the relay (unless
-    /// `backing_off`); `false` when asked to stop.
+    /// `backing_off` after a database error); `false` when asked to stop.
     async fn wait(&mut self, delay: Duration, backing_off: bool) -> bool {
         let wake = Arc::clone(&self.wake);
         let woken = async {
@@ -315,18 +375,23 @@ impl Relay {
         Ok(locked.then_some(conn))
     }
 
-    /// Reads one batch, sends it key by key, marks what was acknowledged.
-    async fn batch(&self) -> Result<Batch, Error> {
+    /// Reads one batch (leaving out blocked keys), sends it key by key,
+    /// marks what was acknowledged, and blocks the keys that failed.
+    async fn batch(&self, blocked: &mut Blocked) -> Result<Batch, Error> {
+        let now = Instant::now();
         let rows = self
             .table
-            .unsent(&self.pool, self.config.batch_size)
+            .unsent(&self.pool, self.config.batch_size, &blocked.active(now))
             .await?;
         if rows.is_empty() {
             return Ok(Batch::Empty);
         }
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         let full = rows.len() >= self.config.batch_size;
-        let chains = by_key(rows);
+        let chains: Vec<Vec<OutboxRow>> = by_key(rows)
+            .into_iter()
+            .filter(|chain| !blocked.is_blocked(&chain_key(&chain[0]), now))
+            .collect();
         let results: Vec<Chain> = futures::stream::iter(chains)
             .map(|chain| self.send_chain(chain))
             .buffer_unordered(self.config.max_keys_in_flight.max(1))
@@ -334,10 +399,26 @@ impl Relay {
             .await;
         let mut sent = Vec::new();
         let mut failed = false;
-        for Chain { sent: ids, failure } in results {
+        for Chain {
+            key,
+            sent: ids,
+            failure,
+        } in results
+        {
             sent.extend(ids);
+            if failure.is_none() {
+                blocked.succeed(&key);
+            }
             if let Some((id, error)) = failure {
                 failed = true;
+                let delay = blocked.fail(key.clone(), &self.config, Instant::now());
+                tracing::warn!(
+                    table = self.table.name(),
+                    topic = %key.0,
+                    key = %key.1,
+                    retry_in = ?delay,
+                    "outbox relay: key blocked after a failed send; other keys go on"
+                );
                 if let Err(e) = self.table.record_failure(&self.pool, id, &error).await {
                     tracing::warn!(table = self.table.name(), error = %e, "outbox relay: cannot record a failed send");
                 }
@@ -358,6 +439,7 @@ impl Relay {
     /// Sends the rows of one key in order, stopping at the first failure;
     /// returns the ids sent and the failure.
     async fn send_chain(&self, chain: Vec<OutboxRow>) -> Chain {
+        let key = chain_key(&chain[0]);
         let mut sent = Vec::with_capacity(chain.len());
         let window = self.config.max_in_flight_per_key.max(1);
         for rows in chain.chunks(window) {
@@ -402,10 +484,11 @@ impl Relay {
                 }
             }
             if failure.is_some() {
-                return Chain { sent, failure };
+                return Chain { key, sent, failure };
             }
         }
         Chain {
+            key,
             sent,
             failure: None,
         }
@@ -422,6 +505,11 @@ impl Relay {
             Err(e) => tracing::warn!(table = self.table.name(), error = %e, "outbox purge failed"),
         }
     }
+}
+
+/// The (topic, key) of a row: what order is kept per.
+fn chain_key(row: &OutboxRow) -> (String, String) {
+    (row.topic.clone(), row.key.clone())
 }
 
 /// The Kafka record of an outbox row.
@@ -465,7 +553,43 @@ mod tests {
             created_at: 0,
             sent_at: None,
             attempts: 0,
+            last_error: None,
         }
+    }
+
+    #[test]
+    fn blocked_keys_back_off_on_their_own() {
+        let config = RelayConfig {
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(300),
+            ..RelayConfig::default()
+        };
+        let now = Instant::now();
+        let mut blocked = Blocked::default();
+        let a = ("t".to_owned(), "a".to_owned());
+        assert_eq!(
+            blocked.fail(a.clone(), &config, now),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            blocked.fail(a.clone(), &config, now),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            blocked.fail(a.clone(), &config, now),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            blocked.fail(a.clone(), &config, now),
+            Duration::from_millis(300)
+        );
+        assert!(blocked.is_blocked(&a, now));
+        assert!(!blocked.is_blocked(&a, now + Duration::from_millis(301)));
+        assert_eq!(blocked.active(now), vec![a.clone()]);
+        assert_eq!(blocked.next_retry(now), Some(Duration::from_millis(300)));
+        blocked.succeed(&a);
+        assert_eq!(blocked.next_retry(now), None);
+        assert_eq!(blocked.fail(a, &config, now), Duration::from_millis(100));
     }
 
     #[test]
