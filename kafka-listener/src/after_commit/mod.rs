@@ -89,6 +89,10 @@
 //! # }
 //! ```
 //!
+//! On SQLite, give `TransactionalEvents` the pool that writes (with
+//! coupon-service's one-connection writer pool the relay's `UPDATE`s queue
+//! behind the app's transactions instead of failing with `SQLITE_BUSY`).
+//!
 //! `use kafka_listener::after_commit::OutboxEvent` brings both the trait and
 //! the derive; `TransactionalEvents` is cheap to clone: keep one in the app
 //! state (`KafkaApp::state`) and take it in listeners as
