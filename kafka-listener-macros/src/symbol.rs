@@ -44,6 +44,8 @@ pub(crate) const PROPERTIES: Symbol = Symbol("properties");
 pub(crate) const BATCH: Symbol = Symbol("batch");
 pub(crate) const RETRY: Symbol = Symbol("retry");
 pub(crate) const RATE_LIMIT: Symbol = Symbol("rate_limit");
+pub(crate) const DEAD_LETTER: Symbol = Symbol("dead_letter");
+pub(crate) const RETRY_TOPICS: Symbol = Symbol("retry_topics");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 
 // `#[after_commit(...)]` keys (and `crate`).
@@ -53,6 +55,9 @@ pub(crate) const FALLBACK_EXECUTION: Symbol = Symbol("fallback_execution");
 pub(crate) const OUTBOX: Symbol = Symbol("outbox");
 pub(crate) const TOPIC: Symbol = Symbol("topic");
 pub(crate) const KEY: Symbol = Symbol("key");
+
+// `retry_topics(...)` keys (and `attempts`).
+pub(crate) const DELAYS: Symbol = Symbol("delays");
 
 // `retry(...)` keys.
 pub(crate) const ATTEMPTS: Symbol = Symbol("attempts");

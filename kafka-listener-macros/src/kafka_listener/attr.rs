@@ -25,10 +25,10 @@
 use std::time::Duration;
 
 use proc_macro2::Span;
-use syn::{Ident, LitStr, Path};
+use syn::{Ident, Lit, LitStr, Path};
 
 use crate::ctxt::Ctxt;
-use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter};
+use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter, Value};
 use crate::symbol::{self, Symbol, *};
 
 /// The attributes of one listener, each with the key it was given with.
@@ -48,7 +48,44 @@ pub(crate) struct ListenerAttrs {
     pub(crate) batch: Option<Keyed<bool>>,
     pub(crate) retry: Option<Keyed<RetryAttrs>>,
     pub(crate) rate_limit: Option<Keyed<(u32, Duration)>>,
+    pub(crate) dead_letter: Option<Keyed<DeadLetterAttr>>,
+    pub(crate) retry_topics: Option<Keyed<RetryTopicsAttrs>>,
     pub(crate) krate: Option<Keyed<Path>>,
+}
+
+/// `dead_letter = true | false | "topic"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DeadLetterAttr {
+    /// `false`: no dead-letter topic (the runtime's default).
+    Off,
+    /// `true`: `<topic>-dlt`.
+    Default,
+    /// A named topic.
+    Topic(LitStr),
+}
+
+/// The keys of `retry_topics(...)`.
+#[derive(Debug, Default)]
+pub(crate) struct RetryTopicsAttrs {
+    seen: Vec<Ident>,
+    pub(crate) attempts: Option<Keyed<u32>>,
+    pub(crate) delays: Option<Keyed<Vec<Duration>>>,
+}
+
+impl KeyTable for RetryTopicsAttrs {
+    const CONTEXT: &'static str = " in `retry_topics(...)`";
+    const KEYS: &'static [(Symbol, Setter<Self>)] = &[
+        (ATTEMPTS, |a, cx, e| {
+            a.attempts = at_least(cx, e, "attempts = 3", 1).map(|v| keyed(e, v));
+        }),
+        (DELAYS, |a, cx, e| {
+            a.delays = delays(cx, e).map(|v| keyed(e, v));
+        }),
+    ];
+
+    fn seen_mut(&mut self) -> &mut Vec<Ident> {
+        &mut self.seen
+    }
 }
 
 /// The keys of `retry(...)`.
@@ -173,6 +210,15 @@ impl KeyTable for ListenerAttrs {
         (RATE_LIMIT, |a, cx, e| {
             a.rate_limit = rate_limit(cx, e).map(|v| keyed(e, v));
         }),
+        (DEAD_LETTER, |a, cx, e| {
+            a.dead_letter = dead_letter(cx, e).map(|v| keyed(e, v));
+        }),
+        (RETRY_TOPICS, |a, cx, e| {
+            let example = r#"retry_topics(attempts = 3, delays = ["1s", "10s"])"#;
+            a.retry_topics = e
+                .nested(cx, example)
+                .map(|entries| keyed(e, RetryTopicsAttrs::from_entries(cx, entries)));
+        }),
         (CRATE, |a, cx, e| {
             a.krate = crate_path(cx, e).map(|v| keyed(e, v));
         }),
@@ -219,6 +265,13 @@ impl ListenerAttrs {
 
     /// Whether `key` was given, valid or not.
     pub(crate) fn has(&self, key: Symbol) -> bool {
+        self.seen.iter().any(|k| *k == key)
+    }
+}
+
+impl RetryTopicsAttrs {
+    /// Whether `key` was given (valid or not).
+    pub(crate) fn given(&self, key: Symbol) -> bool {
         self.seen.iter().any(|k| *k == key)
     }
 }
@@ -350,24 +403,28 @@ fn backoff(cx: &Ctxt, entry: &Entry) -> Option<BackOffKind> {
 /// whole milliseconds (what `Duration::from_millis` is emitted with).
 fn duration(cx: &Ctxt, entry: &Entry, example: &str) -> Option<Duration> {
     let lit = entry.string(cx, example)?;
+    parse_duration(cx, &lit, &entry.key)
+}
+
+/// [`duration`] of one string literal given for `key`.
+fn parse_duration(cx: &Ctxt, lit: &LitStr, key: &Ident) -> Option<Duration> {
     let text = lit.value();
-    let key = &entry.key;
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.subsec_nanos() % 1_000_000 != 0 => {
             cx.error_spanned_by(
-                &lit,
+                lit,
                 format!("`{key}` must be a whole number of milliseconds, not `{text}`"),
             );
             None
         }
         Ok(d) if u64::try_from(d.as_millis()).is_err() => {
-            cx.error_spanned_by(&lit, format!("`{key}` is too long"));
+            cx.error_spanned_by(lit, format!("`{key}` is too long"));
             None
         }
         Ok(d) => Some(d),
         Err(e) => {
             cx.error_spanned_by(
-                &lit,
+                lit,
                 format!("invalid duration `{text}` for `{key}`: {e}; expected e.g. \"100ms\", \"1s\" or \"2m\""),
             );
             None
@@ -402,6 +459,56 @@ fn rate_limit(cx: &Ctxt, entry: &Entry) -> Option<(u32, Duration)> {
         Ok(d) => Some((permits, d)),
         Err(e) => fail(format!("`{n}`: {e}")),
     }
+}
+
+/// `dead_letter = true | false | "topic"`.
+fn dead_letter(cx: &Ctxt, entry: &Entry) -> Option<DeadLetterAttr> {
+    let example = r#"dead_letter = true"#;
+    match entry.value(cx, example)? {
+        Value::Lit(Lit::Bool(b)) if b.value => Some(DeadLetterAttr::Default),
+        Value::Lit(Lit::Bool(_)) => Some(DeadLetterAttr::Off),
+        Value::Lit(Lit::Str(s)) if s.value().trim().is_empty() => {
+            cx.error_spanned_by(
+                &s,
+                "`dead_letter` cannot be an empty topic name; use `dead_letter = true` for `<topic>-dlt`",
+            );
+            None
+        }
+        Value::Lit(Lit::Str(s)) => Some(DeadLetterAttr::Topic(s)),
+        other => other.mismatch(
+            cx,
+            &entry.key,
+            "`true`, `false` or a topic name",
+            r#"dead_letter = true` or `dead_letter = "orders-dlt""#,
+        ),
+    }
+}
+
+/// `delays = ["1s", "10s"]`: at least one, each a whole number of
+/// milliseconds and more than zero.
+fn delays(cx: &Ctxt, entry: &Entry) -> Option<Vec<Duration>> {
+    let example = r#"delays = ["1s", "10s"]"#;
+    let list = entry.string_list(cx, example)?;
+    if list.is_empty() {
+        entry.error(
+            cx,
+            format!("`delays` is empty; give at least one delay, e.g. `{example}`"),
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut out = Vec::new();
+    for lit in &list {
+        match parse_duration(cx, lit, &entry.key) {
+            Some(d) if d.is_zero() => {
+                cx.error_spanned_by(lit, "a retry-topic delay must be more than zero");
+                ok = false;
+            }
+            Some(d) => out.push(d),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn multiplier(cx: &Ctxt, entry: &Entry) -> Option<f64> {

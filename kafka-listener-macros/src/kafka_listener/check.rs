@@ -8,7 +8,9 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{FnArg, GenericArgument, ItemFn, LitStr, PathArguments, Type};
 
-use super::attr::{AckMode, BackOffKind, ListenerAttrs, RetryAttrs};
+use super::attr::{
+    AckMode, BackOffKind, DeadLetterAttr, ListenerAttrs, RetryAttrs, RetryTopicsAttrs,
+};
 use super::{BackOff, Listener, Retry, TopicSource};
 use crate::ctxt::Ctxt;
 use crate::meta::Keyed;
@@ -40,6 +42,10 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
     signature(cx, &func, modes);
     let source = topic_source(cx, &attrs);
     let retry = attrs.retry.as_ref().and_then(|r| retry(cx, &r.value));
+    let retry_topics = attrs
+        .retry_topics
+        .as_ref()
+        .and_then(|r| retry_topics(cx, r, attrs.topic_pattern.is_some()));
     if cx.has_errors() {
         return None;
     }
@@ -61,8 +67,46 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         batch,
         retry,
         rate_limit: attrs.rate_limit.map(|k| k.value),
+        dead_letter: attrs
+            .dead_letter
+            .map(|k| k.value)
+            .filter(|d| *d != DeadLetterAttr::Off),
+        retry_topics,
         func,
     })
+}
+
+/// Resolves `retry_topics(...)`: `attempts` defaults to 3 and `delays` to
+/// `["1s"]`; a topic pattern cannot have retry topics (they are named after
+/// the topics).
+fn retry_topics(
+    cx: &Ctxt,
+    attrs: &Keyed<RetryTopicsAttrs>,
+    pattern: bool,
+) -> Option<(u32, Vec<Duration>)> {
+    if pattern {
+        cx.error_spanned_by(
+            &attrs.key,
+            "`retry_topics` needs `topics`: the retry topics are named after them (`<topic>-retry-<ms>`), which a `topic_pattern` cannot give",
+        );
+        return None;
+    }
+    let given = &attrs.value;
+    if given.attempts.is_none() && given.given(ATTEMPTS)
+        || given.delays.is_none() && given.given(DELAYS)
+    {
+        return None;
+    }
+    Some((
+        given
+            .attempts
+            .as_ref()
+            .map_or(DEFAULT_ATTEMPTS, |k| k.value),
+        given
+            .delays
+            .as_ref()
+            .map_or_else(|| vec![Duration::from_secs(1)], |k| k.value.clone()),
+    ))
 }
 
 /// `topics` or `topic_pattern`, exactly one.

@@ -11,6 +11,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{FnArg, Path, ReturnType, Type};
 
+use super::attr::DeadLetterAttr;
 use super::{BackOff, Listener, Retry, TopicSource};
 
 /// The table of paths into the runtime crate that generated code uses (as
@@ -141,6 +142,24 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
     if let Some(retry) = &listener.retry {
         let policy = retry_policy(retry, exports);
         calls.extend(quote!(.retry(#policy)));
+    }
+    if let Some(dead_letter) = &listener.dead_letter {
+        let ty = exports.private("DeadLetter", Span::call_site());
+        calls.extend(match dead_letter {
+            DeadLetterAttr::Topic(name) => quote!(.dead_letter(#ty::Topic(#name.to_owned()))),
+            _ => quote!(.dead_letter(#ty::Default)),
+        });
+    }
+    if let Some((attempts, delays)) = &listener.retry_topics {
+        let ty = exports.private("RetryTopics", Span::call_site());
+        let duration = exports.duration();
+        let attempts = Literal::u32_unsuffixed(*attempts);
+        let delays = delays.iter().map(|d| {
+            let millis =
+                Literal::u64_unsuffixed(u64::try_from(d.as_millis()).expect("checked in attr.rs"));
+            quote!(#duration::from_millis(#millis))
+        });
+        calls.extend(quote!(.retry_topics(#ty::new(#attempts, [#(#delays),*]))));
     }
     if let Some((permits, per)) = listener.rate_limit {
         let rate_limit = exports.private("RateLimit", Span::call_site());

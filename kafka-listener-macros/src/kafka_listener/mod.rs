@@ -15,6 +15,7 @@ use syn::{ItemFn, LitStr, Path};
 use crate::ctxt::Ctxt;
 
 pub(crate) use self::attr::AckMode;
+use self::attr::DeadLetterAttr;
 
 /// The environment variable that prints every expansion to stderr at
 /// compile time when set to `1`.
@@ -98,6 +99,10 @@ pub(crate) struct Listener {
     pub(crate) retry: Option<Retry>,
     /// `rate_limit = "M/N"`: permits and window.
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
+    /// `dead_letter = true | "topic"` (`false` is `None`).
+    pub(crate) dead_letter: Option<DeadLetterAttr>,
+    /// `retry_topics(...)`: attempts and delays.
+    pub(crate) retry_topics: Option<(u32, Vec<Duration>)>,
 }
 
 /// What the listener subscribes to.

@@ -202,7 +202,7 @@ fn every_error_is_reported_at_once() {
         "`topics` is empty",
         "`concurrency` must be at least 1",
         "unknown ack mode `auto`",
-        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `crate`",
+        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `dead_letter`, `retry_topics`, `crate`",
         "`concurrency` is specified more than once",
         "`attempts` expects an integer, found a string",
         "a listener must be an `async fn`",
@@ -337,4 +337,82 @@ fn cfg_attributes_apply_to_the_registration_too() {
         1,
         "{expanded}"
     );
+}
+
+#[test]
+fn dead_letter_and_retry_topics_become_builder_calls() {
+    let expanded = try_expand(
+        quote!(
+            topics = ["t"],
+            dead_letter = "t.dead",
+            retry_topics(attempts = 4, delays = ["1s", "1m"])
+        ),
+        quote!(
+            async fn f() {}
+        ),
+    )
+    .unwrap()
+    .to_string();
+    let calls = quote! {
+        .dead_letter(::kafka_listener::__private::DeadLetter::Topic("t.dead".to_owned()))
+        .retry_topics(::kafka_listener::__private::RetryTopics::new(
+            4,
+            [
+                ::kafka_listener::__private::Duration::from_millis(1000),
+                ::kafka_listener::__private::Duration::from_millis(60000)
+            ]
+        ))
+    };
+    assert!(expanded.contains(&calls.to_string()), "{expanded}");
+    let default = try_expand(
+        quote!(topics = ["t"], dead_letter = true),
+        quote!(
+            async fn f() {}
+        ),
+    )
+    .unwrap()
+    .to_string();
+    assert!(
+        default.contains(
+            &quote!(.dead_letter(::kafka_listener::__private::DeadLetter::Default)).to_string()
+        ),
+        "{default}"
+    );
+    let off = try_expand(
+        quote!(topics = ["t"], dead_letter = false),
+        quote!(
+            async fn f() {}
+        ),
+    )
+    .unwrap()
+    .to_string();
+    assert!(!off.contains("dead_letter"), "{off}");
+}
+
+#[test]
+fn bad_dead_letter_and_retry_topics_values() {
+    let errors = errors(
+        quote!(
+            topic_pattern = "^t",
+            dead_letter = 3,
+            retry_topics(attempts = 0, delays = [], backoff = "fixed")
+        ),
+        quote!(
+            async fn f() {}
+        ),
+    );
+    let expected = [
+        "`dead_letter` expects `true`, `false` or a topic name, found an integer",
+        "`attempts` must be at least 1",
+        "`delays` is empty",
+        "unknown attribute `backoff` in `retry_topics(...)`; expected one of: `attempts`, `delays`",
+        "`retry_topics` needs `topics`",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "no error contains {want:?} in {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
 }
