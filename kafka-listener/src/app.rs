@@ -16,6 +16,13 @@ use crate::listener::{registered_listeners, ListenerSpec};
 use crate::producer::KafkaTemplate;
 use crate::state::StateMap;
 
+/// Consumer properties the app sets on the embedded broker unless
+/// configured: the broker's minimum session timeout and a heartbeat to match.
+const EMBEDDED_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("session.timeout.ms", "6000"),
+    ("heartbeat.interval.ms", "500"),
+];
+
 /// A topic the app declares: created at start if missing (Spring's
 /// `NewTopic` bean with `KafkaAdmin`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +110,18 @@ impl KafkaAppBuilder {
     /// # Errors
     /// [`Error::Embedded`], [`Error::Config`] for a bad registry URL or
     /// Avro setting, or [`Error::Kafka`] when topics cannot be created.
-    pub async fn build(self) -> Result<KafkaApp> {
+    pub async fn build(mut self) -> Result<KafkaApp> {
+        if self.config.bootstrap_servers.is_none() {
+            // The mock cluster waits a whole session timeout for a member
+            // that missed the first generation of a new group (45 s with
+            // librdkafka's default); a short session keeps start-up quick.
+            for (k, v) in EMBEDDED_CONSUMER_DEFAULTS {
+                self.config
+                    .consumer_properties
+                    .entry((*k).to_owned())
+                    .or_insert_with(|| (*v).to_owned());
+            }
+        }
         let mut listeners = self.listeners;
         if self.discover {
             listeners.extend(registered_listeners().filter(|l| {

@@ -149,7 +149,7 @@ impl ListenerSpec {
             auto_startup: true,
             properties: Vec::new(),
             handler: None,
-            max_in_flight: 1024,
+            max_in_flight: 10_000,
             max_batch: 500,
             commit_interval: Duration::from_millis(100),
             retry: None,
@@ -212,8 +212,12 @@ impl ListenerSpec {
     }
 
     /// The most records queued per partition between the poll thread and the
-    /// handler (default 1024); past it the partition is paused until the
-    /// handler catches up. Bounds memory per partition.
+    /// handler (default 10,000, a tenth of librdkafka's own per-partition
+    /// prefetch, `queued.min.messages`); past it the partition is paused
+    /// until the handler has worked it down to half. Bounds memory per
+    /// partition. A pause costs a fetch round on resume (up to about a
+    /// second, librdkafka's broker loop), so a small cap slows a partition
+    /// whose handler is slower than the broker.
     pub fn max_in_flight(mut self, records: usize) -> Self {
         self.max_in_flight = records.max(1);
         self

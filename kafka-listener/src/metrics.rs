@@ -10,6 +10,7 @@
 //! | `kafka_listener_handler_seconds` | histogram | `listener` | handler latency in seconds |
 //! | `kafka_listener_commit_failures_total` | counter | `listener` | failed offset commits |
 //! | `kafka_listener_rebalances_total` | counter | `listener` | partitions revoked from a consumer |
+//! | `kafka_listener_consumer_lag` | gauge | `listener`, `topic`, `partition` | records between the consumer's position and the log end, from librdkafka's statistics every 5 s |
 //! | `kafka_listener_offset_gaps_total` | counter | `listener` | offsets skipped between the committed or last handled offset and the next record: records lost to retention (logged at error level), compaction, transaction markers |
 
 use metrics::{counter, histogram, Counter, Histogram};

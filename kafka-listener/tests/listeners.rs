@@ -259,6 +259,14 @@ async fn a_rate_limit_spent_longer_than_max_poll_interval_keeps_the_consumer_in_
         container.finished_offsets(),
         vec![(TOPIC.to_owned(), 0, 10)]
     );
+    // The lag counts records not yet finished (not merely taken from the
+    // broker), from statistics every 5 s: 12 - 5 after the first window,
+    // 12 - 10 after the second.
+    let lag = container.lag();
+    assert!(
+        matches!(lag.as_slice(), [(t, 0, 7 | 2)] if t == TOPIC),
+        "{lag:?}"
+    );
     running.shutdown().await;
     let offsets: Vec<i64> = seen.iter().map(|s| s.0).collect();
     assert_eq!(

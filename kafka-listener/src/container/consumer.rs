@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::lane::{run_lane, LaneShared};
 use super::offsets::{CommitSignal, PartitionOffsets};
-use super::{Assignments, ListenerRuntime, Progress, Subscription};
+use super::{Assignments, Lag, ListenerRuntime, Progress, Subscription};
 use crate::record::ConsumerRecord;
 
 /// How long one `poll` waits when there is nothing to read; also the longest
@@ -82,6 +82,7 @@ pub(crate) struct ContainerContext {
     assigned: Assignments,
     slot: usize,
     progress: Progress,
+    lag: Lag,
 }
 
 impl ContainerContext {
@@ -93,9 +94,11 @@ impl ContainerContext {
         assigned: Assignments,
         slot: usize,
         progress: Progress,
+        lag: Lag,
     ) -> Self {
         Self {
             progress,
+            lag,
             assigned,
             slot,
             listener,
@@ -430,7 +433,40 @@ impl ContainerContext {
     }
 }
 
-impl ClientContext for ContainerContext {}
+impl ClientContext for ContainerContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, 5 s by
+    /// default here) give each partition's log end offset; the lag is the
+    /// log end minus the offset the listener has *finished* (librdkafka's
+    /// own `consumer_lag` counts records the poll thread took, including
+    /// those still queued for the handler). Kept for
+    /// [`super::ListenerContainer::lag`] and exported as a gauge.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" one; a
+                // negative high watermark is not known yet.
+                if partition < 0 || p.hi_offset < 0 {
+                    continue;
+                }
+                let key = (topic.clone(), partition);
+                let finished = progress
+                    .get(&key)
+                    .map(|o| o.committable())
+                    .filter(|&o| o >= 0)
+                    .unwrap_or_else(|| p.committed_offset.max(p.lo_offset).max(0));
+                let behind = (p.hi_offset - finished).max(0);
+                lag.insert(key, behind);
+                metrics::gauge!("kafka_listener_consumer_lag",
+                    "listener" => self.listener.info.id.to_string(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string())
+                .set(behind as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for ContainerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

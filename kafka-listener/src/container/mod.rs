@@ -40,6 +40,9 @@ pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
 pub(crate) type Progress =
     Arc<Mutex<std::collections::HashMap<(String, i32), Arc<offsets::PartitionOffsets>>>>;
 
+/// The lag per `(topic, partition)` at librdkafka's last statistics.
+pub(crate) type Lag = Arc<Mutex<std::collections::HashMap<(String, i32), i64>>>;
+
 /// What a listener subscribes to.
 #[derive(Debug, Clone)]
 pub(crate) enum Subscription {
@@ -88,6 +91,7 @@ pub struct ListenerContainer {
     paused: AtomicBool,
     assigned: Assignments,
     progress: Progress,
+    lag: Lag,
 }
 
 impl std::fmt::Debug for ListenerContainer {
@@ -170,6 +174,9 @@ impl ListenerContainer {
             .set("group.id", &*info.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
+        if client_config.get("statistics.interval.ms").is_none() {
+            client_config.set("statistics.interval.ms", "5000");
+        }
         if client_config.get("auto.offset.reset").is_none() {
             client_config.set("auto.offset.reset", "earliest");
         }
@@ -199,6 +206,7 @@ impl ListenerContainer {
             paused: AtomicBool::new(false),
             assigned: Arc::new(Mutex::new(Vec::new())),
             progress: Progress::default(),
+            lag: Lag::default(),
         })
     }
 
@@ -251,6 +259,7 @@ impl ListenerContainer {
                 Arc::clone(&self.assigned),
                 i,
                 Arc::clone(&self.progress),
+                Arc::clone(&self.lag),
             );
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -330,6 +339,24 @@ impl ListenerContainer {
         let mut out: Vec<_> = progress
             .iter()
             .map(|((t, p), o)| (t.clone(), *p, o.committable()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The lag of each partition assigned to this container, in records:
+    /// the log end offset minus the offset the listener has finished
+    /// (records queued for the handler count as lag), as of librdkafka's
+    /// last statistics (every `statistics.interval.ms`, default 5 s here).
+    /// Also exported as the gauge `kafka_listener_consumer_lag`.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        let assigned: std::collections::HashSet<(String, i32)> =
+            self.assigned_partitions().into_iter().flatten().collect();
+        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = lag
+            .iter()
+            .filter(|(k, _)| assigned.contains(*k))
+            .map(|((t, p), l)| (t.clone(), *p, *l))
             .collect();
         out.sort();
         out
