@@ -718,3 +718,34 @@ async fn bad_requests_get_a_json_reason() {
     assert_eq!(h.stats().await["waiting"], 1);
     h.stop().await;
 }
+
+/// A service started with the doors closed (`--paused`) queues without
+/// admitting; `POST /admin/admission/start` opens them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doors_open_on_request() {
+    let db = TempDb::new();
+    let h = start(&db, |c| {
+        c.admit_rate = "50/1s".parse().unwrap();
+        c.admit_on_start = false;
+    })
+    .await;
+    let tokens = h.enqueue(&unique("doors"), 5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stats = h.stats().await;
+    assert_eq!(stats["admitting"], false, "{stats}");
+    assert_eq!(stats["waiting"], 5, "{stats}");
+    assert_eq!(stats["admitted_total"], 0, "{stats}");
+    for _ in 0..2 {
+        let (status, body) = h.post("/admin/admission/start", json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["admitting"], true, "{body}");
+    }
+    wait_until(Duration::from_secs(15), "all 5 admitted", || async {
+        h.token(&tokens[4].token_id).await["status"] == "active"
+    })
+    .await;
+    let stats = h.stats().await;
+    assert_eq!(stats["admitting"], true, "{stats}");
+    assert_eq!(stats["admitted_total"], 5, "{stats}");
+    h.stop().await;
+}

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::db::{status, Enqueued, Token};
-use crate::listener::{AppState, TokenQueued, PARTITION, TOPIC};
+use crate::listener::{AppState, TokenQueued, LISTENER_ID, PARTITION, TOPIC};
 use crate::now_ms;
 
 /// The router over `state`; `/metrics` only with a Prometheus handle.
@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Rout
         .route("/queue/tokens", post(enqueue))
         .route("/queue/tokens/{token_id}", get(get_token))
         .route("/queue/stats", get(stats))
+        .route("/admin/admission/start", post(start_admission))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -335,9 +336,29 @@ async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
         "configured_rate": app.admit_rate.to_string(),
         "configured_per_second": app.admit_rate.per_second(),
         "active_ttl_seconds": app.active_ttl.as_secs_f64(),
+        "admitting": app.admitting(),
         "next_offset": next,
         "next_offset_source": source.as_str(),
         "log_end_offset": log_end,
         "waiting_by_offsets": log_end.map(|end| (end - next).max(0)),
     })))
+}
+
+/// Opens the doors of a service started with `--paused`
+/// (`admit_on_start = false`): starts the admission listener. Idempotent.
+async fn start_admission(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let Some(container) = app.app.get().and_then(|a| a.container(LISTENER_ID)) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the admission listener is not set up yet",
+        ));
+    };
+    container.start().map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot start the admission listener: {e}"),
+        )
+    })?;
+    tracing::info!("admission started");
+    Ok(Json(json!({ "admitting": true })))
 }

@@ -193,6 +193,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         db: db.clone(),
         template: app.template(),
         cursor,
+        app: Arc::clone(&running),
         send_timeout: config.send_timeout,
         active_ttl: config.active_ttl,
         admit_rate: config.admit_rate,

@@ -2,11 +2,12 @@
 //! [`TOPIC`], admitting tokens in offset order at the configured rate.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kafka_listener::{
-    Json, KafkaTemplate, ListenerError, ListenerSpec, RateLimit, RecordMeta, RetryPolicy, State,
+    Json, KafkaTemplate, ListenerError, ListenerSpec, RateLimit, RecordMeta, RetryPolicy,
+    RunningApp, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,9 @@ pub(crate) struct AppState {
     /// The admission cursor (reads the running listener's finished
     /// offsets).
     pub(crate) cursor: Arc<Cursor>,
+    /// The running app, set once it started (`POST /admin/admission/start`
+    /// starts the listener through it).
+    pub(crate) app: Arc<OnceLock<Arc<RunningApp>>>,
     pub(crate) send_timeout: Duration,
     pub(crate) active_ttl: Duration,
     pub(crate) admit_rate: RateLimit,
@@ -62,6 +66,15 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// Whether the admission listener runs (`false` before the app started
+    /// or while the doors are closed).
+    pub(crate) fn admitting(&self) -> bool {
+        self.app
+            .get()
+            .and_then(|a| a.container(LISTENER_ID))
+            .is_some_and(|c| c.is_running())
+    }
+
     /// The broker acknowledged a token record at `offset`.
     pub(crate) fn produced(&self, offset: i64) {
         self.produced_end.fetch_max(offset + 1, Ordering::AcqRel);

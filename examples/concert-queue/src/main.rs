@@ -59,7 +59,8 @@ struct ServeArgs {
     /// (0 disables).
     #[arg(long, env = "QUEUE_MAX_WAITING", default_value_t = 20_000)]
     max_waiting: i64,
-    /// Do not admit until restarted without it (fill the queue first).
+    /// Do not admit until `POST /admin/admission/start` (fill the queue
+    /// first: the doors open later).
     #[arg(long)]
     paused: bool,
     /// Do not serve GET /metrics.
