@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::lane::{run_lane, LaneShared};
 use super::offsets::{CommitSignal, PartitionOffsets};
-use super::{Assignments, Lag, ListenerRuntime, Progress, Subscription};
+use super::{Assignments, Lag, ListenerRuntime, Observed, Progress, Subscription};
 use crate::record::ConsumerRecord;
 
 /// How long one `poll` waits when there is nothing to read; also the longest
@@ -91,15 +91,13 @@ impl ContainerContext {
         runtime: tokio::runtime::Handle,
         drain_timeout: Duration,
         name: String,
-        assigned: Assignments,
+        observed: Observed,
         slot: usize,
-        progress: Progress,
-        lag: Lag,
     ) -> Self {
         Self {
-            progress,
-            lag,
-            assigned,
+            progress: observed.progress,
+            lag: observed.lag,
+            assigned: observed.assigned,
             slot,
             listener,
             runtime,

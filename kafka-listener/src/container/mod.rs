@@ -43,6 +43,15 @@ pub(crate) type Progress =
 /// The lag per `(topic, partition)` at librdkafka's last statistics.
 pub(crate) type Lag = Arc<Mutex<std::collections::HashMap<(String, i32), i64>>>;
 
+/// What a container's consumers report for its observers: assignments,
+/// finished offsets and lag.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Observed {
+    pub(crate) assigned: Assignments,
+    pub(crate) progress: Progress,
+    pub(crate) lag: Lag,
+}
+
 /// What a listener subscribes to.
 #[derive(Debug, Clone)]
 pub(crate) enum Subscription {
@@ -89,9 +98,7 @@ pub struct ListenerContainer {
     drain_timeout: Duration,
     consumers: Mutex<Vec<ConsumerThread>>,
     paused: AtomicBool,
-    assigned: Assignments,
-    progress: Progress,
-    lag: Lag,
+    observed: Observed,
 }
 
 impl std::fmt::Debug for ListenerContainer {
@@ -204,9 +211,7 @@ impl ListenerContainer {
             drain_timeout,
             consumers: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
-            assigned: Arc::new(Mutex::new(Vec::new())),
-            progress: Progress::default(),
-            lag: Lag::default(),
+            observed: Observed::default(),
         })
     }
 
@@ -242,8 +247,11 @@ impl ListenerContainer {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ListenerContainer::start needs a tokio runtime".into()))?;
         let gate = Arc::new(StopGate::new(self.runtime.concurrency));
-        *self.assigned.lock().unwrap_or_else(|e| e.into_inner()) =
-            vec![Vec::new(); self.runtime.concurrency];
+        *self
+            .observed
+            .assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = vec![Vec::new(); self.runtime.concurrency];
         for i in 0..self.runtime.concurrency {
             let gate = Arc::clone(&gate);
             let name = format!("{}-{}", self.runtime.info.id, i);
@@ -256,10 +264,8 @@ impl ListenerContainer {
                 handle.clone(),
                 self.drain_timeout,
                 name.clone(),
-                Arc::clone(&self.assigned),
+                self.observed.clone(),
                 i,
-                Arc::clone(&self.progress),
-                Arc::clone(&self.lag),
             );
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));
@@ -323,7 +329,8 @@ impl ListenerContainer {
         if !self.is_running() {
             return Vec::new();
         }
-        self.assigned
+        self.observed
+            .assigned
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -335,7 +342,11 @@ impl ListenerContainer {
     /// of the committed offset. A queue can derive a waiting record's
     /// position from it: `record offset - finished offset`.
     pub fn finished_offsets(&self) -> Vec<(String, i32, i64)> {
-        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let progress = self
+            .observed
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<_> = progress
             .iter()
             .map(|((t, p), o)| (t.clone(), *p, o.committable()))
@@ -352,7 +363,7 @@ impl ListenerContainer {
     pub fn lag(&self) -> Vec<(String, i32, i64)> {
         let assigned: std::collections::HashSet<(String, i32)> =
             self.assigned_partitions().into_iter().flatten().collect();
-        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = self.observed.lag.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<_> = lag
             .iter()
             .filter(|(k, _)| assigned.contains(*k))
