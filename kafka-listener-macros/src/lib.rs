@@ -29,6 +29,8 @@ use proc_macro::TokenStream;
 ///      | properties = [("NAME", "VALUE"), ...]  librdkafka consumer properties
 ///      | batch = BOOL                        a batch listener; default false
 ///      | retry(RETRY_KEY, ...)               default: the runtime's RetryPolicy
+///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; default false (log and skip)
+///      | retry_topics(RETRY_TOPICS_KEY, ...) non-blocking retries (`@RetryableTopic`); needs `topics`
 ///      | crate = "PATH"                      default "::kafka_listener"
 ///
 /// RETRY_KEY := attempts = INTEGER            >= 1, the first delivery included; default 3
@@ -37,6 +39,11 @@ use proc_macro::TokenStream;
 ///            | max = "DURATION"              exponential only; default "30s"
 ///            | multiplier = NUMBER           exponential only, >= 1.0; default 2.0
 ///            | jitter = BOOL                 exponential only; default true
+///
+/// RETRY_TOPICS_KEY := attempts = INTEGER     >= 1, the first delivery included; default 3
+///                   | delays = ["DURATION", ...]   > 0 each, before retry 1, 2, ...; the
+///                                            last repeats; default ["1s"]; topics are
+///                                            "<topic>-retry-<ms>"
 /// ```
 ///
 /// `DURATION` is in humantime syntax ("100ms", "1s", "2m", "1m 30s") and

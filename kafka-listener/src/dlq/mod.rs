@@ -119,3 +119,63 @@ pub(crate) async fn topics_for(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::retry_topics::RetryTopics;
+
+    async fn noop(_: String) {}
+
+    #[test]
+    fn the_no_dead_letter_warning_is_only_for_listeners_without_one() {
+        let plain = ListenerSpec::new("a").topics(["t"]).handler(noop);
+        assert!(plain.dead_letter_hint());
+        let dlt = ListenerSpec::new("b")
+            .topics(["t"])
+            .dead_letter(DeadLetter::Default)
+            .handler(noop);
+        assert!(!dlt.dead_letter_hint());
+        let rt = ListenerSpec::new("c")
+            .topics(["t"])
+            .retry_topics(RetryTopics::new(2, [Duration::from_secs(1)]))
+            .handler(noop);
+        assert!(!rt.dead_letter_hint());
+    }
+
+    #[tokio::test]
+    async fn dead_letter_and_retry_topics_get_the_source_partition_count() {
+        let listeners = [
+            ListenerSpec::new("a")
+                .topics(["orders", "other"])
+                .dead_letter(DeadLetter::Default)
+                .handler(noop),
+            ListenerSpec::new("b")
+                .topics(["mails"])
+                .retry_topics(RetryTopics::new(
+                    4,
+                    [Duration::from_millis(500), Duration::from_secs(10)],
+                ))
+                .dead_letter(DeadLetter::Topic("dead".into()))
+                .handler(noop),
+            ListenerSpec::new("c").topics(["plain"]).handler(noop),
+        ];
+        let declared = [NewTopic::new("orders", 3), NewTopic::new("mails", 2)];
+        let got: Vec<(String, i32)> = topics_for(&listeners, &declared, None)
+            .await
+            .into_iter()
+            .map(|t| (t.name, t.partitions))
+            .collect();
+        let want = [
+            ("orders-dlt", 3),
+            ("other-dlt", 1),
+            ("mails-retry-500", 2),
+            ("mails-retry-10000", 2),
+            ("dead", 2),
+        ]
+        .map(|(n, p)| (n.to_owned(), p));
+        assert_eq!(got, want);
+    }
+}
