@@ -454,6 +454,13 @@ impl RunningApp {
         self.containers.iter().find(|c| c.id() == id).map(|c| &**c)
     }
 
+    /// The container of the listener `id` as a shared handle, for code that
+    /// outlives this borrow (an HTTP handler that reports lag or pauses the
+    /// listener).
+    pub fn container_handle(&self, id: &str) -> Option<Arc<ListenerContainer>> {
+        self.containers.iter().find(|c| c.id() == id).cloned()
+    }
+
     /// Every container.
     pub fn containers(&self) -> impl Iterator<Item = &ListenerContainer> {
         self.containers.iter().map(|c| &**c)
