@@ -97,9 +97,9 @@ pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::kafka_listener;
     pub use crate::{
-        AckMode, Acknowledgment, ConsumerRecord, Headers, Json, KafkaApp, KafkaConfig,
+        AckMode, Acknowledgment, ConsumerRecord, DeadLetter, Headers, Json, KafkaApp, KafkaConfig,
         KafkaTemplate, Key, ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta,
-        RetryPolicy, State,
+        RetryPolicy, RetryTopics, State,
     };
     #[cfg(feature = "avro")]
     pub use crate::{Avro, AvroKey};
