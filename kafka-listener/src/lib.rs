@@ -79,18 +79,18 @@ pub use crate::extract::{
 };
 pub use crate::listener::{AckMode, ListenerSpec};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
-pub use crate::record::{ConsumerRecord, Header, Headers};
 pub use crate::rate_limit::RateLimit;
+pub use crate::record::{ConsumerRecord, Header, Headers};
 pub use crate::retry::{BackOff, RetryPolicy};
 pub use crate::retry_topics::RetryTopics;
 
-/// Attribute macros, re-exported from `kafka-listener-macros`.
-#[cfg(feature = "macros")]
-pub use kafka_listener_macros::kafka_listener;
 /// `#[after_commit]`, re-exported from `kafka-listener-macros` (the
 /// `OutboxEvent` derive comes with the trait, from `after_commit`).
 #[cfg(all(feature = "macros", feature = "after-commit"))]
 pub use kafka_listener_macros::after_commit;
+/// Attribute macros, re-exported from `kafka-listener-macros`.
+#[cfg(feature = "macros")]
+pub use kafka_listener_macros::kafka_listener;
 
 /// Everything a listener needs: `use kafka_listener::prelude::*;`.
 pub mod prelude {

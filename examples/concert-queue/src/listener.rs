@@ -105,9 +105,9 @@ pub(crate) fn spec(rate: RateLimit, admit_on_start: bool) -> ListenerSpec {
         .handler(admit)
 }
 
-// TODO(macro): #[kafka_listener(id = "concert-admitter", topics = ["concert.queue.waiting"],
-//     group_id = "concert-admitter", concurrency = 1, rate_limit = "100/10s")] once the rate
-//     can come from the configuration.
+// Registered in code rather than with
+// `#[kafka_listener(topics = ["concert.queue.waiting"], group_id = "concert-admitter", rate_limit = "100/10s")]`
+// because the rate comes from the configuration (`QUEUE_ADMIT_RATE`).
 pub(crate) async fn admit(
     token: Json<TokenQueued>,
     meta: RecordMeta,

@@ -101,7 +101,9 @@ struct UnknownCoupon(String);
 #[error("invalid request: {0}")]
 struct InvalidRequest(String);
 
-// TODO(macro): #[kafka_listener(id = "coupon-issuer", topics = ["coupon.issue.requested"], group_id = "coupon-issuer", concurrency = 3)]
+// Registered in code by `spec` rather than with
+// `#[kafka_listener(topics = ["coupon.issue.requested"], group_id = "coupon-issuer", concurrency = 3, ...)]`
+// because its concurrency comes from the configuration (`LISTENER_CONCURRENCY`).
 pub(crate) async fn issue(
     req: Json<IssueRequested>,
     meta: RecordMeta,

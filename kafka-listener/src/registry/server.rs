@@ -56,7 +56,10 @@ pub(crate) fn router(store: Arc<Store>) -> Router {
             "/mode",
             get(|| async { reply(json!({ "mode": "READWRITE" })) }),
         )
-        .layer(middleware::from_fn_with_state(Arc::clone(&store), authorize))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&store),
+            authorize,
+        ))
         .with_state(store)
 }
 
