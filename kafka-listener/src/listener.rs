@@ -111,6 +111,7 @@ pub struct ListenerSpec {
     pub(crate) max_batch: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) not_retryable: Vec<fn(&crate::error::ListenerError) -> bool>,
     pub(crate) recoverer: Option<Arc<dyn Recoverer>>,
     pub(crate) dead_letter: Option<DeadLetter>,
     pub(crate) retry_topics: Option<RetryTopics>,
@@ -153,6 +154,7 @@ impl ListenerSpec {
             max_batch: 500,
             commit_interval: Duration::from_millis(100),
             retry: None,
+            not_retryable: Vec::new(),
             recoverer: None,
             dead_letter: None,
             retry_topics: None,
@@ -241,6 +243,30 @@ impl ListenerSpec {
     /// default.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = Some(policy);
+        self
+    }
+
+    /// Classifies errors of type `E` (found anywhere in the error, as
+    /// [`crate::ListenerError::is`] does: the wrapped error itself) as not
+    /// retryable, even when they came through `?`: Spring's
+    /// `DefaultErrorHandler.addNotRetryableExceptions`. Such a record goes
+    /// to the recoverer (dead-letter topic) after its first failure.
+    ///
+    /// # Examples
+    /// ```
+    /// # use kafka_listener::prelude::*;
+    /// # async fn on_order(order: String) {}
+    /// let spec = ListenerSpec::new("orders")
+    ///     .topics(["orders"])
+    ///     .not_retryable::<serde_json::Error>()
+    ///     .handler(on_order);
+    /// # let _ = spec;
+    /// ```
+    pub fn not_retryable<E: std::error::Error + 'static>(mut self) -> Self {
+        fn is<E: std::error::Error + 'static>(e: &crate::error::ListenerError) -> bool {
+            e.is::<E>()
+        }
+        self.not_retryable.push(is::<E>);
         self
     }
 

@@ -289,3 +289,52 @@ async fn a_rate_limit_spent_longer_than_max_poll_interval_keeps_the_consumer_in_
         );
     }
 }
+
+#[derive(Debug, Clone, Default)]
+struct Calls(Arc<Mutex<Vec<i64>>>);
+
+/// Fails every record with an `io::Error` through `?` (retryable by default).
+async fn io_failing(meta: RecordMeta, calls: State<Calls>) -> Result<(), ListenerError> {
+    let Calls(inner) = &*calls;
+    inner.lock().unwrap().push(meta.offset);
+    Err(std::io::Error::other("disk full"))?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_type_classified_not_retryable_is_tried_once() {
+    init_tracing();
+    const TOPIC: &str = "l.classify";
+    let broker = broker(TOPIC, 1);
+    let calls = Calls::default();
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .without_discovered_listeners()
+        .listener(
+            ListenerSpec::new("classify")
+                .topics([TOPIC])
+                .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
+                .not_retryable::<std::io::Error>()
+                .handler(io_failing),
+        )
+        .build()
+        .await
+        .unwrap()
+        .state(calls.clone());
+    produce(&app.template(), TOPIC, 0..3, 1).await;
+    let running = app.start().await.unwrap();
+    let start = std::time::Instant::now();
+    while calls.0.lock().unwrap().len() < 3 && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.shutdown().await;
+    assert_eq!(
+        *calls.0.lock().unwrap(),
+        vec![0, 1, 2],
+        "each record once: no retries for io::Error"
+    );
+    assert_eq!(
+        committed(broker.bootstrap_servers(), "classify", TOPIC, 1),
+        vec![3]
+    );
+}

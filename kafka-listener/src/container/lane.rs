@@ -240,7 +240,14 @@ impl Lane<'_> {
             {
                 return Ok(Err(i));
             }
-            match self.listener.retry.next_delay(attempt, &err) {
+            let classified_fatal =
+                err.is_retryable() && self.listener.not_retryable.iter().any(|f| f(&err));
+            let next = if classified_fatal {
+                None
+            } else {
+                self.listener.retry.next_delay(attempt, &err)
+            };
+            match next {
                 Some(delay) => {
                     let first = &records[0];
                     tracing::warn!(listener = %self.listener.info.id, topic = %first.topic, partition = first.partition,

@@ -64,6 +64,8 @@ pub(crate) struct ListenerRuntime {
     pub(crate) info: ListenerInfo,
     pub(crate) handler: ErasedHandler,
     pub(crate) retry: RetryPolicy,
+    /// Error types classified as not retryable ([`ListenerSpec::not_retryable`]).
+    pub(crate) not_retryable: Vec<fn(&crate::error::ListenerError) -> bool>,
     pub(crate) recoverer: Arc<dyn Recoverer>,
     pub(crate) concurrency: usize,
     pub(crate) max_in_flight: usize,
@@ -196,6 +198,7 @@ impl ListenerContainer {
             info,
             handler: spec.handler.take().expect("validated"),
             retry,
+            not_retryable: std::mem::take(&mut spec.not_retryable),
             recoverer,
             retry_topics: retry_topics.is_some(),
             concurrency: spec.concurrency,
