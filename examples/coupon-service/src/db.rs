@@ -11,7 +11,10 @@
 //!   detail)`, primary key `(coupon_id, user_id)`: what the status endpoint
 //!   reads (`pending`, `issued`, `sold_out`, `failed`);
 //! - dead letters are in the framework's `kafka_dead_letters` table
-//!   (`kafka_listener::dlq::DeadLetterStore`, over the writer pool).
+//!   (`kafka_listener::dlq::DeadLetterStore`, over the writer pool);
+//! - `coupon.issued` events wait in the framework's `kafka_outbox` table
+//!   (`kafka_listener::after_commit::TransactionalEvents`, over the writer
+//!   pool) until the relay sent them.
 //!
 //! SQLite allows one writer at a time: writes go through a pool of one
 //! connection (WAL journal, so readers never wait for it), reads through a
@@ -24,7 +27,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::{Executor, Row};
 
-use crate::listener::IssueRequested;
+use kafka_listener::after_commit::{Error as EventsError, TransactionalEvents};
+
+use crate::listener::{CouponIssued, IssueRequested};
 
 /// Request statuses stored in `coupon_requests.status`.
 pub(crate) mod status {
@@ -335,12 +340,13 @@ impl Db {
     /// insert still let only one of them issue.
     pub(crate) async fn issue(
         &self,
+        events: &TransactionalEvents,
         req: &IssueRequested,
         partition: i32,
         offset: i64,
         now: i64,
-    ) -> Result<IssueOutcome, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+    ) -> Result<IssueOutcome, EventsError> {
+        let mut tx = events.begin().await?;
         let decided: Option<String> = sqlx::query_scalar(
             "SELECT status FROM coupon_requests WHERE coupon_id = $1 AND user_id = $2",
         )
@@ -369,7 +375,7 @@ impl Db {
                 tx.rollback().await?;
                 return Ok(IssueOutcome::UnknownCoupon);
             }
-            decide(&mut tx, req, status::SOLD_OUT, now, None).await?;
+            decide(tx.transaction(), req, status::SOLD_OUT, now, None).await?;
             tx.commit().await?;
             return Ok(IssueOutcome::SoldOut);
         }
@@ -391,7 +397,15 @@ impl Db {
             tx.rollback().await?;
             return Ok(IssueOutcome::AlreadyDecided);
         }
-        decide(&mut tx, req, status::ISSUED, now, None).await?;
+        decide(tx.transaction(), req, status::ISSUED, now, None).await?;
+        // The outbox row of `coupon.issued`, in this transaction: the relay
+        // sends it after the commit, or at the next start after a crash.
+        tx.publish(CouponIssued {
+            coupon_id: req.coupon_id.clone(),
+            user_id: req.user_id.clone(),
+            issued_at: now,
+        })
+        .await?;
         tx.commit().await?;
         Ok(IssueOutcome::Issued)
     }

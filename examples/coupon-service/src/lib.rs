@@ -15,6 +15,11 @@
 //!    issued < stock` and an insert into `coupon_issues`, whose primary key
 //!    `(coupon_id, user_id)` makes a redelivered or repeated request change
 //!    nothing. A request that finds no stock is recorded as `sold_out`.
+//!    An issue also writes a [`CouponIssued`] event to the outbox table in
+//!    the same transaction; after the commit the relay sends it to
+//!    [`ISSUED_TOPIC`] (key = coupon id, header `kafka_listener-event-id`)
+//!    and marks it sent. What a crash leaves unsent is sent at the next
+//!    start, so every coupon in the database has its event (at least once).
 //! 4. `GET /coupons/{id}/issues/{user_id}` answers `pending`, `issued`,
 //!    `sold_out` or `failed` (a request that failed for good: it went to
 //!    `coupon.issue.requested-dlt`, is kept in the database by the
@@ -47,6 +52,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_listener::after_commit::{RelayConfig, RelayHandle, TransactionalEvents};
 use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 use tokio::sync::oneshot;
@@ -55,7 +61,8 @@ use tokio::task::JoinHandle;
 pub use crate::config::{ServiceConfig, DEFAULT_DATABASE_URL};
 pub use crate::error::ServiceError;
 pub use crate::listener::{
-    IssueRequested, DEAD_LETTERS_ID, DLT, GROUP_ID, LISTENER_ID, PARTITIONS, TOPIC,
+    CouponIssued, IssueRequested, DEAD_LETTERS_ID, DLT, GROUP_ID, ISSUED_PARTITIONS, ISSUED_TOPIC,
+    LISTENER_ID, PARTITIONS, TOPIC,
 };
 pub use crate::telemetry::init_tracing;
 
@@ -73,6 +80,7 @@ use crate::listener::AppState;
 pub struct RunningService {
     http_addr: SocketAddr,
     app: RunningApp,
+    relay: RelayHandle,
     db: Db,
     http_stop: oneshot::Sender<()>,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -100,8 +108,9 @@ impl RunningService {
 
     /// Stops gracefully: the HTTP server stops accepting and finishes the
     /// requests in hand (up to 10 s), the listener drains and commits its
-    /// finished offsets, the template is flushed, and the database pools are
-    /// closed.
+    /// finished offsets, the outbox relay finishes its batch in progress
+    /// (what it leaves unsent is sent at the next start), the template is
+    /// flushed, and the database pools are closed.
     pub async fn shutdown(self) {
         let _ = self.http_stop.send(());
         match tokio::time::timeout(Duration::from_secs(10), self.http_task).await {
@@ -110,6 +119,10 @@ impl RunningService {
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
             Err(_) => tracing::warn!("HTTP server did not stop within 10 s"),
         }
+        // After the listeners (no new outbox rows) and before the app
+        // flushes and drops the template the relay sends with.
+        futures::future::join_all(self.app.containers().map(|c| c.stop())).await;
+        self.relay.shutdown().await;
         self.app.shutdown().await;
         self.db.close().await;
         tracing::info!("coupon-service stopped");
@@ -119,8 +132,10 @@ impl RunningService {
 /// Starts coupon-service: connects to the database and creates its tables
 /// if missing, starts the Kafka app (the embedded broker when
 /// `config.kafka` has no bootstrap servers), declares [`TOPIC`] with
-/// [`PARTITIONS`] partitions, starts the `coupon-issuer` listener and
-/// serves the HTTP API on `config.http_addr`.
+/// [`PARTITIONS`] partitions and [`ISSUED_TOPIC`] with
+/// [`ISSUED_PARTITIONS`], starts the outbox relay of [`CouponIssued`]
+/// (which first sends what a previous run left unsent), starts the
+/// `coupon-issuer` listener and serves the HTTP API on `config.http_addr`.
 ///
 /// # Errors
 /// [`ServiceError::Database`] when the database cannot be reached or the
@@ -154,10 +169,22 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         .local_addr()
         .map_err(|e| ServiceError::Http(config.http_addr, e))?;
 
+    // The outbox of `coupon.issued`, over the writer pool (on SQLite, one
+    // connection: the relay's writes queue behind the decisions instead of
+    // failing with SQLITE_BUSY). Creates `kafka_outbox` if missing.
+    let events = TransactionalEvents::builder(db.pool())
+        .build()
+        .await
+        .map_err(|e| match e {
+            kafka_listener::after_commit::Error::Database(e) => ServiceError::Database(e),
+            other => ServiceError::Config(other.to_string()),
+        })?;
+
     let kafka = config.kafka_config();
     let app = KafkaApp::builder()
         .config(kafka)
         .topic(NewTopic::new(TOPIC, PARTITIONS))
+        .topic(NewTopic::new(ISSUED_TOPIC, ISSUED_PARTITIONS))
         .listener(listener::spec(config.concurrency))
         .listener(listener::dead_letters_spec())
         .without_discovered_listeners()
@@ -177,8 +204,17 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         template: app.template(),
         send_timeout: config.send_timeout,
         dead_letters,
+        events: events.clone(),
     };
-    let app = app.state(state.clone()).start().await?;
+    // First sends what a previous run committed and left unsent.
+    let relay = events.start_relay(app.template(), RelayConfig::default());
+    let app = match app.state(state.clone()).start().await {
+        Ok(app) => app,
+        Err(e) => {
+            relay.shutdown().await;
+            return Err(e.into());
+        }
+    };
 
     let router = http::router(state, metrics);
     let (http_stop, stop_rx) = oneshot::channel::<()>();
@@ -196,6 +232,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     Ok(RunningService {
         http_addr,
         app,
+        relay,
         db,
         http_stop,
         http_task,

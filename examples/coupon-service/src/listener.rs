@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_listener::after_commit::{OutboxEvent, TransactionalEvents};
 use kafka_listener::dlq::headers::{Original, EXCEPTION_STACKTRACE};
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::{
@@ -37,6 +38,32 @@ pub const DLT: &str = "coupon.issue.requested-dlt";
 /// The listener that stores the dead letters of [`DLT`] in the database.
 pub const DEAD_LETTERS_ID: &str = "coupon-dead-letters";
 
+/// The topic of issued coupons: key = coupon id, value = [`CouponIssued`]
+/// as JSON, published through the transactional outbox (header
+/// `kafka_listener-event-id` unique per event).
+pub const ISSUED_TOPIC: &str = "coupon.issued";
+
+/// Partitions of [`ISSUED_TOPIC`].
+pub const ISSUED_PARTITIONS: i32 = 3;
+
+/// A coupon was issued: the value of an [`ISSUED_TOPIC`] record, as JSON
+/// `{"coupon_id": "...", "user_id": "...", "issued_at": 1700000000000}`.
+///
+/// Written to the outbox in the transaction that issues the coupon and sent
+/// by the relay after the commit (or at the next start, after a crash), so
+/// every coupon in the database has its event; a crash between the send and
+/// the relay's mark sends it again with the same event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, OutboxEvent)]
+#[outbox(topic = "coupon.issued", key = "coupon_id")]
+pub struct CouponIssued {
+    /// The coupon issued; also the record key.
+    pub coupon_id: String,
+    /// The user who got it.
+    pub user_id: String,
+    /// When it was issued, milliseconds since the Unix epoch.
+    pub issued_at: i64,
+}
+
 /// A user asks for a coupon: the value of a [`TOPIC`] record, as JSON
 /// `{"coupon_id": "...", "user_id": "...", "requested_at": 1700000000000}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +85,9 @@ pub(crate) struct AppState {
     pub(crate) template: KafkaTemplate,
     pub(crate) send_timeout: Duration,
     pub(crate) dead_letters: DeadLetterStore,
+    /// Begins the decision's transactions; its outbox carries
+    /// [`CouponIssued`] to [`ISSUED_TOPIC`].
+    pub(crate) events: TransactionalEvents,
 }
 
 /// The listener, registered in code until `#[kafka_listener]` lands.
@@ -128,7 +158,7 @@ async fn decide(
     }
     let outcome = app
         .db
-        .issue(req, meta.partition, meta.offset, now_ms())
+        .issue(&app.events, req, meta.partition, meta.offset, now_ms())
         .await?;
     let label = match outcome {
         IssueOutcome::Issued => "issued",
