@@ -364,7 +364,7 @@ async fn fails_seq_3(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebalance_during_a_back_off_loses_nothing_and_the_new_owner_starts_over() {
+async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_starts_over() {
     init_tracing();
     const TOPIC: &str = "l.rebalance-backoff";
     let broker = broker(TOPIC, 1);
@@ -392,14 +392,19 @@ async fn a_rebalance_during_a_back_off_loses_nothing_and_the_new_owner_starts_ov
     let first = make(state.clone()).await;
     produce(&first.template(), TOPIC, 0..10, 1).await;
     let first = first.start().await.unwrap();
-    // Wait for the first failure of seq 3, then make the group rebalance
-    // while its lane backs off.
     let start = std::time::Instant::now();
     while !state.calls.lock().unwrap().iter().any(|c| c.0 == 3)
         && start.elapsed() < Duration::from_secs(30)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The first owner leaves while seq 3 backs off: its partition is revoked,
+    // the back-off cut short, and nothing past seq 3 committed.
+    first.shutdown().await;
+    assert_eq!(
+        committed(broker.bootstrap_servers(), "rb-backoff", TOPIC, 1),
+        vec![3]
+    );
     let second = make(state.clone()).await.start().await.unwrap();
     let start = std::time::Instant::now();
     while !state.calls.lock().unwrap().iter().any(|c| c.0 == 9)
@@ -409,17 +414,80 @@ async fn a_rebalance_during_a_back_off_loses_nothing_and_the_new_owner_starts_ov
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     second.shutdown().await;
-    first.shutdown().await;
     let calls = state.calls.lock().unwrap().clone();
     let seq3: Vec<(u64, u32)> = calls.iter().copied().filter(|c| c.0 == 3).collect();
-    // The revoke cut the back-off short without committing past seq 3; its
-    // new owner delivered it again from attempt 1, failed once more, and
-    // handled it on the retry.
+    // The new owner delivered seq 3 again from attempt 1, failed once more,
+    // and handled it on the retry.
     assert_eq!(seq3, vec![(3, 1), (3, 1), (3, 2)], "all calls: {calls:?}");
     let seqs: std::collections::HashSet<u64> = calls.iter().map(|c| c.0).collect();
     assert_eq!(seqs.len(), 10, "nothing lost: {calls:?}");
     assert_eq!(
         committed(broker.bootstrap_servers(), "rb-backoff", TOPIC, 1),
+        vec![10]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
+    init_tracing();
+    const TOPIC: &str = "l.backoff-memory";
+    let broker = broker(TOPIC, 1);
+    broker.create_topic("l.backoff-memory-other", 1).unwrap();
+    let state = BackoffCalls::default();
+    state.failures_left.store(2, Ordering::SeqCst);
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .without_discovered_listeners()
+        .listener(
+            ListenerSpec::new("backoff-memory")
+                .topics([TOPIC])
+                .ack_mode(AckMode::Record)
+                .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
+                .handler(fails_seq_3),
+        )
+        .build()
+        .await
+        .unwrap()
+        .state(state.clone());
+    produce(&app.template(), TOPIC, 0..10, 1).await;
+    let running = app.start().await.unwrap();
+    let start = std::time::Instant::now();
+    while !state.calls.lock().unwrap().iter().any(|c| c.0 == 3)
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another member joins the group for another topic: the (eager)
+    // rebalance revokes our partition and gives it back to us.
+    let bootstrap = broker.bootstrap_servers().to_owned();
+    let other = std::thread::spawn(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "backoff-memory")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "500")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["l.backoff-memory-other"]).unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            consumer.poll(Duration::from_millis(50));
+        }
+    });
+    let start = std::time::Instant::now();
+    while !state.calls.lock().unwrap().iter().any(|c| c.0 == 9)
+        && start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    other.join().unwrap();
+    running.shutdown().await;
+    let calls = state.calls.lock().unwrap().clone();
+    let seq3: Vec<(u64, u32)> = calls.iter().copied().filter(|c| c.0 == 3).collect();
+    assert_eq!(seq3, vec![(3, 1), (3, 2), (3, 3)], "all calls: {calls:?}");
+    assert_eq!(
+        committed(broker.bootstrap_servers(), "backoff-memory", TOPIC, 1),
         vec![10]
     );
 }

@@ -66,6 +66,44 @@ impl LaneShared {
     }
 }
 
+/// Attempt counts of records whose back-off was cut short by a revoke, by
+/// topic and partition (at most one per partition), so that a partition
+/// assigned back to this instance does not start the record over.
+#[derive(Debug, Default)]
+pub(crate) struct RetryMemory(std::sync::Mutex<std::collections::HashMap<PartitionKey, (i64, u32)>>);
+
+/// A topic and partition.
+type PartitionKey = (Arc<str>, i32);
+
+impl RetryMemory {
+    fn remember(&self, record: &ConsumerRecord, attempts: u32) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert((Arc::clone(&record.topic), record.partition), (record.offset, attempts));
+    }
+
+    /// The attempts already made on `record` here, if its back-off was cut
+    /// short; forgets them.
+    fn take(&self, record: &ConsumerRecord) -> Option<u32> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.is_empty() {
+            return None;
+        }
+        let key = (Arc::clone(&record.topic), record.partition);
+        match m.get(&key) {
+            Some(&(offset, attempts)) if offset == record.offset => {
+                m.remove(&key);
+                Some(attempts)
+            }
+            Some(_) => {
+                // The partition moved past that record elsewhere.
+                m.remove(&key);
+                None
+            }
+            None => None,
+        }
+    }
+}
+
 /// The record or batch was abandoned because the partition was revoked.
 struct Revoked;
 
@@ -215,7 +253,9 @@ impl Lane<'_> {
                 return Err(Revoked);
             }
         }
-        let mut attempt = 1u32;
+        // A record whose back-off a revoke cut short on this instance goes
+        // on from its attempt count when the partition comes back here.
+        let mut attempt = self.listener.retry_memory.take(&records[0]).map_or(1, |a| a + 1);
         loop {
             // The latency histogram samples one call in TIMING_SAMPLE (and
             // every retry): reading the clock twice per record costs more
@@ -255,6 +295,7 @@ impl Lane<'_> {
                         "listener failed; retrying after back-off");
                     m.retried.increment(1);
                     if !self.shared.pause(delay).await {
+                        self.listener.retry_memory.remember(&records[0], attempt);
                         return Err(Revoked);
                     }
                     attempt += 1;

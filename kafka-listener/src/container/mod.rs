@@ -64,6 +64,8 @@ pub(crate) struct ListenerRuntime {
     pub(crate) info: ListenerInfo,
     pub(crate) handler: ErasedHandler,
     pub(crate) retry: RetryPolicy,
+    /// Attempts of records whose back-off a revoke cut short.
+    pub(crate) retry_memory: lane::RetryMemory,
     /// Error types classified as not retryable ([`ListenerSpec::not_retryable`]).
     pub(crate) not_retryable: Vec<fn(&crate::error::ListenerError) -> bool>,
     pub(crate) recoverer: Arc<dyn Recoverer>,
@@ -198,6 +200,7 @@ impl ListenerContainer {
             info,
             handler: spec.handler.take().expect("validated"),
             retry,
+            retry_memory: lane::RetryMemory::default(),
             not_retryable: std::mem::take(&mut spec.not_retryable),
             recoverer,
             retry_topics: retry_topics.is_some(),
