@@ -70,7 +70,9 @@ impl LaneShared {
 /// topic and partition (at most one per partition), so that a partition
 /// assigned back to this instance does not start the record over.
 #[derive(Debug, Default)]
-pub(crate) struct RetryMemory(std::sync::Mutex<std::collections::HashMap<PartitionKey, (i64, u32)>>);
+pub(crate) struct RetryMemory(
+    std::sync::Mutex<std::collections::HashMap<PartitionKey, (i64, u32)>>,
+);
 
 /// A topic and partition.
 type PartitionKey = (Arc<str>, i32);
@@ -78,7 +80,10 @@ type PartitionKey = (Arc<str>, i32);
 impl RetryMemory {
     fn remember(&self, record: &ConsumerRecord, attempts: u32) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert((Arc::clone(&record.topic), record.partition), (record.offset, attempts));
+        m.insert(
+            (Arc::clone(&record.topic), record.partition),
+            (record.offset, attempts),
+        );
     }
 
     /// The attempts already made on `record` here, if its back-off was cut
@@ -255,7 +260,11 @@ impl Lane<'_> {
         }
         // A record whose back-off a revoke cut short on this instance goes
         // on from its attempt count when the partition comes back here.
-        let mut attempt = self.listener.retry_memory.take(&records[0]).map_or(1, |a| a + 1);
+        let mut attempt = self
+            .listener
+            .retry_memory
+            .take(&records[0])
+            .map_or(1, |a| a + 1);
         loop {
             // The latency histogram samples one call in TIMING_SAMPLE (and
             // every retry): reading the clock twice per record costs more
