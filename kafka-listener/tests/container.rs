@@ -27,19 +27,15 @@ async fn ten_thousand_records_over_three_partitions_each_handled_once_in_order_a
     const N: u64 = 10_000;
     let broker = broker(TOPIC, 3);
     let seen = Seen::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("all")
-                .topics([TOPIC])
-                .concurrency(3)
-                .handler(record_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("all")
+            .topics([TOPIC])
+            .concurrency(3)
+            .handler(record_listener),
+        seen.clone(),
+    )
+    .await;
     let template = app.template();
     let running = app.start().await.unwrap();
     // Produce once the group is stable, so that no rebalance happens while
@@ -97,21 +93,16 @@ async fn a_stopped_listener_resumes_from_its_committed_offset_with_nothing_skipp
     const N: u64 = 3_000;
     let broker = broker(TOPIC, 3);
     let seen = Seen::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            // One consumer: with two, their joins after the restart can
-            // rebalance the group mid-stream, and the mock broker refuses
-            // commits during a rebalance (see the rebalance test).
-            ListenerSpec::new("resume")
-                .topics([TOPIC])
-                .handler(slow_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone());
+    let app = listener_app(
+        &broker, // One consumer: with two, their joins after the restart can
+        // rebalance the group mid-stream, and the mock broker refuses
+        // commits during a rebalance (see the rebalance test).
+        ListenerSpec::new("resume")
+            .topics([TOPIC])
+            .handler(slow_listener),
+        seen.clone(),
+    )
+    .await;
     let template = app.template();
     let running = app.start().await.unwrap();
     assert!(
@@ -201,20 +192,16 @@ async fn manual_ack_unacknowledged_records_are_delivered_again_after_a_restart()
         let broker = broker.clone();
         let limit = limit.clone();
         async move {
-            KafkaApp::builder()
-                .config(config(&broker))
-                .without_discovered_listeners()
-                .listener(
-                    ListenerSpec::new("manual")
-                        .topics([TOPIC])
-                        .ack_mode(AckMode::Manual)
-                        .handler(acking_listener),
-                )
-                .build()
-                .await
-                .unwrap()
-                .state(seen)
-                .state(limit)
+            listener_app(
+                &broker,
+                ListenerSpec::new("manual")
+                    .topics([TOPIC])
+                    .ack_mode(AckMode::Manual)
+                    .handler(acking_listener),
+                seen,
+            )
+            .await
+            .state(limit)
         }
     };
     let seen = Seen::default();
@@ -262,18 +249,14 @@ async fn a_consumer_joining_mid_stream_loses_nothing_and_keeps_partition_order()
     let make = |seen: Seen| {
         let broker = broker.clone();
         async move {
-            KafkaApp::builder()
-                .config(config(&broker))
-                .without_discovered_listeners()
-                .listener(
-                    ListenerSpec::new("rb")
-                        .topics([TOPIC])
-                        .handler(slow_listener),
-                )
-                .build()
-                .await
-                .unwrap()
-                .state(seen)
+            listener_app(
+                &broker,
+                ListenerSpec::new("rb")
+                    .topics([TOPIC])
+                    .handler(slow_listener),
+                seen,
+            )
+            .await
         }
     };
     let first = make(seen.clone()).await;

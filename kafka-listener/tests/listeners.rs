@@ -33,19 +33,15 @@ async fn a_batch_listener_gets_every_record_once_in_order_in_batches_of_at_most_
     const TOPIC: &str = "l.batch";
     let broker = broker(TOPIC, 1);
     let seen = Batches::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("batch")
-                .topics([TOPIC])
-                .max_batch(100)
-                .batch_handler(batch_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("batch")
+            .topics([TOPIC])
+            .max_batch(100)
+            .batch_handler(batch_listener),
+        seen.clone(),
+    )
+    .await;
     produce(&app.template(), TOPIC, 0..1_000, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
@@ -115,20 +111,16 @@ async fn retryable_failures_are_retried_in_order_and_fatal_ones_are_not() {
     let broker = broker(TOPIC, 1);
     let flaky = Flaky::default();
     flaky.failures_left.store(2, Ordering::SeqCst);
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("retry")
-                .topics([TOPIC])
-                .ack_mode(AckMode::Record)
-                .retry(RetryPolicy::fixed(3, Duration::from_millis(50)))
-                .handler(flaky_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(flaky.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("retry")
+            .topics([TOPIC])
+            .ack_mode(AckMode::Record)
+            .retry(RetryPolicy::fixed(3, Duration::from_millis(50)))
+            .handler(flaky_listener),
+        flaky.clone(),
+    )
+    .await;
     produce(&app.template(), TOPIC, 0..10, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
@@ -174,18 +166,14 @@ async fn a_record_that_is_not_json_is_skipped_and_the_records_behind_it_are_hand
     const TOPIC: &str = "l.poison";
     let broker = broker(TOPIC, 1);
     let seen = Seen::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("poison")
-                .topics([TOPIC])
-                .handler(count_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("poison")
+            .topics([TOPIC])
+            .handler(count_listener),
+        seen.clone(),
+    )
+    .await;
     let template = app.template();
     produce(&template, TOPIC, 0..3, 1).await;
     template
@@ -306,20 +294,16 @@ async fn an_error_type_classified_not_retryable_is_tried_once() {
     const TOPIC: &str = "l.classify";
     let broker = broker(TOPIC, 1);
     let calls = Calls::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("classify")
-                .topics([TOPIC])
-                .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
-                .not_retryable::<std::io::Error>()
-                .handler(io_failing),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(calls.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("classify")
+            .topics([TOPIC])
+            .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
+            .not_retryable::<std::io::Error>()
+            .handler(io_failing),
+        calls.clone(),
+    )
+    .await;
     produce(&app.template(), TOPIC, 0..3, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
@@ -373,20 +357,16 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
     let make = |state: BackoffCalls| {
         let broker = broker.clone();
         async move {
-            KafkaApp::builder()
-                .config(config(&broker))
-                .without_discovered_listeners()
-                .listener(
-                    ListenerSpec::new("rb-backoff")
-                        .topics([TOPIC])
-                        .ack_mode(AckMode::Record)
-                        .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
-                        .handler(fails_seq_3),
-                )
-                .build()
-                .await
-                .unwrap()
-                .state(state)
+            listener_app(
+                &broker,
+                ListenerSpec::new("rb-backoff")
+                    .topics([TOPIC])
+                    .ack_mode(AckMode::Record)
+                    .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
+                    .handler(fails_seq_3),
+                state,
+            )
+            .await
         }
     };
     let first = make(state.clone()).await;
@@ -435,20 +415,16 @@ async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
     broker.create_topic("l.backoff-memory-other", 1).unwrap();
     let state = BackoffCalls::default();
     state.failures_left.store(2, Ordering::SeqCst);
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("backoff-memory")
-                .topics([TOPIC])
-                .ack_mode(AckMode::Record)
-                .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
-                .handler(fails_seq_3),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(state.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("backoff-memory")
+            .topics([TOPIC])
+            .ack_mode(AckMode::Record)
+            .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
+            .handler(fails_seq_3),
+        state.clone(),
+    )
+    .await;
     produce(&app.template(), TOPIC, 0..10, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();

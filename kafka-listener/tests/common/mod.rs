@@ -229,3 +229,20 @@ pub fn header(message: &rdkafka::message::OwnedMessage, key: &str) -> Option<Vec
         .last()
         .and_then(|h| h.value.map(<[u8]>::to_vec))
 }
+
+/// An app on `broker` (see [`config`]) with only the listener `spec` and
+/// the state `state`, not started.
+pub async fn listener_app<S: Clone + Send + Sync + 'static>(
+    broker: &EmbeddedBroker,
+    spec: ListenerSpec,
+    state: S,
+) -> KafkaApp {
+    KafkaApp::builder()
+        .config(config(broker))
+        .without_discovered_listeners()
+        .listener(spec)
+        .build()
+        .await
+        .unwrap()
+        .state(state)
+}
