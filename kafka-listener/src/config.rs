@@ -311,6 +311,30 @@ mod tests {
     }
 
     #[test]
+    fn properties_file_splits_client_kinds_and_reports_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("kl-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.properties");
+        std::fs::write(
+            &good,
+            "# comment\nbootstrap.servers=b1:9092\nschema.registry.url = http://r:8081\n\
+             security.protocol=SSL\nconsumer.max.poll.interval.ms=60000\nproducer.linger.ms=0\n",
+        )
+        .unwrap();
+        let c = KafkaConfig::from_file(&good).unwrap();
+        assert_eq!(c.bootstrap_servers.as_deref(), Some("b1:9092"));
+        assert_eq!(c.schema_registry_url.as_deref(), Some("http://r:8081"));
+        assert_eq!(c.properties["security.protocol"], "SSL");
+        assert_eq!(c.consumer_properties["max.poll.interval.ms"], "60000");
+        assert_eq!(c.producer_properties["linger.ms"], "0");
+        let bad = dir.join("bad.properties");
+        std::fs::write(&bad, "bootstrap.servers=b1:9092\nno separator here\n").unwrap();
+        let e = KafkaConfig::from_file(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.properties:2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn empty_bootstrap_means_embedded() {
         let c = KafkaConfig::from_vars(vars(&[("KAFKA_BOOTSTRAP_SERVERS", " ")])).unwrap();
         assert!(c.bootstrap_servers.is_none());

@@ -99,6 +99,9 @@ impl RetryMemory {
                 m.remove(&key);
                 Some(attempts)
             }
+            // Earlier records replayed first (their commit was refused
+            // during the rebalance): keep waiting for the record.
+            Some(&(offset, _)) if record.offset < offset => None,
             Some(_) => {
                 // The partition moved past that record elsewhere.
                 m.remove(&key);
