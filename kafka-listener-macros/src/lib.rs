@@ -223,11 +223,17 @@ pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
 /// KEY := topic = "TOPIC"        required; a valid Kafka topic name
 ///      | key = "FIELD"          required; a field whose type is `Display`:
 ///                               the record key (per-key order)
+///      | format = "json"        default: the record value is the event's JSON
+///      | format = "avro"        the record value is Avro in the Confluent
+///                               wire format (schema registered under the
+///                               topic's subject); needs `Deserialize` and
+///                               apache-avro's `AvroSchema`
 ///      | crate = "PATH"         default "::kafka_listener"
 /// ```
 ///
 /// The struct has named fields, no generics, and implements
-/// `serde::Serialize` (the record value is its JSON).
+/// `serde::Serialize` (the outbox keeps the event as JSON; with
+/// `format = "avro"` the relay encodes that JSON as Avro when it sends).
 ///
 /// # Semantics
 ///
@@ -242,8 +248,10 @@ pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// At the user's tokens: no `#[outbox]`, a missing `topic` or `key`,
 /// unknown or repeated keys, an invalid topic name, a key that is not a
-/// field (listing the fields), an enum, union or tuple struct, generics,
-/// and a type that is not `Serialize` or a key field that is not `Display`.
+/// field (listing the fields), an unknown format (listing the formats), an
+/// enum, union or tuple struct, generics, and a type that is not
+/// `Serialize` (or, with `format = "avro"`, not `Deserialize` and
+/// `AvroSchema`) or a key field that is not `Display`.
 ///
 /// # Examples
 ///

@@ -55,6 +55,11 @@ pub(crate) const FALLBACK_EXECUTION: Symbol = Symbol("fallback_execution");
 pub(crate) const OUTBOX: Symbol = Symbol("outbox");
 pub(crate) const TOPIC: Symbol = Symbol("topic");
 pub(crate) const KEY: Symbol = Symbol("key");
+pub(crate) const FORMAT: Symbol = Symbol("format");
+
+// `format = "..."` values of `#[outbox(...)]`.
+pub(crate) const JSON: Symbol = Symbol("json");
+pub(crate) const AVRO: Symbol = Symbol("avro");
 
 // `retry_topics(...)` keys (and `attempts`).
 pub(crate) const DELAYS: Symbol = Symbol("delays");

@@ -144,6 +144,16 @@ impl KafkaAppBuilder {
             (None, None) => unreachable!("embedded broker started above"),
         };
         let mut topics = self.topics;
+        // Dead-letter and retry topics of the listeners (crate::dlq), with
+        // the partition counts of their declared source topics. Before the
+        // listeners' own undeclared topics get one partition below: a
+        // listener of a dead-letter topic must not make it a 1-partition
+        // topic.
+        let client = embedded
+            .is_none()
+            .then(|| self.config.consumer_config(&bootstrap));
+        let extra = crate::dlq::topics_for(&listeners, &topics, client).await;
+        topics.extend(extra);
         if embedded.is_some() {
             for l in &listeners {
                 for t in l.topic_names() {
@@ -153,12 +163,6 @@ impl KafkaAppBuilder {
                 }
             }
         }
-        // Dead-letter and retry topics of the listeners (crate::dlq).
-        let client = embedded
-            .is_none()
-            .then(|| self.config.consumer_config(&bootstrap));
-        let extra = crate::dlq::topics_for(&listeners, &topics, client).await;
-        topics.extend(extra);
         create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics).await?;
         #[allow(unused_mut)]
         let mut template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;

@@ -82,6 +82,19 @@ struct Issued {
 
 const TOPIC: &str = "coupon.issued";
 
+/// An outbox event sent as Avro.
+#[cfg(feature = "avro")]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, apache_avro::AvroSchema, OutboxEvent,
+)]
+#[avro(namespace = "test")]
+#[outbox(topic = "coupon.issued.avro", key = "coupon_id", format = "avro")]
+struct AvroIssued {
+    coupon_id: String,
+    seq: i64,
+    issued_at: kafka_listener::avro::TimestampMillis,
+}
+
 // ---- scenarios ----
 
 async fn commit_runs_handlers_after_commit(db: Db) {
@@ -505,6 +518,101 @@ async fn a_failing_key_does_not_block_the_others(db: Db) {
     db.cleanup().await;
 }
 
+/// `format = "avro"`: the outbox keeps JSON; the relay sends Avro in the
+/// Confluent wire format under `<topic>-value`, in per-key order. A relay
+/// whose template has no Avro codec sends nothing of that type (the rows
+/// wait, with the reason in `last_error`) until one that has a codec runs.
+#[cfg(feature = "avro")]
+async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
+    use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
+    use kafka_listener::registry::EmbeddedSchemaRegistry;
+
+    let topic = <AvroIssued as OutboxEvent>::TOPIC;
+    let broker = support::broker(topic, 2);
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    let codec = AvroCodec::new(
+        RegistryClient::new(registry.url()).unwrap(),
+        AvroSettings::default(),
+    );
+    let (events, _ctx) = db.events().await;
+    let published: Vec<AvroIssued> = (0..6)
+        .map(|seq| AvroIssued {
+            coupon_id: format!("c{}", seq % 2),
+            seq,
+            issued_at: TimestampMillis(1_700_000_000_000 + seq),
+        })
+        .collect();
+    let mut tx = events.begin().await.unwrap();
+    for event in &published {
+        tx.publish(event.clone()).await.unwrap();
+    }
+    assert_eq!(tx.commit().await.unwrap().outboxed, 6);
+    let rows = events.outbox_rows().await.unwrap();
+    let first: AvroIssued = serde_json::from_str(&rows[0].payload).expect("JSON in the outbox");
+    assert_eq!(first, published[0]);
+
+    // No codec: nothing sent, the reason kept.
+    let relay = events.start_relay(support::template(&broker, None), fast_relay());
+    wait_until("a failed attempt is recorded", || async {
+        events
+            .outbox_rows()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.attempts > 0)
+    })
+    .await;
+    relay.shutdown().await;
+    let rows = events.outbox_rows().await.unwrap();
+    assert!(rows.iter().all(|r| r.sent_at.is_none()), "{rows:?}");
+    let failed = rows.iter().find(|r| r.attempts > 0).unwrap();
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no Avro codec"),
+        "{failed:?}"
+    );
+
+    let relay = events.start_relay(
+        support::template(&broker, None).with_avro(codec.clone()),
+        fast_relay(),
+    );
+    wait_until("the outbox is drained", || async {
+        events.unsent_count().await.unwrap() == 0
+    })
+    .await;
+    relay.shutdown().await;
+    let records = read_records(&broker, topic, 2, 6).await;
+    assert_eq!(records.len(), 6, "{records:?}");
+    let mut per_key: HashMap<String, Vec<i64>> = HashMap::new();
+    for record in &records {
+        assert_eq!(record.value_bytes[0], 0, "magic byte");
+        assert_eq!(record.event_type, std::any::type_name::<AvroIssued>());
+        let event: AvroIssued = codec.decode(&record.value_bytes).await.unwrap();
+        assert_eq!(event, published[event.seq as usize]);
+        assert_eq!(event.coupon_id, record.key);
+        per_key
+            .entry(record.key.clone())
+            .or_default()
+            .push(event.seq);
+    }
+    assert_eq!(per_key["c0"], vec![0, 2, 4]);
+    assert_eq!(per_key["c1"], vec![1, 3, 5]);
+    let subject = codec
+        .client()
+        .latest("coupon.issued.avro-value")
+        .await
+        .unwrap();
+    assert!(
+        subject.schema.contains("timestamp-millis"),
+        "{}",
+        subject.schema
+    );
+    db.cleanup().await;
+}
+
 fn fast_relay() -> RelayConfig {
     RelayConfig {
         poll_interval: Duration::from_millis(100),
@@ -587,6 +695,25 @@ on_both_databases!(
     failed_sends_back_off_and_keep_order,
     a_failing_key_does_not_block_the_others,
 );
+
+#[cfg(feature = "avro")]
+mod avro {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_avro_events_are_sent_in_the_confluent_wire_format() {
+        super::avro_events_are_sent_in_the_confluent_wire_format(
+            super::Db::sqlite("avro_events").await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_avro_events_are_sent_in_the_confluent_wire_format() {
+        match super::Db::postgres("avro_events").await {
+            Some(db) => super::avro_events_are_sent_in_the_confluent_wire_format(db).await,
+            None => eprintln!("TEST_DATABASE_URL is not set: the PostgreSQL half is skipped"),
+        }
+    }
+}
 
 /// On PostgreSQL an advisory lock lets one relay work at a time (several
 /// instances of an app): the second waits, and takes over when the first

@@ -56,3 +56,34 @@ async fn declared_topics_are_created_once_and_existing_ones_are_left_alone() {
     // Against `dev-broker`, declare topics with `--topic name:partitions`.
     assert_eq!(partitions(app.bootstrap_servers(), "t.new"), 0);
 }
+
+async fn noop(_: String) {}
+
+/// On the embedded broker a listener's undeclared topic gets one partition,
+/// but a dead-letter topic gets its source's partition count even when
+/// another listener reads it (so a dead letter keeps its partition number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_topic_read_by_a_listener_keeps_its_source_partitions() {
+    init_tracing();
+    let app = KafkaApp::builder()
+        .without_discovered_listeners()
+        .topic(NewTopic::new("orders", 4))
+        .listener(
+            ListenerSpec::new("orders")
+                .topics(["orders"])
+                .dead_letter(DeadLetter::Default)
+                .handler(noop),
+        )
+        .listener(
+            ListenerSpec::new("orders-dlt")
+                .topics(["orders-dlt"])
+                .handler(noop),
+        )
+        .listener(ListenerSpec::new("audit").topics(["audit"]).handler(noop))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(partitions(app.bootstrap_servers(), "orders"), 4);
+    assert_eq!(partitions(app.bootstrap_servers(), "orders-dlt"), 4);
+    assert_eq!(partitions(app.bootstrap_servers(), "audit"), 1);
+}

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
+use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -117,8 +118,9 @@ fn free_port() -> u16 {
 }
 
 /// Starts `dev-broker` with the service's topics; returns its bootstrap
-/// servers.
-fn start_broker(children: &mut Children, bin: &Path, log: &Path) -> String {
+/// servers and its Schema Registry URL (the service is given both, so that
+/// the schema ids in the records outlive the service's restart).
+fn start_broker(children: &mut Children, bin: &Path, log: &Path) -> (String, String) {
     let mut child = Command::new(bin)
         .args([
             "--topic",
@@ -139,13 +141,24 @@ fn start_broker(children: &mut Children, bin: &Path, log: &Path) -> String {
     std::thread::spawn(move || {
         // Reads every line, so the broker never blocks on a full pipe.
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(servers) = line.strip_prefix("bootstrap.servers=") {
-                let _ = tx.send(servers.trim().to_owned());
+            for prefix in ["bootstrap.servers=", "schema.registry.url="] {
+                if let Some(value) = line.strip_prefix(prefix) {
+                    let _ = tx.send((prefix, value.trim().to_owned()));
+                }
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("dev-broker prints bootstrap.servers")
+    let (mut bootstrap, mut registry) = (None, None);
+    while bootstrap.is_none() || registry.is_none() {
+        let (prefix, value) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("dev-broker prints bootstrap.servers and schema.registry.url");
+        match prefix {
+            "bootstrap.servers=" => bootstrap = Some(value),
+            _ => registry = Some(value),
+        }
+    }
+    (bootstrap.unwrap(), registry.unwrap())
 }
 
 /// Starts `coupon-service serve`; returns its index in `children` once its
@@ -255,9 +268,9 @@ async fn coupon_view(client: &reqwest::Client, base: &str, coupon: &str) -> Opti
     r.json().await.ok()
 }
 
-/// Every `coupon.issued` record on the broker: (event id, event), in log
-/// order per partition.
-fn read_issued(bootstrap: &str) -> Vec<(String, CouponIssued)> {
+/// Every `coupon.issued` record on the broker: (event id, Avro value), in
+/// log order per partition.
+fn read_issued(bootstrap: &str) -> Vec<(String, Option<String>, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "coupon-crash-test-reader")
@@ -285,14 +298,9 @@ fn read_issued(bootstrap: &str) -> Vec<(String, CouponIssued)> {
                             .map(|v| String::from_utf8_lossy(v).into_owned())
                     })
                     .expect("every coupon.issued record has an event id header");
-                let event: CouponIssued =
-                    serde_json::from_slice(m.payload().expect("a value")).expect("JSON");
-                assert_eq!(
-                    m.key(),
-                    Some(event.coupon_id.as_bytes()),
-                    "keyed by coupon id"
-                );
-                out.push((id, event));
+                let value = m.payload().expect("a value").to_vec();
+                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                out.push((id, key, value));
             }
             Some(Err(e)) => panic!("reading coupon.issued: {e}"),
             None => {}
@@ -332,12 +340,14 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     std::fs::create_dir_all(&dir).unwrap();
     let service_log = dir.join("coupon-service.log");
     let mut children = Children::default();
-    let bootstrap = start_broker(&mut children, &broker_bin, &dir.join("dev-broker.log"));
+    let (bootstrap, registry_url) =
+        start_broker(&mut children, &broker_bin, &dir.join("dev-broker.log"));
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("c.db").display());
     let env = [
         ("KAFKA_BOOTSTRAP_SERVERS", bootstrap.clone()),
+        ("SCHEMA_REGISTRY_URL", registry_url.clone()),
         ("DATABASE_URL", database_url.clone()),
         ("HTTP_ADDR", format!("127.0.0.1:{port}")),
         // The mock cluster waits a whole session timeout for the killed
@@ -629,11 +639,26 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     })
     .await
     .unwrap();
+    // Avro in the Confluent wire format, its schema in dev-broker's registry
+    // (which outlived the service).
+    let codec = AvroCodec::new(
+        RegistryClient::new(&registry_url).unwrap(),
+        AvroSettings::default(),
+    );
     let mut seen_ids = HashSet::new();
     let mut events: HashMap<(String, String), String> = HashMap::new();
-    let mut last_issued_at: HashMap<String, i64> = HashMap::new();
+    let mut last_issued_at: HashMap<String, TimestampMillis> = HashMap::new();
     let mut redelivered = 0;
-    for (id, e) in &records {
+    for (id, key, value) in &records {
+        let e: CouponIssued = codec
+            .decode(value)
+            .await
+            .expect("coupon.issued values are Avro that the registry knows");
+        assert_eq!(
+            key.as_deref(),
+            Some(e.coupon_id.as_str()),
+            "keyed by coupon id"
+        );
         if !seen_ids.insert(id.clone()) {
             redelivered += 1;
             continue;
@@ -645,7 +670,9 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
             e.coupon_id,
             e.user_id
         );
-        let last = last_issued_at.entry(e.coupon_id.clone()).or_insert(0);
+        let last = last_issued_at
+            .entry(e.coupon_id.clone())
+            .or_insert(TimestampMillis(0));
         assert!(
             e.issued_at >= *last,
             "{}: events out of issue order",

@@ -13,8 +13,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use coupon_service::{IssueRequested, RunningService, ServiceConfig, TOPIC};
+use coupon_service::{
+    CouponIssued, IssueRequested, RunningService, ServiceConfig, DLT, ISSUED_TOPIC, TOPIC,
+};
+use kafka_listener::after_commit::EVENT_ID_HEADER;
+use kafka_listener::avro::{AvroCodec, TimestampMillis};
 use kafka_listener::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -321,10 +328,10 @@ async fn repeats_and_redeliveries_issue_once(h: &Harness) {
         let record = IssueRequested {
             coupon_id: coupon.clone(),
             user_id: user.into(),
-            requested_at: 1,
+            requested_at: TimestampMillis(1),
         };
         template
-            .send_json(TOPIC, coupon.clone(), &record)
+            .send_avro(TOPIC, coupon.clone(), &record)
             .await
             .expect("the broker acks the direct record");
     }
@@ -590,12 +597,12 @@ async fn dead_letters_are_stored_and_replayed() {
     let record = IssueRequested {
         coupon_id: coupon.clone(),
         user_id: "carol".into(),
-        requested_at: 1,
+        requested_at: TimestampMillis(1),
     };
     h.service
         .app()
         .template()
-        .send_json(TOPIC, coupon.clone(), &record)
+        .send_avro(TOPIC, coupon.clone(), &record)
         .await
         .unwrap();
 
@@ -751,4 +758,222 @@ async fn sheds_load_when_the_listener_falls_behind() {
     assert_eq!(view["issued"], accepted + 1, "{view}");
     h.request(&coupon, "after-resume").await;
     h.stop().await;
+}
+
+/// A record read back from the broker.
+#[derive(Debug)]
+struct Read {
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// The records of every partition of `topic` from the beginning, read
+/// until none came for a second.
+fn read_topic(bootstrap: &str, topic: &str) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "coupon-service-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "{topic} exists");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(1) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Both topics carry Avro in the Confluent wire format, with the schemas
+/// the issue asks for (`requested_at` and `issued_at` as timestamp-millis)
+/// registered in the app's Schema Registry; a JSON request record (the
+/// format before Avro) is a poison pill: it goes to the dead-letter topic
+/// with its original bytes and is stored as a `Decode` dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_and_issued_events_are_avro() {
+    let h = start(None).await;
+    let coupon = unique("avro");
+    h.create_coupon(&coupon, 5).await;
+    let before = Instant::now();
+    h.request(&coupon, "dana").await;
+    wait_until(Duration::from_secs(60), "dana issued", || async {
+        h.status(&coupon, "dana").await == "issued"
+    })
+    .await;
+
+    let template = h.service.app().template();
+    let codec: AvroCodec = template.avro_codec().expect("the app's codec").clone();
+    for (subject, field) in [
+        ("coupon.issue.requested-value", "requested_at"),
+        ("coupon.issued-value", "issued_at"),
+    ] {
+        let latest = codec.client().latest(subject).await.unwrap_or_else(|e| {
+            panic!("{subject} is registered: {e}");
+        });
+        let schema: Value = serde_json::from_str(&latest.schema).unwrap();
+        let fields = schema["fields"].as_array().expect("a record schema");
+        let time = fields
+            .iter()
+            .find(|f| f["name"] == field)
+            .unwrap_or_else(|| panic!("{subject} has {field}: {schema}"));
+        assert_eq!(time["type"]["type"], "long", "{subject}: {schema}");
+        assert_eq!(
+            time["type"]["logicalType"], "timestamp-millis",
+            "{subject}: {schema}"
+        );
+        let names: Vec<&str> = fields.iter().filter_map(|f| f["name"].as_str()).collect();
+        assert!(
+            names.contains(&"coupon_id") && names.contains(&"user_id"),
+            "{subject}: {schema}"
+        );
+    }
+
+    let bootstrap = h.service.app().bootstrap_servers().to_owned();
+    let requests = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || read_topic(&bootstrap, TOPIC)
+    })
+    .await
+    .unwrap();
+    let mut found = false;
+    for read in &requests {
+        if read.key.as_deref() != Some(coupon.as_bytes()) {
+            continue;
+        }
+        let value = read.value.as_deref().expect("a value");
+        assert_eq!(value[0], 0, "Confluent magic byte");
+        let req: IssueRequested = codec.decode(value).await.expect("Avro request");
+        assert_eq!(
+            (req.coupon_id.as_str(), req.user_id.as_str()),
+            (coupon.as_str(), "dana")
+        );
+        assert!(
+            req.requested_at.as_millis() >= now_ms_before(before),
+            "{req:?}"
+        );
+        found = true;
+    }
+    assert!(found, "the request record of {coupon} is on {TOPIC}");
+
+    // The relay may send a moment after the decision.
+    let event = poll(Duration::from_secs(30), "the coupon.issued event", || {
+        let bootstrap = bootstrap.clone();
+        let coupon = coupon.clone();
+        let codec = codec.clone();
+        async move {
+            let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap, ISSUED_TOPIC))
+                .await
+                .unwrap();
+            for read in records {
+                if read.key.as_deref() != Some(coupon.as_bytes()) {
+                    continue;
+                }
+                assert!(
+                    read.headers.iter().any(|(k, _)| k == EVENT_ID_HEADER),
+                    "an event id header"
+                );
+                let event: CouponIssued = codec
+                    .decode(read.value.as_deref().expect("a value"))
+                    .await
+                    .expect("an Avro event");
+                return Some(event);
+            }
+            None
+        }
+    })
+    .await;
+    assert_eq!(event.user_id, "dana");
+    assert!(
+        event.issued_at.as_millis() >= now_ms_before(before),
+        "{event:?}"
+    );
+
+    // JSON on the request topic: a poison pill, dead-lettered as it came.
+    let json = serde_json::to_vec(&json!({
+        "coupon_id": coupon, "user_id": "erin", "requested_at": 1
+    }))
+    .unwrap();
+    let sent = template
+        .send(kafka_listener::ProducerRecord::keyed(TOPIC, coupon.clone()).value(json.clone()))
+        .await
+        .unwrap();
+    let letter = poll(
+        Duration::from_secs(60),
+        "the JSON record's dead letter",
+        || async {
+            let (_, body) = h.get("/admin/dead-letters").await;
+            body["dead_letters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["key"] == coupon.as_str())
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(letter["error_kind"], "Decode", "{letter}");
+    assert_eq!(
+        letter["payload"],
+        String::from_utf8(json.clone()).unwrap(),
+        "{letter}"
+    );
+    let dead = tokio::task::spawn_blocking(move || read_topic(&bootstrap, DLT))
+        .await
+        .unwrap();
+    let letter = dead
+        .iter()
+        .find(|r| r.key.as_deref() == Some(coupon.as_bytes()))
+        .unwrap_or_else(|| panic!("the dead letter on {DLT}: {dead:?}"));
+    assert_eq!(
+        letter.value.as_deref(),
+        Some(&json[..]),
+        "the original bytes"
+    );
+    assert_eq!(
+        letter.partition, sent.partition,
+        "the dead-letter topic has the source's partitions; a dead letter keeps its partition number"
+    );
+    h.stop().await;
+}
+
+/// Milliseconds since the Unix epoch at `instant` (an `Instant` in the past).
+fn now_ms_before(instant: Instant) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    now - instant.elapsed().as_millis() as i64 - 1
 }

@@ -403,7 +403,7 @@ impl Db {
         tx.publish(CouponIssued {
             coupon_id: req.coupon_id.clone(),
             user_id: req.user_id.clone(),
-            issued_at: now,
+            issued_at: now.into(),
         })
         .await?;
         tx.commit().await?;
@@ -443,7 +443,7 @@ async fn decide(
     .bind(&req.coupon_id)
     .bind(&req.user_id)
     .bind(outcome)
-    .bind(req.requested_at)
+    .bind(req.requested_at.as_millis())
     .bind(now)
     .bind(detail)
     .execute(&mut **tx)

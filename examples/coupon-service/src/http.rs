@@ -254,11 +254,33 @@ async fn request_issue(
     let event = IssueRequested {
         coupon_id,
         user_id: body.user_id,
-        requested_at: now,
+        requested_at: now.into(),
     };
-    let record = ProducerRecord::keyed(TOPIC, event.coupon_id.clone())
-        .json(&event)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    // Registers the schema on the first send (cached after); a registry
+    // that cannot be reached fails the request like a broker that cannot.
+    let record = match ProducerRecord::keyed(TOPIC, event.coupon_id.clone())
+        .avro(&app.avro, &event)
+        .await
+    {
+        Ok(record) => record,
+        Err(e) => {
+            if inserted {
+                if let Err(e) = app
+                    .db
+                    .forget_pending(&event.coupon_id, &event.user_id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not remove the pending row of a request that could not be encoded");
+                }
+            }
+            metrics::counter!("coupon_issue_requests_total", "outcome" => "unavailable")
+                .increment(1);
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot encode the request as Avro: {e}"),
+            ));
+        }
+    };
     let started = Instant::now();
     // The producer gives up after `message.timeout.ms` (the send timeout);
     // the outer timeout only guards against a send that never resolves.

@@ -4,8 +4,9 @@
 //! # How a request flows
 //!
 //! 1. `POST /coupons/{id}/issue {"user_id"}` checks the coupon, records the
-//!    request as `pending`, sends an [`IssueRequested`] record to
-//!    [`TOPIC`] keyed by the coupon id, and answers 202 only once the broker
+//!    request as `pending`, sends an [`IssueRequested`] record (Avro, schema
+//!    in the Schema Registry) to [`TOPIC`] keyed by the coupon id, and
+//!    answers 202 only once the broker
 //!    acknowledged that record (503 with a JSON reason when it does not).
 //! 2. The key puts every request for one coupon on one partition, so one
 //!    consumer of the `coupon-issuer` group sees them one at a time in
@@ -198,7 +199,16 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     } else {
         None
     };
+    // The codec over the app's Schema Registry (the embedded one, or
+    // `SCHEMA_REGISTRY_URL`): the requests and the `coupon.issued` events are
+    // Avro.
+    let Some(avro) = app.avro_codec() else {
+        return Err(ServiceError::Config(
+            "no Avro codec: kafka-listener was built without its `avro` feature".into(),
+        ));
+    };
     let state = AppState {
+        avro,
         db: db.clone(),
         lag: Arc::new(LagTracker::new(max_lag)),
         template: app.template(),

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use apache_avro::AvroSchema;
 use kafka_listener::after_commit::{OutboxEvent, TransactionalEvents};
+use kafka_listener::avro::TimestampMillis;
 use kafka_listener::dlq::headers::{Original, EXCEPTION_STACKTRACE};
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::{
-    ConsumerRecord, DeadLetter, Json, KafkaTemplate, ListenerError, ListenerSpec, RecordMeta,
-    RetryPolicy, State,
+    Avro, AvroCodec, ConsumerRecord, DeadLetter, KafkaTemplate, ListenerError, ListenerSpec,
+    RecordMeta, RetryPolicy, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +19,8 @@ use crate::lag::LagTracker;
 use crate::now_ms;
 
 /// The topic of issue requests: key = coupon id (UTF-8), value =
-/// [`IssueRequested`] as JSON.
+/// [`IssueRequested`] as Avro in the Confluent wire format (subject
+/// `coupon.issue.requested-value`).
 pub const TOPIC: &str = "coupon.issue.requested";
 
 /// Partitions of [`TOPIC`]: requests for one coupon share a partition and so
@@ -38,43 +41,61 @@ pub const DLT: &str = "coupon.issue.requested-dlt";
 /// The listener that stores the dead letters of [`DLT`] in the database.
 pub const DEAD_LETTERS_ID: &str = "coupon-dead-letters";
 
-/// The topic of issued coupons: key = coupon id, value = [`CouponIssued`]
-/// as JSON, published through the transactional outbox (header
-/// `kafka_listener-event-id` unique per event).
+/// The topic of issued coupons: key = coupon id (UTF-8), value =
+/// [`CouponIssued`] as Avro in the Confluent wire format (subject
+/// `coupon.issued-value`), published through the transactional outbox
+/// (header `kafka_listener-event-id` unique per event).
 pub const ISSUED_TOPIC: &str = "coupon.issued";
 
 /// Partitions of [`ISSUED_TOPIC`].
 pub const ISSUED_PARTITIONS: i32 = 3;
 
-/// A coupon was issued: the value of an [`ISSUED_TOPIC`] record, as JSON
-/// `{"coupon_id": "...", "user_id": "...", "issued_at": 1700000000000}`.
+/// A coupon was issued: the value of an [`ISSUED_TOPIC`] record, Avro
+/// record `coupon.CouponIssued`:
 ///
-/// Written to the outbox in the transaction that issues the coupon and sent
-/// by the relay after the commit (or at the next start, after a crash), so
-/// every coupon in the database has its event; a crash between the send and
-/// the relay's mark sends it again with the same event id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, OutboxEvent)]
-#[outbox(topic = "coupon.issued", key = "coupon_id")]
+/// ```json
+/// {"type": "record", "name": "CouponIssued", "namespace": "coupon", "fields": [
+///   {"name": "coupon_id", "type": "string"},
+///   {"name": "user_id", "type": "string"},
+///   {"name": "issued_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+/// ```
+///
+/// Written to the outbox (as JSON) in the transaction that issues the
+/// coupon and sent as Avro by the relay after the commit (or at the next
+/// start, after a crash), so every coupon in the database has its event; a
+/// crash between the send and the relay's mark sends it again with the same
+/// event id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema, OutboxEvent)]
+#[avro(namespace = "coupon")]
+#[outbox(topic = "coupon.issued", key = "coupon_id", format = "avro")]
 pub struct CouponIssued {
     /// The coupon issued; also the record key.
     pub coupon_id: String,
     /// The user who got it.
     pub user_id: String,
-    /// When it was issued, milliseconds since the Unix epoch.
-    pub issued_at: i64,
+    /// When it was issued (milliseconds since the Unix epoch).
+    pub issued_at: TimestampMillis,
 }
 
-/// A user asks for a coupon: the value of a [`TOPIC`] record, as JSON
-/// `{"coupon_id": "...", "user_id": "...", "requested_at": 1700000000000}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A user asks for a coupon: the value of a [`TOPIC`] record, Avro record
+/// `coupon.IssueRequested`:
+///
+/// ```json
+/// {"type": "record", "name": "IssueRequested", "namespace": "coupon", "fields": [
+///   {"name": "coupon_id", "type": "string"},
+///   {"name": "user_id", "type": "string"},
+///   {"name": "requested_at", "type": {"type": "long", "logicalType": "timestamp-millis"}}]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema)]
+#[avro(namespace = "coupon")]
 pub struct IssueRequested {
     /// The coupon asked for; also the record key.
     pub coupon_id: String,
     /// The user asking.
     pub user_id: String,
-    /// When the HTTP request was accepted, milliseconds since the Unix epoch.
-    #[serde(default)]
-    pub requested_at: i64,
+    /// When the HTTP request was accepted (milliseconds since the Unix
+    /// epoch).
+    pub requested_at: TimestampMillis,
 }
 
 /// What the listener (as `State<AppState>`) and the HTTP handlers share.
@@ -85,6 +106,8 @@ pub(crate) struct AppState {
     pub(crate) template: KafkaTemplate,
     pub(crate) send_timeout: Duration,
     pub(crate) dead_letters: DeadLetterStore,
+    /// Decodes dead letters (Avro) to mark their requests failed.
+    pub(crate) avro: AvroCodec,
     /// Begins the decision's transactions; its outbox carries
     /// [`CouponIssued`] to [`ISSUED_TOPIC`].
     pub(crate) events: TransactionalEvents,
@@ -135,7 +158,7 @@ struct InvalidRequest(String);
 // `#[kafka_listener(topics = ["coupon.issue.requested"], group_id = "coupon-issuer", concurrency = 3, ...)]`
 // because its concurrency comes from the configuration (`LISTENER_CONCURRENCY`).
 pub(crate) async fn issue(
-    req: Json<IssueRequested>,
+    req: Avro<IssueRequested>,
     meta: RecordMeta,
     app: State<AppState>,
 ) -> Result<(), ListenerError> {
@@ -199,10 +222,16 @@ pub(crate) async fn store_dead_letter(
         .save(&record)
         .await
         .map_err(ListenerError::retryable)?;
-    let request = record
-        .value()
-        .and_then(|v| serde_json::from_slice::<IssueRequested>(v).ok())
-        .filter(|r| !r.coupon_id.is_empty() && !r.user_id.is_empty());
+    // A poison pill (not Avro, or not this schema) has no request to mark.
+    let request = match record.value() {
+        Some(bytes) => match app.avro.decode::<IssueRequested>(bytes).await {
+            Ok(req) => Some(req),
+            Err(e) if e.is_retryable() => return Err(ListenerError::retryable(e)),
+            Err(_) => None,
+        },
+        None => None,
+    }
+    .filter(|r| !r.coupon_id.is_empty() && !r.user_id.is_empty());
     let error = record
         .headers()
         .get_str(EXCEPTION_STACKTRACE)

@@ -6,7 +6,7 @@ use syn::{Ident, LitStr, Path};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter};
-use crate::symbol::{Symbol, CRATE, FALLBACK_EXECUTION, KEY, TOPIC};
+use crate::symbol::{self, Symbol, AVRO, CRATE, FALLBACK_EXECUTION, FORMAT, JSON, KEY, TOPIC};
 
 /// `#[after_commit(...)]`.
 #[derive(Debug, Default)]
@@ -40,7 +40,22 @@ pub(crate) struct OutboxAttrs {
     seen: Vec<Ident>,
     pub(crate) topic: Option<Keyed<LitStr>>,
     pub(crate) key: Option<Keyed<LitStr>>,
+    pub(crate) format: Option<Keyed<OutboxFormat>>,
     pub(crate) krate: Option<Keyed<Path>>,
+}
+
+/// How the relay encodes an outbox event's record value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutboxFormat {
+    /// The JSON kept in the outbox, as it is (the default).
+    Json,
+    /// Avro in the Confluent wire format, encoded by the relay.
+    Avro,
+}
+
+impl OutboxFormat {
+    const ALL: &'static [(Symbol, OutboxFormat)] =
+        &[(JSON, OutboxFormat::Json), (AVRO, OutboxFormat::Avro)];
 }
 
 impl KeyTable for OutboxAttrs {
@@ -54,6 +69,9 @@ impl KeyTable for OutboxAttrs {
                 .non_empty_string(cx, r#"key = "coupon_id""#)
                 .map(|v| keyed(e, v));
         }),
+        (FORMAT, |a, cx, e| {
+            a.format = format(cx, e).map(|v| keyed(e, v));
+        }),
         (CRATE, |a, cx, e| {
             a.krate = crate_path(cx, e).map(|v| keyed(e, v));
         }),
@@ -62,6 +80,26 @@ impl KeyTable for OutboxAttrs {
     fn seen_mut(&mut self) -> &mut Vec<Ident> {
         &mut self.seen
     }
+}
+
+/// `format = "json" | "avro"`.
+fn format(cx: &Ctxt, entry: &Entry) -> Option<OutboxFormat> {
+    let lit = entry.string(cx, r#"format = "avro""#)?;
+    let value = lit.value();
+    let format = OutboxFormat::ALL
+        .iter()
+        .find(|(symbol, _)| symbol.as_str() == value)
+        .map(|(_, format)| *format);
+    if format.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown outbox format `{value}`; expected one of: {}",
+                symbol::one_of(OutboxFormat::ALL.iter().map(|(symbol, _)| symbol))
+            ),
+        );
+    }
+    format
 }
 
 impl OutboxAttrs {

@@ -1,13 +1,15 @@
-//! `#[derive(OutboxEvent)]` with `#[outbox(topic = "...", key = "field")]`:
-//! implements the runtime's `OutboxEvent` (topic, key from the field) and
-//! registers the type, so that `EventTx::publish` writes it to the outbox.
+//! `#[derive(OutboxEvent)]` with `#[outbox(topic = "...", key = "field")]`
+//! (and optionally `format = "avro"`): implements the runtime's
+//! `OutboxEvent` (topic, key from the field) and registers the type, so that
+//! `EventTx::publish` writes it to the outbox and the relay knows how to
+//! encode it.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, LitStr, Meta};
 
-use super::attr::OutboxAttrs;
+use super::attr::{OutboxAttrs, OutboxFormat};
 use super::expand::private;
 use crate::ctxt::Ctxt;
 use crate::meta::{Entry, KeyTable};
@@ -120,6 +122,12 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
     let registration = private(&krate, "OutboxRegistration", Span::call_site());
     let field_ident = field.ident.as_ref().expect("named field");
     let topic: LitStr = topic.value;
+    // `avro` needs `DeserializeOwned + AvroSchema` (and the runtime's `avro`
+    // feature): an error there points at the `format` value.
+    let register = match attrs.format.as_ref().map(|f| (f.value, &f.key)) {
+        Some((OutboxFormat::Avro, key)) => quote_spanned!(key.span()=> avro),
+        _ => quote!(of),
+    };
     let key_expr = quote_spanned!(field.ty.span()=> #to_string(&self.#field_ident));
     Ok(quote! {
         const _: () = {
@@ -134,7 +142,7 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
             }
 
             #krate::__private::inventory::submit! {
-                #registration::of::<#ident>()
+                #registration::#register::<#ident>()
             }
         };
     })

@@ -128,3 +128,38 @@ fn derive_implements_the_trait() {
     );
     assert!(out.contains("key_to_string (& self . coupon_id)"), "{out}");
 }
+
+#[test]
+fn derive_with_avro_format_registers_the_avro_encoding() {
+    let out = super::derive_outbox_event(quote! {
+        #[outbox(topic = "coupon.issued", key = "coupon_id", format = "avro")]
+        struct CouponIssued { coupon_id: String }
+    })
+    .to_string();
+    assert!(
+        out.contains("OutboxRegistration :: avro :: < CouponIssued >"),
+        "{out}"
+    );
+    let json = super::derive_outbox_event(quote! {
+        #[outbox(topic = "coupon.issued", key = "coupon_id", format = "json")]
+        struct CouponIssued { coupon_id: String }
+    })
+    .to_string();
+    assert!(
+        json.contains("OutboxRegistration :: of :: < CouponIssued >"),
+        "{json}"
+    );
+}
+
+#[test]
+fn derive_lists_the_formats_for_an_unknown_one() {
+    let out = super::derive_outbox_event(quote! {
+        #[outbox(topic = "t", key = "id", format = "protobuf")]
+        struct E { id: String }
+    })
+    .to_string();
+    assert!(
+        out.contains("unknown outbox format `protobuf`; expected one of: `json`, `avro`"),
+        "{out}"
+    );
+}

@@ -12,7 +12,7 @@
 //! | `event_type` | TEXT | Rust type name; the `kafka_listener-event-type` header |
 //! | `topic` | TEXT | destination topic |
 //! | `msg_key` | TEXT | record key |
-//! | `payload` | TEXT | the event as JSON (the record value) |
+//! | `payload` | TEXT | the event as JSON (the record value, or with `format = "avro"` what the relay encodes it from) |
 //! | `created_at` | BIGINT | publish time, ms since the Unix epoch (the record timestamp) |
 //! | `sent_at` | BIGINT, NULL until sent | when the broker acknowledged it, ms |
 //! | `attempts` | BIGINT | failed sends so far |
@@ -31,7 +31,8 @@ use super::Error;
 /// An event that goes to Kafka through the outbox: a topic, a key and a JSON
 /// body. Implement it with `#[derive(OutboxEvent)]` and
 /// `#[outbox(topic = "...", key = "field")]`, which also registers the type
-/// so that `EventTx::publish` writes it to the outbox.
+/// so that `EventTx::publish` writes it to the outbox (and, with
+/// `format = "avro"`, so that the relay sends it as Avro).
 pub trait OutboxEvent: Serialize + Send + Sync + 'static {
     /// The destination topic.
     const TOPIC: &'static str;
@@ -51,22 +52,76 @@ pub(crate) struct OutboxMessage {
 
 type EncodeFn = fn(&(dyn Any + Send + Sync)) -> Result<OutboxMessage, serde_json::Error>;
 
+/// Turns an outbox row's JSON into the record value for its topic, in the
+/// Confluent wire format (registering the schema as `KafkaTemplate::send_avro`
+/// does).
+#[cfg(feature = "avro")]
+pub(crate) type AvroEncodeFn =
+    for<'a> fn(
+        &'a crate::avro::AvroCodec,
+        &'a str,
+        &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<u8>, crate::Error>>;
+
+/// How the relay turns an outbox row into its record value.
+#[derive(Clone, Copy)]
+pub(crate) enum ValueFormat {
+    /// The row's JSON, as it is.
+    Json,
+    /// Avro in the Confluent wire format, encoded from the row's JSON when
+    /// the relay sends it.
+    #[cfg(feature = "avro")]
+    Avro(AvroEncodeFn),
+}
+
+impl std::fmt::Debug for ValueFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueFormat::Json => f.write_str("Json"),
+            #[cfg(feature = "avro")]
+            ValueFormat::Avro(_) => f.write_str("Avro"),
+        }
+    }
+}
+
 /// An outbox event type, submitted to `inventory` by
 /// `#[derive(OutboxEvent)]`.
 #[derive(Debug)]
 pub struct OutboxRegistration {
     event_type: fn() -> TypeId,
+    type_name: fn() -> &'static str,
     encode: EncodeFn,
+    format: ValueFormat,
 }
 
 inventory::collect!(OutboxRegistration);
 
 impl OutboxRegistration {
-    /// The registration of `E`.
+    /// The registration of `E`, sent as its JSON.
     pub const fn of<E: OutboxEvent>() -> Self {
         Self {
             event_type: TypeId::of::<E>,
+            type_name: std::any::type_name::<E>,
             encode: encode::<E>,
+            format: ValueFormat::Json,
+        }
+    }
+
+    /// The registration of `E`, kept in the outbox as JSON and sent as Avro
+    /// in the Confluent wire format: when the relay sends a row it reads
+    /// the JSON back into `E` and encodes it with the relay template's
+    /// [`AvroCodec`](crate::avro::AvroCodec) under the topic's subject
+    /// (`<topic>-value` by default), registering `E`'s schema on first use.
+    #[cfg(feature = "avro")]
+    pub const fn avro<E>() -> Self
+    where
+        E: OutboxEvent + serde::de::DeserializeOwned + crate::avro::AvroSchema,
+    {
+        Self {
+            event_type: TypeId::of::<E>,
+            type_name: std::any::type_name::<E>,
+            encode: encode::<E>,
+            format: ValueFormat::Avro(encode_avro::<E>),
         }
     }
 }
@@ -84,6 +139,31 @@ fn encode<E: OutboxEvent>(
     })
 }
 
+#[cfg(feature = "avro")]
+fn encode_avro<'a, E>(
+    codec: &'a crate::avro::AvroCodec,
+    topic: &'a str,
+    payload: &'a str,
+) -> futures::future::BoxFuture<'a, Result<Vec<u8>, crate::Error>>
+where
+    E: OutboxEvent + serde::de::DeserializeOwned + crate::avro::AvroSchema,
+{
+    Box::pin(async move {
+        let event: E = serde_json::from_str(payload).map_err(|e| {
+            crate::Error::Serialization(
+                format!(
+                    "outbox row of `{}` does not read back from its JSON: {e}",
+                    std::any::type_name::<E>()
+                )
+                .into(),
+            )
+        })?;
+        codec
+            .encode(topic, crate::avro::RecordPart::Value, &event)
+            .await
+    })
+}
+
 /// The encoder of an outbox event type, if `event_type` is one.
 pub(crate) fn encoder(event_type: TypeId) -> Option<EncodeFn> {
     static REGISTRY: OnceLock<HashMap<TypeId, EncodeFn>> = OnceLock::new();
@@ -95,6 +175,22 @@ pub(crate) fn encoder(event_type: TypeId) -> Option<EncodeFn> {
                 .collect()
         })
         .get(&event_type)
+        .copied()
+}
+
+/// How the relay sends rows whose `event_type` column is `type_name` (the
+/// Rust type name written by `EventTx::publish`); `None` for a type this
+/// binary does not register (renamed or removed since the row was written).
+pub(crate) fn value_format(type_name: &str) -> Option<ValueFormat> {
+    static FORMATS: OnceLock<HashMap<&'static str, ValueFormat>> = OnceLock::new();
+    FORMATS
+        .get_or_init(|| {
+            inventory::iter::<OutboxRegistration>
+                .into_iter()
+                .map(|r| ((r.type_name)(), r.format))
+                .collect()
+        })
+        .get(type_name)
         .copied()
 }
 

@@ -12,7 +12,7 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::outbox::{Backend, OutboxRow, OutboxTable};
+use super::outbox::{self, Backend, OutboxRow, OutboxTable, ValueFormat};
 use super::{metrics, now_ms, Error, EVENT_ID_HEADER, EVENT_TYPE_HEADER};
 use crate::producer::{KafkaTemplate, ProducerRecord};
 
@@ -443,11 +443,24 @@ impl Relay {
         let mut sent = Vec::with_capacity(chain.len());
         let window = self.config.max_in_flight_per_key.max(1);
         for rows in chain.chunks(window) {
+            // Encoded first (an Avro row may wait for the registry), so that
+            // the sends below are enqueued in id order. A row that cannot be
+            // encoded stops the chain there, as a failed send does.
+            let mut records = Vec::with_capacity(rows.len());
+            let mut unencodable = None;
+            for row in rows {
+                match self.record(row).await {
+                    Ok(record) => records.push(record),
+                    Err(e) => {
+                        unencodable = Some((row, e));
+                        break;
+                    }
+                }
+            }
             // `join_all` polls the sends in order on its first poll, so the
             // producer enqueues them in order.
             let results =
-                futures::future::join_all(rows.iter().map(|row| self.template.send(record(row))))
-                    .await;
+                futures::future::join_all(records.into_iter().map(|r| self.template.send(r))).await;
             let mut failure: Option<(i64, String)> = None;
             for (row, result) in rows.iter().zip(results) {
                 match (result, &failure) {
@@ -466,21 +479,17 @@ impl Relay {
                         sent.push(row.id);
                     }
                     (Err(e), _) => {
-                        self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
-                        metrics::outbox_send_failed(self.table.name());
-                        tracing::warn!(
-                            table = self.table.name(),
-                            outbox_id = row.id,
-                            topic = %row.topic,
-                            key = %row.key,
-                            attempts = row.attempts + 1,
-                            error = %e,
-                            "outbox relay: send failed; the key waits for a retry after a back-off"
-                        );
+                        self.send_failed(row, &e);
                         if failure.is_none() {
                             failure = Some((row.id, e.to_string()));
                         }
                     }
+                }
+            }
+            if let Some((row, e)) = unencodable {
+                self.send_failed(row, &e);
+                if failure.is_none() {
+                    failure = Some((row.id, e.to_string()));
                 }
             }
             if failure.is_some() {
@@ -491,6 +500,50 @@ impl Relay {
             key,
             sent,
             failure: None,
+        }
+    }
+
+    /// Counts and logs a row whose send (or encoding) failed.
+    fn send_failed(&self, row: &OutboxRow, e: &crate::Error) {
+        self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+        metrics::outbox_send_failed(self.table.name());
+        tracing::warn!(
+            table = self.table.name(),
+            outbox_id = row.id,
+            topic = %row.topic,
+            key = %row.key,
+            attempts = row.attempts + 1,
+            error = %e,
+            "outbox relay: send failed; the key waits for a retry after a back-off"
+        );
+    }
+
+    /// The Kafka record of an outbox row: its JSON as it is, or for an
+    /// event type registered with `format = "avro"` that JSON encoded as
+    /// Avro with the template's codec.
+    ///
+    /// # Errors
+    /// For an Avro row: [`crate::Error::Config`] when the template has no
+    /// Avro codec, else what [`crate::avro::AvroCodec::encode`] returns
+    /// (the registry cannot be reached or refuses the schema). The row is
+    /// tried again after the key's back-off.
+    async fn record(&self, row: &OutboxRow) -> Result<ProducerRecord, crate::Error> {
+        let record = ProducerRecord::keyed(row.topic.clone(), row.key.clone())
+            .header(EVENT_ID_HEADER, row.event_id.clone())
+            .header(EVENT_TYPE_HEADER, row.event_type.clone())
+            .timestamp(row.created_at);
+        match outbox::value_format(&row.event_type) {
+            None | Some(ValueFormat::Json) => Ok(record.value(row.payload.clone())),
+            #[cfg(feature = "avro")]
+            Some(ValueFormat::Avro(encode)) => {
+                let codec = self.template.avro_codec().ok_or_else(|| {
+                    crate::Error::Config(format!(
+                        "outbox event `{}` is sent as Avro, but the relay's KafkaTemplate has no Avro codec (KafkaApp::template() has one; or KafkaTemplate::with_avro)",
+                        row.event_type
+                    ))
+                })?;
+                Ok(record.value(encode(codec, &row.topic, &row.payload).await?))
+            }
         }
     }
 
@@ -510,15 +563,6 @@ impl Relay {
 /// The (topic, key) of a row: what order is kept per.
 fn chain_key(row: &OutboxRow) -> (String, String) {
     (row.topic.clone(), row.key.clone())
-}
-
-/// The Kafka record of an outbox row.
-fn record(row: &OutboxRow) -> ProducerRecord {
-    ProducerRecord::keyed(row.topic.clone(), row.key.clone())
-        .value(row.payload.clone())
-        .header(EVENT_ID_HEADER, row.event_id.clone())
-        .header(EVENT_TYPE_HEADER, row.event_type.clone())
-        .timestamp(row.created_at)
 }
 
 /// Splits rows (in id order) into one chain per key, each in id order; the

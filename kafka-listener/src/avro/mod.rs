@@ -60,6 +60,7 @@
 //! to librdkafka.
 
 mod codec;
+mod logical;
 mod registry_client;
 mod subject;
 pub mod wire;
@@ -71,6 +72,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart};
+pub use self::logical::TimestampMillis;
 pub use self::registry_client::{RegisteredSchema, RegistryClient, RegistryError, CONTENT_TYPE};
 pub use self::subject::SubjectNameStrategy;
 use crate::error::{ExtractError, ListenerError};

@@ -252,6 +252,8 @@ pub struct Record {
     pub offset: i64,
     pub key: String,
     pub payload: String,
+    /// The value as it came (Avro is not UTF-8).
+    pub value_bytes: Vec<u8>,
     pub event_id: String,
     pub event_type: String,
     pub timestamp: Option<i64>,
@@ -304,6 +306,7 @@ pub async fn read_records(
                     offset: m.offset(),
                     key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                     payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    value_bytes: m.payload().unwrap_or_default().to_vec(),
                     event_id: header(EVENT_ID_HEADER),
                     event_type: header(EVENT_TYPE_HEADER),
                     timestamp: m.timestamp().to_millis(),

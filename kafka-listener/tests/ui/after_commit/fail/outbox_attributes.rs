@@ -24,4 +24,10 @@ struct Twice {
     id: String,
 }
 
+#[derive(serde::Serialize, OutboxEvent)]
+#[outbox(topic = "t", key = "id", format = "protobuf")]
+struct UnknownFormat {
+    id: String,
+}
+
 fn main() {}

@@ -15,4 +15,11 @@ struct KeyNotDisplay {
     id: Opaque,
 }
 
+/// `format = "avro"` without `Deserialize` and `AvroSchema`.
+#[derive(serde::Serialize, OutboxEvent)]
+#[outbox(topic = "t", key = "id", format = "avro")]
+struct AvroWithoutSchema {
+    id: String,
+}
+
 fn main() {}

@@ -1,6 +1,6 @@
 //! `#[derive(OutboxEvent)]`: the key may be any `Display` field, the keys
 //! may be split over several `#[outbox]` attributes, and `crate` renames
-//! the runtime.
+//! the runtime; `format = "avro"` takes a type with an Avro schema.
 extern crate kafka_listener as renamed;
 
 use kafka_listener::OutboxEvent;
@@ -25,7 +25,21 @@ struct Renamed {
     id: i32,
 }
 
+#[derive(serde::Serialize, serde::Deserialize, apache_avro::AvroSchema, OutboxEvent)]
+#[outbox(topic = "coupon.issued", key = "coupon_id", format = "avro")]
+struct AvroIssued {
+    coupon_id: String,
+    issued_at: kafka_listener::avro::TimestampMillis,
+}
+
 fn main() {
+    assert_eq!(AvroIssued::TOPIC, "coupon.issued");
+    let avro = AvroIssued {
+        coupon_id: "c2".into(),
+        issued_at: kafka_listener::avro::TimestampMillis(1),
+    };
+    assert_eq!(avro.key(), "c2");
+    let _ = avro.issued_at;
     let issued = CouponIssued {
         coupon_id: "c1".into(),
         user_id: "u1".into(),
