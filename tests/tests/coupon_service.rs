@@ -206,6 +206,21 @@ impl Harness {
         .await
     }
 
+    /// The stored dead letter keyed `key` (`GET /admin/dead-letters`), once
+    /// there is one (60 s at most).
+    async fn dead_letter(&self, key: &str) -> Value {
+        poll(Duration::from_secs(60), "a dead letter", || async {
+            let (_, body) = self.get("/admin/dead-letters").await;
+            body["dead_letters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["key"] == key)
+                .cloned()
+        })
+        .await
+    }
+
     /// A connection of its own to the service's database.
     async fn db(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
@@ -606,20 +621,7 @@ async fn dead_letters_are_stored_and_replayed() {
         .await
         .unwrap();
 
-    let letter = poll(
-        Duration::from_secs(60),
-        "a dead letter for the ghost coupon",
-        || async {
-            let (_, body) = h.get("/admin/dead-letters").await;
-            body["dead_letters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|l| l["key"] == coupon.as_str())
-                .cloned()
-        },
-    )
-    .await;
+    let letter = h.dead_letter(&coupon).await;
     assert_eq!(letter["error_kind"], "Fatal", "{letter}");
     assert!(
         letter["error"].as_str().unwrap().contains("no coupon"),
@@ -930,20 +932,7 @@ async fn requests_and_issued_events_are_avro() {
         .send(kafka_listener::ProducerRecord::keyed(TOPIC, coupon.clone()).value(json.clone()))
         .await
         .unwrap();
-    let letter = poll(
-        Duration::from_secs(60),
-        "the JSON record's dead letter",
-        || async {
-            let (_, body) = h.get("/admin/dead-letters").await;
-            body["dead_letters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|l| l["key"] == coupon.as_str())
-                .cloned()
-        },
-    )
-    .await;
+    let letter = h.dead_letter(&coupon).await;
     assert_eq!(letter["error_kind"], "Decode", "{letter}");
     assert_eq!(
         letter["payload"],
