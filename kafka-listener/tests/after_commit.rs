@@ -433,25 +433,8 @@ async fn failed_sends_back_off_and_keep_order(db: Db) {
     let (events, _ctx) = db.events().await;
     let relay = events.start_relay(support::template(&broker, Some(1500)), fast_relay());
     broker.with_mock(|m| m.broker_down(1)).unwrap().unwrap();
-    for seq in 0..30u64 {
-        let mut tx = events.begin().await.unwrap();
-        tx.publish(Issued {
-            coupon_id: format!("k{}", seq % 3),
-            seq,
-        })
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
-    wait_until("failed sends are counted on their rows", || async {
-        events
-            .outbox_rows()
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.attempts > 0)
-    })
-    .await;
+    publish_each(&events, 0..30, 3).await;
+    wait_for_a_failed_send(&events).await;
     assert!(relay.stats().send_failures() > 0);
     let rows = events.outbox_rows().await.unwrap();
     assert!(rows.iter().all(|r| r.sent_at.is_none()));
@@ -553,15 +536,7 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
 
     // No codec: nothing sent, the reason kept.
     let relay = events.start_relay(support::template(&broker, None), fast_relay());
-    wait_until("a failed attempt is recorded", || async {
-        events
-            .outbox_rows()
-            .await
-            .unwrap()
-            .iter()
-            .any(|r| r.attempts > 0)
-    })
-    .await;
+    wait_for_a_failed_send(&events).await;
     relay.shutdown().await;
     let rows = events.outbox_rows().await.unwrap();
     assert!(rows.iter().all(|r| r.sent_at.is_none()), "{rows:?}");
@@ -611,6 +586,34 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
         subject.schema
     );
     db.cleanup().await;
+}
+
+/// Publishes `Issued { seq, coupon_id: "k{seq % keys}" }` for each `seq`,
+/// one transaction each.
+async fn publish_each(events: &TransactionalEvents, seqs: std::ops::Range<u64>, keys: u64) {
+    for seq in seqs {
+        let mut tx = events.begin().await.unwrap();
+        tx.publish(Issued {
+            coupon_id: format!("k{}", seq % keys),
+            seq,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Waits until an outbox row counts a failed send.
+async fn wait_for_a_failed_send(events: &TransactionalEvents) {
+    wait_until("a failed send is counted on its row", || async {
+        events
+            .outbox_rows()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.attempts > 0)
+    })
+    .await;
 }
 
 fn fast_relay() -> RelayConfig {
@@ -741,16 +744,7 @@ async fn postgres_one_relay_at_a_time() {
     })
     .await;
     let second = events.start_relay(support::template(&broker, None), fast_relay());
-    for seq in 1..20u64 {
-        let mut tx = events.begin().await.unwrap();
-        tx.publish(Issued {
-            coupon_id: format!("k{}", seq % 2),
-            seq,
-        })
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
+    publish_each(&events, 1..20, 2).await;
     wait_until("the outbox is drained", || async {
         events.unsent_count().await.unwrap() == 0
     })
@@ -758,16 +752,7 @@ async fn postgres_one_relay_at_a_time() {
     assert_eq!(first.stats().published(), 20);
     assert_eq!(second.stats().published(), 0, "the second relay waits");
     first.shutdown().await;
-    for seq in 20..30u64 {
-        let mut tx = events.begin().await.unwrap();
-        tx.publish(Issued {
-            coupon_id: format!("k{}", seq % 2),
-            seq,
-        })
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-    }
+    publish_each(&events, 20..30, 2).await;
     wait_until("the second relay took over", || async {
         events.unsent_count().await.unwrap() == 0
     })

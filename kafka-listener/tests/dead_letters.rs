@@ -79,22 +79,18 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     let broker = broker(TOPIC, 2);
     broker.create_topic("dl.always-dlt", 2).unwrap();
     let calls = Calls::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("always")
-                .topics([TOPIC])
-                .group_id("always-group")
-                .ack_mode(AckMode::Record)
-                .retry(RetryPolicy::fixed(3, Duration::from_millis(300)))
-                .dead_letter(DeadLetter::Default)
-                .handler(always_fails),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(calls.clone());
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("always")
+            .topics([TOPIC])
+            .group_id("always-group")
+            .ack_mode(AckMode::Record)
+            .retry(RetryPolicy::fixed(3, Duration::from_millis(300)))
+            .dead_letter(DeadLetter::Default)
+            .handler(always_fails),
+        calls.clone(),
+    )
+    .await;
     let app = app.start().await.unwrap();
     let sent = app
         .template()
@@ -109,13 +105,8 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
         .await
         .unwrap();
     let dlt = format!("{TOPIC}-dlt");
-    let letters = tokio::task::spawn_blocking({
-        let b = app.bootstrap_servers().to_owned();
-        let dlt = dlt.clone();
-        move || read_topic(&b, &dlt, 2, 1, Duration::from_secs(20))
-    })
-    .await
-    .unwrap();
+    let letters =
+        read_topic_async(app.bootstrap_servers(), &dlt, 2, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "one dead letter");
     let l = &letters[0];
     let c = calls.snapshot();
@@ -240,22 +231,18 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
     let broker = broker(TOPIC, 1);
     broker.create_topic("poison.dlt", 1).unwrap();
     let seen = Seen::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("poison")
-                .topics([TOPIC])
-                .dead_letter(DeadLetter::Topic("poison.dlt".into()))
-                .handler(strict),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone())
-        .start()
-        .await
-        .unwrap();
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("poison")
+            .topics([TOPIC])
+            .dead_letter(DeadLetter::Topic("poison.dlt".into()))
+            .handler(strict),
+        seen.clone(),
+    )
+    .await
+    .start()
+    .await
+    .unwrap();
     let t = app.template();
     t.send(ProducerRecord::keyed(TOPIC, "k").value(&b"\xffnot json"[..]))
         .await
@@ -271,12 +258,7 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
         "the records behind the poison pill are handled"
     );
     let b = app.bootstrap_servers().to_owned();
-    let letters = tokio::task::spawn_blocking({
-        let b = b.clone();
-        move || read_topic(&b, "poison.dlt", 1, 1, Duration::from_secs(10))
-    })
-    .await
-    .unwrap();
+    let letters = read_topic_async(&b, "poison.dlt", 1, 1, Duration::from_secs(10)).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(
         letters[0].payload(),
@@ -309,23 +291,19 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
     let broker = broker(TOPIC, 1);
     broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
     let calls = Calls::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("refused")
-                .topics([TOPIC])
-                .ack_mode(AckMode::Record)
-                .dead_letter(DeadLetter::Default)
-                .handler(fatal),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(calls.clone())
-        .start()
-        .await
-        .unwrap();
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("refused")
+            .topics([TOPIC])
+            .ack_mode(AckMode::Record)
+            .dead_letter(DeadLetter::Default)
+            .handler(fatal),
+        calls.clone(),
+    )
+    .await
+    .start()
+    .await
+    .unwrap();
     let b = app.bootstrap_servers().to_owned();
     // The record to fail is in the log before the broker starts refusing.
     app.template()
@@ -352,12 +330,7 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
         vec![-1],
         "not committed while the dead letter is refused"
     );
-    let letters = tokio::task::spawn_blocking({
-        let b = b.clone();
-        move || read_topic(&b, "dl.refused-dlt", 1, 1, Duration::from_secs(20))
-    })
-    .await
-    .unwrap();
+    let letters = read_topic_async(&b, "dl.refused-dlt", 1, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "published once the broker accepts it");
     assert_eq!(letters[0].payload(), Some(&b"x"[..]));
     assert_eq!(wait_committed(&b, "refused", TOPIC, 1, &[1]).await, vec![1]);
@@ -385,24 +358,20 @@ async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
     let broker = broker(TOPIC, 1);
     broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
     let calls = Calls::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("slow")
-                .topics([TOPIC])
-                .property("max.poll.interval.ms", "7000")
-                .retry(RetryPolicy::fixed(2, Duration::from_secs(9)))
-                .dead_letter(DeadLetter::Default)
-                .handler(slow_retry),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(calls.clone())
-        .start()
-        .await
-        .unwrap();
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("slow")
+            .topics([TOPIC])
+            .property("max.poll.interval.ms", "7000")
+            .retry(RetryPolicy::fixed(2, Duration::from_secs(9)))
+            .dead_letter(DeadLetter::Default)
+            .handler(slow_retry),
+        calls.clone(),
+    )
+    .await
+    .start()
+    .await
+    .unwrap();
     let c = app.container("slow").unwrap();
     assert!(c.wait_for_assignment(1, Duration::from_secs(10)).await);
     produce(&app.template(), TOPIC, 0..1, 1).await;

@@ -61,33 +61,24 @@ async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
         broker.create_topic(t, 1).unwrap();
     }
     let calls = Calls::default();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("rt")
-                .topics([TOPIC])
-                .retry_topics(RetryTopics::new(
-                    3,
-                    [Duration::from_millis(500), Duration::from_millis(1500)],
-                ))
-                .handler(handler),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(calls.clone())
-        .start()
-        .await
-        .unwrap();
-    produce(&app.template(), TOPIC, 0..3, 1).await;
-    let b = app.bootstrap_servers().to_owned();
-    let letters = tokio::task::spawn_blocking({
-        let b = b.clone();
-        move || read_topic(&b, "rt.orders-dlt", 1, 1, Duration::from_secs(20))
-    })
+    let app = listener_app(
+        &broker,
+        ListenerSpec::new("rt")
+            .topics([TOPIC])
+            .retry_topics(RetryTopics::new(
+                3,
+                [Duration::from_millis(500), Duration::from_millis(1500)],
+            ))
+            .handler(handler),
+        calls.clone(),
+    )
+    .await
+    .start()
     .await
     .unwrap();
+    produce(&app.template(), TOPIC, 0..3, 1).await;
+    let b = app.bootstrap_servers().to_owned();
+    let letters = read_topic_async(&b, "rt.orders-dlt", 1, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "dead-lettered after the last retry");
     let c = calls.0.lock().unwrap().clone();
     let failing: Vec<_> = c.iter().filter(|c| c.2 == 0).collect();
@@ -120,12 +111,7 @@ async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
     );
     assert_eq!(header(l, h::ATTEMPTS), Some(3i32.to_be_bytes().to_vec()));
     assert_eq!(header(l, ATTEMPTS_HEADER), None, "retry headers dropped");
-    let retried = tokio::task::spawn_blocking({
-        let b = b.clone();
-        move || read_topic(&b, "rt.orders-retry-1500", 1, 1, Duration::from_secs(5))
-    })
-    .await
-    .unwrap();
+    let retried = read_topic_async(&b, "rt.orders-retry-1500", 1, 1, Duration::from_secs(5)).await;
     assert_eq!(
         header(&retried[0], ATTEMPTS_HEADER),
         Some(3i32.to_be_bytes().to_vec())

@@ -246,3 +246,17 @@ pub async fn listener_app<S: Clone + Send + Sync + 'static>(
         .unwrap()
         .state(state)
 }
+
+/// [`read_topic`] on a blocking thread, for async tests.
+pub async fn read_topic_async(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_topic(&bootstrap, &topic, partitions, count, timeout))
+        .await
+        .expect("reader thread")
+}
