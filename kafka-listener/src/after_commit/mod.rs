@@ -224,6 +224,13 @@ mod metrics {
             .increment(1);
     }
 
+    /// Registers the table's counters at 0 (when its relay starts).
+    pub(super) fn outbox_registered(table: &str) {
+        outbox_published(table, 0);
+        counter!("kafka_listener_outbox_send_failures_total", "table" => table.to_owned())
+            .increment(0);
+    }
+
     pub(super) fn outbox_published(table: &str, n: u64) {
         counter!("kafka_listener_outbox_published_total", "table" => table.to_owned()).increment(n);
     }

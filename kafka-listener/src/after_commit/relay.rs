@@ -251,6 +251,7 @@ impl Relay {
             return;
         };
         tracing::info!(table = self.table.name(), "outbox relay started");
+        metrics::outbox_registered(self.table.name());
         let mut backoff = self.config.backoff_initial;
         let mut blocked = Blocked::default();
         let mut last_purge: Option<Instant> = None;
