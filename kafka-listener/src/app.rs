@@ -60,6 +60,19 @@ pub struct KafkaAppBuilder {
     listeners: Vec<ListenerSpec>,
     discover: bool,
     only: Option<Vec<String>>,
+    customizers: Vec<Customizer>,
+}
+
+/// A change to one listener's spec, applied at build.
+struct Customizer {
+    id: String,
+    apply: Box<dyn FnOnce(ListenerSpec) -> ListenerSpec + Send>,
+}
+
+impl std::fmt::Debug for Customizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Customizer").field("id", &self.id).finish()
+    }
 }
 
 impl KafkaAppBuilder {
@@ -99,6 +112,35 @@ impl KafkaAppBuilder {
         self
     }
 
+    /// Changes the listener `id` before it starts, whether it is declared
+    /// with `#[kafka_listener]` or added with [`Self::listener`]: the place
+    /// for settings that come from configuration, as a `${...}` placeholder
+    /// in Spring's `@KafkaListener` or a `ContainerCustomizer`. Customizers
+    /// of one id apply in the order given.
+    ///
+    /// ```no_run
+    /// # use kafka_listener::prelude::*;
+    /// # async fn f(concurrency: usize) -> Result<(), kafka_listener::Error> {
+    /// let app = KafkaApp::builder()
+    ///     .customize_listener("coupon-issuer", move |l| l.concurrency(concurrency))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Self::build`] fails with [`Error::Config`] when no listener has
+    /// that id (a typo would otherwise be ignored).
+    pub fn customize_listener<F>(mut self, id: impl Into<String>, customize: F) -> Self
+    where
+        F: FnOnce(ListenerSpec) -> ListenerSpec + Send + 'static,
+    {
+        self.customizers.push(Customizer {
+            id: id.into(),
+            apply: Box::new(customize),
+        });
+        self
+    }
+
     /// Starts the embedded broker when no bootstrap servers are configured,
     /// creates the declared topics (and, on the embedded broker, any
     /// listener topic not declared, with 1 partition) and creates the
@@ -109,7 +151,8 @@ impl KafkaAppBuilder {
     ///
     /// # Errors
     /// [`Error::Embedded`], [`Error::Config`] for a bad registry URL or
-    /// Avro setting, or [`Error::Kafka`] when topics cannot be created.
+    /// Avro setting or a customizer of an unknown listener, or
+    /// [`Error::Kafka`] when topics cannot be created.
     pub async fn build(mut self) -> Result<KafkaApp> {
         if self.config.bootstrap_servers.is_none() {
             // The mock cluster waits a whole session timeout for a member
@@ -129,6 +172,21 @@ impl KafkaAppBuilder {
                     .as_ref()
                     .is_none_or(|ids| ids.iter().any(|i| i == l.id()))
             }));
+        }
+        for Customizer { id, apply } in self.customizers {
+            let Some(at) = listeners.iter().position(|l| l.id() == id) else {
+                let ids: Vec<&str> = listeners.iter().map(ListenerSpec::id).collect();
+                return Err(Error::Config(format!(
+                    "customize_listener: no listener `{id}`; the app's listeners: {}",
+                    if ids.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        ids.join(", ")
+                    }
+                )));
+            };
+            let spec = listeners.remove(at);
+            listeners.insert(at, apply(spec));
         }
         let embedded = match &self.config.bootstrap_servers {
             Some(_) => None,

@@ -467,3 +467,74 @@ async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
         vec![10]
     );
 }
+
+#[kafka_listener(topics = ["l.custom"], group_id = "custom", concurrency = 1)]
+async fn customized(meta: RecordMeta, seen: State<Seen>) {
+    seen.push(meta.partition, meta.offset, meta.offset as u64);
+}
+
+/// A `#[kafka_listener]` changed at build from configuration: concurrency 3
+/// and another group instead of the attribute's 1 and `custom`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_listener_is_customized_by_id_at_build() {
+    init_tracing();
+    const TOPIC: &str = "l.custom";
+    let broker = broker(TOPIC, 3);
+    let seen = Seen::default();
+    let concurrency_from_config = 3;
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .only_listeners(["customized"])
+        .customize_listener("customized", move |l| {
+            l.concurrency(concurrency_from_config)
+                .group_id("custom-from-config")
+        })
+        .build()
+        .await
+        .unwrap()
+        .state(seen.clone())
+        .start()
+        .await
+        .unwrap();
+    let container = app.container("customized").unwrap();
+    assert!(
+        container
+            .wait_for_assignment(3, Duration::from_secs(30))
+            .await
+    );
+    let consumers = container.assigned_partitions();
+    assert_eq!(consumers.len(), 3, "three consumers: {consumers:?}");
+    assert!(
+        consumers.iter().all(|c| c.len() == 1),
+        "one partition each: {consumers:?}"
+    );
+    produce(&app.template(), TOPIC, 0..30, 3).await;
+    assert_eq!(
+        seen.wait_for(Duration::from_secs(20), |n| n >= 30).await,
+        30
+    );
+    app.shutdown().await;
+    assert_eq!(
+        committed(broker.bootstrap_servers(), "custom-from-config", TOPIC, 3)
+            .iter()
+            .map(|&c| c.max(0)) // -1: a partition that got no record
+            .sum::<i64>(),
+        30,
+        "committed under the customized group"
+    );
+
+    let unknown = KafkaApp::builder()
+        .config(config(&broker))
+        .only_listeners(["customized"])
+        .customize_listener("customised", |l| l)
+        .build()
+        .await
+        .err()
+        .expect("an unknown listener id is an error");
+    assert!(
+        unknown
+            .to_string()
+            .contains("no listener `customised`; the app's listeners: customized"),
+        "{unknown}"
+    );
+}
