@@ -529,8 +529,7 @@ async fn a_discovered_listener_is_customized_by_id_at_build() {
         .customize_listener("customised", |l| l)
         .build()
         .await
-        .err()
-        .expect("an unknown listener id is an error");
+        .expect_err("an unknown listener id is an error");
     assert!(
         unknown
             .to_string()
