@@ -83,27 +83,8 @@ impl ServiceConfig {
     /// (`message.timeout.ms` from [`Self::send_timeout`]).
     pub(crate) fn kafka_config(&self) -> KafkaConfig {
         let mut kafka = self.kafka.clone();
-        let has = |k: &KafkaConfig, key: &str| {
-            k.producer_properties.contains_key(key) || k.properties.contains_key(key)
-        };
-        if !has(&kafka, "message.timeout.ms") && !has(&kafka, "delivery.timeout.ms") {
-            let ms = self.send_timeout.as_millis().clamp(1, i32::MAX as u128);
-            kafka
-                .producer_properties
-                .insert("message.timeout.ms".into(), ms.to_string());
-        }
+        example_support::config::default_message_timeout(&mut kafka, self.send_timeout);
         kafka
-    }
-}
-
-/// `scheme://user:password@host/...` -> `scheme://user:<redacted>@host/...`.
-pub(crate) fn redact_database_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
     }
 }
 
@@ -119,14 +100,6 @@ mod tests {
         assert_eq!(
             c.kafka_config().producer_properties["message.timeout.ms"],
             "10000"
-        );
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_database_url("postgres://app:hunter2@db:5432/q"),
-            "postgres://app:<redacted>@db:5432/q"
         );
     }
 }

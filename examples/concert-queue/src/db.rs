@@ -18,13 +18,11 @@
 //!
 //! SQLite allows one writer at a time: writes go through a pool of one
 //! connection (WAL journal, so readers never wait for it), reads through a
-//! pool of several. PostgreSQL uses one pool for both.
+//! pool of several. PostgreSQL uses one pool for both (see
+//! [`example_support::db`]).
 
-use std::time::Duration;
-
-use sqlx::any::AnyPoolOptions;
-use sqlx::AnyPool;
-use sqlx::{Executor, Row};
+use example_support::db::{Backend, Pools};
+use sqlx::Row;
 
 /// Token statuses stored in `queue_tokens.status`.
 pub(crate) mod status {
@@ -56,19 +54,14 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS queue_tokens_admitted_at ON queue_tokens (admitted_at)",
 ];
 
-/// Which database is behind the `AnyPool`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// The key of the PostgreSQL advisory lock that serializes [`SCHEMA`]
+/// between starting instances.
+const SCHEMA_LOCK: i64 = 7263052;
 
 /// The service's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
-    writer: AnyPool,
-    reader: AnyPool,
-    backend: Backend,
+    pools: Pools,
 }
 
 /// One row of `queue_tokens`.
@@ -129,102 +122,28 @@ pub(crate) struct Counts {
 const TOKEN_COLUMNS: &str = "token_id, user_id, status, created_at, record_offset, admitted_at, expires_at, admission_seq, deliveries";
 
 impl Db {
-    /// Connects to `url` (`sqlite:...` or `postgres://...`).
+    /// Connects to `url` (`sqlite:...` or `postgres://...`; see
+    /// [`Pools::connect`]).
     pub(crate) async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        if url.starts_with("sqlite:") {
-            let memory = url.contains(":memory:") || url.contains("mode=memory");
-            let writer = AnyPoolOptions::new()
-                .max_connections(1)
-                .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(if memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(if memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(1800))
-                })
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        Ok(())
-                    })
-                })
-                .connect(url)
-                .await?;
-            // Touch the writer first so the file exists in WAL mode before
-            // any reader opens it.
-            writer.acquire().await?;
-            let reader = if memory {
-                writer.clone()
-            } else {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url)
-                    .await?
-            };
-            Ok(Self {
-                writer,
-                reader,
-                backend: Backend::Sqlite,
-            })
-        } else {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
-                .await?;
-            let backend = match pool.acquire().await?.backend_name() {
-                "SQLite" => Backend::Sqlite,
-                _ => Backend::Postgres,
-            };
-            Ok(Self {
-                writer: pool.clone(),
-                reader: pool,
-                backend,
-            })
-        }
+        Ok(Self {
+            pools: Pools::connect(url).await?,
+        })
     }
 
     /// The database behind the pools.
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        self.pools.backend
     }
 
-    /// Creates the tables if missing. On PostgreSQL, concurrent
-    /// `CREATE TABLE IF NOT EXISTS` from several starting instances can
-    /// collide in the catalog, so they are serialized by an advisory lock.
+    /// Creates the table and its indexes if missing (serialized between
+    /// instances on PostgreSQL).
     pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7263052)) AS l")
-                .execute(&mut *tx)
-                .await?;
-        }
-        for ddl in SCHEMA {
-            tx.execute(*ddl).await?;
-        }
-        tx.commit().await
+        self.pools.migrate(SCHEMA_LOCK, SCHEMA).await
     }
 
-    /// Closes both pools.
     /// Closes both pools.
     pub(crate) async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        self.pools.close().await;
     }
 
     /// Puts a `waiting` token for the user, unless the user holds a
@@ -242,7 +161,7 @@ impl Db {
         )
         .bind(user_id)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?;
         let inserted = sqlx::query(
             "INSERT INTO queue_tokens (token_id, user_id, status, created_at, deliveries)
@@ -252,7 +171,7 @@ impl Db {
         .bind(token_id)
         .bind(user_id)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?
         .rows_affected();
         if inserted == 1 {
@@ -263,7 +182,7 @@ impl Db {
              WHERE user_id = $1 AND (status = 'waiting' OR status = 'active')"
         ))
         .bind(user_id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.pools.writer)
         .await?;
         match existing {
             Some(row) => Ok(Enqueued::Existing(token(&row)?)),
@@ -280,7 +199,7 @@ impl Db {
         sqlx::query("UPDATE queue_tokens SET record_offset = $2 WHERE token_id = $1")
             .bind(token_id)
             .bind(offset)
-            .execute(&self.writer)
+            .execute(&self.pools.writer)
             .await?;
         Ok(())
     }
@@ -289,7 +208,7 @@ impl Db {
     pub(crate) async fn forget(&self, token_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM queue_tokens WHERE token_id = $1 AND status = 'waiting'")
             .bind(token_id)
-            .execute(&self.writer)
+            .execute(&self.pools.writer)
             .await?;
         Ok(())
     }
@@ -300,7 +219,7 @@ impl Db {
             "SELECT {TOKEN_COLUMNS} FROM queue_tokens WHERE token_id = $1"
         ))
         .bind(token_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.pools.reader)
         .await?;
         row.as_ref().map(token).transpose()
     }
@@ -317,7 +236,7 @@ impl Db {
         now: i64,
         ttl_ms: i64,
     ) -> Result<Admission, sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pools.writer.begin().await?;
         let known = sqlx::query(
             "UPDATE queue_tokens SET deliveries = deliveries + 1, record_offset = $2 WHERE token_id = $1",
         )
@@ -361,7 +280,7 @@ impl Db {
             "UPDATE queue_tokens SET status = 'expired' WHERE status = 'active' AND expires_at <= $1",
         )
         .bind(now)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?
         .rows_affected())
     }
@@ -379,7 +298,7 @@ impl Db {
         )
         .bind(now)
         .bind(now - window_ms)
-        .fetch_one(&self.reader)
+        .fetch_one(&self.pools.reader)
         .await?;
         let get = |name: &str| -> Result<i64, sqlx::Error> {
             Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0))

@@ -4,16 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use example_support::http::{check_id, ApiError, ApiJson, ApiPath};
 use kafka_listener::ProducerRecord;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -21,157 +19,21 @@ use crate::db::{status, Enqueued, Token};
 use crate::listener::{AppState, TokenQueued, LISTENER_ID, PARTITION, TOPIC};
 use crate::now_ms;
 
-/// The router over `state`; `/metrics` only with a Prometheus handle.
+/// The router over `state`, with `/health`, the JSON 404 and 405 and,
+/// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]).
 pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
-    let mut router = Router::new()
+    let routes = Router::new()
         .route("/queue/tokens", post(enqueue))
         .route("/queue/tokens/{token_id}", get(get_token))
         .route("/queue/stats", get(stats))
-        .route("/admin/admission/start", post(start_admission))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method not allowed on this route",
-            )
-        })
-        .with_state(state);
-    if let Some(handle) = metrics {
-        router = router.route(
-            "/metrics",
-            get(move || {
-                let handle = handle.clone();
-                async move {
-                    handle.run_upkeep();
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        handle.render(),
-                    )
-                }
-            }),
-        );
-    }
-    router
-}
-/// An error answer: a status and `{"error": message}`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
-}
-
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        tracing::error!(error = %e, "database error");
-        let status = match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, format!("database error: {e}"))
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        Self::new(rejection.status(), rejection.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        Self::new(rejection.status(), rejection.body_text())
-    }
-}
-
-/// `axum::Json` whose rejection is a JSON [`ApiError`] (400 for bad JSON,
-/// 415 for a missing `Content-Type: application/json`, 422 for a missing or
-/// mistyped field).
-#[derive(Debug)]
-pub(crate) struct ApiJson<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(Self(value))
-    }
-}
-
-/// `axum::extract::Path` whose rejection is a JSON [`ApiError`].
-#[derive(Debug)]
-pub(crate) struct ApiPath<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(value) = Path::<T>::from_request_parts(parts, state).await?;
-        Ok(Self(value))
-    }
+        .route("/admin/admission/start", post(start_admission));
+    example_support::http::router(routes, state, metrics)
 }
 
 /// `POST /queue/tokens` body.
 #[derive(Debug, Deserialize)]
 struct EnqueueBody {
     user_id: String,
-}
-
-/// The longest user or token id, in bytes.
-const MAX_ID_LEN: usize = 128;
-
-fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
-    if id.trim().is_empty() {
-        return Err(ApiError::bad_request(format!("{what} must not be empty")));
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(ApiError::bad_request(format!(
-            "{what} is longer than {MAX_ID_LEN} bytes"
-        )));
-    }
-    if id.chars().any(|c| c.is_control() || c == '/') {
-        return Err(ApiError::bad_request(format!(
-            "{what} must not contain `/` or control characters"
-        )));
-    }
-    Ok(())
 }
 
 /// The JSON view of a token; `next` is the admission cursor read before the
@@ -224,15 +86,11 @@ async fn enqueue(
         let waiting = app.produced_end.load(Ordering::Acquire) - next;
         if waiting > limit {
             metrics::counter!("concert_queue_requests_total", "outcome" => "full").increment(1);
-            return Err(ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "the queue is full: {waiting} tokens waiting (limit {limit}); retry later"
-                    ),
-                )
-            });
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("the queue is full: {waiting} tokens waiting (limit {limit}); retry later"),
+            )
+            .with_retry_after(1));
         }
     }
     let now = now_ms();
@@ -296,13 +154,11 @@ async fn enqueue(
     if let Err(e) = app.db.forget(&event.token_id).await {
         tracing::warn!(error = %e, "could not remove the token the broker refused");
     }
-    Err(ApiError {
-        retry_after: Some(1),
-        ..ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the broker did not acknowledge the token: {failure}"),
-        )
-    })
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the broker did not acknowledge the token: {failure}"),
+    )
+    .with_retry_after(1))
 }
 
 async fn get_token(

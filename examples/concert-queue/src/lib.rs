@@ -41,26 +41,29 @@
 
 mod config;
 mod db;
-mod error;
 mod http;
 mod listener;
 pub mod load;
 mod position;
-mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use example_support::config::redact_database_url;
+use example_support::http::{HttpListener, HttpServer};
+use example_support::telemetry;
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub(crate) use example_support::now_ms;
+pub use example_support::telemetry::init_tracing;
+pub use example_support::ServiceError;
+
 pub use crate::config::{ServiceConfig, DEFAULT_ADMIT_RATE, DEFAULT_DATABASE_URL};
-pub use crate::error::ServiceError;
 pub use crate::listener::{TokenQueued, GROUP_ID, LISTENER_ID, PARTITION, TOPIC};
-pub use crate::telemetry::init_tracing;
 
 use crate::db::Db;
 use crate::listener::AppState;
@@ -75,11 +78,9 @@ use crate::position::Cursor;
 /// leaves the consumer thread running until the process exits.
 #[derive(Debug)]
 pub struct RunningService {
-    http_addr: SocketAddr,
+    http: HttpServer,
     app: Arc<RunningApp>,
     db: Db,
-    http_stop: oneshot::Sender<()>,
-    http_task: JoinHandle<std::io::Result<()>>,
     sweeper_stop: watch::Sender<bool>,
     sweeper: JoinHandle<()>,
 }
@@ -88,12 +89,12 @@ impl RunningService {
     /// The address the HTTP API is bound to (the real port when the
     /// configuration asked for port 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.http.addr()
     }
 
     /// `http://<ip>:<port>` of the HTTP API, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        self.http.base_url()
     }
 
     /// The running Kafka app: its listener registry
@@ -121,13 +122,7 @@ impl RunningService {
     /// hand and commits its finished offset, the template is flushed, and
     /// the database pools are closed.
     pub async fn shutdown(self) {
-        let _ = self.http_stop.send(());
-        match tokio::time::timeout(Duration::from_secs(10), self.http_task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-            Err(_) => tracing::warn!("HTTP server did not stop within 10 s"),
-        }
+        self.http.shutdown().await;
         let _ = self.sweeper_stop.send(true);
         let _ = self.sweeper.await;
         self.app.shutdown().await;
@@ -156,14 +151,9 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     };
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
-    tracing::info!(backend = ?db.backend(), url = %config::redact_database_url(&config.database_url), "database ready");
+    tracing::info!(backend = ?db.backend(), url = %redact_database_url(&config.database_url), "database ready");
 
-    let http = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
-    let http_addr = http
-        .local_addr()
-        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
+    let http = HttpListener::bind(config.http_addr).await?;
 
     let kafka = config.kafka_config();
     let mut builder = KafkaApp::builder().config(kafka.clone());
@@ -224,35 +214,28 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         }
     });
 
-    let router = http::router(state, metrics);
-    let (http_stop, stop_rx) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let http = http.serve(http::router(state, metrics));
     tracing::info!(
-        "concert-queue listening on http://{http_addr} (bootstrap.servers={}, admitting {} per window)",
+        "concert-queue listening on {} (bootstrap.servers={}, admitting {} per window)",
+        http.base_url(),
         app.bootstrap_servers(),
         config.admit_rate
     );
     Ok(RunningService {
-        http_addr,
+        http,
         app,
         db,
-        http_stop,
-        http_task,
         sweeper_stop,
         sweeper,
     })
 }
 
-/// Milliseconds since the Unix epoch (what every timestamp column holds).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl example_support::cli::Service for RunningService {
+    fn base_url(&self) -> String {
+        self.http.base_url()
+    }
+
+    async fn shutdown(self) {
+        RunningService::shutdown(self).await;
+    }
 }

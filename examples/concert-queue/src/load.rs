@@ -6,9 +6,11 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use example_support::load::{self as support, Fired, Percentiles, Tally};
 use futures::stream::{self, StreamExt};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+pub use example_support::load::HttpError;
 
 /// What to fire, and where.
 #[derive(Debug, Clone, clap::Args)]
@@ -52,19 +54,9 @@ impl Default for LoadOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    /// The service could not be reached.
-    #[error("HTTP: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The service answered something unexpected.
-    #[error("{what}: HTTP {status}: {body}")]
-    Unexpected {
-        /// What was being done.
-        what: String,
-        /// The HTTP status received.
-        status: u16,
-        /// The body received.
-        body: String,
-    },
+    /// The service could not be reached, or answered something unexpected.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// Tokens were still waiting after the drain timeout.
     #[error("{waiting} tokens still waiting after {waited:?}")]
     NotDrained {
@@ -183,93 +175,52 @@ impl fmt::Display for LoadReport {
     }
 }
 
-enum Fired {
-    Accepted {
-        token: TokenResult,
-        latency: Duration,
-        retries: u64,
-    },
-    Rejected {
-        retries: u64,
-    },
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// Runs the load: reads the configured rate, enqueues `opts.users` users
 /// with `opts.concurrency` requests in flight (retrying a 429 or 503 up to
 /// 50 times after a pause), waits until the last token (by offset) was
 /// admitted, reads every token back and measures.
 ///
 /// # Errors
-/// [`LoadError::Http`] when the service cannot be reached,
-/// [`LoadError::Unexpected`] for an unexpected answer,
+/// [`LoadError::Http`] when the service cannot be reached or answers
+/// something unexpected ([`HttpError::Unexpected`]),
 /// [`LoadError::NotDrained`] when tokens still wait past the drain timeout.
 pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let base = opts.url.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.concurrency.max(1))
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let stats = get_json(&client, &format!("{base}/queue/stats")).await?;
+    let client = support::client(opts.concurrency)?;
+    let stats = support::get_json(&client, &format!("{base}/queue/stats")).await?;
     let configured_rate = stats["configured_rate"].as_str().unwrap_or("?").to_owned();
     let configured_per_second = stats["configured_per_second"].as_f64().unwrap_or(0.0);
     let (permits, window_ms) = parse_rate(&configured_rate).unwrap_or((0, 0));
-    let prefix = opts
-        .prefix
-        .clone()
-        .unwrap_or_else(|| format!("load-{}", crate::now_ms()));
+    let prefix = support::run_prefix(opts.prefix.as_deref());
 
     let started = Instant::now();
     let url = format!("{base}/queue/tokens");
-    let results: Vec<Fired> = stream::iter(0..opts.users)
-        .map(|n| {
-            let client = client.clone();
-            let url = url.clone();
-            let user = format!("{prefix}-{n}");
-            async move { fire(&client, &url, user).await }
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
+    let results = support::fan_out(opts.users, opts.concurrency, |n| {
+        let client = client.clone();
+        let url = url.clone();
+        let user = format!("{prefix}-{n}");
+        async move { fire(&client, &url, user).await }
+    })
+    .await;
     let enqueue = started.elapsed();
 
+    let tally = Tally::new(results);
+    let accepted = tally.accepted.len() as u64;
     let mut report = LoadReport {
         configured_rate,
         configured_per_second,
         users: opts.users as u64,
+        accepted,
+        retries: tally.retries,
+        rejected: tally.rejected,
         enqueue_seconds: enqueue.as_secs_f64(),
+        requests_per_second: support::per_second(accepted, enqueue),
+        latency_p50_ms: tally.latency_ms.p50,
+        latency_p99_ms: tally.latency_ms.p99,
+        latency_max_ms: tally.latency_ms.max,
+        tokens: tally.accepted,
         ..LoadReport::default()
     };
-    let mut latencies = Vec::new();
-    for r in results {
-        match r {
-            Fired::Accepted {
-                token,
-                latency,
-                retries,
-            } => {
-                report.accepted += 1;
-                report.retries += retries;
-                latencies.push(latency.as_secs_f64() * 1000.0);
-                report.tokens.push(token);
-            }
-            Fired::Rejected { retries } => {
-                report.rejected += 1;
-                report.retries += retries;
-            }
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    report.latency_p50_ms = percentile(&latencies, 0.5);
-    report.latency_p99_ms = percentile(&latencies, 0.99);
-    report.latency_max_ms = percentile(&latencies, 1.0);
-    report.requests_per_second = report.accepted as f64 / enqueue.as_secs_f64().max(1e-9);
     report.tokens.sort_by_key(|t| t.offset);
     let Some(last) = report.tokens.last().cloned() else {
         return Ok(report);
@@ -278,7 +229,8 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     // Admission is in offset order: once the last token is admitted, all are.
     let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_secs);
     loop {
-        let v = get_json(&client, &format!("{base}/queue/tokens/{}", last.token_id)).await?;
+        let v =
+            support::get_json(&client, &format!("{base}/queue/tokens/{}", last.token_id)).await?;
         if v["status"] != "waiting" {
             break;
         }
@@ -290,11 +242,11 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let views: Vec<Result<Value, LoadError>> = stream::iter(report.tokens.iter())
+    let views: Vec<Result<Value, HttpError>> = stream::iter(report.tokens.iter())
         .map(|t| {
             let client = client.clone();
             let url = format!("{base}/queue/tokens/{}", t.token_id);
-            async move { get_json(&client, &url).await }
+            async move { support::get_json(&client, &url).await }
         })
         .buffered(opts.concurrency.max(1))
         .collect()
@@ -311,10 +263,10 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
         .windows(2)
         .filter(|w| w[1].admission_seq <= w[0].admission_seq)
         .count() as u64;
-    waits.sort_by(f64::total_cmp);
-    report.wait_p50_ms = percentile(&waits, 0.5);
-    report.wait_p99_ms = percentile(&waits, 0.99);
-    report.wait_max_ms = percentile(&waits, 1.0);
+    let wait = Percentiles::of(waits);
+    report.wait_p50_ms = wait.p50;
+    report.wait_p99_ms = wait.p99;
+    report.wait_max_ms = wait.max;
     let mut admitted: Vec<i64> = report.tokens.iter().map(|t| t.admitted_at).collect();
     admitted.sort_unstable();
     let (rate, span, max_in_window) = measure(&admitted, permits, window_ms);
@@ -354,65 +306,34 @@ fn parse_rate(rate: &str) -> Option<(u64, i64)> {
     Some((u64::from(r.permits), i64::try_from(r.per.as_millis()).ok()?))
 }
 
-async fn fire(client: &reqwest::Client, url: &str, user: String) -> Fired {
-    let mut retries = 0;
-    loop {
-        let started = Instant::now();
-        let resp = client
-            .post(url)
-            .json(&json!({ "user_id": user }))
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                let latency = started.elapsed();
-                let body: Value = match r.json().await {
-                    Ok(v) => v,
-                    Err(_) => return Fired::Rejected { retries },
-                };
-                return Fired::Accepted {
-                    token: TokenResult {
-                        user_id: user,
-                        token_id: body["token_id"].as_str().unwrap_or_default().to_owned(),
-                        offset: body["offset"].as_i64().unwrap_or(-1),
-                        accepted_at: crate::now_ms(),
-                        ..TokenResult::default()
-                    },
-                    latency,
-                    retries,
-                };
-            }
-            Ok(r)
-                if (r.status() == StatusCode::TOO_MANY_REQUESTS
-                    || r.status() == StatusCode::SERVICE_UNAVAILABLE)
-                    && retries < 50 =>
-            {
-                retries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), user, "enqueue rejected");
-                return Fired::Rejected { retries };
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, user, "enqueue failed");
-                return Fired::Rejected { retries };
+/// Enqueues `user` (see [`support::post_retrying`]); accepted once the 202
+/// and its body arrived.
+async fn fire(client: &reqwest::Client, url: &str, user: String) -> Fired<TokenResult> {
+    let body = json!({ "user_id": user });
+    match support::post_retrying(client, url, &body, "enqueue").await {
+        Fired::Accepted {
+            value: response,
+            latency,
+            retries,
+        } => {
+            let body: Value = match response.json().await {
+                Ok(v) => v,
+                Err(_) => return Fired::Rejected { retries },
+            };
+            Fired::Accepted {
+                value: TokenResult {
+                    user_id: user,
+                    token_id: body["token_id"].as_str().unwrap_or_default().to_owned(),
+                    offset: body["offset"].as_i64().unwrap_or(-1),
+                    accepted_at: crate::now_ms(),
+                    ..TokenResult::default()
+                },
+                latency,
+                retries,
             }
         }
+        Fired::Rejected { retries } => Fired::Rejected { retries },
     }
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, LoadError> {
-    let resp = client.get(url).send().await?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(LoadError::Unexpected {
-            what: format!("GET {url}"),
-            status: status.as_u16(),
-            body: resp.text().await.unwrap_or_default(),
-        });
-    }
-    Ok(resp.json().await?)
 }
 
 #[cfg(test)]

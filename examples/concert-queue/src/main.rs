@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use concert_queue::load::{self, LoadOptions};
 use concert_queue::{ServiceConfig, DEFAULT_ADMIT_RATE, DEFAULT_DATABASE_URL};
+use example_support::cli::{self, SpawnArgs};
 use kafka_listener::{KafkaConfig, RateLimit};
 
 /// A concert's waiting queue on kafka-listener: every user admitted in
@@ -72,14 +73,8 @@ struct ServeArgs {
 struct LoadArgs {
     #[command(flatten)]
     opts: LoadOptions,
-    /// Start a service in this process (embedded broker, a fresh SQLite file
-    /// in the temp directory unless --database-url is given) and load it
-    /// instead of --url.
-    #[arg(long)]
-    spawn: bool,
-    /// With --spawn: the database of the spawned service.
-    #[arg(long, requires = "spawn")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    spawn: SpawnArgs,
     /// With --spawn: the admission rate of the spawned service.
     #[arg(long, env = "QUEUE_ADMIT_RATE", default_value = DEFAULT_ADMIT_RATE)]
     admit_rate: RateLimit,
@@ -106,71 +101,45 @@ impl ServeArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     concert_queue::init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None => serve(&cli.serve).await,
+    let parsed = Cli::parse();
+    let result = match parsed.command {
+        None => serve(&parsed.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,
         Some(Command::Load(args)) => run_load(args).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("concert-queue: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("concert-queue", result)
 }
 
 async fn serve(args: &ServeArgs) -> Result<(), String> {
-    let service = concert_queue::start(args.config()?)
-        .await
-        .map_err(|e| e.to_string())?;
-    kafka_listener::app::shutdown_signal().await;
-    service.shutdown().await;
-    Ok(())
+    cli::serve(concert_queue::start(args.config()?)).await
 }
 
 async fn run_load(args: LoadArgs) -> Result<(), String> {
     let mut opts = args.opts;
-    let mut spawned = None;
-    let mut temp_db = None;
-    if args.spawn {
-        let database_url = match args.database_url {
-            Some(url) => url,
-            None => {
-                let path = std::env::temp_dir()
-                    .join(format!("concert-queue-load-{}.db", std::process::id()));
-                let url = format!("sqlite://{}?mode=rwc", path.display());
-                temp_db = Some(path);
-                url
-            }
-        };
+    let admit_rate = args.admit_rate;
+    let start = |database_url| async move {
         let config = ServiceConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             kafka: KafkaConfig::from_env().map_err(|e| e.to_string())?,
-            admit_rate: args.admit_rate,
+            admit_rate,
             ..ServiceConfig::default()
         };
-        let service = concert_queue::start(config)
+        concert_queue::start(config)
             .await
-            .map_err(|e| e.to_string())?;
-        opts.url = service.base_url();
-        spawned = Some(service);
-    }
-    println!(
-        "load: {} users, concurrency {}, target {}",
-        opts.users, opts.concurrency, opts.url
-    );
-    let report = load::run(&opts).await;
-    if let Some(service) = spawned {
-        service.shutdown().await;
-    }
-    if let Some(path) = temp_db {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            .map_err(|e| e.to_string())
+    };
+    let report = cli::load("concert-queue", args.spawn, start, |url| async move {
+        if let Some(url) = url {
+            opts.url = url;
         }
-    }
+        println!(
+            "load: {} users, concurrency {}, target {}",
+            opts.users, opts.concurrency, opts.url
+        );
+        load::run(&opts).await
+    })
+    .await?;
     let report = report.map_err(|e| e.to_string())?;
     println!("{report}");
     if report.order_violations == 0 {

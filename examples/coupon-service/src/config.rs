@@ -76,27 +76,8 @@ impl ServiceConfig {
                 .consumer_properties
                 .insert("session.timeout.ms".into(), "10000".into());
         }
-        let has = |k: &KafkaConfig, key: &str| {
-            k.producer_properties.contains_key(key) || k.properties.contains_key(key)
-        };
-        if !has(&kafka, "message.timeout.ms") && !has(&kafka, "delivery.timeout.ms") {
-            let ms = self.send_timeout.as_millis().clamp(1, i32::MAX as u128);
-            kafka
-                .producer_properties
-                .insert("message.timeout.ms".into(), ms.to_string());
-        }
+        example_support::config::default_message_timeout(&mut kafka, self.send_timeout);
         kafka
-    }
-}
-
-/// `scheme://user:password@host/...` -> `scheme://user:<redacted>@host/...`.
-pub(crate) fn redact_database_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => match url[s + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:<redacted>{}", &url[..s + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
     }
 }
 
@@ -135,17 +116,5 @@ mod tests {
             .kafka_config()
             .consumer_properties
             .contains_key("session.timeout.ms"));
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_database_url("postgres://app:hunter2@db:5432/coupons"),
-            "postgres://app:<redacted>@db:5432/coupons"
-        );
-        assert_eq!(
-            redact_database_url("sqlite://x.db?mode=rwc"),
-            "sqlite://x.db?mode=rwc"
-        );
     }
 }

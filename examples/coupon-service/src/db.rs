@@ -18,14 +18,13 @@
 //!
 //! SQLite allows one writer at a time: writes go through a pool of one
 //! connection (WAL journal, so readers never wait for it), reads through a
-//! pool of several. PostgreSQL uses one pool for both.
+//! pool of several. PostgreSQL uses one pool for both (see
+//! [`example_support::db`]).
 
-use std::time::Duration;
-
+use example_support::db::{Backend, Pools};
 use serde::Serialize;
-use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
-use sqlx::{Executor, Row};
+use sqlx::Row;
 
 use kafka_listener::after_commit::{Error as EventsError, TransactionalEvents};
 
@@ -71,19 +70,14 @@ const SCHEMA: &[&str] = &[
     )",
 ];
 
-/// Which database is behind the `AnyPool`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// The key of the PostgreSQL advisory lock that serializes [`SCHEMA`]
+/// between starting instances.
+const SCHEMA_LOCK: i64 = 7263051;
 
 /// The service's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
-    writer: AnyPool,
-    reader: AnyPool,
-    backend: Backend,
+    pools: Pools,
 }
 
 /// What the listener did with one request.
@@ -113,106 +107,33 @@ pub(crate) struct CouponView {
 }
 
 impl Db {
-    /// Connects to `url` (`sqlite:...` or `postgres://...`).
+    /// Connects to `url` (`sqlite:...` or `postgres://...`; see
+    /// [`Pools::connect`]).
     pub(crate) async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        if url.starts_with("sqlite:") {
-            let memory = url.contains(":memory:") || url.contains("mode=memory");
-            let writer = AnyPoolOptions::new()
-                .max_connections(1)
-                .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(if memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(if memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(1800))
-                })
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        Ok(())
-                    })
-                })
-                .connect(url)
-                .await?;
-            // Touch the writer first so the file exists in WAL mode before
-            // any reader opens it.
-            writer.acquire().await?;
-            let reader = if memory {
-                writer.clone()
-            } else {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url)
-                    .await?
-            };
-            Ok(Self {
-                writer,
-                reader,
-                backend: Backend::Sqlite,
-            })
-        } else {
-            let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
-                .await?;
-            let backend = match pool.acquire().await?.backend_name() {
-                "SQLite" => Backend::Sqlite,
-                _ => Backend::Postgres,
-            };
-            Ok(Self {
-                writer: pool.clone(),
-                reader: pool,
-                backend,
-            })
-        }
+        Ok(Self {
+            pools: Pools::connect(url).await?,
+        })
     }
 
     /// The writer pool (the dead-letter store writes through it).
     pub(crate) fn pool(&self) -> AnyPool {
-        self.writer.clone()
+        self.pools.writer.clone()
     }
 
     /// The database behind the pools.
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        self.pools.backend
     }
 
-    /// Creates the tables if missing. On PostgreSQL, concurrent
-    /// `CREATE TABLE IF NOT EXISTS` from several starting instances can
-    /// collide in the catalog, so they are serialized by an advisory lock.
+    /// Creates the tables if missing (serialized between instances on
+    /// PostgreSQL).
     pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(7263051)) AS l")
-                .execute(&mut *tx)
-                .await?;
-        }
-        for ddl in SCHEMA {
-            tx.execute(*ddl).await?;
-        }
-        tx.commit().await
+        self.pools.migrate(SCHEMA_LOCK, SCHEMA).await
     }
 
     /// Closes both pools.
     pub(crate) async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        self.pools.close().await;
     }
 
     /// Creates a coupon; `false` when one with this id exists already.
@@ -229,7 +150,7 @@ impl Db {
         .bind(coupon_id)
         .bind(stock)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -239,7 +160,7 @@ impl Db {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT stock FROM coupons WHERE coupon_id = $1")
                 .bind(coupon_id)
-                .fetch_optional(&self.reader)
+                .fetch_optional(&self.pools.reader)
                 .await?;
         Ok(found.is_some())
     }
@@ -259,7 +180,7 @@ impl Db {
         .bind(status::PENDING)
         .bind(status::SOLD_OUT)
         .bind(status::FAILED)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.pools.reader)
         .await?
         else {
             return Ok(None);
@@ -293,7 +214,7 @@ impl Db {
         .bind(user_id)
         .bind(status::PENDING)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -310,7 +231,7 @@ impl Db {
         .bind(coupon_id)
         .bind(user_id)
         .bind(status::PENDING)
-        .execute(&self.writer)
+        .execute(&self.pools.writer)
         .await?;
         Ok(())
     }
@@ -326,7 +247,7 @@ impl Db {
         )
         .bind(coupon_id)
         .bind(user_id)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.pools.reader)
         .await
     }
 
@@ -418,7 +339,7 @@ impl Db {
         error: &str,
         now: i64,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.pools.writer.begin().await?;
         decide(&mut tx, request, status::FAILED, now, Some(error)).await?;
         tx.commit().await
     }

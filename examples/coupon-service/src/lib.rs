@@ -42,30 +42,30 @@
 
 mod config;
 mod db;
-mod error;
 mod http;
 mod lag;
 mod listener;
 pub mod load;
-mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use example_support::config::redact_database_url;
+use example_support::http::{HttpListener, HttpServer};
+use example_support::telemetry;
 use kafka_listener::after_commit::{RelayConfig, RelayHandle, TransactionalEvents};
 use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+pub(crate) use example_support::now_ms;
+pub use example_support::telemetry::init_tracing;
+pub use example_support::ServiceError;
 
 pub use crate::config::{ServiceConfig, DEFAULT_DATABASE_URL};
-pub use crate::error::ServiceError;
 pub use crate::listener::{
     CouponIssued, IssueRequested, DEAD_LETTERS_ID, DLT, GROUP_ID, ISSUED_PARTITIONS, ISSUED_TOPIC,
     LISTENER_ID, PARTITIONS, TOPIC,
 };
-pub use crate::telemetry::init_tracing;
 
 use crate::db::Db;
 use crate::lag::LagTracker;
@@ -79,24 +79,22 @@ use crate::listener::AppState;
 /// leaves the consumer threads running until the process exits.
 #[derive(Debug)]
 pub struct RunningService {
-    http_addr: SocketAddr,
+    http: HttpServer,
     app: RunningApp,
     relay: RelayHandle,
     db: Db,
-    http_stop: oneshot::Sender<()>,
-    http_task: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningService {
     /// The address the HTTP API is bound to (the real port when the
     /// configuration asked for port 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        self.http.addr()
     }
 
     /// `http://<ip>:<port>` of the HTTP API, without a trailing slash.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        self.http.base_url()
     }
 
     /// The running Kafka app: its listener registry
@@ -113,13 +111,7 @@ impl RunningService {
     /// (what it leaves unsent is sent at the next start), the template is
     /// flushed, and the database pools are closed.
     pub async fn shutdown(self) {
-        let _ = self.http_stop.send(());
-        match tokio::time::timeout(Duration::from_secs(10), self.http_task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
-            Err(_) => tracing::warn!("HTTP server did not stop within 10 s"),
-        }
+        self.http.shutdown().await;
         // After the listeners (no new outbox rows) and before the app
         // flushes and drops the template the relay sends with.
         futures::future::join_all(self.app.containers().map(|c| c.stop())).await;
@@ -161,14 +153,9 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         StoreError::Database(e) => ServiceError::Database(e),
         other => ServiceError::Config(other.to_string()),
     })?;
-    tracing::info!(backend = ?db.backend(), url = %config::redact_database_url(&config.database_url), "database ready");
+    tracing::info!(backend = ?db.backend(), url = %redact_database_url(&config.database_url), "database ready");
 
-    let http = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
-    let http_addr = http
-        .local_addr()
-        .map_err(|e| ServiceError::Http(config.http_addr, e))?;
+    let http = HttpListener::bind(config.http_addr).await?;
 
     // The outbox of `coupon.issued`, over the writer pool (on SQLite, one
     // connection: the relay's writes queue behind the decisions instead of
@@ -226,33 +213,26 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         }
     };
 
-    let router = http::router(state, metrics);
-    let (http_stop, stop_rx) = oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let http = http.serve(http::router(state, metrics));
     tracing::info!(
-        "coupon-service listening on http://{http_addr} (bootstrap.servers={})",
+        "coupon-service listening on {} (bootstrap.servers={})",
+        http.base_url(),
         app.bootstrap_servers()
     );
     Ok(RunningService {
-        http_addr,
+        http,
         app,
         relay,
         db,
-        http_stop,
-        http_task,
     })
 }
 
-/// Milliseconds since the Unix epoch (what every timestamp column holds).
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+impl example_support::cli::Service for RunningService {
+    fn base_url(&self) -> String {
+        self.http.base_url()
+    }
+
+    async fn shutdown(self) {
+        RunningService::shutdown(self).await;
+    }
 }

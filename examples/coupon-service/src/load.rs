@@ -5,9 +5,11 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use futures::stream::{self, StreamExt};
+use example_support::load::{self as support, Fired, Tally};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+pub use example_support::load::HttpError;
 
 /// What to fire, and where.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,19 +62,9 @@ impl Default for LoadOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
-    /// The service could not be reached.
-    #[error("HTTP: {0}")]
-    Http(#[from] reqwest::Error),
-    /// The service answered something unexpected.
-    #[error("{what}: HTTP {status}: {body}")]
-    Unexpected {
-        /// What was being done.
-        what: String,
-        /// The HTTP status received.
-        status: u16,
-        /// The body received.
-        body: String,
-    },
+    /// The service could not be reached, or answered something unexpected.
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// Requests were still pending after the drain timeout.
     #[error("{pending} requests still pending after {waited:?}")]
     NotDrained {
@@ -160,101 +152,71 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Per-request outcome of the firing phase.
-enum Fired {
-    Accepted { latency: Duration, retries: u64 },
-    Rejected { retries: u64 },
-}
-
 /// Runs the load: creates `opts.coupons` coupons, fires the requests with
 /// `opts.concurrency` in flight (retrying a 429 or 503 up to 50 times after
 /// a pause), then polls `GET /coupons/{id}` until nothing is pending.
 ///
 /// # Errors
-/// [`LoadError::Http`] when the service cannot be reached,
-/// [`LoadError::Unexpected`] when creating a coupon fails,
+/// [`LoadError::Http`] when the service cannot be reached or creating a
+/// coupon fails ([`HttpError::Unexpected`]),
 /// [`LoadError::NotDrained`] when requests stay pending past the drain
 /// timeout.
 pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let base = opts.url.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(opts.concurrency.max(1))
-        .timeout(Duration::from_secs(60))
-        .build()?;
-    let prefix = opts
-        .prefix
-        .clone()
-        .unwrap_or_else(|| format!("load-{}", crate::now_ms()));
+    let client = support::client(opts.concurrency)?;
+    let prefix = support::run_prefix(opts.prefix.as_deref());
     let coupon_ids: Vec<String> = (0..opts.coupons).map(|i| format!("{prefix}-{i}")).collect();
     for id in &coupon_ids {
         let resp = client
             .post(format!("{base}/coupons"))
             .json(&json!({"coupon_id": id, "stock": opts.stock}))
             .send()
-            .await?;
+            .await
+            .map_err(HttpError::from)?;
         if resp.status() != StatusCode::CREATED {
-            let status = resp.status().as_u16();
-            return Err(LoadError::Unexpected {
-                what: format!("creating coupon {id}"),
-                status,
-                body: resp.text().await.unwrap_or_default(),
-            });
+            return Err(support::unexpected(format!("creating coupon {id}"), resp)
+                .await
+                .into());
         }
     }
 
     let total = opts.users * opts.coupons;
     let started = Instant::now();
-    let results: Vec<Fired> = stream::iter(0..total)
-        .map(|n| {
-            let client = client.clone();
-            let url = format!("{base}/coupons/{}/issue", coupon_ids[n % opts.coupons]);
-            let user = format!("user-{}", n / opts.coupons);
-            async move { fire(&client, &url, &user).await }
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect()
-        .await;
+    let results: Vec<Fired<()>> = support::fan_out(total, opts.concurrency, |n| {
+        let client = client.clone();
+        let url = format!("{base}/coupons/{}/issue", coupon_ids[n % opts.coupons]);
+        let body = json!({ "user_id": format!("user-{}", n / opts.coupons) });
+        async move {
+            support::post_retrying(&client, &url, &body, "issue request")
+                .await
+                .map(drop)
+        }
+    })
+    .await;
     let send_elapsed = started.elapsed();
 
+    let tally = Tally::new(results);
+    let accepted = tally.accepted.len() as u64;
     let mut report = LoadReport {
         total_stock: opts.stock * opts.coupons as i64,
         requests: total as u64,
+        accepted,
+        retries: tally.retries,
+        rejected: tally.rejected,
         send_seconds: send_elapsed.as_secs_f64(),
+        requests_per_second: support::per_second(accepted, send_elapsed),
+        latency_p50_ms: tally.latency_ms.p50,
+        latency_p99_ms: tally.latency_ms.p99,
+        latency_max_ms: tally.latency_ms.max,
         ..LoadReport::default()
     };
-    let mut latencies = Vec::with_capacity(total);
-    for r in results {
-        match r {
-            Fired::Accepted { latency, retries } => {
-                report.accepted += 1;
-                report.retries += retries;
-                latencies.push(latency);
-            }
-            Fired::Rejected { retries } => {
-                report.rejected += 1;
-                report.retries += retries;
-            }
-        }
-    }
-    latencies.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i].as_secs_f64() * 1000.0
-    };
-    report.latency_p50_ms = pct(0.50);
-    report.latency_p99_ms = pct(0.99);
-    report.latency_max_ms = pct(1.0);
-    report.requests_per_second = report.accepted as f64 / send_elapsed.as_secs_f64().max(1e-9);
 
     let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_secs);
     loop {
         let (mut issued, mut sold_out, mut failed, mut pending) = (0, 0, 0, 0);
         let mut over = Vec::new();
         for id in &coupon_ids {
-            let view = get_json(&client, &format!("{base}/coupons/{id}")).await?;
+            let view = support::get_json(&client, &format!("{base}/coupons/{id}")).await?;
             let field = |k: &str| view.get(k).and_then(Value::as_i64).unwrap_or(0);
             issued += field("issued");
             sold_out += field("sold_out");
@@ -282,56 +244,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     }
     let drained = started.elapsed();
     report.drain_seconds = drained.as_secs_f64();
-    report.decided_per_second = report.accepted as f64 / drained.as_secs_f64().max(1e-9);
+    report.decided_per_second = support::per_second(report.accepted, drained);
     report.coupon_ids = coupon_ids;
     Ok(report)
-}
-
-async fn fire(client: &reqwest::Client, url: &str, user: &str) -> Fired {
-    let mut retries = 0;
-    loop {
-        let started = Instant::now();
-        let resp = client
-            .post(url)
-            .json(&json!({ "user_id": user }))
-            .send()
-            .await;
-        match resp {
-            Ok(r) if r.status() == StatusCode::ACCEPTED => {
-                return Fired::Accepted {
-                    latency: started.elapsed(),
-                    retries,
-                }
-            }
-            Ok(r)
-                if (r.status() == StatusCode::TOO_MANY_REQUESTS
-                    || r.status() == StatusCode::SERVICE_UNAVAILABLE)
-                    && retries < 50 =>
-            {
-                retries += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), user, url, "issue request rejected");
-                return Fired::Rejected { retries };
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, user, url, "issue request failed");
-                return Fired::Rejected { retries };
-            }
-        }
-    }
-}
-
-async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, LoadError> {
-    let resp = client.get(url).send().await?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(LoadError::Unexpected {
-            what: format!("GET {url}"),
-            status: status.as_u16(),
-            body: resp.text().await.unwrap_or_default(),
-        });
-    }
-    Ok(resp.json().await?)
 }

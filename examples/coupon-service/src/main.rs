@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use coupon_service::load::{self, LoadOptions};
 use coupon_service::{ServiceConfig, DEFAULT_DATABASE_URL};
+use example_support::cli::{self, SpawnArgs};
 use kafka_listener::KafkaConfig;
 
 /// First-come-first-served coupon issuance on kafka-listener.
@@ -63,14 +64,8 @@ struct ServeArgs {
 struct LoadArgs {
     #[command(flatten)]
     opts: LoadOptions,
-    /// Start a service in this process (embedded broker, a fresh SQLite file
-    /// in the temp directory unless --database-url is given) and load it
-    /// instead of --url.
-    #[arg(long)]
-    spawn: bool,
-    /// With --spawn: the database of the spawned service.
-    #[arg(long, requires = "spawn")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    spawn: SpawnArgs,
 }
 
 impl ServeArgs {
@@ -91,75 +86,48 @@ impl ServeArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     coupon_service::init_tracing();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        None => serve(&cli.serve).await,
+    let parsed = Cli::parse();
+    let result = match parsed.command {
+        None => serve(&parsed.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,
         Some(Command::Load(args)) => run_load(args).await,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("coupon-service: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code("coupon-service", result)
 }
 
 async fn serve(args: &ServeArgs) -> Result<(), String> {
-    let service = coupon_service::start(args.config()?)
-        .await
-        .map_err(|e| e.to_string())?;
-    kafka_listener::app::shutdown_signal().await;
-    service.shutdown().await;
-    Ok(())
+    cli::serve(coupon_service::start(args.config()?)).await
 }
 
 async fn run_load(args: LoadArgs) -> Result<(), String> {
     let mut opts = args.opts;
-    let mut spawned = None;
-    let mut temp_db = None;
-    if args.spawn {
-        let database_url = match args.database_url {
-            Some(url) => url,
-            None => {
-                let path = std::env::temp_dir()
-                    .join(format!("coupon-service-load-{}.db", std::process::id()));
-                let url = format!("sqlite://{}?mode=rwc", path.display());
-                temp_db = Some(path);
-                url
-            }
-        };
+    let start = |database_url| async move {
         let config = ServiceConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url,
             kafka: KafkaConfig::from_env().map_err(|e| e.to_string())?,
             ..ServiceConfig::default()
         };
-        let service = coupon_service::start(config)
+        coupon_service::start(config)
             .await
-            .map_err(|e| e.to_string())?;
-        opts.url = service.base_url();
-        spawned = Some(service);
-    }
-    println!(
-        "load: {} coupons x stock {}, {} users each requesting every coupon ({} requests), concurrency {}, target {}",
-        opts.coupons,
-        opts.stock,
-        opts.users,
-        opts.users * opts.coupons,
-        opts.concurrency,
-        opts.url
-    );
-    let report = load::run(&opts).await;
-    if let Some(service) = spawned {
-        service.shutdown().await;
-    }
-    if let Some(path) = temp_db {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            .map_err(|e| e.to_string())
+    };
+    let report = cli::load("coupon-service", args.spawn, start, |url| async move {
+        if let Some(url) = url {
+            opts.url = url;
         }
-    }
+        println!(
+            "load: {} coupons x stock {}, {} users each requesting every coupon ({} requests), concurrency {}, target {}",
+            opts.coupons,
+            opts.stock,
+            opts.users,
+            opts.users * opts.coupons,
+            opts.concurrency,
+            opts.url
+        );
+        load::run(&opts).await
+    })
+    .await?;
     let report = report.map_err(|e| e.to_string())?;
     println!("{report}");
     if report.over_issued.is_empty() {

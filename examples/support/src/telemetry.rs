@@ -17,11 +17,12 @@ pub fn init_tracing() {
 }
 
 /// The process-wide Prometheus recorder, installed on first use; `None`
-/// when another global `metrics` recorder was installed first.
+/// when another global `metrics` recorder was installed first (a warning
+/// says so once).
 ///
-/// Install it before the listener starts: the container resolves its metric
+/// Install it before a listener starts: the container resolves its metric
 /// handles once at start.
-pub(crate) fn prometheus() -> Option<PrometheusHandle> {
+pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {

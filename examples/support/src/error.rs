@@ -1,8 +1,9 @@
-//! Errors of starting the service.
+//! Errors of starting an app.
 
 use std::net::SocketAddr;
 
-/// Why [`crate::start`] failed.
+/// Why starting an app (`coupon_service::start`, `concert_queue::start`)
+/// failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
