@@ -1,1 +1,267 @@
-//! Integration tests live in tests/.
+//! End-to-end tests of the reference apps live in `tests/`; this library
+//! holds what they share: logs, unique names, temporary databases, polling,
+//! an HTTP client for an app's API, and reading a topic back.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// How often [`poll`] and [`wait_until`] probe.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Installs a `tracing` subscriber writing to the test's output, filtered by
+/// `RUST_LOG` (default `warn`); does nothing when one is installed already.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`
+/// (so parallel tests and repeated runs against one database do not
+/// collide).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        example_support::now_ms(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `TEST_DATABASE_URL` (a PostgreSQL server for the tests that want one), or
+/// `None` when it is unset or blank.
+pub fn test_database_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+/// A fresh SQLite database file in the temp directory, named
+/// `<unique(prefix)>.db`; removed with its `-wal` and `-shm` files on drop.
+#[derive(Debug)]
+pub struct SqliteFile {
+    url: String,
+    path: PathBuf,
+}
+
+impl SqliteFile {
+    /// A new file name (the file is created by the first connection).
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{}.db", unique(prefix)));
+        Self {
+            url: format!("sqlite://{}?mode=rwc", path.display()),
+            path,
+        }
+    }
+
+    /// `sqlite://<path>?mode=rwc`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        example_support::db::remove_sqlite_files(&self.path);
+    }
+}
+
+/// A pool of one connection of the test's own to the database at `url`.
+///
+/// # Panics
+/// When the database cannot be reached.
+pub async fn connect(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("test connects to the database")
+}
+
+/// An HTTP client for an app's API at `base`; each request may take 30 s.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The client, for requests the helpers do not cover.
+    pub client: reqwest::Client,
+    /// `http://<ip>:<port>`, without a trailing slash.
+    pub base: String,
+}
+
+impl Api {
+    /// A client for the API at `base`.
+    pub fn new(base: String) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self { client, base }
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST path` with the JSON `body`: the status and the JSON answer
+    /// (`Null` when it is not JSON).
+    ///
+    /// # Panics
+    /// When the request cannot be sent.
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        answer(self.client.post(self.url(path)).json(&body)).await
+    }
+
+    /// `GET path`: the status and the JSON answer (`Null` when it is not
+    /// JSON).
+    ///
+    /// # Panics
+    /// When the request cannot be sent.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        answer(self.client.get(self.url(path))).await
+    }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let resp = request.send().await.expect("HTTP request");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Probes every [`POLL_INTERVAL`] until `probe` gives a value.
+///
+/// # Panics
+/// After `timeout`, naming `what` was waited for.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Checks every [`POLL_INTERVAL`] until `check` holds.
+///
+/// # Panics
+/// After `timeout`, naming `what` was waited for.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    poll(timeout, what, || {
+        let f = check();
+        async move { f.await.then_some(()) }
+    })
+    .await
+}
+
+/// Awaits `shutdown` and prints `<test>: ran <since started>, shutdown
+/// <how long it took>` to stderr.
+pub async fn stop_timed(started: Instant, shutdown: impl Future<Output = ()>) {
+    let ran = started.elapsed();
+    let stopping = Instant::now();
+    shutdown.await;
+    eprintln!(
+        "{}: ran {ran:?}, shutdown {:?}",
+        std::thread::current().name().unwrap_or("test"),
+        stopping.elapsed()
+    );
+}
+
+/// A record read back from the broker.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// Its partition.
+    pub partition: i32,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its value, if any.
+    pub value: Option<Vec<u8>>,
+    /// Its headers, in order (a header without a value has an empty one).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Read {
+    /// The value of the first header named `key`.
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// The records of every partition of `topic` from the beginning (each
+/// partition in log order), read until none came for `quiet`. Blocking:
+/// call it from `spawn_blocking` in async tests.
+///
+/// # Panics
+/// When the topic does not exist or cannot be read.
+pub fn read_topic(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "kafka-listener-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "{topic} exists");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < quiet {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers,
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}

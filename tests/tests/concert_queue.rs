@@ -7,43 +7,21 @@
 //! Rates are high (`20/500ms`, `10/500ms`) to keep each test short; the
 //! assertions are on real orders, counts and times.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use concert_queue::{RunningService, ServiceConfig, GROUP_ID, LISTENER_ID, TOPIC};
+use example_support::now_ms;
 use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::KafkaConfig;
+use kafka_listener_tests::{
+    connect, init_logs, stop_timed, test_database_url, unique, wait_until, Api, SqliteFile,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Row;
-
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
-/// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!(
-        "{prefix}-{}-{millis}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// The database of one test: a SQLite file in the temp directory (removed
 /// on drop), or a PostgreSQL database created for the test on the server
@@ -51,16 +29,16 @@ fn unique(prefix: &str) -> String {
 /// starts from an empty `queue_tokens`.
 struct TempDb {
     url: String,
-    path: Option<PathBuf>,
+    _sqlite: Option<SqliteFile>,
     postgres: Option<(String, String)>,
 }
 
 impl TempDb {
     fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("{}.db", unique("concert-test")));
+        let file = SqliteFile::new("concert-test");
         Self {
-            url: format!("sqlite://{}?mode=rwc", path.display()),
-            path: Some(path),
+            url: file.url().to_owned(),
+            _sqlite: Some(file),
             postgres: None,
         }
     }
@@ -68,9 +46,7 @@ impl TempDb {
     /// A fresh database on the server of `TEST_DATABASE_URL`, or `None`
     /// when it is not set.
     async fn postgres() -> Option<Self> {
-        let server = std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())?;
+        let server = test_database_url()?;
         let name = unique("concert_test").replace('-', "_");
         let admin = connect(&server).await;
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -85,7 +61,7 @@ impl TempDb {
         let prefix = &base[..base.rfind('/').expect("a database in TEST_DATABASE_URL")];
         Some(Self {
             url: format!("{prefix}/{name}{query}"),
-            path: None,
+            _sqlite: None,
             postgres: Some((server, name)),
         })
     }
@@ -96,32 +72,13 @@ impl TempDb {
     }
 
     /// Drops the PostgreSQL database (the SQLite file goes on drop).
-    async fn remove(mut self) {
-        if let Some((server, name)) = self.postgres.take() {
+    async fn remove(self) {
+        if let Some((server, name)) = self.postgres {
             let admin = connect(&server).await;
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&admin)
                 .await;
             admin.close().await;
-        }
-    }
-}
-
-async fn connect(url: &str) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .expect("test connects to the database")
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
         }
     }
 }
@@ -145,8 +102,7 @@ fn kafka(bootstrap: Option<&str>) -> KafkaConfig {
 /// A running service and an HTTP client for it.
 struct Harness {
     service: RunningService,
-    client: reqwest::Client,
-    base: String,
+    api: Api,
     started: Instant,
 }
 
@@ -163,14 +119,9 @@ async fn start(db: &TempDb, tweak: impl FnOnce(&mut ServiceConfig)) -> Harness {
     let service = concert_queue::start(config)
         .await
         .expect("concert-queue starts");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     Harness {
-        base: service.base_url(),
+        api: Api::new(service.base_url()),
         service,
-        client,
         started: Instant::now(),
     }
 }
@@ -185,37 +136,7 @@ struct Enqueued {
 
 impl Harness {
     async fn stop(self) {
-        let ran = self.started.elapsed();
-        let stopping = Instant::now();
-        self.service.shutdown().await;
-        eprintln!(
-            "{}: ran {ran:?}, shutdown {:?}",
-            std::thread::current().name().unwrap_or("test"),
-            stopping.elapsed()
-        );
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        stop_timed(self.started, self.service.shutdown()).await;
     }
 
     /// Enqueues `n` users one after the other (each waits for the previous
@@ -225,6 +146,7 @@ impl Harness {
         for i in 0..n {
             let user_id = format!("{prefix}-{i}");
             let (status, body) = self
+                .api
                 .post("/queue/tokens", json!({ "user_id": user_id }))
                 .await;
             assert_eq!(status, StatusCode::ACCEPTED, "enqueue {user_id}: {body}");
@@ -239,31 +161,15 @@ impl Harness {
     }
 
     async fn token(&self, token_id: &str) -> Value {
-        let (status, body) = self.get(&format!("/queue/tokens/{token_id}")).await;
+        let (status, body) = self.api.get(&format!("/queue/tokens/{token_id}")).await;
         assert_eq!(status, StatusCode::OK, "GET token {token_id}: {body}");
         body
     }
 
     async fn stats(&self) -> Value {
-        let (status, body) = self.get("/queue/stats").await;
+        let (status, body) = self.api.get("/queue/stats").await;
         assert_eq!(status, StatusCode::OK, "GET stats: {body}");
         body
-    }
-}
-
-/// Polls `check` every 50 ms until it holds; panics after `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -607,7 +513,10 @@ async fn active_tokens_expire_after_the_ttl() {
     assert_eq!(active["expires_at"], admitted_at + 1500, "{active}");
     assert!(active.get("position").is_none(), "{active}");
     // Queueing again while active gives the same token back.
-    let (status, again) = h.post("/queue/tokens", json!({"user_id": t.user_id})).await;
+    let (status, again) = h
+        .api
+        .post("/queue/tokens", json!({"user_id": t.user_id}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{again}");
     assert_eq!(again["token_id"], t.token_id.as_str());
     wait_until(Duration::from_secs(10), "expired", || async {
@@ -624,18 +533,14 @@ async fn active_tokens_expire_after_the_ttl() {
     })
     .await;
     // Expired: the user may queue again, with a new token.
-    let (status, fresh) = h.post("/queue/tokens", json!({"user_id": t.user_id})).await;
+    let (status, fresh) = h
+        .api
+        .post("/queue/tokens", json!({"user_id": t.user_id}))
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{fresh}");
     assert_ne!(fresh["token_id"], t.token_id.as_str());
     assert_eq!(fresh["offset"], 3);
     h.stop().await;
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// Every bad request gets a 4xx with `{"error": reason}`; a user queueing
@@ -646,53 +551,58 @@ async fn bad_requests_get_a_json_reason() {
     let h = start(&db, |c| c.admit_on_start = false).await;
     let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
         (
-            h.client
-                .post(format!("{}/queue/tokens", h.base))
+            h.api
+                .client
+                .post(h.api.url("/queue/tokens"))
                 .json(&json!({"user_id": ""})),
             StatusCode::BAD_REQUEST,
             "must not be empty",
         ),
         (
-            h.client
-                .post(format!("{}/queue/tokens", h.base))
+            h.api
+                .client
+                .post(h.api.url("/queue/tokens"))
                 .json(&json!({"user_id": "x".repeat(200)})),
             StatusCode::BAD_REQUEST,
             "longer than",
         ),
         (
-            h.client
-                .post(format!("{}/queue/tokens", h.base))
+            h.api
+                .client
+                .post(h.api.url("/queue/tokens"))
                 .json(&json!({"user": "u"})),
             StatusCode::UNPROCESSABLE_ENTITY,
             "user_id",
         ),
         (
-            h.client
-                .post(format!("{}/queue/tokens", h.base))
+            h.api
+                .client
+                .post(h.api.url("/queue/tokens"))
                 .header("content-type", "application/json")
                 .body("{not json"),
             StatusCode::BAD_REQUEST,
             "",
         ),
         (
-            h.client
-                .post(format!("{}/queue/tokens", h.base))
+            h.api
+                .client
+                .post(h.api.url("/queue/tokens"))
                 .body("user_id=u"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "",
         ),
         (
-            h.client.get(format!("{}/queue/tokens/nope", h.base)),
+            h.api.client.get(h.api.url("/queue/tokens/nope")),
             StatusCode::NOT_FOUND,
             "no token",
         ),
         (
-            h.client.get(format!("{}/queue/nowhere", h.base)),
+            h.api.client.get(h.api.url("/queue/nowhere")),
             StatusCode::NOT_FOUND,
             "no such route",
         ),
         (
-            h.client.delete(format!("{}/queue/stats", h.base)),
+            h.api.client.delete(h.api.url("/queue/stats")),
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed",
         ),
@@ -710,6 +620,7 @@ async fn bad_requests_get_a_json_reason() {
     let user = unique("twice");
     let first = h.enqueue(&user, 1).await.remove(0);
     let (status, again) = h
+        .api
         .post("/queue/tokens", json!({"user_id": first.user_id}))
         .await;
     assert_eq!(status, StatusCode::OK, "{again}");
@@ -736,7 +647,7 @@ async fn the_doors_open_on_request() {
     assert_eq!(stats["waiting"], 5, "{stats}");
     assert_eq!(stats["admitted_total"], 0, "{stats}");
     for _ in 0..2 {
-        let (status, body) = h.post("/admin/admission/start", json!({})).await;
+        let (status, body) = h.api.post("/admin/admission/start", json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["admitting"], true, "{body}");
     }

@@ -31,10 +31,7 @@ use std::time::{Duration, Instant};
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use kafka_listener_tests::read_topic;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -268,45 +265,23 @@ async fn coupon_view(client: &reqwest::Client, base: &str, coupon: &str) -> Opti
     r.json().await.ok()
 }
 
-/// Every `coupon.issued` record on the broker: (event id, Avro value), in
-/// log order per partition.
+/// Every `coupon.issued` record on the broker: (event id, key, Avro value),
+/// in log order per partition.
 fn read_issued(bootstrap: &str) -> Vec<(String, Option<String>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "coupon-crash-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..coupon_service::ISSUED_PARTITIONS {
-        tpl.add_partition_offset(ISSUED_TOPIC, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(2) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let id = m
-                    .headers()
-                    .and_then(|h| {
-                        h.iter()
-                            .find(|h| h.key == EVENT_ID_HEADER)
-                            .and_then(|h| h.value)
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
-                    })
-                    .expect("every coupon.issued record has an event id header");
-                let value = m.payload().expect("a value").to_vec();
-                let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-                out.push((id, key, value));
-            }
-            Some(Err(e)) => panic!("reading coupon.issued: {e}"),
-            None => {}
-        }
-    }
-    out
+    read_topic(bootstrap, ISSUED_TOPIC, Duration::from_secs(2))
+        .into_iter()
+        .map(|read| {
+            let id = read
+                .header(EVENT_ID_HEADER)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .expect("every coupon.issued record has an event id header");
+            let key = read
+                .key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned());
+            (id, key, read.value.expect("a value"))
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,10 +7,7 @@
 //! repeated runs against one PostgreSQL database do not collide.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use coupon_service::{
@@ -19,19 +16,21 @@ use coupon_service::{
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, TimestampMillis};
 use kafka_listener::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use kafka_listener_tests::{
+    connect, init_logs, poll, read_topic, stop_timed, test_database_url, unique, wait_until, Api,
+    SqliteFile,
+};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 /// A running service, an HTTP client for it and where its data lives.
 struct Harness {
     service: RunningService,
-    client: reqwest::Client,
-    base: String,
+    api: Api,
     database_url: String,
-    sqlite_file: Option<PathBuf>,
+    /// The SQLite file of the run (removed when the harness is dropped),
+    /// or `None` on PostgreSQL.
+    _sqlite: Option<SqliteFile>,
     started: Instant,
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -43,51 +42,17 @@ struct Harness {
 /// embedded broker is understood there, the tests here do not overlap.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
-
-/// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    format!(
-        "{prefix}-{}-{millis}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn sqlite_url() -> (String, PathBuf) {
-    let path = std::env::temp_dir().join(format!("{}.db", unique("coupon-test")));
-    (format!("sqlite://{}?mode=rwc", path.display()), path)
-}
-
-fn postgres_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-}
-
 async fn start_with(
     database_url: Option<String>,
     tweak: impl FnOnce(&mut ServiceConfig),
 ) -> Harness {
     init_logs();
     let serial = SERIAL.lock().await;
-    let (database_url, sqlite_file) = match database_url {
+    let (database_url, sqlite) = match database_url {
         Some(url) => (url, None),
         None => {
-            let (url, path) = sqlite_url();
-            (url, Some(path))
+            let file = SqliteFile::new("coupon-test");
+            (file.url().to_owned(), Some(file))
         }
     };
     let mut config = ServiceConfig {
@@ -100,16 +65,11 @@ async fn start_with(
     let service = coupon_service::start(config)
         .await
         .expect("coupon-service starts");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     Harness {
-        base: service.base_url(),
+        api: Api::new(service.base_url()),
         service,
-        client,
         database_url,
-        sqlite_file,
+        _sqlite: sqlite,
         started: Instant::now(),
         _serial: serial,
     }
@@ -120,47 +80,14 @@ async fn start(database_url: Option<String>) -> Harness {
 }
 
 impl Harness {
+    /// Stops the service; its SQLite file goes with the harness.
     async fn stop(self) {
-        let ran = self.started.elapsed();
-        let stopping = Instant::now();
-        self.service.shutdown().await;
-        eprintln!(
-            "{}: ran {ran:?}, shutdown {:?}",
-            std::thread::current().name().unwrap_or("test"),
-            stopping.elapsed()
-        );
-        if let Some(path) = self.sqlite_file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-            }
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        stop_timed(self.started, self.service.shutdown()).await;
     }
 
     async fn create_coupon(&self, coupon_id: &str, stock: i64) {
         let (status, body) = self
+            .api
             .post("/coupons", json!({"coupon_id": coupon_id, "stock": stock}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "create {coupon_id}: {body}");
@@ -169,6 +96,7 @@ impl Harness {
 
     async fn request(&self, coupon_id: &str, user_id: &str) -> Value {
         let (status, body) = self
+            .api
             .post(
                 &format!("/coupons/{coupon_id}/issue"),
                 json!({ "user_id": user_id }),
@@ -184,13 +112,14 @@ impl Harness {
     }
 
     async fn coupon(&self, coupon_id: &str) -> Value {
-        let (status, body) = self.get(&format!("/coupons/{coupon_id}")).await;
+        let (status, body) = self.api.get(&format!("/coupons/{coupon_id}")).await;
         assert_eq!(status, StatusCode::OK, "GET coupon {coupon_id}: {body}");
         body
     }
 
     async fn status(&self, coupon_id: &str, user_id: &str) -> String {
         let (status, body) = self
+            .api
             .get(&format!("/coupons/{coupon_id}/issues/{user_id}"))
             .await;
         assert_eq!(status, StatusCode::OK, "status of {user_id}: {body}");
@@ -210,7 +139,7 @@ impl Harness {
     /// there is one (60 s at most).
     async fn dead_letter(&self, key: &str) -> Value {
         poll(Duration::from_secs(60), "a dead letter", || async {
-            let (_, body) = self.get("/admin/dead-letters").await;
+            let (_, body) = self.api.get("/admin/dead-letters").await;
             body["dead_letters"]
                 .as_array()
                 .into_iter()
@@ -223,44 +152,7 @@ impl Harness {
 
     /// A connection of its own to the service's database.
     async fn db(&self) -> sqlx::AnyPool {
-        sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.database_url)
-            .await
-            .expect("test connects to the database")
-    }
-}
-
-/// Polls `check` every 100 ms until it holds; panics after `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    poll(timeout, what, || {
-        let f = check();
-        async move { f.await.then_some(()) }
-    })
-    .await
-}
-
-/// Polls `probe` every 100 ms until it gives a value; panics after `timeout`.
-async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        connect(&self.database_url).await
     }
 }
 
@@ -422,7 +314,7 @@ async fn first_come_first_served_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn correctness_on_postgres() {
-    let Some(url) = postgres_url() else {
+    let Some(url) = test_database_url() else {
         println!("correctness_on_postgres skipped: TEST_DATABASE_URL is not set");
         return;
     };
@@ -440,7 +332,7 @@ async fn bad_requests_get_a_json_reason() {
     h.create_coupon(&coupon, 1).await;
 
     let raw = |method: reqwest::Method, path: &str, body: Option<&'static str>| {
-        let mut req = h.client.request(method, format!("{}{path}", h.base));
+        let mut req = h.api.client.request(method, h.api.url(path));
         if let Some(body) = body {
             req = req.header("content-type", "application/json").body(body);
         }
@@ -486,8 +378,9 @@ async fn bad_requests_get_a_json_reason() {
         ),
         (
             "duplicate coupon",
-            h.client
-                .post(format!("{}/coupons", h.base))
+            h.api
+                .client
+                .post(h.api.url("/coupons"))
                 .json(&json!({"coupon_id": coupon, "stock": 1})),
         ),
         (
@@ -504,8 +397,9 @@ async fn bad_requests_get_a_json_reason() {
         ),
         (
             "issue: no content type",
-            h.client
-                .post(format!("{}{issue}", h.base))
+            h.api
+                .client
+                .post(h.api.url(&issue))
                 .body("{\"user_id\": \"u\"}"),
         ),
         (
@@ -571,14 +465,17 @@ async fn bad_requests_get_a_json_reason() {
 
     // Specific codes where they matter to clients.
     let (status, _) = h
+        .api
         .post("/coupons", json!({"coupon_id": coupon, "stock": 1}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     let (status, _) = h
+        .api
         .post("/coupons/no-such-coupon/issue", json!({"user_id": "u"}))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, body) = h
+        .api
         .post("/coupons", json!({"coupon_id": unique("neg"), "stock": -5}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -588,8 +485,9 @@ async fn bad_requests_get_a_json_reason() {
 
     // The Prometheus endpoint answers in the text format.
     let metrics = h
+        .api
         .client
-        .get(format!("{}/metrics", h.base))
+        .get(h.api.url("/metrics"))
         .send()
         .await
         .unwrap();
@@ -632,6 +530,7 @@ async fn dead_letters_are_stored_and_replayed() {
     h.create_coupon(&coupon, 1).await;
     let id = letter["id"].as_str().unwrap();
     let (status, body) = h
+        .api
         .post(&format!("/admin/dead-letters/{id}/replay"), json!({}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -641,7 +540,7 @@ async fn dead_letters_are_stored_and_replayed() {
         || async { h.status(&coupon, "carol").await == "issued" },
     )
     .await;
-    let (_, body) = h.get("/admin/dead-letters").await;
+    let (_, body) = h.api.get("/admin/dead-letters").await;
     assert!(
         !body["dead_letters"]
             .as_array()
@@ -673,6 +572,7 @@ async fn dead_broker_gives_503_in_bounded_time() {
     broker.with_mock(|m| m.broker_down(1)).unwrap().unwrap();
     let started = Instant::now();
     let (status, body) = h
+        .api
         .post(
             &format!("/coupons/{coupon}/issue"),
             json!({"user_id": "during"}),
@@ -683,7 +583,7 @@ async fn dead_broker_gives_503_in_bounded_time() {
     assert!(body["error"].as_str().unwrap().contains("broker"), "{body}");
     assert!(took < Duration::from_secs(10), "503 took {took:?}");
     // The refused request left no pending row behind.
-    let (status, _) = h.get(&format!("/coupons/{coupon}/issues/during")).await;
+    let (status, _) = h.api.get(&format!("/coupons/{coupon}/issues/during")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     broker.with_mock(|m| m.broker_up(1)).unwrap().unwrap();
@@ -692,6 +592,7 @@ async fn dead_broker_gives_503_in_bounded_time() {
         "a request accepted again",
         || async {
             let (status, _) = h
+                .api
                 .post(
                     &format!("/coupons/{coupon}/issue"),
                     json!({"user_id": "after"}),
@@ -728,8 +629,9 @@ async fn sheds_load_when_the_listener_falls_behind() {
     let mut shed = None;
     for i in 0..30 {
         let resp = h
+            .api
             .client
-            .post(format!("{}/coupons/{coupon}/issue", h.base))
+            .post(h.api.url(&format!("/coupons/{coupon}/issue")))
             .json(&json!({ "user_id": format!("u{i}") }))
             .send()
             .await
@@ -760,63 +662,6 @@ async fn sheds_load_when_the_listener_falls_behind() {
     assert_eq!(view["issued"], accepted + 1, "{view}");
     h.request(&coupon, "after-resume").await;
     h.stop().await;
-}
-
-/// A record read back from the broker.
-#[derive(Debug)]
-struct Read {
-    partition: i32,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-/// The records of every partition of `topic` from the beginning, read
-/// until none came for a second.
-fn read_topic(bootstrap: &str, topic: &str) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "coupon-service-test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
-    assert!(partitions > 0, "{topic} exists");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut quiet_since = Instant::now();
-    while quiet_since.elapsed() < Duration::from_secs(1) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Read {
-                    partition: m.partition(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
 }
 
 /// Both topics carry Avro in the Confluent wire format, with the schemas
@@ -866,7 +711,7 @@ async fn requests_and_issued_events_are_avro() {
     let bootstrap = h.service.app().bootstrap_servers().to_owned();
     let requests = tokio::task::spawn_blocking({
         let bootstrap = bootstrap.clone();
-        move || read_topic(&bootstrap, TOPIC)
+        move || read_topic(&bootstrap, TOPIC, Duration::from_secs(1))
     })
     .await
     .unwrap();
@@ -896,17 +741,16 @@ async fn requests_and_issued_events_are_avro() {
         let coupon = coupon.clone();
         let codec = codec.clone();
         async move {
-            let records = tokio::task::spawn_blocking(move || read_topic(&bootstrap, ISSUED_TOPIC))
-                .await
-                .unwrap();
+            let records = tokio::task::spawn_blocking(move || {
+                read_topic(&bootstrap, ISSUED_TOPIC, Duration::from_secs(1))
+            })
+            .await
+            .unwrap();
             for read in records {
                 if read.key.as_deref() != Some(coupon.as_bytes()) {
                     continue;
                 }
-                assert!(
-                    read.headers.iter().any(|(k, _)| k == EVENT_ID_HEADER),
-                    "an event id header"
-                );
+                assert!(read.header(EVENT_ID_HEADER).is_some(), "an event id header");
                 let event: CouponIssued = codec
                     .decode(read.value.as_deref().expect("a value"))
                     .await
@@ -939,9 +783,10 @@ async fn requests_and_issued_events_are_avro() {
         String::from_utf8(json.clone()).unwrap(),
         "{letter}"
     );
-    let dead = tokio::task::spawn_blocking(move || read_topic(&bootstrap, DLT))
-        .await
-        .unwrap();
+    let dead =
+        tokio::task::spawn_blocking(move || read_topic(&bootstrap, DLT, Duration::from_secs(1)))
+            .await
+            .unwrap();
     let letter = dead
         .iter()
         .find(|r| r.key.as_deref() == Some(coupon.as_bytes()))
@@ -960,9 +805,5 @@ async fn requests_and_issued_events_are_avro() {
 
 /// Milliseconds since the Unix epoch at `instant` (an `Instant` in the past).
 fn now_ms_before(instant: Instant) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    now - instant.elapsed().as_millis() as i64 - 1
+    example_support::now_ms() - instant.elapsed().as_millis() as i64 - 1
 }
