@@ -169,39 +169,11 @@ pub fn remove_sqlite_files(path: &Path) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_sqlite_file_gets_wal_and_separate_readers() {
-        let path = std::env::temp_dir().join(format!("example-support-{}.db", std::process::id()));
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let pools = Pools::connect(&url).await.unwrap();
+    /// Connects to `url`, creates a table, writes one row through the
+    /// writer and reads it back through the reader.
+    async fn write_then_read(url: &str) -> Pools {
+        let pools = Pools::connect(url).await.unwrap();
         assert_eq!(pools.backend, Backend::Sqlite);
-        pools
-            .migrate(1, &["CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY)"])
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t (id) VALUES (1)")
-            .execute(&pools.writer)
-            .await
-            .unwrap();
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&pools.reader)
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&pools.reader)
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
-        pools.close().await;
-        assert!(path.exists());
-        remove_sqlite_files(&path);
-        assert!(!path.exists());
-    }
-
-    #[tokio::test]
-    async fn an_in_memory_database_reads_through_its_writer() {
-        let pools = Pools::connect("sqlite::memory:").await.unwrap();
         pools
             .migrate(1, &["CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY)"])
             .await
@@ -215,6 +187,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(id, 7);
+        pools
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_gets_wal_and_separate_readers() {
+        let path = std::env::temp_dir().join(format!("example-support-{}.db", std::process::id()));
+        let pools = write_then_read(&format!("sqlite://{}?mode=rwc", path.display())).await;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&pools.reader)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
         pools.close().await;
+        assert!(path.exists());
+        remove_sqlite_files(&path);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_reads_through_its_writer() {
+        write_then_read("sqlite::memory:").await.close().await;
     }
 }
