@@ -13,11 +13,17 @@
 //! each side's peak resident memory, `VmHWM`, is its own). Rates count from
 //! the first record handled to the last, so group joins are not measured.
 //! Each side runs twice (alternating, each round with its own consumer
-//! group) and its best round counts. Both sides cap librdkafka's prefetch at
-//! 16 MiB, so peak memory shows what each keeps beyond it and stays flat
-//! from the smaller run to the larger one. The last line is
-//! `throughput_ratio=<framework/raw>` for the largest run.
-//! `BENCH_RECORDS=200000` runs one size only.
+//! group) and its best round counts. Both sides get the same client
+//! properties: librdkafka's prefetch capped at 16 MiB, so peak memory shows
+//! what each keeps beyond it and stays flat from the smaller run to the
+//! larger one, and `fetch.queue.backoff.ms=10` (the framework's default).
+//! The last line is `throughput_ratio=<framework/raw>` for the largest run.
+//!
+//! Knobs: `BENCH_RECORDS=200000` runs one size only; `BENCH_ROUNDS=4` runs
+//! up to 4 rounds per side; `BENCH_PROPS=key=value,...` adds consumer
+//! properties to both sides; `BENCH_TRACE=1` prints the records handled per
+//! 100 ms (to see stalls) and `BENCH_CPU=1` the CPU time of each thread from
+//! the first record to the last, on stderr.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -58,7 +64,7 @@ fn event(seq: u64) -> Vec<u8> {
 /// Counts handled records and remembers when the first and last came.
 #[derive(Debug, Default)]
 struct Progress {
-    count: AtomicU64,
+    count: Arc<AtomicU64>,
     first: Mutex<Option<Instant>>,
     last: Mutex<Option<Instant>>,
 }
@@ -89,9 +95,19 @@ async fn on_event_1(event: Json<Event>, bench: State<Bench>) {
     handle(&event, &bench);
 }
 
-/// The same listener in a second consumer group, for the second round.
+/// The same listener in other consumer groups, for the other rounds.
 #[kafka_listener(topics = ["bench"], group_id = "bench-framework-2")]
 async fn on_event_2(event: Json<Event>, bench: State<Bench>) {
+    handle(&event, &bench);
+}
+
+#[kafka_listener(topics = ["bench"], group_id = "bench-framework-3")]
+async fn on_event_3(event: Json<Event>, bench: State<Bench>) {
+    handle(&event, &bench);
+}
+
+#[kafka_listener(topics = ["bench"], group_id = "bench-framework-4")]
+async fn on_event_4(event: Json<Event>, bench: State<Bench>) {
     handle(&event, &bench);
 }
 
@@ -106,6 +122,23 @@ fn handle(event: &Event, bench: &Bench) {
 /// more than the smaller run's whole topic).
 const PREFETCH_KIB: &str = "16384";
 
+/// librdkafka's `fetch.queue.backoff.ms` for both sides: the framework's
+/// default (librdkafka's own, 1000 ms, stops a consumer that reads slower
+/// than the broker serves for up to a second each time its prefetch queue
+/// fills, which made both sides' rates a matter of luck).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
+/// Extra consumer properties for both sides, from `BENCH_PROPS`
+/// (`key=value,key=value`), for trying librdkafka settings.
+fn extra_props() -> Vec<(String, String)> {
+    std::env::var("BENCH_PROPS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -118,16 +151,22 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn run_raw(bootstrap: &str, records: u64, round: u32) -> f64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("bench-raw-{round}"))
         .set("queued.max.messages.kbytes", PREFETCH_KIB)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in extra_props() {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     consumer.subscribe(&[TOPIC]).expect("subscribe");
     let progress = Progress::default();
+    trace("raw", Arc::clone(&progress.count));
+    cpu_between("raw", Arc::clone(&progress.count), records);
     let mut n = 0u64;
     while n < records {
         match consumer.poll(Duration::from_millis(100)) {
@@ -153,10 +192,17 @@ fn run_raw(bootstrap: &str, records: u64, round: u32) -> f64 {
 
 async fn run_framework(bootstrap: &str, records: u64, round: u32) -> f64 {
     let progress = Arc::new(Progress::default());
+    trace("framework", Arc::clone(&progress.count));
+    cpu_between("framework", Arc::clone(&progress.count), records);
     let mut config = KafkaConfig::new().bootstrap_servers(bootstrap);
     config
         .consumer_properties
         .insert("queued.max.messages.kbytes".into(), PREFETCH_KIB.into());
+    config.consumer_properties.insert(
+        "fetch.queue.backoff.ms".into(),
+        FETCH_QUEUE_BACKOFF_MS.into(),
+    );
+    config.consumer_properties.extend(extra_props());
     let app = KafkaApp::builder()
         .config(config)
         .only_listeners([format!("on_event_{round}")])
@@ -172,6 +218,78 @@ async fn run_framework(bootstrap: &str, records: u64, round: u32) -> f64 {
     progress.seconds()
 }
 
+/// `BENCH_TRACE=1`: prints the records handled per 100 ms on stderr, to
+/// see stalls.
+fn trace(side: &'static str, count: Arc<AtomicU64>) {
+    if std::env::var_os("BENCH_TRACE").is_none() {
+        return;
+    }
+    std::thread::spawn(move || {
+        let mut last = 0;
+        let mut line = String::new();
+        for tick in 1.. {
+            std::thread::sleep(Duration::from_millis(100));
+            let n = count.load(Ordering::Relaxed);
+            line.push_str(&format!(" {}", (n - last) / 1000));
+            last = n;
+            if tick % 20 == 0 {
+                eprintln!("trace {side} (k records/100ms):{line}");
+                line.clear();
+            }
+        }
+    });
+}
+
+/// CPU time (user + system) of each thread of this process, in ms, by
+/// thread name, summed over threads of the same name.
+fn thread_cpu() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].replace(' ', "_");
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let ticks = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        *by_name.entry(name).or_default() += ticks * 10;
+    }
+    by_name
+}
+
+/// `BENCH_CPU=1`: prints the CPU time each thread spent from the first
+/// record to the last, on stderr.
+fn cpu_between(side: &'static str, count: Arc<AtomicU64>, records: u64) {
+    if std::env::var_os("BENCH_CPU").is_none() {
+        return;
+    }
+    std::thread::spawn(move || {
+        while count.load(Ordering::Relaxed) == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let before = thread_cpu();
+        while count.load(Ordering::Relaxed) < records {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let after = thread_cpu();
+        let mut total = 0;
+        let mut line = String::new();
+        for (name, ms) in &after {
+            let d = ms.saturating_sub(before.get(name).copied().unwrap_or(0));
+            total += d;
+            if d > 0 {
+                line.push_str(&format!(" {name}={d}"));
+            }
+        }
+        eprintln!("{side} cpu_ms total={total}{line}");
+    });
+}
+
 fn child(side: &str, bootstrap: &str, records: u64, round: u32) {
     let seconds = match side {
         "raw" => run_raw(bootstrap, records, round),
@@ -185,6 +303,7 @@ fn child(side: &str, bootstrap: &str, records: u64, round: u32) {
         }
         other => panic!("unknown side {other}"),
     };
+
     println!(
         "result side={side} records={records} seconds={seconds:.3} rate={:.0} peak_rss_kib={}",
         records as f64 / seconds,
@@ -270,6 +389,10 @@ fn main() {
         Ok(n) => vec![n.parse().expect("BENCH_RECORDS is a number")],
         Err(_) => vec![100_000, 500_000],
     };
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .map_or(2, |n| n.parse().expect("BENCH_ROUNDS is a number"))
+        .clamp(1, 4); // one listener (consumer group) per round
     let mut ratio = 0.0;
     for records in sizes {
         let broker = EmbeddedBroker::start().expect("broker");
@@ -284,7 +407,7 @@ fn main() {
         // Two rounds, alternating sides; each side's best round counts (the
         // machine is shared, and the slower round is the noisier one).
         let (mut raw, mut raw_rss, mut fw, mut fw_rss) = (0.0f64, 0u64, 0.0f64, 0u64);
-        for round in 1..=2 {
+        for round in 1..=rounds {
             let (r, r_rss) = side("raw", broker.bootstrap_servers(), records, round);
             let (f, f_rss) = side("framework", broker.bootstrap_servers(), records, round);
             println!("records={records} round={round} raw_rate={r:.0} framework_rate={f:.0}");

@@ -16,10 +16,10 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::burst::{Burst, BurstBuilder, SegmentPool};
 use super::lane::{run_lane, LaneShared};
 use super::offsets::{CommitSignal, PartitionOffsets};
 use super::{Assignments, Lag, ListenerRuntime, Observed, Progress, Subscription};
-use crate::record::ConsumerRecord;
 
 /// How long one `poll` waits when there is nothing to read; also the longest
 /// a commit, a resume or a stop request waits while the consumer is idle.
@@ -32,6 +32,50 @@ const RECORDS_PER_COMMIT: usize = 500;
 /// lanes (Spring's `max.poll.records` default).
 const MAX_POLL_RECORDS: usize = 500;
 
+/// A map looked up once per record by the consumer thread: keyed by topic
+/// names and partition numbers from the broker, so a fast hash (FxHash, as
+/// in rustc) fits better than the default DoS-resistant SipHash.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut rest = [0u8; 8];
+        let tail = chunks.remainder();
+        rest[..tail.len()].copy_from_slice(tail);
+        self.add(u64::from_le_bytes(rest) ^ ((tail.len() as u64) << 56));
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_i32(&mut self, i: i32) {
+        self.add(u64::from(i as u32));
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Requests from the container to its consumer threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
@@ -41,9 +85,9 @@ pub(crate) enum Control {
 
 struct LaneEntry {
     shared: Arc<LaneShared>,
-    tx: mpsc::UnboundedSender<Vec<ConsumerRecord>>,
+    tx: mpsc::UnboundedSender<Burst>,
     /// Records of the current poll burst, handed over together at its end.
-    pending: Vec<ConsumerRecord>,
+    pending: BurstBuilder,
     /// The offset after the last record handed over (-1: none yet).
     next_offset: i64,
     /// The last offset committed for this partition by this consumer.
@@ -53,12 +97,12 @@ struct LaneEntry {
 
 struct TopicLanes {
     name: Arc<str>,
-    lanes: HashMap<i32, LaneEntry>,
+    lanes: FastMap<i32, LaneEntry>,
 }
 
 #[derive(Default)]
 struct LaneTable {
-    topics: HashMap<Arc<str>, TopicLanes>,
+    topics: FastMap<Arc<str>, TopicLanes>,
     /// Partitions paused because their lane was full.
     backpressured: Vec<(Arc<str>, i32)>,
     /// Lanes with records in `pending`.
@@ -74,6 +118,8 @@ pub(crate) struct ContainerContext {
     listener: Arc<ListenerRuntime>,
     runtime: tokio::runtime::Handle,
     table: Mutex<LaneTable>,
+    /// Buffers for the records' keys and values, reused.
+    pool: Arc<SegmentPool>,
     signal: Arc<CommitSignal>,
     paused_all: AtomicBool,
     drain_timeout: Duration,
@@ -102,6 +148,7 @@ impl ContainerContext {
             listener,
             runtime,
             table: Mutex::new(LaneTable::default()),
+            pool: Arc::default(),
             signal: Arc::new(CommitSignal::default()),
             paused_all: AtomicBool::new(false),
             drain_timeout,
@@ -128,7 +175,10 @@ impl ContainerContext {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert((topic.to_string(), partition), Arc::clone(&offsets));
-        let shared = Arc::new(LaneShared::new(Arc::clone(topic), partition, offsets));
+        // The lane's own copy of the topic name: every record of the lane
+        // holds it, and a count shared by all lanes would bounce between
+        // the tokio workers.
+        let shared = Arc::new(LaneShared::new(Arc::from(&**topic), partition, offsets));
         let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
         self.runtime.spawn(run_lane(
@@ -140,7 +190,7 @@ impl ContainerContext {
         LaneEntry {
             shared,
             tx,
-            pending: Vec::new(),
+            pending: BurstBuilder::new(Arc::clone(&self.pool)),
             next_offset: -1,
             committed: -1,
             exit,
@@ -158,7 +208,7 @@ impl ContainerContext {
                 Arc::clone(&name),
                 TopicLanes {
                     name,
-                    lanes: HashMap::new(),
+                    lanes: FastMap::default(),
                 },
             );
         }
@@ -189,11 +239,10 @@ impl ContainerContext {
             }
         }
         entry.next_offset = offset + 1;
-        let record = ConsumerRecord::from_message(msg, topic);
         if entry.pending.is_empty() {
             table.with_pending.push((Arc::clone(topic), partition));
         }
-        entry.pending.push(record);
+        entry.pending.push(msg, &entry.shared.topic);
     }
 
     /// End of a poll burst: hands each lane its records in one message (one
@@ -211,7 +260,7 @@ impl ContainerContext {
             else {
                 continue; // revoked within the burst: the records go with it
             };
-            let batch = std::mem::take(&mut entry.pending);
+            let batch = entry.pending.take();
             let n = batch.len();
             let queued = entry.shared.queued.fetch_add(n, Ordering::AcqRel) + n;
             if entry.tx.send(batch).is_err() {

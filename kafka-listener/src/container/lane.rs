@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::sync::{mpsc, Notify};
 
+use super::burst::Burst;
 use super::offsets::{AckHandle, PartitionOffsets};
 use super::ListenerRuntime;
 use crate::error::{ErrorKind, ListenerError};
@@ -70,27 +71,38 @@ impl LaneShared {
 /// topic and partition (at most one per partition), so that a partition
 /// assigned back to this instance does not start the record over.
 #[derive(Debug, Default)]
-pub(crate) struct RetryMemory(
-    std::sync::Mutex<std::collections::HashMap<PartitionKey, (i64, u32)>>,
-);
+pub(crate) struct RetryMemory {
+    map: std::sync::Mutex<std::collections::HashMap<PartitionKey, (i64, u32)>>,
+    /// Whether `map` may hold something: checked on every record, so that
+    /// the lanes do not take the lock when it is empty (nearly always).
+    any: AtomicBool,
+}
 
 /// A topic and partition.
 type PartitionKey = (Arc<str>, i32);
 
 impl RetryMemory {
     fn remember(&self, record: &ConsumerRecord, attempts: u32) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         m.insert(
             (Arc::clone(&record.topic), record.partition),
             (record.offset, attempts),
         );
+        self.any.store(true, Ordering::Release);
     }
 
     /// The attempts already made on `record` here, if its back-off was cut
     /// short; forgets them.
     fn take(&self, record: &ConsumerRecord) -> Option<u32> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // A remembered count is stored by a lane that then ends, before the
+        // consumer thread (which waits for it) starts the partition's next
+        // lane: the flag set with it is seen here.
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if m.is_empty() {
+            self.any.store(false, Ordering::Release);
             return None;
         }
         let key = (Arc::clone(&record.topic), record.partition);
@@ -120,7 +132,7 @@ struct Revoked;
 /// the lane has let go of its partition.
 pub(crate) async fn run_lane(
     shared: Arc<LaneShared>,
-    mut rx: mpsc::UnboundedReceiver<Vec<ConsumerRecord>>,
+    mut rx: mpsc::UnboundedReceiver<Burst>,
     listener: Arc<ListenerRuntime>,
     _exit: std::sync::mpsc::SyncSender<()>,
 ) {
@@ -131,12 +143,16 @@ pub(crate) async fn run_lane(
     };
     let batch = listener.handler.is_batch();
     let step = if batch { listener.max_batch } else { 1 };
-    while let Some(mut chunk) = rx.recv().await {
+    // Reused from burst to burst (emptied after each, so that handled
+    // records are not kept alive while the lane waits).
+    let mut chunk = Vec::new();
+    while let Some(burst) = rx.recv().await {
+        burst.into_records(&shared.topic, shared.partition, &mut chunk);
         if batch {
             // Fill the batch from what is already queued.
             while chunk.len() < listener.max_batch {
                 match rx.try_recv() {
-                    Ok(more) => chunk.extend(more),
+                    Ok(more) => more.into_records(&shared.topic, shared.partition, &mut chunk),
                     Err(_) => break,
                 }
             }
@@ -150,6 +166,7 @@ pub(crate) async fn run_lane(
                 return;
             }
         }
+        chunk.clear();
         shared.queued.fetch_sub(len, Ordering::AcqRel);
     }
 }

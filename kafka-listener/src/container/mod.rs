@@ -7,6 +7,7 @@
 //! different partitions are handled concurrently on the tokio runtime even
 //! within one consumer.
 
+mod burst;
 mod consumer;
 mod lane;
 pub(crate) mod offsets;
@@ -31,6 +32,9 @@ use crate::rate_limit::RateLimiter;
 use crate::recover::{LoggingRecoverer, Recoverer};
 use crate::retry::RetryPolicy;
 use crate::state::StateMap;
+
+/// The container's default `fetch.queue.backoff.ms` (librdkafka's is 1000).
+pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 
 /// Each consumer's assigned `(topic, partition)`s, indexed by consumer.
 pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
@@ -190,6 +194,15 @@ impl ListenerContainer {
         }
         if client_config.get("auto.offset.reset").is_none() {
             client_config.set("auto.offset.reset", "earliest");
+        }
+        // librdkafka stops fetching a partition for `fetch.queue.backoff.ms`
+        // (1 s by default) once its prefetch queue is full. A consumer that
+        // reads slower than the broker serves then drains the queue and
+        // waits for the rest of that second: measured, a 500,000-record
+        // catch-up ran at a third of its speed. The Java client fetches
+        // again as soon as its buffer has room; 10 ms comes close.
+        if client_config.get("fetch.queue.backoff.ms").is_none() {
+            client_config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         }
         if hint {
             tracing::warn!(listener = %info.id,
