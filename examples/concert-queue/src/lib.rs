@@ -161,8 +161,11 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         builder = builder.topic(NewTopic::new(TOPIC, 1));
     }
     let app = builder
-        .listener(listener::spec(config.admit_rate, config.admit_on_start))
-        .without_discovered_listeners()
+        .only_listeners([LISTENER_ID])
+        .customize_listener(
+            LISTENER_ID,
+            listener::customize(config.admit_rate, config.admit_on_start),
+        )
         .build()
         .await?;
     // The bound protects the embedded broker's retention (5 MiB per

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kafka_listener::{
-    Json, KafkaTemplate, ListenerError, ListenerSpec, RateLimit, RecordMeta, RetryPolicy,
+    kafka_listener, Json, KafkaTemplate, ListenerError, ListenerSpec, RateLimit, RecordMeta,
     RunningApp, State,
 };
 use serde::{Deserialize, Serialize};
@@ -81,33 +81,18 @@ impl AppState {
     }
 }
 
-/// The listener, registered in code because its rate comes from the
-/// configuration (`QUEUE_ADMIT_RATE`), which the macro's literal
-/// `rate_limit = "..."` cannot take.
+/// The listener. Concurrency 1: one consumer, one partition, one token at
+/// a time in offset order. Failures (a database that is busy or down) are
+/// retried in the lane with an exponential back-off from 100 ms to 5 s, for
+/// up to ~80 minutes, while the queue waits: skipping a waiting user is
+/// never right.
 ///
-/// Concurrency 1: one consumer, one partition, one token at a time in
-/// offset order. Failures (a database that is busy or down) are retried in
-/// the lane with an exponential back-off from 100 ms to 5 s, for up to ~80
-/// minutes, while the queue waits: skipping a waiting user is never right.
-pub(crate) fn spec(rate: RateLimit, admit_on_start: bool) -> ListenerSpec {
-    ListenerSpec::new(LISTENER_ID)
-        .topics([TOPIC])
-        .group_id(GROUP_ID)
-        .concurrency(1)
-        .rate_limit(rate)
-        .auto_startup(admit_on_start)
-        .retry(RetryPolicy::exponential(
-            1_000,
-            Duration::from_millis(100),
-            2.0,
-            Duration::from_secs(5),
-        ))
-        .handler(admit)
-}
-
-// Registered in code rather than with
-// `#[kafka_listener(topics = ["concert.queue.waiting"], group_id = "concert-admitter", rate_limit = "100/10s")]`
-// because the rate comes from the configuration (`QUEUE_ADMIT_RATE`).
+/// The attribute's `rate_limit` is the default of `QUEUE_ADMIT_RATE`; the
+/// configured rate and `auto_startup` are applied by
+/// [`customize`] through `KafkaAppBuilder::customize_listener`.
+#[kafka_listener(id = "concert-admitter", topics = ["concert.queue.waiting"],
+                 group_id = "concert-admitter", concurrency = 1, rate_limit = "100/10s",
+                 retry(attempts = 1000, initial = "100ms", max = "5s", jitter = false))]
 pub(crate) async fn admit(
     token: Json<TokenQueued>,
     meta: RecordMeta,
@@ -135,4 +120,14 @@ pub(crate) async fn admit(
         }
     }
     Ok(())
+}
+
+/// The settings of the `concert-admitter` listener that come from the
+/// configuration: the admission rate (`QUEUE_ADMIT_RATE`) and whether it
+/// admits from the start (`auto_startup`).
+pub(crate) fn customize(
+    rate: RateLimit,
+    admit_on_start: bool,
+) -> impl FnOnce(ListenerSpec) -> ListenerSpec + Send + 'static {
+    move |spec| spec.rate_limit(rate).auto_startup(admit_on_start)
 }

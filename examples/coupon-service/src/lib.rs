@@ -169,13 +169,14 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         })?;
 
     let kafka = config.kafka_config();
+    let concurrency = config.concurrency;
     let app = KafkaApp::builder()
         .config(kafka)
         .topic(NewTopic::new(TOPIC, PARTITIONS))
         .topic(NewTopic::new(ISSUED_TOPIC, ISSUED_PARTITIONS))
-        .listener(listener::spec(config.concurrency))
+        .only_listeners([LISTENER_ID])
+        .customize_listener(LISTENER_ID, move |l| l.concurrency(concurrency))
         .listener(listener::dead_letters_spec())
-        .without_discovered_listeners()
         .build()
         .await?;
     // The lag bound protects the embedded broker's retention (5 MiB per

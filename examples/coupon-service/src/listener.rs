@@ -9,7 +9,7 @@ use kafka_listener::avro::TimestampMillis;
 use kafka_listener::dlq::headers::{Original, EXCEPTION_STACKTRACE};
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::{
-    Avro, AvroCodec, ConsumerRecord, DeadLetter, KafkaTemplate, ListenerError, ListenerSpec,
+    kafka_listener, Avro, AvroCodec, ConsumerRecord, KafkaTemplate, ListenerError, ListenerSpec,
     RecordMeta, RetryPolicy, State,
 };
 use serde::{Deserialize, Serialize};
@@ -113,37 +113,6 @@ pub(crate) struct AppState {
     pub(crate) events: TransactionalEvents,
 }
 
-/// The listener, registered in code until `#[kafka_listener]` lands.
-///
-/// Retries: transient failures (a database that is busy or down) are tried
-/// 8 times with an exponential back-off from 100 ms to 5 s (~16 s in all)
-/// while the partition waits, so order is kept. What still fails goes to
-/// [`DLT`] (the offset is committed once the broker has it);
-/// [`dead_letters_spec`] stores it in the database and marks its request
-/// `failed`.
-///
-/// Up to 10,000 records are queued per partition (see the comment at
-/// `max_in_flight`).
-pub(crate) fn spec(concurrency: usize) -> ListenerSpec {
-    ListenerSpec::new(LISTENER_ID)
-        .topics([TOPIC])
-        .group_id(GROUP_ID)
-        .concurrency(concurrency)
-        .retry(RetryPolicy::exponential(
-            8,
-            Duration::from_millis(100),
-            2.0,
-            Duration::from_secs(5),
-        ))
-        .dead_letter(DeadLetter::Default)
-        // Workaround, measured: with the default 1024 a paused partition
-        // takes 0.3-1 s to be fetched again after its resume, and a 0.35 ms
-        // handler reached only ~1,050 records/s on one partition (~3,000/s
-        // with 10,000). Memory: 10,000 x a few hundred bytes per partition.
-        .max_in_flight(10_000)
-        .handler(issue)
-}
-
 /// An unknown coupon in a request: retrying cannot help.
 #[derive(Debug, thiserror::Error)]
 #[error("no coupon `{0}`")]
@@ -154,9 +123,22 @@ struct UnknownCoupon(String);
 #[error("invalid request: {0}")]
 struct InvalidRequest(String);
 
-// Registered in code by `spec` rather than with
-// `#[kafka_listener(topics = ["coupon.issue.requested"], group_id = "coupon-issuer", concurrency = 3, ...)]`
-// because its concurrency comes from the configuration (`LISTENER_CONCURRENCY`).
+/// The `coupon-issuer` listener: one database transaction per request.
+///
+/// Retries: transient failures (a database that is busy or down) are tried
+/// 8 times with an exponential back-off from 100 ms to 5 s (with jitter;
+/// ~16 s in all) while the partition waits, so order is kept. What still
+/// fails goes to [`DLT`] (the offset is committed once the broker has it);
+/// [`dead_letters_spec`] stores it in the database and marks its request
+/// `failed`. Up to 10,000 records are queued per partition (the default
+/// `max_in_flight`).
+///
+/// The attribute's `concurrency` is the default of `LISTENER_CONCURRENCY`;
+/// the configured value is applied with
+/// `KafkaAppBuilder::customize_listener(LISTENER_ID, ...)`.
+#[kafka_listener(id = "coupon-issuer", topics = ["coupon.issue.requested"],
+                 group_id = "coupon-issuer", concurrency = 3,
+                 retry(attempts = 8, initial = "100ms", max = "5s"), dead_letter = true)]
 pub(crate) async fn issue(
     req: Avro<IssueRequested>,
     meta: RecordMeta,
