@@ -494,7 +494,14 @@ async fn bad_requests_get_a_json_reason() {
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.unwrap();
     assert!(
-        text.contains("kafka_listener_records_processed_total") || text.contains("coupon_issue"),
+        text.contains(r#"kafka_listener_records_processed_total{listener="coupon-issuer"}"#),
+        "{text}"
+    );
+    // Latency as Prometheus histograms (what the Grafana dashboard queries).
+    assert!(
+        text.contains(
+            r#"kafka_listener_handler_seconds_bucket{listener="coupon-issuer",le="0.0005"}"#
+        ),
         "{text}"
     );
     h.stop().await;

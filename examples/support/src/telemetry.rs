@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs a `tracing` subscriber that prints to stderr, filtered by
@@ -20,16 +20,29 @@ pub fn init_tracing() {
 /// when another global `metrics` recorder was installed first (a warning
 /// says so once).
 ///
+/// Every histogram whose name ends in `_seconds` (the framework's handler
+/// latency, the apps' send latency) is exported as a Prometheus histogram
+/// with [`kafka_listener::metrics::LATENCY_BUCKETS`], which the Grafana
+/// dashboard (`docs/grafana/kafka-listener.json`) queries.
+///
 /// Install it before a listener starts: the container resolves its metric
 /// handles once at start.
 pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "GET /metrics is disabled: a metrics recorder is installed already");
-                None
+        .get_or_init(|| {
+            let installed = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    kafka_listener::metrics::LATENCY_BUCKETS,
+                )
+                .and_then(PrometheusBuilder::install_recorder);
+            match installed {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "GET /metrics is disabled: a metrics recorder is installed already");
+                    None
+                }
             }
         })
         .clone()
