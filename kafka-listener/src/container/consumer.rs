@@ -110,6 +110,8 @@ struct LaneTable {
     /// The committed offsets read when partitions were assigned: where each
     /// new lane's first record should be.
     start_offsets: HashMap<(String, i32), i64>,
+    /// Counts rebalances (revokes and assignments) seen by this consumer.
+    generation: u64,
 }
 
 /// The rdkafka context of one consumer: holds the lanes so that the
@@ -197,11 +199,52 @@ impl ContainerContext {
         }
     }
 
-    /// Hands one polled record to its lane.
-    fn dispatch(&self, msg: &BorrowedMessage<'_>) {
+    /// Hands the records of one poll burst to their lanes' pending bursts,
+    /// under one lock and with one lane lookup per run of records of the
+    /// same partition (librdkafka delivers a fetched batch in a run).
+    /// `generation` is [`LaneTable::generation`] from before the burst was
+    /// polled: when a rebalance came in between (a revoke ends a burst),
+    /// records of partitions no longer assigned are dropped, not given a
+    /// new lane.
+    fn dispatch(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        msgs: &[BorrowedMessage<'_>],
+        generation: u64,
+    ) {
         let mut guard = self.lock();
         let table = &mut *guard;
-        let topic_name = msg.topic();
+        let assigned =
+            (table.generation != generation).then(|| consumer.assignment().unwrap_or_default());
+        let mut rest = msgs;
+        while let Some(first) = rest.first() {
+            let topic_name = first.topic();
+            let partition = first.partition();
+            let run = rest
+                .iter()
+                .position(|m| m.partition() != partition || m.topic() != topic_name)
+                .unwrap_or(rest.len());
+            let (this, next) = rest.split_at(run);
+            rest = next;
+            if assigned
+                .as_ref()
+                .is_some_and(|a| a.find_partition(topic_name, partition).is_none())
+            {
+                continue; // revoked at the end of the burst
+            }
+            self.dispatch_run(table, topic_name, partition, this);
+        }
+    }
+
+    /// Hands records of one partition, in offset order, to its lane's
+    /// pending burst (creating the lane for a newly assigned partition).
+    fn dispatch_run(
+        &self,
+        table: &mut LaneTable,
+        topic_name: &str,
+        partition: i32,
+        msgs: &[BorrowedMessage<'_>],
+    ) {
         if !table.topics.contains_key(topic_name) {
             let name: Arc<str> = Arc::from(topic_name);
             table.topics.insert(
@@ -214,7 +257,6 @@ impl ContainerContext {
         }
         let TopicLanes { name: topic, lanes } =
             table.topics.get_mut(topic_name).expect("inserted above");
-        let partition = msg.partition();
         let entry = lanes.entry(partition).or_insert_with(|| {
             let mut lane = self.new_lane(topic, partition);
             if let Some(start) = table.start_offsets.remove(&(topic.to_string(), partition)) {
@@ -222,27 +264,29 @@ impl ContainerContext {
             }
             lane
         });
-        let offset = msg.offset();
-        if offset < entry.next_offset {
-            // Fetched again after a pause or a seek: already handed over.
-            return;
-        }
-        if entry.next_offset >= 0 && offset > entry.next_offset {
-            let skipped = offset - entry.next_offset;
-            self.listener.metrics.offset_gaps.increment(skipped as u64);
-            if skipped == 1 {
-                // Usually a transaction marker.
-                tracing::debug!(listener = %self.listener.info.id, topic = %topic, partition, offset, "one offset skipped");
-            } else {
-                tracing::error!(listener = %self.listener.info.id, topic = %topic, partition, expected = entry.next_offset, offset, skipped,
-                    "offsets skipped: records were deleted by retention before they were consumed (the consumer is too far behind), or removed by compaction");
+        for msg in msgs {
+            let offset = msg.offset();
+            if offset < entry.next_offset {
+                // Fetched again after a pause or a seek: already handed over.
+                continue;
             }
+            if entry.next_offset >= 0 && offset > entry.next_offset {
+                let skipped = offset - entry.next_offset;
+                self.listener.metrics.offset_gaps.increment(skipped as u64);
+                if skipped == 1 {
+                    // Usually a transaction marker.
+                    tracing::debug!(listener = %self.listener.info.id, topic = %topic, partition, offset, "one offset skipped");
+                } else {
+                    tracing::error!(listener = %self.listener.info.id, topic = %topic, partition, expected = entry.next_offset, offset, skipped,
+                        "offsets skipped: records were deleted by retention before they were consumed (the consumer is too far behind), or removed by compaction");
+                }
+            }
+            entry.next_offset = offset + 1;
+            if entry.pending.is_empty() {
+                table.with_pending.push((Arc::clone(topic), partition));
+            }
+            entry.pending.push(msg, &entry.shared.topic);
         }
-        entry.next_offset = offset + 1;
-        if entry.pending.is_empty() {
-            table.with_pending.push((Arc::clone(topic), partition));
-        }
-        entry.pending.push(msg, &entry.shared.topic);
     }
 
     /// End of a poll burst: hands each lane its records in one message (one
@@ -519,6 +563,7 @@ impl ConsumerContext for ContainerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                self.lock().generation += 1;
                 self.set_assigned(consumer);
                 tracing::info!(consumer = %self.name, partitions = tpl.count(), "partitions revoked; draining and committing");
                 self.listener.metrics.rebalances.increment(1);
@@ -536,6 +581,7 @@ impl ConsumerContext for ContainerContext {
             self.set_assigned(consumer);
         }
         if let Rebalance::Assign(tpl) = rebalance {
+            self.lock().generation += 1;
             self.set_assigned(consumer);
             // Remember where each partition should start, to notice records
             // lost to retention between the committed offset and the log
@@ -630,6 +676,7 @@ pub(crate) fn run(
     let interval = ctx.listener.commit_interval;
     let mut last_commit = Instant::now();
     let mut since_commit = 0usize;
+    let mut msgs = Vec::with_capacity(MAX_POLL_RECORDS);
     while !stop.load(Ordering::Acquire) {
         loop {
             match control.try_recv() {
@@ -641,14 +688,11 @@ pub(crate) fn run(
         ctx.relieve_backpressure(&consumer);
         // One poll burst: wait for the first record, then take what is
         // already fetched, up to MAX_POLL_RECORDS.
-        let mut burst = 0usize;
+        let generation = ctx.lock().generation;
         let mut timeout = POLL_TIMEOUT;
-        while burst < MAX_POLL_RECORDS {
+        while msgs.len() < MAX_POLL_RECORDS {
             match consumer.poll(timeout) {
-                Some(Ok(msg)) => {
-                    ctx.dispatch(&msg);
-                    burst += 1;
-                }
+                Some(Ok(msg)) => msgs.push(msg),
                 Some(Err(e)) => {
                     tracing::warn!(consumer = %ctx.name, error = %e, "consumer error");
                     break;
@@ -656,6 +700,11 @@ pub(crate) fn run(
                 None => break,
             }
             timeout = Duration::ZERO;
+        }
+        let burst = msgs.len();
+        if burst > 0 {
+            ctx.dispatch(&consumer, &msgs, generation);
+            msgs.clear();
         }
         ctx.flush(&consumer);
         since_commit += burst;
@@ -673,6 +722,7 @@ pub(crate) fn run(
             since_commit = 0;
         }
     }
+    drop(msgs); // empty: every burst is dispatched
     tracing::info!(consumer = %ctx.name, "stopping: draining lanes and committing");
     ctx.close_lanes(&consumer, None);
     // Leave the group only when every consumer of the container has
