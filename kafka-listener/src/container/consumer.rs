@@ -76,6 +76,20 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
+/// The most records one consumer's lanes hold (handed over, not finished)
+/// before the consumer thread stops taking more, resuming at half: enough
+/// to keep the tokio workers busy between two bursts, few enough that
+/// memory does not grow with the consumer's lag (the per-partition
+/// `max_in_flight` pause remains the hard bound).
+const CONSUMER_IN_FLIGHT: usize = 10 * MAX_POLL_RECORDS;
+
+/// The longest the consumer thread goes without polling while its lanes
+/// are full, so that rebalances, errors and commit results are served.
+const THROTTLE_MAX: Duration = Duration::from_millis(100);
+
+/// How long the consumer thread sleeps between two looks at full lanes.
+const THROTTLE_SLEEP: Duration = Duration::from_micros(500);
+
 /// Requests from the container to its consumer threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
@@ -324,6 +338,16 @@ impl ContainerContext {
                 table.backpressured.push((topic, partition));
             }
         }
+    }
+
+    /// Records handed to this consumer's lanes and not finished.
+    fn queued_total(&self) -> usize {
+        self.lock()
+            .topics
+            .values()
+            .flat_map(|t| t.lanes.values())
+            .map(|e| e.shared.queued.load(Ordering::Acquire))
+            .sum()
     }
 
     /// Resumes the partitions whose lane has drained to half of
@@ -677,6 +701,8 @@ pub(crate) fn run(
     let mut last_commit = Instant::now();
     let mut since_commit = 0usize;
     let mut msgs = Vec::with_capacity(MAX_POLL_RECORDS);
+    let mut throttled = false;
+    let mut last_poll = Instant::now();
     while !stop.load(Ordering::Acquire) {
         loop {
             match control.try_recv() {
@@ -686,11 +712,29 @@ pub(crate) fn run(
             }
         }
         ctx.relieve_backpressure(&consumer);
+        // Consumer-wide bound on the records in the lanes: past it, the
+        // thread stops taking records (librdkafka's prefetch fills up to
+        // its own bound, then stops fetching) until the lanes are down to
+        // half, but polls at least every THROTTLE_MAX so that rebalances
+        // and errors are still served; a lane that does not drain is held
+        // back by its partition's pause at `max_in_flight`.
+        let queued = ctx.queued_total();
+        throttled = if throttled {
+            queued > CONSUMER_IN_FLIGHT / 2
+        } else {
+            queued >= CONSUMER_IN_FLIGHT
+        };
+        let skip = throttled && last_poll.elapsed() < THROTTLE_MAX;
+        if skip {
+            std::thread::sleep(THROTTLE_SLEEP);
+        } else {
+            last_poll = Instant::now();
+        }
         // One poll burst: wait for the first record, then take what is
         // already fetched, up to MAX_POLL_RECORDS.
         let generation = ctx.lock().generation;
         let mut timeout = POLL_TIMEOUT;
-        while msgs.len() < MAX_POLL_RECORDS {
+        while !skip && msgs.len() < MAX_POLL_RECORDS {
             match consumer.poll(timeout) {
                 Some(Ok(msg)) => msgs.push(msg),
                 Some(Err(e)) => {
@@ -708,7 +752,7 @@ pub(crate) fn run(
         }
         ctx.flush(&consumer);
         since_commit += burst;
-        let idle = burst == 0;
+        let idle = burst == 0 && !skip;
         if ctx.signal.is_urgent()
             || idle
             || since_commit >= RECORDS_PER_COMMIT
