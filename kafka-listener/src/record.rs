@@ -70,17 +70,7 @@ impl ConsumerRecord {
             }
             (k, v) => (k.map(Bytes::copy_from_slice), v.map(Bytes::copy_from_slice)),
         };
-        let headers = match message.headers() {
-            None => Headers::default(),
-            Some(h) => Headers(
-                h.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(Bytes::copy_from_slice),
-                    })
-                    .collect(),
-            ),
-        };
+        let headers = Headers::copied(message);
         Self {
             topic: Arc::clone(topic),
             partition: message.partition(),
@@ -144,6 +134,22 @@ pub struct Header {
 pub struct Headers(pub(crate) Vec<Header>);
 
 impl Headers {
+    /// A copy of the headers of a record borrowed from librdkafka (none:
+    /// empty).
+    pub(crate) fn copied(message: &BorrowedMessage<'_>) -> Self {
+        match message.headers() {
+            None => Headers::default(),
+            Some(h) => Headers(
+                h.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(Bytes::copy_from_slice),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// No headers.
     pub fn new() -> Self {
         Self::default()

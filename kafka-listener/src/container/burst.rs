@@ -12,9 +12,9 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::record::{ConsumerRecord, Header, Headers};
+use crate::record::{ConsumerRecord, Headers};
 
 /// The largest shared segment: a record that holds on to its key or value
 /// beyond the handler call keeps at most this much alive.
@@ -173,17 +173,7 @@ impl BurstBuilder {
         let key = key.map(&mut span);
         let value = value.map(&mut span);
         self.bytes += need;
-        let headers = match msg.headers() {
-            None => Headers::default(),
-            Some(h) => Headers(
-                h.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(Bytes::copy_from_slice),
-                    })
-                    .collect(),
-            ),
-        };
+        let headers = Headers::copied(msg);
         self.slots.push(Slot::Shared(Copied {
             offset: msg.offset(),
             timestamp: msg.timestamp().to_millis(),
