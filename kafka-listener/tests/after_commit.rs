@@ -131,22 +131,32 @@ async fn commit_runs_handlers_after_commit(db: Db) {
     db.cleanup().await;
 }
 
-async fn rollback_and_drop_run_nothing(db: Db) {
-    let (events, ctx) = db.events().await;
-    let mut tx = events.begin().await.unwrap();
-    ctx.insert_issue(&mut tx, "c1", "bob").await;
+/// Publishes an in-process `CouponIssued` and an outbox `Issued` (seq 0)
+/// for `coupon_id` in `tx`.
+async fn publish_both(
+    tx: &mut kafka_listener::after_commit::EventTx,
+    coupon_id: &str,
+    user_id: &str,
+) {
     tx.publish(CouponIssued {
-        coupon_id: "c1".into(),
-        user_id: "bob".into(),
+        coupon_id: coupon_id.into(),
+        user_id: user_id.into(),
     })
     .await
     .unwrap();
     tx.publish(Issued {
-        coupon_id: "c1".into(),
+        coupon_id: coupon_id.into(),
         seq: 0,
     })
     .await
     .unwrap();
+}
+
+async fn rollback_and_drop_run_nothing(db: Db) {
+    let (events, ctx) = db.events().await;
+    let mut tx = events.begin().await.unwrap();
+    ctx.insert_issue(&mut tx, "c1", "bob").await;
+    publish_both(&mut tx, "c1", "bob").await;
     tx.rollback().await.unwrap();
 
     let mut tx = events.begin().await.unwrap();
@@ -179,18 +189,7 @@ async fn failed_commit_runs_nothing(db: Db) {
     .await
     .unwrap();
     ctx.insert_issue(&mut tx, "c1", "erin").await;
-    tx.publish(CouponIssued {
-        coupon_id: "c1".into(),
-        user_id: "erin".into(),
-    })
-    .await
-    .unwrap();
-    tx.publish(Issued {
-        coupon_id: "c1".into(),
-        seq: 0,
-    })
-    .await
-    .unwrap();
+    publish_both(&mut tx, "c1", "erin").await;
     let error = tx
         .commit()
         .await
