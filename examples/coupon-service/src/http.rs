@@ -113,42 +113,8 @@ async fn request_issue(
         user_id: body.user_id,
         requested_at: now.into(),
     };
-    // Registers the schema on the first send (cached after); a registry
-    // that cannot be reached fails the request like a broker that cannot.
-    let record = match ProducerRecord::keyed(TOPIC, event.coupon_id.clone())
-        .avro(&app.avro, &event)
-        .await
-    {
-        Ok(record) => record,
-        Err(e) => {
-            if inserted {
-                if let Err(e) = app
-                    .db
-                    .forget_pending(&event.coupon_id, &event.user_id)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not remove the pending row of a request that could not be encoded");
-                }
-            }
-            metrics::counter!("coupon_issue_requests_total", "outcome" => "unavailable")
-                .increment(1);
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot encode the request as Avro: {e}"),
-            ));
-        }
-    };
-    let started = Instant::now();
-    // The producer gives up after `message.timeout.ms` (the send timeout);
-    // the outer timeout only guards against a send that never resolves.
-    let sent = tokio::time::timeout(
-        app.send_timeout + Duration::from_secs(5),
-        app.template.send(record),
-    )
-    .await;
-    metrics::histogram!("coupon_issue_send_seconds").record(started.elapsed().as_secs_f64());
-    let failure = match sent {
-        Ok(Ok(sent)) => {
+    let failure = match send_request(&app, &event).await {
+        Ok(sent) => {
             app.lag.produced(sent.partition, sent.offset);
             metrics::counter!("coupon_issue_requests_total", "outcome" => "accepted").increment(1);
             return Ok((
@@ -162,28 +128,46 @@ async fn request_issue(
                 })),
             ));
         }
-        Ok(Err(e)) => e.to_string(),
-        Err(_) => format!(
-            "no answer within {:?}",
-            app.send_timeout + Duration::from_secs(5)
-        ),
+        Err(failure) => failure,
     };
     metrics::counter!("coupon_issue_requests_total", "outcome" => "unavailable").increment(1);
-    tracing::warn!(coupon_id = %event.coupon_id, user_id = %event.user_id, error = %failure, "issue request not acknowledged by the broker");
+    tracing::warn!(coupon_id = %event.coupon_id, user_id = %event.user_id, error = %failure, "issue request not sent");
     if inserted {
         if let Err(e) = app
             .db
             .forget_pending(&event.coupon_id, &event.user_id)
             .await
         {
-            tracing::warn!(error = %e, "could not remove the pending row of a request the broker refused");
+            tracing::warn!(error = %e, "could not remove the pending row of a request that was not sent");
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("the broker did not acknowledge the request: {failure}"),
-    )
-    .with_retry_after(1))
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, failure).with_retry_after(1))
+}
+
+/// Encodes `event` as Avro (registering its schema on the first send; a
+/// registry that cannot be reached fails like a broker that cannot) and
+/// sends it keyed by the coupon id; `Err` is the reason for the 503.
+async fn send_request(
+    app: &AppState,
+    event: &IssueRequested,
+) -> Result<kafka_listener::SendResult, String> {
+    let record = ProducerRecord::keyed(TOPIC, event.coupon_id.clone())
+        .avro(&app.avro, event)
+        .await
+        .map_err(|e| format!("cannot encode the request as Avro: {e}"))?;
+    let started = Instant::now();
+    // The producer gives up after `message.timeout.ms` (the send timeout);
+    // the outer timeout only guards against a send that never resolves.
+    let limit = app.send_timeout + Duration::from_secs(5);
+    let sent = tokio::time::timeout(limit, app.template.send(record)).await;
+    metrics::histogram!("coupon_issue_send_seconds").record(started.elapsed().as_secs_f64());
+    match sent {
+        Ok(Ok(sent)) => Ok(sent),
+        Ok(Err(e)) => Err(format!("the broker did not acknowledge the request: {e}")),
+        Err(_) => Err(format!(
+            "the broker did not acknowledge the request: no answer within {limit:?}"
+        )),
+    }
 }
 
 async fn get_status(
