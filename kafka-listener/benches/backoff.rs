@@ -84,6 +84,7 @@ async fn handle(
 async fn round(per_partition: u64, fail: bool, round: u32) -> f64 {
     let progress = Arc::new(Progress::default());
     let app = KafkaApp::builder()
+        .embedded()
         .topic(NewTopic::new(TOPIC, PARTITIONS))
         .without_discovered_listeners()
         .listener(

@@ -198,15 +198,13 @@ async fn run_framework(bootstrap: &str, records: u64, round: u32) -> f64 {
     let progress = Arc::new(Progress::default());
     trace("framework", Arc::clone(&progress.count));
     cpu_between("framework", Arc::clone(&progress.count), records);
-    let mut config = KafkaConfig::new().bootstrap_servers(bootstrap);
-    config
-        .consumer_properties
-        .insert("queued.max.messages.kbytes".into(), PREFETCH_KIB.into());
-    config.consumer_properties.insert(
-        "fetch.queue.backoff.ms".into(),
-        FETCH_QUEUE_BACKOFF_MS.into(),
-    );
-    config.consumer_properties.extend(extra_props());
+    let mut config = KafkaConfig::new()
+        .bootstrap_servers(bootstrap)
+        .consumer_property("queued.max.messages.kbytes", PREFETCH_KIB)
+        .consumer_property("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+    for (k, v) in extra_props() {
+        config = config.consumer_property(k, v);
+    }
     let app = KafkaApp::builder()
         .config(config)
         .only_listeners([format!("on_event_{round}")])

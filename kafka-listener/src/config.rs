@@ -30,35 +30,167 @@ pub(crate) fn is_secret(key: &str) -> bool {
 /// Bootstrap servers, client properties and defaults for every listener and
 /// template of an app.
 ///
-/// With no bootstrap servers the app starts the embedded broker
-/// ([`crate::embedded::EmbeddedBroker`]). `Debug` redacts secrets (any
-/// property whose name contains `password`, `secret`, `jaas`, `user.info`,
-/// `token` or `credentials`, and a password in the registry URL).
+/// Built in code ([`KafkaConfig::new`] and the setters), from the
+/// environment ([`KafkaConfig::from_env`]), from a `.properties` file
+/// ([`KafkaConfig::from_file`]), or layered: file, then environment, then
+/// code ([`KafkaConfig::merged`]: a later layer wins key by key).
+///
+/// Without bootstrap servers an app does not start, unless it opted into
+/// the embedded broker (feature `embedded`: [`KafkaConfig::embedded`],
+/// `KAFKA_EMBEDDED=true`, or `KafkaAppBuilder::embedded`). `Debug` redacts
+/// secrets (any property whose name contains `password`, `secret`, `jaas`,
+/// `user.info`, `token` or `credentials`, and a password in the registry
+/// URL).
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct KafkaConfig {
-    /// `host:port[,host:port...]`; `None` starts the embedded broker.
-    pub bootstrap_servers: Option<String>,
-    /// librdkafka properties for every client (consumers and producers), for
-    /// example `security.protocol`.
-    pub properties: BTreeMap<String, String>,
+    /// `host:port[,host:port...]`.
+    pub(crate) bootstrap_servers: Option<String>,
+    /// librdkafka properties for every client (consumers and producers).
+    pub(crate) properties: BTreeMap<String, String>,
     /// librdkafka properties for consumers only.
-    pub consumer_properties: BTreeMap<String, String>,
+    pub(crate) consumer_properties: BTreeMap<String, String>,
     /// librdkafka properties for producers only.
-    pub producer_properties: BTreeMap<String, String>,
-    /// Confluent Schema Registry URL(s), comma-separated, optionally with
-    /// `user:password@`; `None` serves the embedded registry
-    /// (`crate::registry`, feature `avro`). Basic auth may also come from
-    /// the property `basic.auth.user.info`.
-    pub schema_registry_url: Option<String>,
-    /// How long a stopping container waits for records in hand (default 10 s,
-    /// Spring's `shutdownTimeout`).
-    pub shutdown_timeout: Option<Duration>,
+    pub(crate) producer_properties: BTreeMap<String, String>,
+    /// Confluent Schema Registry URL(s).
+    pub(crate) schema_registry_url: Option<String>,
+    /// The drain timeout of a stopping container.
+    pub(crate) shutdown_timeout: Option<Duration>,
+    /// Whether the embedded broker may start when no bootstrap servers are
+    /// configured.
+    pub(crate) embedded: Option<bool>,
 }
 
 impl KafkaConfig {
-    /// An empty configuration: embedded broker, library defaults.
+    /// An empty configuration: no bootstrap servers, library defaults.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets a property for consumers only.
+    pub fn consumer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.consumer_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a property for producers only.
+    pub fn producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.producer_properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets a consumer property unless it is configured already (for every
+    /// client or for consumers): a default that configuration overrides.
+    pub fn consumer_default(mut self, key: &str, value: impl Into<String>) -> Self {
+        if self.consumer_value(key).is_none() {
+            self.consumer_properties
+                .insert(key.to_owned(), value.into());
+        }
+        self
+    }
+
+    /// Sets a producer property unless it is configured already (for every
+    /// client or for producers).
+    pub fn producer_default(mut self, key: &str, value: impl Into<String>) -> Self {
+        if self.producer_value(key).is_none() {
+            self.producer_properties
+                .insert(key.to_owned(), value.into());
+        }
+        self
+    }
+
+    /// Sets the Confluent Schema Registry URL(s): comma-separated, optionally
+    /// with `user:password@` (basic auth may also come from the property
+    /// `basic.auth.user.info`).
+    pub fn schema_registry_url(mut self, url: impl Into<String>) -> Self {
+        self.schema_registry_url = Some(url.into());
+        self
+    }
+
+    /// Sets how long a stopping container waits for the records in hand
+    /// (default 10 s, Spring's `shutdownTimeout`).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// Allows (`true`) the embedded broker when no bootstrap servers are
+    /// configured (feature `embedded`; for development and tests: its
+    /// records live in memory and are lost at exit).
+    pub fn embedded(mut self, allow: bool) -> Self {
+        self.embedded = Some(allow);
+        self
+    }
+
+    /// The bootstrap servers, when configured.
+    pub fn bootstrap(&self) -> Option<&str> {
+        self.bootstrap_servers.as_deref()
+    }
+
+    /// The Schema Registry URL, when configured.
+    pub fn registry_url(&self) -> Option<&str> {
+        self.schema_registry_url.as_deref()
+    }
+
+    /// Whether the embedded broker may start when no bootstrap servers are
+    /// configured.
+    pub fn allows_embedded(&self) -> bool {
+        self.embedded.unwrap_or(false)
+    }
+
+    /// The value a consumer gets for `key` (consumer property, else common).
+    pub fn consumer_value(&self, key: &str) -> Option<&str> {
+        self.consumer_properties
+            .get(key)
+            .or_else(|| self.properties.get(key))
+            .map(String::as_str)
+    }
+
+    /// The value a producer gets for `key` (producer property, else common).
+    pub fn producer_value(&self, key: &str) -> Option<&str> {
+        self.producer_properties
+            .get(key)
+            .or_else(|| self.properties.get(key))
+            .map(String::as_str)
+    }
+
+    /// The common and consumer properties, as a consumer gets them (a
+    /// consumer property overrides a common one).
+    pub fn consumer_properties(&self) -> BTreeMap<String, String> {
+        let mut all = self.properties.clone();
+        all.extend(self.consumer_properties.clone());
+        all
+    }
+
+    /// This configuration with `over` laid on top: each setting and each
+    /// property that `over` has wins. Layers are merged file, then
+    /// environment, then code:
+    ///
+    /// ```no_run
+    /// # use kafka_listener::KafkaConfig;
+    /// # fn f() -> Result<(), kafka_listener::Error> {
+    /// let config = KafkaConfig::from_file("kafka.properties")?
+    ///     .merged(KafkaConfig::from_env()?)
+    ///     .merged(KafkaConfig::new().consumer_property("max.poll.records", "200"));
+    /// # Ok(()) }
+    /// ```
+    pub fn merged(mut self, over: KafkaConfig) -> Self {
+        if over.bootstrap_servers.is_some() {
+            self.bootstrap_servers = over.bootstrap_servers;
+        }
+        if over.schema_registry_url.is_some() {
+            self.schema_registry_url = over.schema_registry_url;
+        }
+        if over.shutdown_timeout.is_some() {
+            self.shutdown_timeout = over.shutdown_timeout;
+        }
+        if over.embedded.is_some() {
+            self.embedded = over.embedded;
+        }
+        self.properties.extend(over.properties);
+        self.consumer_properties.extend(over.consumer_properties);
+        self.producer_properties.extend(over.producer_properties);
+        self
     }
 
     /// Sets the bootstrap servers.
@@ -77,14 +209,16 @@ impl KafkaConfig {
     ///
     /// | variable | meaning |
     /// |---|---|
-    /// | `KAFKA_BOOTSTRAP_SERVERS` | bootstrap servers (unset or empty: embedded broker) |
+    /// | `KAFKA_BOOTSTRAP_SERVERS` | bootstrap servers (unset or empty: none) |
+    /// | `KAFKA_EMBEDDED` | `true` allows the embedded broker when no bootstrap servers are set |
     /// | `KAFKA_PROPERTY_<NAME>` | a property for every client; `<NAME>` upper-case with `_` for `.`: `KAFKA_PROPERTY_SECURITY_PROTOCOL` is `security.protocol` |
     /// | `KAFKA_CONSUMER_<NAME>` / `KAFKA_PRODUCER_<NAME>` | the same, consumers or producers only |
-    /// | `SCHEMA_REGISTRY_URL` | Schema Registry URL |
+    /// | `SCHEMA_REGISTRY_URL` | Schema Registry URL (also `KAFKA_PROPERTY_SCHEMA_REGISTRY_URL`) |
     /// | `KAFKA_SHUTDOWN_TIMEOUT` | drain timeout, humantime (`10s`, `500ms`) |
     ///
     /// # Errors
-    /// [`Error::Config`] for a `KAFKA_SHUTDOWN_TIMEOUT` that is not a duration.
+    /// [`Error::Config`] for a `KAFKA_SHUTDOWN_TIMEOUT` that is not a
+    /// duration or a `KAFKA_EMBEDDED` that is not `true` or `false`.
     pub fn from_env() -> Result<Self> {
         Self::from_vars(std::env::vars())
     }
@@ -103,6 +237,20 @@ impl KafkaConfig {
                 }
             } else if k == "SCHEMA_REGISTRY_URL" {
                 if !v.trim().is_empty() {
+                    config.schema_registry_url = Some(v);
+                }
+            } else if k == "KAFKA_EMBEDDED" {
+                config.embedded = Some(match v.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" | "" => false,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "KAFKA_EMBEDDED=`{v}`: expected `true` or `false`"
+                        )))
+                    }
+                });
+            } else if k == "KAFKA_PROPERTY_SCHEMA_REGISTRY_URL" {
+                if !v.trim().is_empty() && config.schema_registry_url.is_none() {
                     config.schema_registry_url = Some(v);
                 }
             } else if k == "KAFKA_SHUTDOWN_TIMEOUT" {
@@ -264,6 +412,7 @@ impl fmt::Debug for KafkaConfig {
                 &self.schema_registry_url.as_deref().map(redact_url),
             )
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("embedded", &self.embedded)
             .finish()
     }
 }

@@ -261,9 +261,10 @@ pub enum Error {
     Serialization(#[source] BoxError),
     /// The Schema Registry refused a schema (incompatible, invalid) or could
     /// not be reached while encoding a record.
-    #[cfg(feature = "avro")]
+    /// The boxed error is the Avro codec's own `RegistryError` (feature
+    /// `avro`): `Error::registry_error` returns it typed.
     #[error(transparent)]
-    SchemaRegistry(#[from] crate::avro::RegistryError),
+    SchemaRegistry(BoxError),
     /// The broker did not acknowledge a record that was sent.
     #[error("send to `{topic}` failed: {source}")]
     Send {

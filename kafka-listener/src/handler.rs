@@ -3,16 +3,14 @@
 //! `E: Into<ListenerError>`.
 
 use std::future::Future;
-use std::pin::Pin;
-
 use std::sync::Arc;
 
+use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::ListenerError;
-use crate::extract::{join_prepared, FromBatch, FromRecord, ListenerContext, ListenerInfo};
+use crate::extract::{join_prepared, FromBatch, FromRecord};
 use crate::record::ConsumerRecord;
 
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+use crate::util::BoxFuture;
 
 /// What a listener function may return.
 #[diagnostic::on_unimplemented(

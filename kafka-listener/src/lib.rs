@@ -39,50 +39,69 @@
 //! - Bounded memory: at most [`ListenerSpec::max_in_flight`] records are
 //!   queued per partition; a full partition is paused.
 
-#[cfg(feature = "after-commit")]
-pub mod after_commit;
-pub mod app;
+// Modules bottom to top (docs/src/architecture.md); a module imports only
+// modules listed before it (tests/layers.rs checks this).
+//
+// base
+pub mod error;
+pub mod metrics;
+pub mod record;
+mod state;
+mod util;
+// settings
+mod ack;
+mod config;
+mod context;
+mod rate_limit;
+pub mod retry;
+// records in and out
 #[cfg(feature = "avro")]
 pub mod avro;
-pub mod config;
-mod container;
-pub mod dlq;
-pub mod embedded;
-pub mod error;
 pub mod extract;
-pub mod handler;
-pub mod listener;
-pub mod metrics;
-pub mod producer;
-pub mod rate_limit;
-pub mod record;
-pub mod recover;
-#[cfg(feature = "avro")]
-pub mod registry;
-pub mod retry;
-pub mod retry_topics;
-pub mod state;
+mod handler;
+mod listener;
+mod producer;
+mod recover;
+// failure paths
+pub mod dlq;
+mod retry_topics;
+// container
+mod container;
+// dev
+#[cfg(feature = "embedded")]
+pub mod embedded;
+// top
+#[cfg(feature = "after-commit")]
+pub mod after_commit;
+mod app;
+mod topics;
 
+pub use crate::ack::AckMode;
 #[cfg(feature = "after-commit")]
 pub use crate::after_commit::{
     Error as AfterCommitError, EventTx, OutboxEvent, RelayConfig, RelayHandle, TransactionalEvents,
 };
-pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
+pub use crate::app::{shutdown_signal, KafkaApp, KafkaAppBuilder, ListenerRegistry, RunningApp};
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
-pub use crate::container::ListenerContainer;
-pub use crate::dlq::{DeadLetter, DeadLetterRecoverer};
-pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
+pub use crate::container::{FinishedOffset, ListenerContainer, PartitionLag};
+pub use crate::context::{ListenerContext, ListenerInfo};
+pub use crate::dlq::DeadLetterRecoverer;
+pub use crate::error::{BoxError, Error, ErrorKind, ExtractError, ListenerError, Result};
 pub use crate::extract::{
-    Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State,
+    Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
-pub use crate::listener::{AckMode, ListenerSpec};
+pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
+pub use crate::listener::ListenerSpec;
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};
-pub use crate::retry::{BackOff, RetryPolicy};
-pub use crate::retry_topics::RetryTopics;
+pub use crate::recover::{LoggingRecoverer, Recoverer};
+pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
+pub use crate::state::StateMap;
+pub use crate::topics::NewTopic;
+pub use crate::util::BoxFuture;
 
 /// `#[after_commit]`, re-exported from `kafka-listener-macros` (the
 /// `OutboxEvent` derive comes with the trait, from `after_commit`).
@@ -105,18 +124,21 @@ pub mod prelude {
     pub use crate::{Avro, AvroKey};
 }
 
-/// Not public API. Used by generated code.
+/// Not public API. Used by generated code and the project's own tests.
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
 
-    pub use crate::dlq::DeadLetter;
+    pub use crate::ack::AckMode;
+    #[cfg(feature = "embedded")]
+    pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};
     pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
-    pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
+    pub use crate::listener::{registered_listeners, ListenerRegistration, ListenerSpec};
     pub use crate::rate_limit::RateLimit;
-    pub use crate::retry::{BackOff, RetryPolicy};
-    pub use crate::retry_topics::RetryTopics;
+    pub use crate::record::headers::{be_i32, be_i64};
+    pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
+    pub use crate::util::BoxFuture;
     pub use std::time::Duration;
 
     /// What `#[after_commit]` and `#[derive(OutboxEvent)]` generate code

@@ -100,7 +100,7 @@ impl RateLimiter {
 
     /// Takes a permit now (`Ok`) or says how long until one frees up (`Err`).
     pub(crate) fn try_acquire(&self, now: Instant) -> Result<(), Duration> {
-        let mut admitted = self.admitted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut admitted = crate::util::lock(&self.admitted);
         while admitted
             .front()
             .is_some_and(|t| now.saturating_duration_since(*t) >= self.limit.per)

@@ -5,8 +5,8 @@ use std::fmt::Debug;
 
 use futures::future::BoxFuture;
 
+use crate::context::ListenerInfo;
 use crate::error::{BoxError, ListenerError};
-use crate::extract::ListenerInfo;
 use crate::record::ConsumerRecord;
 
 /// Takes a record that failed for good. The container commits past the

@@ -126,6 +126,10 @@ impl RetryPolicy {
     }
 }
 
+// Interim: the dead-letter and retry-topic settings move into this module.
+pub use crate::dlq::DeadLetter;
+pub use crate::retry_topics::RetryTopics;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,25 +33,22 @@
 //! upserts of the latest state), and blocking retries where per-key order
 //! matters (the coupon queue).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use crate::dlq::headers::{self, be_i32, be_i64, dead_letter_headers};
+use crate::context::ListenerInfo;
+use crate::dlq::headers::dead_letter_headers;
 use crate::dlq::{DeadLetter, DeadLetterRecoverer};
 use crate::error::{BoxError, ListenerError};
-use crate::extract::ListenerInfo;
 use crate::producer::KafkaTemplate;
+use crate::record::headers::{
+    self, be_i32, be_i64, RETRY_TOPIC_ATTEMPTS as ATTEMPTS_HEADER,
+    RETRY_TOPIC_BACKOFF_TIMESTAMP as BACKOFF_TIMESTAMP_HEADER,
+};
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
-
-/// Spring's `RetryTopicHeaders.DEFAULT_HEADER_ATTEMPTS`: 4-byte big-endian
-/// int, the delivery attempt of the record in the retry topic.
-pub const ATTEMPTS_HEADER: &str = "retry_topic-attempts";
-/// Spring's `RetryTopicHeaders.DEFAULT_HEADER_BACKOFF_TIMESTAMP`: 8-byte
-/// big-endian long, ms since the Unix epoch when the record is due.
-pub const BACKOFF_TIMESTAMP_HEADER: &str = "retry_topic-backoff-timestamp";
 
 /// Retry topics of one listener: total attempts (the first delivery
 /// included) and the delay before each retry.
@@ -114,11 +111,7 @@ pub(crate) fn wait_for(record: &ConsumerRecord) -> Option<Duration> {
     (wait > 0).then(|| Duration::from_millis(wait as u64))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::util::now_ms;
 
 /// The recoverer of a listener with retry topics: the next retry topic, or
 /// the dead-letter topic once the attempts are used up.

@@ -507,7 +507,7 @@ async fn a_failing_key_does_not_block_the_others(db: Db) {
 #[cfg(feature = "avro")]
 async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
     use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
-    use kafka_listener::registry::EmbeddedSchemaRegistry;
+    use kafka_listener::embedded::EmbeddedSchemaRegistry;
 
     let topic = <AvroIssued as OutboxEvent>::TOPIC;
     let broker = support::broker(topic, 2);

@@ -17,10 +17,10 @@ use common::*;
 use futures::future::BoxFuture;
 use kafka_listener::avro::{wire, AvroCodec, RegistryError};
 use kafka_listener::error::BoxError;
-use kafka_listener::extract::ListenerInfo;
 use kafka_listener::prelude::*;
-use kafka_listener::recover::Recoverer;
-use kafka_listener::{Error, ErrorKind};
+use kafka_listener::ErrorKind;
+use kafka_listener::ListenerInfo;
+use kafka_listener::Recoverer;
 
 async fn key_value_listener(
     key: AvroKey<OrderKey>,
@@ -203,8 +203,8 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
         .await
         .unwrap_err();
     running.shutdown().await;
-    match &err {
-        Error::SchemaRegistry(RegistryError::Incompatible { subject, message }) => {
+    match err.registry_error() {
+        Some(RegistryError::Incompatible { subject, message }) => {
             assert_eq!(subject, &format!("{TOPIC}-value"));
             assert!(message.contains("incompatible"), "{message}");
             assert!(message.contains("warehouse"), "names the field: {message}");
@@ -519,7 +519,7 @@ async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_byt
         vec![
             ListenerSpec::new("fw-poison")
                 .topics([TOPIC])
-                .dead_letter(kafka_listener::dlq::DeadLetter::Default)
+                .dead_letter(kafka_listener::DeadLetter::Default)
                 .handler(v1_listener),
             ListenerSpec::new("fw-dlt")
                 .topics([format!("{TOPIC}-dlt")])

@@ -119,6 +119,7 @@ async fn confluent_python_client_and_kafka_template_read_each_others_avro() {
     // No schema_registry_url: the app serves the embedded registry.
     let app = KafkaApp::builder()
         .config(config(&broker))
+        .embedded_broker(Arc::clone(&broker))
         .without_discovered_listeners()
         .listener(
             ListenerSpec::new("from-python")

@@ -14,8 +14,8 @@ use apache_avro::AvroSchema;
 use avro_common::*;
 use common::*;
 use kafka_listener::avro::{wire, AvroCodec, RegistryError};
+use kafka_listener::embedded::EmbeddedSchemaRegistry;
 use kafka_listener::prelude::*;
-use kafka_listener::registry::EmbeddedSchemaRegistry;
 use kafka_listener::Error;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,8 +69,7 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
     // poison pill (a misconfiguration must not dead-letter good records).
     let refused = anonymous.schema(1).await.unwrap_err();
     assert!(refused.is_retryable(), "{refused}");
-    let mut config = config(&broker);
-    config.schema_registry_url = Some(registry.url().to_owned());
+    let mut config = config(&broker).schema_registry_url(registry.url());
     config = config
         .property("basic.auth.credentials.source", "USER_INFO")
         .property("basic.auth.user.info", "svc:secret")
@@ -143,7 +142,7 @@ async fn subject_strategies_and_registration_settings_follow_confluents_serializ
     let no_register = codec_with(&[("auto.register.schemas", "false")]);
     let err = no_register.encode("t3", value, &order).await.unwrap_err();
     assert!(
-        matches!(err, Error::SchemaRegistry(RegistryError::NotFound { .. })),
+        matches!(err.registry_error(), Some(RegistryError::NotFound { .. })),
         "{err:?}"
     );
     // ...and a registered one is looked up, not registered again.
@@ -259,8 +258,7 @@ async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file()
     assert!(err.is_retryable(), "{err}");
 
     let got = Got::<OrderV1>::default();
-    let mut config = config(&broker);
-    config.schema_registry_url = Some(url);
+    let config = config(&broker).schema_registry_url(url);
     let app = app(
         &broker,
         config.property("schema.registry.ssl.ca.location", ca),

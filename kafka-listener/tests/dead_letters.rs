@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_listener::dlq::headers as h;
 use kafka_listener::prelude::*;
+use kafka_listener::record::headers as h;
 use kafka_listener::{DeadLetter, ProducerRecord};
 use rdkafka::Message;
 use serde::Deserialize;
@@ -193,6 +193,7 @@ async fn a_record_that_fails_twice_then_succeeds_is_not_dead_lettered() {
     // The app's own embedded broker: the app creates the topic and its
     // dead-letter topic.
     let app = KafkaApp::builder()
+        .embedded()
         .without_discovered_listeners()
         .listener(
             ListenerSpec::new("twice")

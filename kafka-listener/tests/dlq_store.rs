@@ -8,9 +8,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_listener::dlq::headers::REPLAYED_FROM;
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::prelude::*;
+use kafka_listener::record::headers::REPLAYED_FROM;
 use kafka_listener::DeadLetter;
 use sqlx::any::AnyPoolOptions;
 

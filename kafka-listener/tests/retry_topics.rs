@@ -9,9 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use kafka_listener::dlq::headers as h;
 use kafka_listener::prelude::*;
-use kafka_listener::retry_topics::{ATTEMPTS_HEADER, BACKOFF_TIMESTAMP_HEADER};
+use kafka_listener::record::headers as h;
+use kafka_listener::record::headers::{
+    RETRY_TOPIC_ATTEMPTS as ATTEMPTS_HEADER,
+    RETRY_TOPIC_BACKOFF_TIMESTAMP as BACKOFF_TIMESTAMP_HEADER,
+};
 use kafka_listener::RetryTopics;
 use rdkafka::Message;
 use serde::Deserialize;

@@ -66,6 +66,7 @@ async fn noop(_: String) {}
 async fn a_dead_letter_topic_read_by_a_listener_keeps_its_source_partitions() {
     init_tracing();
     let app = KafkaApp::builder()
+        .embedded()
         .without_discovered_listeners()
         .topic(NewTopic::new("orders", 4))
         .listener(

@@ -30,7 +30,7 @@ pub struct ServiceConfig {
     pub active_ttl: Duration,
     /// How long `POST /queue/tokens` waits for the broker to acknowledge
     /// the token record before answering 503. Sets the producer's
-    /// `message.timeout.ms` unless `kafka.producer_properties` already sets
+    /// `message.timeout.ms` unless the producer properties already set
     /// it.
     pub send_timeout: Duration,
     /// Embedded broker only: `POST /queue/tokens` answers 429 while more
@@ -82,9 +82,7 @@ impl ServiceConfig {
     /// The Kafka configuration with the service's producer defaults applied
     /// (`message.timeout.ms` from [`Self::send_timeout`]).
     pub(crate) fn kafka_config(&self) -> KafkaConfig {
-        let mut kafka = self.kafka.clone();
-        example_support::config::default_message_timeout(&mut kafka, self.send_timeout);
-        kafka
+        example_support::config::default_message_timeout(self.kafka.clone(), self.send_timeout)
     }
 }
 
@@ -98,8 +96,8 @@ mod tests {
         assert_eq!(c.admit_rate, DEFAULT_ADMIT_RATE.parse().unwrap());
         assert_eq!(c.http_addr.port(), 8081);
         assert_eq!(
-            c.kafka_config().producer_properties["message.timeout.ms"],
-            "10000"
+            c.kafka_config().producer_value("message.timeout.ms"),
+            Some("10000")
         );
     }
 }

@@ -203,7 +203,7 @@ async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
 /// Opens the doors of a service started with `--paused`
 /// (`admit_on_start = false`): starts the admission listener. Idempotent.
 async fn start_admission(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let Some(container) = app.app.get().and_then(|a| a.container(LISTENER_ID)) else {
+    let Some(container) = app.listeners.container(LISTENER_ID) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the admission listener is not set up yet",

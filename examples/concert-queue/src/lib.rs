@@ -48,7 +48,7 @@ mod position;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use example_support::config::redact_database_url;
@@ -79,7 +79,7 @@ use crate::position::Cursor;
 #[derive(Debug)]
 pub struct RunningService {
     http: HttpServer,
-    app: Arc<RunningApp>,
+    app: RunningApp,
     db: Db,
     sweeper_stop: watch::Sender<bool>,
     sweeper: JoinHandle<()>,
@@ -111,10 +111,7 @@ impl RunningService {
     /// # Errors
     /// [`ServiceError::Kafka`] when the consumer cannot be created.
     pub fn start_admission(&self) -> Result<(), ServiceError> {
-        match self.app.container(LISTENER_ID) {
-            Some(c) => Ok(c.start()?),
-            None => Err(ServiceError::Config(format!("no listener `{LISTENER_ID}`"))),
-        }
+        Ok(self.app.registry().start(LISTENER_ID)?)
     }
 
     /// Stops gracefully: the HTTP server stops accepting and finishes the
@@ -156,7 +153,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     let http = HttpListener::bind(config.http_addr).await?;
 
     let kafka = config.kafka_config();
-    let mut builder = KafkaApp::builder().config(kafka.clone());
+    let mut builder = KafkaApp::builder().config(kafka.clone()).embedded();
     if config.declare_topic {
         builder = builder.topic(NewTopic::new(TOPIC, 1));
     }
@@ -176,9 +173,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     } else {
         None
     };
-    let running: Arc<OnceLock<Arc<RunningApp>>> = Arc::new(OnceLock::new());
     let cursor = Arc::new(Cursor::new(
-        Arc::clone(&running),
+        app.registry(),
         &kafka,
         app.bootstrap_servers(),
     )?);
@@ -186,15 +182,14 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         db: db.clone(),
         template: app.template(),
         cursor,
-        app: Arc::clone(&running),
+        listeners: app.registry(),
         send_timeout: config.send_timeout,
         active_ttl: config.active_ttl,
         admit_rate: config.admit_rate,
         max_waiting,
         produced_end: Arc::new(AtomicI64::new(0)),
     };
-    let app = Arc::new(app.state(state.clone()).start().await?);
-    let _ = running.set(Arc::clone(&app));
+    let app = app.state(state.clone()).start().await?;
 
     let (sweeper_stop, mut stop_rx) = watch::channel(false);
     let sweep_db = db.clone();

@@ -2,12 +2,12 @@
 //! [`TOPIC`], admitting tokens in offset order at the configured rate.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_listener::{
-    kafka_listener, Json, KafkaTemplate, ListenerError, ListenerSpec, RateLimit, RecordMeta,
-    RunningApp, State,
+    kafka_listener, Json, KafkaTemplate, ListenerError, ListenerRegistry, ListenerSpec, RateLimit,
+    RecordMeta, State,
 };
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,7 @@ pub(crate) struct AppState {
     pub(crate) cursor: Arc<Cursor>,
     /// The running app, set once it started (`POST /admin/admission/start`
     /// starts the listener through it).
-    pub(crate) app: Arc<OnceLock<Arc<RunningApp>>>,
+    pub(crate) listeners: ListenerRegistry,
     pub(crate) send_timeout: Duration,
     pub(crate) active_ttl: Duration,
     pub(crate) admit_rate: RateLimit,
@@ -69,10 +69,7 @@ impl AppState {
     /// Whether the admission listener runs (`false` before the app started
     /// or while the doors are closed).
     pub(crate) fn admitting(&self) -> bool {
-        self.app
-            .get()
-            .and_then(|a| a.container(LISTENER_ID))
-            .is_some_and(|c| c.is_running())
+        self.listeners.is_running(LISTENER_ID).unwrap_or(false)
     }
 
     /// The broker acknowledged a token record at `offset`.

@@ -9,10 +9,10 @@
 //! the group's committed offset, read from the broker and cached for a
 //! second; 0 when nothing was ever committed.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_listener::{KafkaConfig, RunningApp};
+use kafka_listener::{KafkaConfig, ListenerRegistry};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -38,7 +38,7 @@ impl Source {
 
 /// Reads the cursor; shared by the HTTP handlers.
 pub(crate) struct Cursor {
-    app: Arc<OnceLock<Arc<RunningApp>>>,
+    listeners: ListenerRegistry,
     /// A consumer of the group that never subscribes: only asks for the
     /// committed offset and the watermarks.
     admin: Arc<BaseConsumer>,
@@ -55,15 +55,15 @@ impl std::fmt::Debug for Cursor {
 const COMMITTED_TTL: Duration = Duration::from_secs(1);
 
 impl Cursor {
-    /// A cursor over the app once it is set in `app`, asking `bootstrap`
+    /// A cursor over the listener in `listeners` (filled when the app starts), asking `bootstrap`
     /// with the client `config` for the committed offset.
     pub(crate) fn new(
-        app: Arc<OnceLock<Arc<RunningApp>>>,
+        listeners: ListenerRegistry,
         config: &KafkaConfig,
         bootstrap: &str,
     ) -> Result<Self, kafka_listener::Error> {
         let mut client = ClientConfig::new();
-        for (k, v) in config.properties.iter().chain(&config.consumer_properties) {
+        for (k, v) in config.consumer_properties() {
             client.set(k, v);
         }
         client
@@ -75,7 +75,7 @@ impl Cursor {
             .create()
             .map_err(|e| kafka_listener::Error::Config(format!("cursor consumer: {e}")))?;
         Ok(Self {
-            app,
+            listeners,
             admin: Arc::new(admin),
             committed: Mutex::new(None),
         })
@@ -83,13 +83,12 @@ impl Cursor {
 
     /// The listener's finished offset on partition 0, when it has one.
     pub(crate) fn finished(&self) -> Option<i64> {
-        let app = self.app.get()?;
-        let container = app.container(LISTENER_ID)?;
-        container
+        self.listeners
+            .container(LISTENER_ID)?
             .finished_offsets()
             .into_iter()
-            .find(|(t, p, o)| t == TOPIC && *p == PARTITION && *o >= 0)
-            .map(|(_, _, o)| o)
+            .find(|f| f.topic == TOPIC && f.partition == PARTITION && f.offset >= 0)
+            .map(|f| f.offset)
     }
 
     /// The offset of the next token to admit, and where it came from.

@@ -23,7 +23,7 @@ pub struct ServiceConfig {
     pub kafka: KafkaConfig,
     /// How long `POST /coupons/{id}/issue` waits for the broker to
     /// acknowledge the request record before answering 503. Sets the
-    /// producer's `message.timeout.ms` unless `kafka.producer_properties`
+    /// producer's `message.timeout.ms` unless the producer properties
     /// already sets it.
     pub send_timeout: Duration,
     /// Consumers in the `coupon-issuer` group (at least 1; default 3, one per
@@ -68,16 +68,10 @@ impl ServiceConfig {
         // group do not all make the first generation, the next generation
         // waited ~44 s, the session timeout (librdkafka default 45 s) of a
         // member that never rejoins. A 10 s session bounds that stall.
-        let consumer_has = |k: &KafkaConfig, key: &str| {
-            k.consumer_properties.contains_key(key) || k.properties.contains_key(key)
-        };
-        if kafka.bootstrap_servers.is_none() && !consumer_has(&kafka, "session.timeout.ms") {
-            kafka
-                .consumer_properties
-                .insert("session.timeout.ms".into(), "10000".into());
+        if kafka.bootstrap().is_none() {
+            kafka = kafka.consumer_default("session.timeout.ms", "10000");
         }
-        example_support::config::default_message_timeout(&mut kafka, self.send_timeout);
-        kafka
+        example_support::config::default_message_timeout(kafka, self.send_timeout)
     }
 }
 
@@ -92,29 +86,28 @@ mod tests {
             ..ServiceConfig::default()
         };
         assert_eq!(
-            config.kafka_config().producer_properties["message.timeout.ms"],
-            "2500"
+            config.kafka_config().producer_value("message.timeout.ms"),
+            Some("2500")
         );
         let mut explicit = config.clone();
-        explicit
+        explicit.kafka = explicit
             .kafka
-            .producer_properties
-            .insert("message.timeout.ms".into(), "900".into());
+            .producer_property("message.timeout.ms", "900");
         assert_eq!(
-            explicit.kafka_config().producer_properties["message.timeout.ms"],
-            "900"
+            explicit.kafka_config().producer_value("message.timeout.ms"),
+            Some("900")
         );
         assert_eq!(
-            config.kafka_config().consumer_properties["session.timeout.ms"],
-            "10000"
+            config.kafka_config().consumer_value("session.timeout.ms"),
+            Some("10000")
         );
         let external = ServiceConfig {
             kafka: KafkaConfig::new().bootstrap_servers("broker:9092"),
             ..ServiceConfig::default()
         };
-        assert!(!external
-            .kafka_config()
-            .consumer_properties
-            .contains_key("session.timeout.ms"));
+        assert_eq!(
+            external.kafka_config().consumer_value("session.timeout.ms"),
+            None
+        );
     }
 }

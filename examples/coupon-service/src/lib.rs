@@ -53,7 +53,7 @@ use std::sync::Arc;
 use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use example_support::telemetry;
-use kafka_listener::after_commit::{RelayConfig, RelayHandle, TransactionalEvents};
+use kafka_listener::after_commit::{RelayConfig, TransactionalEvents};
 use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 
@@ -81,7 +81,6 @@ use crate::listener::AppState;
 pub struct RunningService {
     http: HttpServer,
     app: RunningApp,
-    relay: RelayHandle,
     db: Db,
 }
 
@@ -112,10 +111,8 @@ impl RunningService {
     /// flushed, and the database pools are closed.
     pub async fn shutdown(self) {
         self.http.shutdown().await;
-        // After the listeners (no new outbox rows) and before the app
-        // flushes and drops the template the relay sends with.
-        futures::future::join_all(self.app.containers().map(|c| c.stop())).await;
-        self.relay.shutdown().await;
+        // Listeners, then the outbox relay, then the template flush: the
+        // framework's order (`KafkaApp::on_shutdown`).
         self.app.shutdown().await;
         self.db.close().await;
         tracing::info!("coupon-service stopped");
@@ -172,6 +169,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     let concurrency = config.concurrency;
     let app = KafkaApp::builder()
         .config(kafka)
+        .embedded()
         .topic(NewTopic::new(TOPIC, PARTITIONS))
         .topic(NewTopic::new(ISSUED_TOPIC, ISSUED_PARTITIONS))
         .only_listeners([LISTENER_ID])
@@ -204,15 +202,15 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         dead_letters,
         events: events.clone(),
     };
-    // First sends what a previous run committed and left unsent.
+    // First sends what a previous run committed and left unsent. Stopped
+    // after the listeners (no new outbox rows) and before the template is
+    // flushed.
     let relay = events.start_relay(app.template(), RelayConfig::default());
-    let app = match app.state(state.clone()).start().await {
-        Ok(app) => app,
-        Err(e) => {
-            relay.shutdown().await;
-            return Err(e.into());
-        }
-    };
+    let app = app
+        .state(state.clone())
+        .on_shutdown("outbox relay", move || relay.shutdown())
+        .start()
+        .await?;
 
     let http = http.serve(http::router(state, metrics));
     tracing::info!(
@@ -220,12 +218,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         http.base_url(),
         app.bootstrap_servers()
     );
-    Ok(RunningService {
-        http,
-        app,
-        relay,
-        db,
-    })
+    Ok(RunningService { http, app, db })
 }
 
 impl example_support::cli::Service for RunningService {

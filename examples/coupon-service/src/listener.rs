@@ -6,8 +6,8 @@ use std::time::Duration;
 use apache_avro::AvroSchema;
 use kafka_listener::after_commit::{OutboxEvent, TransactionalEvents};
 use kafka_listener::avro::TimestampMillis;
-use kafka_listener::dlq::headers::{Original, EXCEPTION_STACKTRACE};
 use kafka_listener::dlq::DeadLetterStore;
+use kafka_listener::record::headers::{Original, EXCEPTION_STACKTRACE};
 use kafka_listener::{
     kafka_listener, Avro, AvroCodec, ConsumerRecord, KafkaTemplate, ListenerError, ListenerSpec,
     RecordMeta, RetryPolicy, State,

@@ -43,7 +43,7 @@ where
     E: Display,
 {
     let service = started.await.map_err(|e| e.to_string())?;
-    kafka_listener::app::shutdown_signal().await;
+    kafka_listener::shutdown_signal().await;
     service.shutdown().await;
     Ok(())
 }

@@ -6,22 +6,18 @@ use kafka_listener::KafkaConfig;
 
 /// Makes the producer give up on a record after `send_timeout` (rounded to
 /// whole milliseconds, 1 ms to `i32::MAX` ms) by setting
-/// `message.timeout.ms` in `kafka.producer_properties`, unless
+/// `message.timeout.ms` for producers, unless
 /// `message.timeout.ms` or `delivery.timeout.ms` is set already (in the
 /// producer properties or the common ones): an explicit setting wins.
 ///
 /// The apps answer 503 when the broker did not acknowledge a record within
 /// this time.
-pub fn default_message_timeout(kafka: &mut KafkaConfig, send_timeout: Duration) {
-    let has = |k: &KafkaConfig, key: &str| {
-        k.producer_properties.contains_key(key) || k.properties.contains_key(key)
-    };
-    if !has(kafka, "message.timeout.ms") && !has(kafka, "delivery.timeout.ms") {
-        let ms = send_timeout.as_millis().clamp(1, i32::MAX as u128);
-        kafka
-            .producer_properties
-            .insert("message.timeout.ms".into(), ms.to_string());
+pub fn default_message_timeout(kafka: KafkaConfig, send_timeout: Duration) -> KafkaConfig {
+    if kafka.producer_value("delivery.timeout.ms").is_some() {
+        return kafka;
     }
+    let ms = send_timeout.as_millis().clamp(1, i32::MAX as u128);
+    kafka.producer_default("message.timeout.ms", ms.to_string())
 }
 
 /// A database URL fit for logs: `scheme://user:password@host/...` becomes
@@ -43,29 +39,19 @@ mod tests {
 
     #[test]
     fn send_timeout_becomes_message_timeout_unless_set() {
-        let mut kafka = KafkaConfig::new();
-        default_message_timeout(&mut kafka, Duration::from_millis(2500));
-        assert_eq!(kafka.producer_properties["message.timeout.ms"], "2500");
+        let kafka = default_message_timeout(KafkaConfig::new(), Duration::from_millis(2500));
+        assert_eq!(kafka.producer_value("message.timeout.ms"), Some("2500"));
 
-        let mut explicit = KafkaConfig::new();
-        explicit
-            .producer_properties
-            .insert("message.timeout.ms".into(), "900".into());
-        default_message_timeout(&mut explicit, Duration::from_millis(2500));
-        assert_eq!(explicit.producer_properties["message.timeout.ms"], "900");
+        let explicit = KafkaConfig::new().producer_property("message.timeout.ms", "900");
+        let explicit = default_message_timeout(explicit, Duration::from_millis(2500));
+        assert_eq!(explicit.producer_value("message.timeout.ms"), Some("900"));
 
-        let mut delivery = KafkaConfig::new();
-        delivery
-            .properties
-            .insert("delivery.timeout.ms".into(), "900".into());
-        default_message_timeout(&mut delivery, Duration::from_millis(2500));
-        assert!(!delivery
-            .producer_properties
-            .contains_key("message.timeout.ms"));
+        let delivery = KafkaConfig::new().property("delivery.timeout.ms", "900");
+        let delivery = default_message_timeout(delivery, Duration::from_millis(2500));
+        assert_eq!(delivery.producer_value("message.timeout.ms"), None);
 
-        let mut tiny = KafkaConfig::new();
-        default_message_timeout(&mut tiny, Duration::from_micros(10));
-        assert_eq!(tiny.producer_properties["message.timeout.ms"], "1");
+        let tiny = default_message_timeout(KafkaConfig::new(), Duration::from_micros(10));
+        assert_eq!(tiny.producer_value("message.timeout.ms"), Some("1"));
     }
 
     #[test]

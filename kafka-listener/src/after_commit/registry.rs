@@ -15,8 +15,8 @@ use futures::FutureExt;
 use super::{metrics, Error};
 use crate::error::ListenerError;
 use crate::extract::State;
-use crate::handler::BoxFuture;
 use crate::state::StateMap;
+use crate::util::BoxFuture;
 
 /// Facts about one published event, for handlers that take it as an
 /// argument.

@@ -187,12 +187,7 @@ impl fmt::Debug for AvroCodec {
 }
 
 fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
-    Arc::clone(
-        map.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default(),
-    )
+    Arc::clone(crate::util::lock(map).entry(key).or_default())
 }
 
 impl AvroCodec {
@@ -288,7 +283,7 @@ impl AvroCodec {
         if fetched.is_err() {
             // Keep no entry for ids that failed (unknown ids of poison
             // pills would otherwise pile up); waiters already hold the cell.
-            let mut by_id = self.inner.by_id.lock().unwrap_or_else(|e| e.into_inner());
+            let mut by_id = crate::util::lock(&self.inner.by_id);
             if by_id.get(&id).is_some_and(|c| c.get().is_none()) {
                 by_id.remove(&id);
             }
@@ -298,10 +293,7 @@ impl AvroCodec {
 
     /// The writer schema of `id` if it has been fetched.
     pub fn cached_schema(&self, id: u32) -> Option<Arc<Schema>> {
-        self.inner
-            .by_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.inner.by_id)
             .get(&id)
             .and_then(|c| c.get().cloned())
     }
@@ -323,7 +315,7 @@ impl AvroCodec {
 
     /// The reader schema of `T` and its full name, computed once per type.
     fn reader_schema<T: AvroSchema + 'static>(&self) -> (Arc<Schema>, Arc<str>) {
-        let mut readers = self.inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut readers = crate::util::lock(&self.inner.readers);
         readers
             .entry(TypeId::of::<T>())
             .or_insert_with(|| {

@@ -75,10 +75,11 @@ pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart};
 pub use self::logical::TimestampMillis;
 pub use self::registry_client::{RegisteredSchema, RegistryClient, RegistryError, CONTENT_TYPE};
 pub use self::subject::SubjectNameStrategy;
+use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::{ExtractError, ListenerError};
-use crate::extract::{FromRecord, ListenerContext, ListenerInfo};
-use crate::handler::BoxFuture;
+use crate::extract::FromRecord;
 use crate::record::ConsumerRecord;
+use crate::util::BoxFuture;
 
 /// The record value, Avro in the Confluent wire format, decoded into `T`
 /// with the app's [`AvroCodec`].

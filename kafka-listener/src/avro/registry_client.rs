@@ -79,6 +79,22 @@ pub enum RegistryError {
     InvalidResponse(String),
 }
 
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        Error::SchemaRegistry(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The schema registry's error, when this is [`Error::SchemaRegistry`].
+    pub fn registry_error(&self) -> Option<&RegistryError> {
+        match self {
+            Error::SchemaRegistry(e) => e.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
 impl RegistryError {
     /// Whether trying again later may succeed (registry down or
     /// overloaded), as opposed to an answer that will not change.

@@ -19,7 +19,7 @@ use std::io::Write;
 
 use clap::Parser;
 use kafka_listener::embedded::EmbeddedBroker;
-use kafka_listener::registry::EmbeddedSchemaRegistry;
+use kafka_listener::embedded::EmbeddedSchemaRegistry;
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -96,7 +96,7 @@ async fn main() -> std::process::ExitCode {
     let _ = writeln!(out, "schema.registry.url={}", registry.url());
     let _ = out.flush();
     drop(out);
-    kafka_listener::app::shutdown_signal().await;
+    kafka_listener::shutdown_signal().await;
     drop(registry);
     drop(broker);
     std::process::ExitCode::SUCCESS

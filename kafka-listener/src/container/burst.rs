@@ -37,16 +37,14 @@ const POOLED: usize = 64;
 
 impl SegmentPool {
     fn take(&self) -> Vec<u8> {
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.free)
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(SEGMENT))
     }
 
     fn give(&self, mut buf: Vec<u8>) {
         buf.clear();
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let mut free = crate::util::lock(&self.free);
         if free.len() < POOLED {
             free.push(buf);
         }

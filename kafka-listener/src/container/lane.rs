@@ -11,12 +11,13 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, Notify};
 
 use super::burst::Burst;
-use super::offsets::{AckHandle, PartitionOffsets};
 use super::ListenerRuntime;
+use crate::ack::{AckHandle, PartitionOffsets};
+use crate::context::ListenerContext;
 use crate::error::{ErrorKind, ListenerError};
-use crate::extract::ListenerContext;
-use crate::handler::{BoxFuture, ErasedHandler};
+use crate::handler::ErasedHandler;
 use crate::record::ConsumerRecord;
+use crate::util::BoxFuture;
 
 /// State of one lane shared with the consumer thread.
 #[derive(Debug)]
@@ -83,7 +84,7 @@ type PartitionKey = (Arc<str>, i32);
 
 impl RetryMemory {
     fn remember(&self, record: &ConsumerRecord, attempts: u32) {
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = crate::util::lock(&self.map);
         m.insert(
             (Arc::clone(&record.topic), record.partition),
             (record.offset, attempts),
@@ -100,7 +101,7 @@ impl RetryMemory {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = crate::util::lock(&self.map);
         if m.is_empty() {
             self.any.store(false, Ordering::Release);
             return None;

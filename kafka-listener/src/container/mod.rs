@@ -8,9 +8,11 @@
 //! within one consumer.
 
 mod burst;
+mod commit;
 mod consumer;
 mod lane;
-pub(crate) mod offsets;
+mod lanes;
+mod rebalance;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,10 +22,11 @@ use std::time::Duration;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::ClientConfig;
 
-use self::consumer::{ContainerContext, Control, StopGate};
+use self::consumer::StopGate;
+use self::lanes::{ContainerContext, Control};
+use crate::context::ListenerInfo;
 use crate::dlq::{DeadLetter, DeadLetterRecoverer};
 use crate::error::{Error, Result};
-use crate::extract::ListenerInfo;
 use crate::handler::ErasedHandler;
 use crate::listener::ListenerSpec;
 use crate::metrics::ListenerMetrics;
@@ -42,7 +45,7 @@ pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
 /// The offset tracker of every partition whose lane runs, by topic and
 /// partition.
 pub(crate) type Progress =
-    Arc<Mutex<std::collections::HashMap<(String, i32), Arc<offsets::PartitionOffsets>>>>;
+    Arc<Mutex<std::collections::HashMap<(String, i32), Arc<crate::ack::PartitionOffsets>>>>;
 
 /// The lag per `(topic, partition)` at librdkafka's last statistics.
 pub(crate) type Lag = Arc<Mutex<std::collections::HashMap<(String, i32), i64>>>;
@@ -116,6 +119,30 @@ impl std::fmt::Debug for ListenerContainer {
             .field("running", &self.is_running())
             .finish()
     }
+}
+
+/// One partition's finished offset ([`ListenerContainer::finished_offsets`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct FinishedOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+    /// One past the last offset the listener finished; -1 before the first.
+    pub offset: i64,
+}
+
+/// One partition's lag ([`ListenerContainer::lag`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct PartitionLag {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+    /// Records between the finished offset and the log end offset.
+    pub lag: i64,
 }
 
 impl ListenerContainer {
@@ -246,11 +273,7 @@ impl ListenerContainer {
 
     /// Whether the consumers are running.
     pub fn is_running(&self) -> bool {
-        !self
-            .consumers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !crate::util::lock(&self.consumers).is_empty()
     }
 
     /// Starts `concurrency` consumers; does nothing when already running.
@@ -259,18 +282,14 @@ impl ListenerContainer {
     /// # Errors
     /// [`Error::Kafka`] when a consumer cannot be created (bad property).
     pub fn start(&self) -> Result<()> {
-        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut consumers = crate::util::lock(&self.consumers);
         if !consumers.is_empty() {
             return Ok(());
         }
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::Config("ListenerContainer::start needs a tokio runtime".into()))?;
         let gate = Arc::new(StopGate::new(self.runtime.concurrency));
-        *self
-            .observed
-            .assigned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = vec![Vec::new(); self.runtime.concurrency];
+        *crate::util::lock(&self.observed.assigned) = vec![Vec::new(); self.runtime.concurrency];
         for i in 0..self.runtime.concurrency {
             let gate = Arc::clone(&gate);
             let name = format!("{}-{}", self.runtime.info.id, i);
@@ -321,8 +340,7 @@ impl ListenerContainer {
     /// drain timeout), commits what is finished and leaves the group.
     /// Returns when all have stopped.
     pub async fn stop(&self) {
-        let consumers =
-            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        let consumers = std::mem::take(&mut *crate::util::lock(&self.consumers));
         if consumers.is_empty() {
             return;
         }
@@ -348,11 +366,7 @@ impl ListenerContainer {
         if !self.is_running() {
             return Vec::new();
         }
-        self.observed
-            .assigned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::util::lock(&self.observed.assigned).clone()
     }
 
     /// For each partition with a running lane: one past the last offset the
@@ -360,15 +374,15 @@ impl ListenerContainer {
     /// one. This is the offset the next commit will carry, and usually ahead
     /// of the committed offset. A queue can derive a waiting record's
     /// position from it: `record offset - finished offset`.
-    pub fn finished_offsets(&self) -> Vec<(String, i32, i64)> {
-        let progress = self
-            .observed
-            .progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    pub fn finished_offsets(&self) -> Vec<FinishedOffset> {
+        let progress = crate::util::lock(&self.observed.progress);
         let mut out: Vec<_> = progress
             .iter()
-            .map(|((t, p), o)| (t.clone(), *p, o.committable()))
+            .map(|((t, p), o)| FinishedOffset {
+                topic: t.clone(),
+                partition: *p,
+                offset: o.committable(),
+            })
             .collect();
         out.sort();
         out
@@ -379,14 +393,18 @@ impl ListenerContainer {
     /// (records queued for the handler count as lag), as of librdkafka's
     /// last statistics (every `statistics.interval.ms`, default 5 s here).
     /// Also exported as the gauge `kafka_listener_consumer_lag`.
-    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+    pub fn lag(&self) -> Vec<PartitionLag> {
         let assigned: std::collections::HashSet<(String, i32)> =
             self.assigned_partitions().into_iter().flatten().collect();
-        let lag = self.observed.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let lag = crate::util::lock(&self.observed.lag);
         let mut out: Vec<_> = lag
             .iter()
             .filter(|(k, _)| assigned.contains(*k))
-            .map(|((t, p), l)| (t.clone(), *p, *l))
+            .map(|((t, p), l)| PartitionLag {
+                topic: t.clone(),
+                partition: *p,
+                lag: *l,
+            })
             .collect();
         out.sort();
         out
@@ -429,12 +447,7 @@ impl ListenerContainer {
     }
 
     fn send(&self, control: Control) {
-        for c in self
-            .consumers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        for c in crate::util::lock(&self.consumers).iter() {
             let _ = c.control.send(control);
         }
     }

@@ -1,4 +1,4 @@
-//! The headers of a dead letter, with Spring Kafka's names and encodings
+//! Writes the headers of a dead letter, with Spring Kafka's names and encodings
 //! (`org.springframework.kafka.support.KafkaHeaders`, written by
 //! `DeadLetterPublishingRecoverer`), so that Spring tools and consumers read
 //! our dead letters and we read theirs.
@@ -22,60 +22,14 @@
 use bytes::Bytes;
 
 use crate::error::{ErrorKind, ListenerError};
-use crate::record::{ConsumerRecord, Headers};
-
-/// `KafkaHeaders.DLT_ORIGINAL_TOPIC`: UTF-8.
-pub const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
-/// `KafkaHeaders.DLT_ORIGINAL_PARTITION`: 4-byte big-endian int.
-pub const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
-/// `KafkaHeaders.DLT_ORIGINAL_OFFSET`: 8-byte big-endian long.
-pub const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
-/// `KafkaHeaders.DLT_ORIGINAL_TIMESTAMP`: 8-byte big-endian long, ms since
-/// the Unix epoch.
-pub const ORIGINAL_TIMESTAMP: &str = "kafka_dlt-original-timestamp";
-/// `KafkaHeaders.DLT_ORIGINAL_TIMESTAMP_TYPE`: `CreateTime` (UTF-8).
-pub const ORIGINAL_TIMESTAMP_TYPE: &str = "kafka_dlt-original-timestamp-type";
-/// `KafkaHeaders.DLT_ORIGINAL_CONSUMER_GROUP`: UTF-8.
-pub const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
-/// `KafkaHeaders.DLT_EXCEPTION_FQCN`: the Rust type name of the error.
-pub const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
-/// `KafkaHeaders.DLT_EXCEPTION_MESSAGE`: the error's message.
-pub const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
-/// `KafkaHeaders.DLT_EXCEPTION_STACKTRACE`: the error chain.
-pub const EXCEPTION_STACKTRACE: &str = "kafka_dlt-exception-stacktrace";
-/// Ours: `Retryable`, `Fatal` or `Decode` ([`ErrorKind`]).
-pub const ERROR_KIND: &str = "kafka_listener-dlt-error-kind";
-/// Ours: attempts made, 4-byte big-endian int.
-pub const ATTEMPTS: &str = "kafka_listener-dlt-attempts";
-/// Ours, on a replayed dead letter: the id of the stored dead letter it
-/// replays (UTF-8).
-pub const REPLAYED_FROM: &str = "kafka_listener-replayed-from";
-
-/// Every header this module (and [`crate::retry_topics`]) writes on a dead
-/// letter; these are dropped
-/// from a record before it is dead-lettered again or replayed, so that a
-/// record carries one set.
-pub const ALL: &[&str] = &[
-    ORIGINAL_TOPIC,
-    ORIGINAL_PARTITION,
-    ORIGINAL_OFFSET,
-    ORIGINAL_TIMESTAMP,
-    ORIGINAL_TIMESTAMP_TYPE,
-    ORIGINAL_CONSUMER_GROUP,
-    EXCEPTION_FQCN,
-    EXCEPTION_MESSAGE,
-    EXCEPTION_STACKTRACE,
-    ERROR_KIND,
-    ATTEMPTS,
-    crate::retry_topics::ATTEMPTS_HEADER,
-    crate::retry_topics::BACKOFF_TIMESTAMP_HEADER,
-];
+use crate::record::headers::*;
+use crate::record::ConsumerRecord;
 
 /// The headers of the dead letter of `record`: the record's own headers
 /// (less any earlier dead-letter headers), then the headers of the table
 /// above. A record that was itself dead-lettered before (a replay that
 /// failed again) keeps its first original coordinates.
-pub fn dead_letter_headers(
+pub(crate) fn dead_letter_headers(
     record: &ConsumerRecord,
     error: &ListenerError,
     attempts: u32,
@@ -124,49 +78,12 @@ pub fn dead_letter_headers(
 }
 
 /// `Retryable`, `Fatal` or `Decode`.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
+pub(crate) fn kind_name(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Retryable => "Retryable",
         ErrorKind::Fatal => "Fatal",
         ErrorKind::Decode => "Decode",
     }
-}
-
-/// The original coordinates a dead letter carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Original {
-    /// `kafka_dlt-original-topic`.
-    pub topic: String,
-    /// `kafka_dlt-original-partition`.
-    pub partition: i32,
-    /// `kafka_dlt-original-offset`.
-    pub offset: i64,
-    /// `kafka_dlt-original-timestamp`, ms since the Unix epoch.
-    pub timestamp: Option<i64>,
-}
-
-impl Original {
-    /// Reads the original topic, partition, offset and timestamp; `None`
-    /// unless the topic, partition and offset headers are all there and
-    /// well-formed (4 and 8 bytes big-endian).
-    pub fn from_headers(headers: &Headers) -> Option<Self> {
-        Some(Self {
-            topic: headers.get_str(ORIGINAL_TOPIC)?.to_owned(),
-            partition: be_i32(headers.get(ORIGINAL_PARTITION)?)?,
-            offset: be_i64(headers.get(ORIGINAL_OFFSET)?)?,
-            timestamp: headers.get(ORIGINAL_TIMESTAMP).and_then(be_i64),
-        })
-    }
-}
-
-/// A 4-byte big-endian int (Java's `ByteBuffer.getInt`).
-pub fn be_i32(bytes: &[u8]) -> Option<i32> {
-    Some(i32::from_be_bytes(bytes.try_into().ok()?))
-}
-
-/// An 8-byte big-endian long (Java's `ByteBuffer.getLong`).
-pub fn be_i64(bytes: &[u8]) -> Option<i64> {
-    Some(i64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 #[cfg(test)]

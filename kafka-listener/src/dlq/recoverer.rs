@@ -9,8 +9,8 @@ use rdkafka::producer::Producer;
 
 use super::headers::dead_letter_headers;
 use super::DeadLetter;
+use crate::context::ListenerInfo;
 use crate::error::{BoxError, ListenerError};
-use crate::extract::ListenerInfo;
 use crate::producer::{KafkaTemplate, ProducerRecord};
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
@@ -62,30 +62,19 @@ impl DeadLetterRecoverer {
     /// The partition count of `topic` from the producer's metadata (cached
     /// once known); `None` when the broker does not answer within 5 s.
     async fn partition_count(&self, topic: &str) -> Option<i32> {
-        if let Some(&n) = self
-            .partitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(topic)
-        {
+        if let Some(&n) = crate::util::lock(&self.partitions).get(topic) {
             return Some(n);
         }
         let producer = self.template.producer().clone();
         let name = topic.to_owned();
         let n = tokio::task::spawn_blocking(move || {
-            let md = producer
-                .client()
-                .fetch_metadata(Some(&name), Duration::from_secs(5))
-                .ok()?;
-            let t = md.topics().iter().find(|t| t.name() == name)?;
-            (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len() as i32)
+            crate::util::partition_counts(producer.client(), Some(&name), Duration::from_secs(5))?
+                .into_iter()
+                .find_map(|(t, n)| (t == name).then_some(n))
         })
         .await
         .ok()??;
-        self.partitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic.to_owned(), n);
+        crate::util::lock(&self.partitions).insert(topic.to_owned(), n);
         Some(n)
     }
 

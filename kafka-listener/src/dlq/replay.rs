@@ -1,8 +1,8 @@
 //! Replaying a stored dead letter to its original topic.
 
-use super::headers::REPLAYED_FROM;
 use super::store::{now_ms, to_headers, DeadLetterStore, StoreError};
 use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
+use crate::record::headers::REPLAYED_FROM;
 
 impl DeadLetterStore {
     /// Sends the stored dead letter `id` to its original topic with its

@@ -23,9 +23,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 
-use super::headers::{self, be_i32, Original};
 use crate::error::ListenerError;
 use crate::listener::ListenerSpec;
+use crate::record::headers::{self, be_i32, Original};
 use crate::record::ConsumerRecord;
 use crate::retry::RetryPolicy;
 
@@ -300,11 +300,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<StoredDeadLetter, sqlx::Error> {
     })
 }
 
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub(super) use crate::util::now_ms;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -74,9 +74,9 @@ pub async fn app(
     config: KafkaConfig,
     listeners: Vec<ListenerSpec>,
 ) -> KafkaApp {
-    let _ = broker;
     let mut b = KafkaApp::builder()
         .config(config)
+        .embedded_broker(Arc::clone(broker))
         .without_discovered_listeners();
     for l in listeners {
         b = b.listener(l);

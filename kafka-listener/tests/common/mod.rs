@@ -33,13 +33,10 @@ pub fn broker(topic: &str, partitions: i32) -> Arc<EmbeddedBroker> {
 
 /// App config pointing at `broker`.
 pub fn config(broker: &EmbeddedBroker) -> KafkaConfig {
-    let mut config = KafkaConfig::new().bootstrap_servers(broker.bootstrap_servers());
-    config
-        .consumer_properties
-        .insert("session.timeout.ms".into(), "6000".into());
-    config
-        .consumer_properties
-        .insert("heartbeat.interval.ms".into(), "500".into());
+    let mut config = KafkaConfig::new()
+        .bootstrap_servers(broker.bootstrap_servers())
+        .consumer_property("session.timeout.ms", "6000")
+        .consumer_property("heartbeat.interval.ms", "500");
     // RDKAFKA_DEBUG=cgrp,fetch turns on librdkafka's debug contexts.
     if let Ok(debug) = std::env::var("RDKAFKA_DEBUG") {
         config = config.property("debug", debug);

@@ -1,6 +1,6 @@
 //! Every key of `#[kafka_listener]` and of `retry(...)`, checked on the
 //! registered spec.
-use kafka_listener::listener::registered_listeners;
+use kafka_listener::__private::registered_listeners;
 use kafka_listener::prelude::*;
 use serde::Deserialize;
 

@@ -29,5 +29,5 @@ async fn raw_batch(values: Vec<Vec<u8>>, keys: Vec<Key<String>>) {
 }
 
 fn main() {
-    assert_eq!(kafka_listener::listener::registered_listeners().count(), 2);
+    assert_eq!(kafka_listener::__private::registered_listeners().count(), 2);
 }

@@ -29,7 +29,7 @@ async fn with_retry_topics(value: String) -> Result<(), ListenerError> {
 }
 
 fn main() {
-    let specs: Vec<_> = kafka_listener::listener::registered_listeners().collect();
+    let specs: Vec<_> = kafka_listener::__private::registered_listeners().collect();
     assert_eq!(specs.len(), 4);
     let debug = |id: &str| format!("{:?}", specs.iter().find(|s| s.id() == id).unwrap());
     assert!(debug("default_topic").contains(&format!("dead_letter: Some({:?})", DeadLetter::Default)));

@@ -43,7 +43,7 @@ async fn io_error(_value: Vec<u8>) -> Result<(), std::io::Error> {
 async fn no_arguments() {}
 
 fn main() {
-    let mut ids: Vec<_> = kafka_listener::listener::registered_listeners()
+    let mut ids: Vec<_> = kafka_listener::__private::registered_listeners()
         .map(|s| s.id().to_owned())
         .collect();
     ids.sort();

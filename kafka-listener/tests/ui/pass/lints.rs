@@ -28,7 +28,7 @@ pub mod listeners {
 }
 
 fn main() {
-    let mut ids: Vec<_> = kafka_listener::listener::registered_listeners()
+    let mut ids: Vec<_> = kafka_listener::__private::registered_listeners()
         .map(|s| s.id().to_owned())
         .collect();
     ids.sort();

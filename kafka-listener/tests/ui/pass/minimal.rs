@@ -7,7 +7,7 @@ async fn on_order(value: String) {
 }
 
 fn main() {
-    let specs: Vec<_> = kafka_listener::listener::registered_listeners().collect();
+    let specs: Vec<_> = kafka_listener::__private::registered_listeners().collect();
     assert_eq!(specs.len(), 1);
     assert_eq!(specs[0].id(), "on_order");
     assert_eq!(specs[0].topic_names(), ["orders".to_owned()]);

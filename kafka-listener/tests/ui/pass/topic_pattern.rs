@@ -10,14 +10,14 @@ async fn any_coupon_event(record: ConsumerRecord) {
 async fn default_fixed(_record: ConsumerRecord) {}
 
 fn main() {
-    let spec = kafka_listener::listener::registered_listeners()
+    let spec = kafka_listener::__private::registered_listeners()
         .find(|s| s.id() == "any_coupon_event")
         .unwrap();
     assert!(spec.topic_names().is_empty());
     let debug = format!("{spec:?}");
     assert!(debug.contains(r#"topic_pattern: Some("^coupon\\..*")"#), "{debug}");
     assert!(debug.contains("retry: Some(RetryPolicy { attempts: 2, backoff: Fixed(250ms) })"), "{debug}");
-    let spec = kafka_listener::listener::registered_listeners()
+    let spec = kafka_listener::__private::registered_listeners()
         .find(|s| s.id() == "default-fixed")
         .unwrap();
     let debug = format!("{spec:?}");

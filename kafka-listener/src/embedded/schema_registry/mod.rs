@@ -83,10 +83,7 @@ impl EmbeddedSchemaRegistry {
 
     /// Whether the registry answers requests (not stopped).
     pub fn is_serving(&self) -> bool {
-        self.serving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        crate::util::lock(&self.serving).is_some()
     }
 
     /// How many look-ups of a schema by id it has answered (tests of client
@@ -110,11 +107,7 @@ impl EmbeddedSchemaRegistry {
     /// (waits up to 1 s for requests in progress). The schemas are kept for
     /// [`Self::resume`]. Used to test a registry outage.
     pub async fn stop(&self) {
-        let serving = self
-            .serving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let serving = crate::util::lock(&self.serving).take();
         if let Some(s) = serving {
             let _ = s.stop.send(());
             let abort = s.task.abort_handle();
@@ -137,7 +130,7 @@ impl EmbeddedSchemaRegistry {
             return Ok(());
         }
         let (_, serving) = serve(self.addr, Arc::clone(&self.store)).await?;
-        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(serving);
+        *crate::util::lock(&self.serving) = Some(serving);
         tracing::info!(url = %self.url, "embedded schema registry resumed");
         Ok(())
     }

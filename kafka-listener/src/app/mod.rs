@@ -1,20 +1,29 @@
-//! `KafkaApp`: configuration, the embedded broker, topics, state and the
-//! discovered listeners, run until SIGINT/SIGTERM.
+//! `KafkaApp`: configuration, topics, state and the discovered listeners,
+//! run until SIGINT/SIGTERM; the listener registry ([`ListenerRegistry`],
+//! Spring's `KafkaListenerEndpointRegistry`) and the shutdown order.
+//!
+//! Top layer.
+
+mod registry;
+mod running;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::types::RDKafkaErrorCode;
-
+pub use self::registry::ListenerRegistry;
+use self::running::ShutdownHook;
+pub use self::running::{shutdown_signal, RunningApp};
 use crate::config::KafkaConfig;
 use crate::container::ListenerContainer;
+#[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedBroker;
 use crate::error::{Error, Result};
 use crate::listener::{registered_listeners, ListenerSpec};
 use crate::producer::KafkaTemplate;
 use crate::state::StateMap;
+use crate::topics::NewTopic;
+
+#[cfg(not(feature = "embedded"))]
+type EmbeddedBroker = std::convert::Infallible;
 
 /// Consumer properties the app sets on the embedded broker unless
 /// configured: the broker's minimum session timeout and a heartbeat to match.
@@ -22,35 +31,6 @@ const EMBEDDED_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
 ];
-
-/// A topic the app declares: created at start if missing (Spring's
-/// `NewTopic` bean with `KafkaAdmin`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTopic {
-    /// The topic name.
-    pub name: String,
-    /// The number of partitions.
-    pub partitions: i32,
-    /// The replication factor (the embedded broker always uses 1).
-    pub replication: i32,
-}
-
-impl NewTopic {
-    /// A topic with `partitions` partitions and replication factor 1.
-    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
-        Self {
-            name: name.into(),
-            partitions,
-            replication: 1,
-        }
-    }
-
-    /// Sets the replication factor.
-    pub fn replication(mut self, replication: i32) -> Self {
-        self.replication = replication;
-        self
-    }
-}
 
 /// Builds a [`KafkaApp`].
 #[derive(Debug, Default)]
@@ -61,6 +41,9 @@ pub struct KafkaAppBuilder {
     discover: bool,
     only: Option<Vec<String>>,
     customizers: Vec<Customizer>,
+    embedded: bool,
+    #[cfg(feature = "embedded")]
+    given_broker: Option<Arc<EmbeddedBroker>>,
 }
 
 /// A change to one listener's spec, applied at build.
@@ -76,9 +59,32 @@ impl std::fmt::Debug for Customizer {
 }
 
 impl KafkaAppBuilder {
-    /// Uses `config` (default: [`KafkaConfig::new`], the embedded broker).
+    /// Uses `config` (default: [`KafkaConfig::new`]).
     pub fn config(mut self, config: KafkaConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Starts the embedded broker (librdkafka's mock cluster, in memory) when
+    /// the configuration has no bootstrap servers, as
+    /// [`KafkaConfig::embedded`] does. For development and tests: an app
+    /// that does not opt in fails at start without bootstrap servers, so a
+    /// deployment that forgot `KAFKA_BOOTSTRAP_SERVERS` cannot lose its
+    /// records to a broker that forgets them at exit.
+    #[cfg(feature = "embedded")]
+    pub fn embedded(mut self) -> Self {
+        self.embedded = true;
+        self
+    }
+
+    /// Runs on `broker`, an embedded broker already started (a test's, as
+    /// Spring's `@EmbeddedKafka` hands its broker to the context): the app
+    /// treats it as its embedded broker (embedded Schema Registry beside it
+    /// when no registry URL is set, short consumer sessions), whatever the
+    /// configured bootstrap servers.
+    #[cfg(feature = "embedded")]
+    pub fn embedded_broker(mut self, broker: Arc<EmbeddedBroker>) -> Self {
+        self.given_broker = Some(broker);
         self
     }
 
@@ -141,20 +147,41 @@ impl KafkaAppBuilder {
         self
     }
 
-    /// Starts the embedded broker when no bootstrap servers are configured,
+    /// Starts the embedded broker when no bootstrap servers are configured
+    /// and the app opted in ([`Self::embedded`], feature `embedded`),
     /// creates the declared topics (and, on the embedded broker, any
     /// listener topic not declared, with 1 partition) and creates the
-    /// template. With the `avro` feature it also starts the embedded Schema
-    /// Registry when no [`KafkaConfig::schema_registry_url`] is set, and
-    /// puts an [`crate::AvroCodec`] over the registry in the app state and
-    /// the template.
+    /// template. With the `avro` feature it puts an [`crate::AvroCodec`]
+    /// over the configured Schema Registry in the app state and the
+    /// template; with no registry URL, on the embedded broker only, it
+    /// starts the embedded Schema Registry (an embedded registry beside a
+    /// real broker would write schema ids that no other service can read).
     ///
     /// # Errors
-    /// [`Error::Embedded`], [`Error::Config`] for a bad registry URL or
-    /// Avro setting or a customizer of an unknown listener, or
+    /// [`Error::Config`] when no bootstrap servers are configured and the
+    /// app did not opt into the embedded broker, for a bad registry URL or
+    /// Avro setting, or a customizer of an unknown listener;
+    /// [`Error::Embedded`] when the embedded broker cannot start;
     /// [`Error::Kafka`] when topics cannot be created.
     pub async fn build(mut self) -> Result<KafkaApp> {
-        if self.config.bootstrap_servers.is_none() {
+        if self.embedded {
+            self.config.embedded = Some(true);
+        }
+        #[cfg(feature = "embedded")]
+        let given = self.given_broker.take();
+        #[cfg(not(feature = "embedded"))]
+        let given: Option<Arc<EmbeddedBroker>> = None;
+        let use_embedded = given.is_some() || self.config.bootstrap_servers.is_none();
+        if use_embedded && given.is_none() && !self.config.allows_embedded() {
+            return Err(Error::Config(
+                "no Kafka bootstrap servers: set KAFKA_BOOTSTRAP_SERVERS (or `bootstrap.servers` in \
+                 the configuration file, or KafkaConfig::bootstrap_servers); for development, opt \
+                 into the in-memory embedded broker with KafkaAppBuilder::embedded() or \
+                 KAFKA_EMBEDDED=true (feature `embedded`)"
+                    .into(),
+            ));
+        }
+        if use_embedded {
             // The mock cluster waits a whole session timeout for a member
             // that missed the first generation of a new group (45 s with
             // librdkafka's default); a short session keeps start-up quick.
@@ -188,16 +215,15 @@ impl KafkaAppBuilder {
             let spec = listeners.remove(at);
             listeners.insert(at, apply(spec));
         }
-        let embedded = match &self.config.bootstrap_servers {
-            Some(_) => None,
-            None => Some(Arc::new(
-                tokio::task::spawn_blocking(EmbeddedBroker::start)
-                    .await
-                    .map_err(|e| Error::Embedded(e.to_string()))??,
-            )),
+        let embedded: Option<Arc<EmbeddedBroker>> = if given.is_some() {
+            given
+        } else if use_embedded {
+            Some(Arc::new(start_embedded().await?))
+        } else {
+            None
         };
         let bootstrap = match (&embedded, &self.config.bootstrap_servers) {
-            (Some(e), _) => e.bootstrap_servers().to_owned(),
+            (Some(e), _) => embedded_bootstrap(e),
             (None, Some(b)) => b.clone(),
             (None, None) => unreachable!("embedded broker started above"),
         };
@@ -210,7 +236,7 @@ impl KafkaAppBuilder {
         let client = embedded
             .is_none()
             .then(|| self.config.consumer_config(&bootstrap));
-        let extra = crate::dlq::topics_for(&listeners, &topics, client).await;
+        let extra = crate::topics::failure_topics(&listeners, &topics, client).await;
         topics.extend(extra);
         if embedded.is_some() {
             for l in &listeners {
@@ -221,25 +247,24 @@ impl KafkaAppBuilder {
                 }
             }
         }
-        create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics).await?;
+        crate::topics::create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics)
+            .await?;
         #[allow(unused_mut)]
         let mut template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
         #[allow(unused_mut)]
         let mut state = StateMap::new();
         #[cfg(feature = "avro")]
         let schema_registry = {
-            let (embedded, url) = match &self.config.schema_registry_url {
-                Some(url) => (None, url.clone()),
-                None => {
-                    let r = crate::registry::EmbeddedSchemaRegistry::start().await?;
-                    let url = r.url().to_owned();
-                    (Some(Arc::new(r)), url)
-                }
+            let (served, url) = match &self.config.schema_registry_url {
+                Some(url) => (None, Some(url.clone())),
+                None => embedded_schema_registry(embedded.is_some()).await?,
             };
-            let codec = crate::avro::AvroCodec::from_config(&self.config, &url)?;
-            template = template.with_avro(codec.clone());
-            state.insert(codec);
-            embedded
+            if let Some(url) = url {
+                let codec = crate::avro::AvroCodec::from_config(&self.config, &url)?;
+                template = template.with_avro(codec.clone());
+                state.insert(codec);
+            }
+            served
         };
         Ok(KafkaApp {
             config: self.config,
@@ -250,85 +275,72 @@ impl KafkaAppBuilder {
             template,
             state,
             listeners,
+            registry: ListenerRegistry::default(),
+            hooks: Vec::new(),
         })
     }
 }
 
-async fn create_topics(
-    config: &KafkaConfig,
-    bootstrap: &str,
-    embedded: Option<&EmbeddedBroker>,
-    topics: &[NewTopic],
-) -> Result<()> {
-    if topics.is_empty() {
-        return Ok(());
-    }
-    if let Some(broker) = embedded {
-        for t in topics {
-            broker.create_topic(&t.name, t.partitions)?;
-        }
-        return Ok(());
-    }
-    // Create only the topics the cluster lacks (listing all topics does not
-    // trigger auto-creation the way asking for one topic may).
-    let client_config = config.consumer_config(bootstrap);
-    let probe = client_config.clone();
-    let existing: Option<std::collections::HashSet<String>> =
-        tokio::task::spawn_blocking(move || {
-            let consumer: rdkafka::consumer::BaseConsumer = probe.create().ok()?;
-            let md = rdkafka::consumer::Consumer::fetch_metadata(
-                &consumer,
-                None,
-                Duration::from_secs(10),
-            )
-            .ok()?;
-            Some(md.topics().iter().map(|t| t.name().to_owned()).collect())
-        })
+/// Starts the embedded broker on a blocking thread and says, at WARN, that
+/// its records live in memory.
+#[cfg(feature = "embedded")]
+async fn start_embedded() -> Result<EmbeddedBroker> {
+    let broker = tokio::task::spawn_blocking(EmbeddedBroker::start)
         .await
-        .ok()
-        .flatten();
-    let missing: Vec<&NewTopic> = topics
-        .iter()
-        .filter(|t| existing.as_ref().is_none_or(|e| !e.contains(&t.name)))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let admin: AdminClient<DefaultClientContext> = client_config.create()?;
-    let new: Vec<RdNewTopic<'_>> = missing
-        .iter()
-        .map(|t| {
-            RdNewTopic::new(
-                &t.name,
-                t.partitions,
-                TopicReplication::Fixed(t.replication),
-            )
-        })
-        .collect();
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
-    // As Spring's KafkaAdmin (fatalIfBrokerNotAvailable = false): a topic
-    // that cannot be created is reported and the app starts anyway; its
-    // listeners wait for the topic to appear.
-    match admin.create_topics(new.iter(), &opts).await {
-        Ok(results) => {
-            for result in results {
-                match result {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => {
-                        tracing::error!(%topic, error = %code, "cannot create topic; listeners of it wait until it exists");
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            let names: Vec<&str> = missing.iter().map(|t| t.name.as_str()).collect();
-            tracing::error!(topics = ?names, error = %e, "cannot create topics; listeners of them wait until they exist");
-        }
-    }
-    Ok(())
+        .map_err(|e| Error::Embedded(e.to_string()))??;
+    tracing::warn!(
+        bootstrap.servers = %broker.bootstrap_servers(),
+        "embedded broker started: an in-memory mock cluster for development; its records are \
+         lost at exit (set KAFKA_BOOTSTRAP_SERVERS for a real cluster)"
+    );
+    Ok(broker)
 }
+
+#[cfg(not(feature = "embedded"))]
+async fn start_embedded() -> Result<EmbeddedBroker> {
+    Err(Error::Config(
+        "the embedded broker was asked for (KAFKA_EMBEDDED=true) but kafka-listener was built \
+         without the `embedded` feature; set KAFKA_BOOTSTRAP_SERVERS"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "embedded")]
+fn embedded_bootstrap(broker: &EmbeddedBroker) -> String {
+    broker.bootstrap_servers().to_owned()
+}
+
+#[cfg(not(feature = "embedded"))]
+fn embedded_bootstrap(broker: &EmbeddedBroker) -> String {
+    match *broker {}
+}
+
+/// With no registry URL: the embedded Schema Registry beside the embedded
+/// broker (and its URL), nothing beside a real broker.
+#[cfg(all(feature = "avro", feature = "embedded"))]
+async fn embedded_schema_registry(
+    on_embedded_broker: bool,
+) -> Result<(Option<Arc<EmbeddedSchemaRegistry>>, Option<String>)> {
+    if !on_embedded_broker {
+        return Ok((None, None));
+    }
+    let r = EmbeddedSchemaRegistry::start().await?;
+    let url = r.url().to_owned();
+    tracing::warn!(schema.registry.url = %url, "embedded schema registry started: in memory, for development");
+    Ok((Some(Arc::new(r)), Some(url)))
+}
+
+#[cfg(all(feature = "avro", not(feature = "embedded")))]
+async fn embedded_schema_registry(
+    _on_embedded_broker: bool,
+) -> Result<(Option<Arc<EmbeddedSchemaRegistry>>, Option<String>)> {
+    Ok((None, None))
+}
+
+#[cfg(all(feature = "avro", feature = "embedded"))]
+use crate::embedded::EmbeddedSchemaRegistry;
+#[cfg(all(feature = "avro", not(feature = "embedded")))]
+type EmbeddedSchemaRegistry = std::convert::Infallible;
 
 /// A configured app: broker connection (or embedded broker), template,
 /// state and listeners, not yet consuming.
@@ -342,6 +354,7 @@ async fn create_topics(
 ///
 /// # async fn run() -> Result<(), kafka_listener::Error> {
 /// let app = KafkaApp::builder()
+///     .config(KafkaConfig::from_env()?)
 ///     .topic(NewTopic::new("orders", 3))
 ///     .build()
 ///     .await?
@@ -355,15 +368,16 @@ pub struct KafkaApp {
     bootstrap: String,
     embedded: Option<Arc<EmbeddedBroker>>,
     #[cfg(feature = "avro")]
-    schema_registry: Option<Arc<crate::registry::EmbeddedSchemaRegistry>>,
+    schema_registry: Option<Arc<EmbeddedSchemaRegistry>>,
     template: KafkaTemplate,
     state: StateMap,
     listeners: Vec<ListenerSpec>,
+    registry: ListenerRegistry,
+    hooks: Vec<ShutdownHook>,
 }
 
 impl KafkaApp {
-    /// A builder with the embedded-broker defaults and discovery of
-    /// `#[kafka_listener]` functions on.
+    /// A builder with discovery of `#[kafka_listener]` functions on.
     pub fn builder() -> KafkaAppBuilder {
         KafkaAppBuilder {
             discover: true,
@@ -374,6 +388,27 @@ impl KafkaApp {
     /// Registers state for `State<T>` arguments (one value per type).
     pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
         self.state.insert(value);
+        self
+    }
+
+    /// The listener registry: containers by id with start, stop, pause and
+    /// resume. Available before [`Self::start`] (put it in the app state or
+    /// an HTTP router); it holds the containers once the app started.
+    pub fn registry(&self) -> ListenerRegistry {
+        self.registry.clone()
+    }
+
+    /// Stops `component` during shutdown: after the listeners have drained
+    /// and committed, before the template is flushed (Spring's
+    /// `SmartLifecycle` phases: an outbox relay sends what the listeners'
+    /// last transactions wrote). Hooks run in reverse order of
+    /// registration; `name` appears in the shutdown logs.
+    pub fn on_shutdown<F, Fut>(mut self, name: &str, component: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.hooks.push(ShutdownHook::new(name, component));
         self
     }
 
@@ -388,6 +423,7 @@ impl KafkaApp {
     }
 
     /// The embedded broker, when one runs.
+    #[cfg(feature = "embedded")]
     pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
         self.embedded.as_ref()
     }
@@ -397,17 +433,16 @@ impl KafkaApp {
         &self.config
     }
 
-    /// The embedded Schema Registry, when one runs (no
-    /// [`KafkaConfig::schema_registry_url`]).
-    #[cfg(feature = "avro")]
-    pub fn embedded_schema_registry(
-        &self,
-    ) -> Option<&Arc<crate::registry::EmbeddedSchemaRegistry>> {
+    /// The embedded Schema Registry, when one runs (the embedded broker and
+    /// no [`KafkaConfig::schema_registry_url`]).
+    #[cfg(all(feature = "avro", feature = "embedded"))]
+    pub fn embedded_schema_registry(&self) -> Option<&Arc<EmbeddedSchemaRegistry>> {
         self.schema_registry.as_ref()
     }
 
     /// The Avro codec over the app's Schema Registry (the one in the state,
-    /// for `Avro<T>` arguments; the template has it too).
+    /// for `Avro<T>` arguments; the template has it too); `None` when no
+    /// registry is configured.
     #[cfg(feature = "avro")]
     pub fn avro_codec(&self) -> Option<crate::avro::AvroCodec> {
         self.state.get::<crate::avro::AvroCodec>().cloned()
@@ -418,40 +453,47 @@ impl KafkaApp {
     /// # Errors
     /// [`Error::Listener`] for an invalid listener (for example a `State<T>`
     /// that was never registered), [`Error::Kafka`] when a consumer cannot
-    /// be created. Nothing is left running on error.
+    /// be created. Nothing is left running on error: the shutdown hooks run
+    /// too.
     pub async fn start(self) -> Result<RunningApp> {
         let state = Arc::new(self.state);
         let base = self.config.consumer_config(&self.bootstrap);
         let timeout = self.config.effective_shutdown_timeout();
         let mut containers = Vec::with_capacity(self.listeners.len());
         let mut seen = std::collections::HashSet::new();
+        let mut failed = None;
         for spec in self.listeners {
             if !seen.insert(spec.id().to_owned()) {
-                return Err(Error::Listener {
+                failed = Some(Error::Listener {
                     listener: spec.id().to_owned(),
                     reason: "two listeners have this id".into(),
                 });
+                break;
             }
             let auto = spec.starts_automatically();
-            containers.push((
-                Arc::new(ListenerContainer::new(
-                    spec,
-                    Arc::clone(&state),
-                    &base,
-                    timeout,
-                    &self.template,
-                )?),
-                auto,
-            ));
+            match ListenerContainer::new(spec, Arc::clone(&state), &base, timeout, &self.template) {
+                Ok(c) => containers.push((Arc::new(c), auto)),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
         }
-        let running = RunningApp {
-            containers: containers.iter().map(|(c, _)| Arc::clone(c)).collect(),
-            template: self.template,
-            bootstrap: self.bootstrap,
-            embedded: self.embedded,
+        self.registry
+            .fill(containers.iter().map(|(c, _)| Arc::clone(c)).collect());
+        let running = RunningApp::new(
+            self.registry,
+            self.template,
+            self.bootstrap,
+            self.embedded,
             #[cfg(feature = "avro")]
-            schema_registry: self.schema_registry,
-        };
+            self.schema_registry,
+            self.hooks,
+        );
+        if let Some(e) = failed {
+            running.shutdown().await;
+            return Err(e);
+        }
         for (c, auto) in &containers {
             if *auto {
                 if let Err(e) = c.start() {
@@ -472,90 +514,5 @@ impl KafkaApp {
         shutdown_signal().await;
         running.shutdown().await;
         Ok(())
-    }
-}
-
-/// Resolves on SIGINT (Ctrl-C) or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown signal received");
-}
-
-/// A started app: the registry of its listener containers (Spring's
-/// `KafkaListenerEndpointRegistry`).
-#[derive(Debug)]
-pub struct RunningApp {
-    containers: Vec<Arc<ListenerContainer>>,
-    template: KafkaTemplate,
-    bootstrap: String,
-    embedded: Option<Arc<EmbeddedBroker>>,
-    #[cfg(feature = "avro")]
-    schema_registry: Option<Arc<crate::registry::EmbeddedSchemaRegistry>>,
-}
-
-impl RunningApp {
-    /// The container of the listener `id`.
-    pub fn container(&self, id: &str) -> Option<&ListenerContainer> {
-        self.containers.iter().find(|c| c.id() == id).map(|c| &**c)
-    }
-
-    /// The container of the listener `id` as a shared handle, for code that
-    /// outlives this borrow (an HTTP handler that reports lag or pauses the
-    /// listener).
-    pub fn container_handle(&self, id: &str) -> Option<Arc<ListenerContainer>> {
-        self.containers.iter().find(|c| c.id() == id).cloned()
-    }
-
-    /// Every container.
-    pub fn containers(&self) -> impl Iterator<Item = &ListenerContainer> {
-        self.containers.iter().map(|c| &**c)
-    }
-
-    /// The template.
-    pub fn template(&self) -> KafkaTemplate {
-        self.template.clone()
-    }
-
-    /// The bootstrap servers in use.
-    pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
-    }
-
-    /// The embedded broker, when one runs.
-    pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
-        self.embedded.as_ref()
-    }
-
-    /// The embedded Schema Registry, when one runs.
-    #[cfg(feature = "avro")]
-    pub fn embedded_schema_registry(
-        &self,
-    ) -> Option<&Arc<crate::registry::EmbeddedSchemaRegistry>> {
-        self.schema_registry.as_ref()
-    }
-
-    /// Stops every container (in parallel; each drains and commits), then
-    /// flushes the template for up to 10 s.
-    pub async fn shutdown(&self) {
-        futures::future::join_all(self.containers.iter().map(|c| c.stop())).await;
-        let template = self.template.clone();
-        let _ = tokio::task::spawn_blocking(move || template.flush(Duration::from_secs(10))).await;
     }
 }

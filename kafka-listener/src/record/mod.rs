@@ -1,9 +1,17 @@
-//! The record a listener receives: an owned copy of a Kafka message.
+//! The record a listener receives: an owned copy of a Kafka message, and
+//! its headers ([`headers`]: the type, and every header name the framework
+//! reads or writes with its byte encoding).
+//!
+//! Base layer: imports nothing from the crate.
+
+pub mod headers;
+
+pub use self::headers::{Header, Headers};
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 
 /// One consumed record: topic, partition, offset, timestamp, key, value and
 /// headers, owned (copied out of librdkafka's buffer once, key and value in a
@@ -116,87 +124,5 @@ impl ConsumerRecord {
     /// The headers, in the order they were sent.
     pub fn headers(&self) -> &Headers {
         &self.headers
-    }
-}
-
-/// One record header: a name and an optional value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The header name.
-    pub key: String,
-    /// The header value; `None` for a null header.
-    pub value: Option<Bytes>,
-}
-
-/// Record headers, in order; a name may repeat (Kafka allows it), and
-/// [`Headers::get`] returns the last one, as Spring's `lastHeader` does.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub(crate) Vec<Header>);
-
-impl Headers {
-    /// A copy of the headers of a record borrowed from librdkafka (none:
-    /// empty).
-    pub(crate) fn copied(message: &BorrowedMessage<'_>) -> Self {
-        match message.headers() {
-            None => Headers::default(),
-            Some(h) => Headers(
-                h.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(Bytes::copy_from_slice),
-                    })
-                    .collect(),
-            ),
-        }
-    }
-
-    /// No headers.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Appends a header.
-    pub fn push(&mut self, key: &str, value: Option<Bytes>) {
-        self.0.push(Header {
-            key: key.to_owned(),
-            value,
-        });
-    }
-
-    /// The value of the last header named `key`, if there is one with a value.
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .rev()
-            .find(|h| h.key == key)
-            .and_then(|h| h.value.as_deref())
-    }
-
-    /// [`Headers::get`] as UTF-8; `None` when absent or not UTF-8.
-    pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// All headers in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
-    }
-
-    /// The number of headers.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are no headers.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a Header;
-    type IntoIter = std::slice::Iter<'a, Header>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
     }
 }

@@ -75,7 +75,7 @@ impl PartitionOffsets {
     fn lock(&self) -> MutexGuard<'_, Tracker> {
         // A panic while holding this lock cannot leave the tracker torn (every
         // update is a single assignment or push), so a poisoned lock is used.
-        self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.tracker)
     }
 
     /// Record and batch ack modes: `offset` and everything before it are done.

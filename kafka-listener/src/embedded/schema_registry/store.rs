@@ -212,20 +212,20 @@ impl Store {
     /// Requires HTTP basic auth with `user_info` (`user:password`), or
     /// nothing when `None`.
     pub(crate) fn require_basic_auth(&self, user_info: Option<&str>) {
-        *self.auth.lock().unwrap_or_else(|e| e.into_inner()) =
+        *crate::util::lock(&self.auth) =
             user_info.map(|u| format!("Basic {}", base64(u.as_bytes())));
     }
 
     /// Whether a request with this `Authorization` header may pass.
     pub(crate) fn authorized(&self, header: Option<&str>) -> bool {
-        match &*self.auth.lock().unwrap_or_else(|e| e.into_inner()) {
+        match &*crate::util::lock(&self.auth) {
             None => true,
             Some(want) => header == Some(want.as_str()),
         }
     }
 
     fn data(&self) -> std::sync::MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+        crate::util::lock(&self.data)
     }
 
     /// Registers `text` under `subject`: the existing id when the subject

@@ -1,0 +1,155 @@
+//! The rdkafka context callbacks of one consumer: statistics (lag) and
+//! rebalances (drain and commit the revoked partitions' lanes before they
+//! are given up; record where assigned partitions start).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::lanes::ContainerContext;
+
+impl ContainerContext {
+    /// Records this consumer's current assignment for
+    /// [`super::ListenerContainer::assigned_partitions`].
+    pub(super) fn set_assigned(&self, consumer: &BaseConsumer<Self>) {
+        let now: Vec<(String, i32)> = consumer
+            .assignment()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all = crate::util::lock(&self.assigned);
+        if let Some(slot) = all.get_mut(self.slot) {
+            *slot = now;
+        }
+    }
+}
+
+impl ClientContext for ContainerContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, 5 s by
+    /// default here) give each partition's log end offset; the lag is the
+    /// log end minus the offset the listener has *finished* (librdkafka's
+    /// own `consumer_lag` counts records the poll thread took, including
+    /// those still queued for the handler). Kept for
+    /// [`super::ListenerContainer::lag`] and exported as a gauge.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let progress = crate::util::lock(&self.progress);
+        let mut lag = crate::util::lock(&self.lag);
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" one; a
+                // negative high watermark is not known yet.
+                if partition < 0 || p.hi_offset < 0 {
+                    continue;
+                }
+                let key = (topic.clone(), partition);
+                let finished = progress
+                    .get(&key)
+                    .map(|o| o.committable())
+                    .filter(|&o| o >= 0)
+                    .unwrap_or_else(|| p.committed_offset.max(p.lo_offset).max(0));
+                let behind = (p.hi_offset - finished).max(0);
+                lag.insert(key, behind);
+                metrics::gauge!("kafka_listener_consumer_lag",
+                    "listener" => self.listener.info.id.to_string(),
+                    "topic" => topic.clone(),
+                    "partition" => partition.to_string())
+                .set(behind as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for ContainerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                self.lock().generation += 1;
+                self.set_assigned(consumer);
+                tracing::info!(consumer = %self.name, partitions = tpl.count(), "partitions revoked; draining and committing");
+                self.listener.metrics.rebalances.increment(1);
+                self.close_lanes(consumer, Some(tpl));
+            }
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                tracing::error!(consumer = %self.name, error = %e, "rebalance error")
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.set_assigned(consumer);
+        }
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.lock().generation += 1;
+            self.set_assigned(consumer);
+            // Remember where each partition should start, to notice records
+            // lost to retention between the committed offset and the log
+            // start (librdkafka resets to the earliest offset silently).
+            if let Ok(committed) =
+                consumer.committed_offsets((*tpl).clone(), Duration::from_secs(5))
+            {
+                let mut table = self.lock();
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        table
+                            .start_offsets
+                            .insert((e.topic().to_owned(), e.partition()), o);
+                    }
+                }
+            }
+            let partitions: Vec<String> = tpl
+                .elements()
+                .iter()
+                .map(|e| format!("{}-{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(consumer = %self.name, ?partitions, "partitions assigned");
+            // librdkafka keeps a partition's pause flag across rebalances: a
+            // partition paused for back-pressure before it was revoked would
+            // come back paused with no lane to resume it. New lanes start
+            // empty, so every assigned partition starts resumed (or paused
+            // when the whole container is paused).
+            let result = if self.paused_all.load(Ordering::Acquire) {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "setting the pause state of assigned partitions failed");
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            // Try again with the next commit: forget that these offsets were
+            // committed by lowering the mark of each lane still owned.
+            {
+                let mut table = self.lock();
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        if let Some(entry) = table
+                            .topics
+                            .get_mut(e.topic())
+                            .and_then(|l| l.lanes.get_mut(&e.partition()))
+                        {
+                            if entry.committed >= o {
+                                entry.committed = o - 1;
+                            }
+                        }
+                    }
+                }
+            }
+            self.signal.mark(false);
+            self.listener.metrics.commit_failures.increment(1);
+            tracing::warn!(consumer = %self.name, error = %e, ?offsets, "offset commit failed; the records may be delivered again");
+        }
+    }
+}
