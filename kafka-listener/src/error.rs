@@ -261,7 +261,7 @@ pub enum Error {
     Serialization(#[source] BoxError),
     /// The Schema Registry refused a schema (incompatible, invalid) or could
     /// not be reached while encoding a record.
-    /// The boxed error is the Avro codec's own `RegistryError` (feature
+    /// The boxed error is the Avro codec's own `SchemaRegistryError` (feature
     /// `avro`): `Error::registry_error` returns it typed.
     #[error(transparent)]
     SchemaRegistry(BoxError),

@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use crate::ack::AckMode;
 use crate::context::ListenerInfo;
-use crate::dlq::DeadLetter;
 use crate::error::{Error, Result};
 use crate::handler::{BatchHandler, ErasedHandler, Handler};
 use crate::rate_limit::RateLimit;
 use crate::recover::Recoverer;
 use crate::retry::RetryPolicy;
-use crate::retry_topics::RetryTopics;
+use crate::retry::{DeadLetter, RetryTopics};
 
 /// Everything about one listener: topics, consumer group, concurrency, ack
 /// mode, client properties and the handler.
@@ -269,7 +268,7 @@ impl ListenerSpec {
     }
 
     /// The consumer group id (the listener id when not set).
-    pub fn group(&self) -> &str {
+    pub fn configured_group_id(&self) -> &str {
         self.group_id.as_deref().unwrap_or(&self.id)
     }
 

@@ -44,6 +44,43 @@
 
 use metrics::{counter, histogram, Counter, Histogram};
 
+use self::names::*;
+
+/// Metric names, in one place: every name the crate exports.
+pub mod names {
+    /// `kafka_listener_records_processed_total`: records handled successfully.
+    pub const RECORDS_PROCESSED: &str = "kafka_listener_records_processed_total";
+    /// `kafka_listener_records_failed_total`: failed handler calls (each attempt).
+    pub const RECORDS_FAILED: &str = "kafka_listener_records_failed_total";
+    /// `kafka_listener_records_retried_total`: retries after a back-off.
+    pub const RECORDS_RETRIED: &str = "kafka_listener_records_retried_total";
+    /// `kafka_listener_records_skipped_total`: records that failed for good with no dead-letter topic.
+    pub const RECORDS_SKIPPED: &str = "kafka_listener_records_skipped_total";
+    /// `kafka_listener_records_dead_lettered_total`: records published to a dead-letter topic.
+    pub const RECORDS_DEAD_LETTERED: &str = "kafka_listener_records_dead_lettered_total";
+    /// `kafka_listener_records_retry_topic_total`: records published to a retry topic.
+    pub const RECORDS_RETRY_TOPIC: &str = "kafka_listener_records_retry_topic_total";
+    /// `kafka_listener_handler_seconds`: handler latency histogram, seconds.
+    pub const HANDLER_SECONDS: &str = "kafka_listener_handler_seconds";
+    /// `kafka_listener_commit_failures_total`: failed offset commits.
+    pub const COMMIT_FAILURES: &str = "kafka_listener_commit_failures_total";
+    /// `kafka_listener_rebalances_total`: partitions revoked from a consumer.
+    pub const REBALANCES: &str = "kafka_listener_rebalances_total";
+    /// `kafka_listener_consumer_lag`: gauge: records between the finished offset and the log end.
+    pub const CONSUMER_LAG: &str = "kafka_listener_consumer_lag";
+    /// `kafka_listener_offset_gaps_total`: offsets skipped between two handled records.
+    pub const OFFSET_GAPS: &str = "kafka_listener_offset_gaps_total";
+    /// `kafka_listener_after_commit_handlers_total`: after-commit handler calls.
+    pub const AFTER_COMMIT_HANDLERS: &str = "kafka_listener_after_commit_handlers_total";
+    /// `kafka_listener_after_commit_handler_failures_total`: after-commit handler failures.
+    pub const AFTER_COMMIT_HANDLER_FAILURES: &str =
+        "kafka_listener_after_commit_handler_failures_total";
+    /// `kafka_listener_outbox_published_total`: outbox rows sent and acknowledged.
+    pub const OUTBOX_PUBLISHED: &str = "kafka_listener_outbox_published_total";
+    /// `kafka_listener_outbox_send_failures_total`: outbox sends that failed (retried with back-off).
+    pub const OUTBOX_SEND_FAILURES: &str = "kafka_listener_outbox_send_failures_total";
+}
+
 /// Histogram bucket bounds for handler latency, in seconds: 0.5 ms to 10 s,
 /// about ×2.5 apart (the spread of Micrometer's default SLO-less histogram
 /// for sub-second handlers, trimmed to 14 buckets).
@@ -67,20 +104,17 @@ impl ListenerMetrics {
     pub(crate) fn new(listener: &str) -> Self {
         let l = listener.to_owned();
         // Incremented where the record is recovered; registered here at 0.
-        for name in [
-            "kafka_listener_records_dead_lettered_total",
-            "kafka_listener_records_skipped_total",
-        ] {
+        for name in [RECORDS_DEAD_LETTERED, RECORDS_SKIPPED] {
             counter!(name, "listener" => l.clone()).increment(0);
         }
         Self {
-            processed: counter!("kafka_listener_records_processed_total", "listener" => l.clone()),
-            failed: counter!("kafka_listener_records_failed_total", "listener" => l.clone()),
-            retried: counter!("kafka_listener_records_retried_total", "listener" => l.clone()),
-            handler_seconds: histogram!("kafka_listener_handler_seconds", "listener" => l.clone()),
-            commit_failures: counter!("kafka_listener_commit_failures_total", "listener" => l.clone()),
-            rebalances: counter!("kafka_listener_rebalances_total", "listener" => l.clone()),
-            offset_gaps: counter!("kafka_listener_offset_gaps_total", "listener" => l),
+            processed: counter!(RECORDS_PROCESSED, "listener" => l.clone()),
+            failed: counter!(RECORDS_FAILED, "listener" => l.clone()),
+            retried: counter!(RECORDS_RETRIED, "listener" => l.clone()),
+            handler_seconds: histogram!(HANDLER_SECONDS, "listener" => l.clone()),
+            commit_failures: counter!(COMMIT_FAILURES, "listener" => l.clone()),
+            rebalances: counter!(REBALANCES, "listener" => l.clone()),
+            offset_gaps: counter!(OFFSET_GAPS, "listener" => l),
         }
     }
 }

@@ -50,7 +50,7 @@ impl Recoverer for LoggingRecoverer {
                 attempts, kind = ?error.kind(), error = %error.chain(),
                 "record failed for good and no dead-letter topic is configured; it is skipped"
             );
-            metrics::counter!("kafka_listener_records_skipped_total", "listener" => listener.id.to_string()).increment(1);
+            metrics::counter!(crate::metrics::names::RECORDS_SKIPPED, "listener" => listener.id.to_string()).increment(1);
             Ok(())
         })
     }

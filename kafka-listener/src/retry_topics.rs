@@ -160,7 +160,7 @@ impl Recoverer for RetryTopicRecoverer {
                     .await?;
                 tracing::warn!(listener = %listener.id(), topic = %record.topic(), partition = record.partition(), offset = record.offset(),
                     attempts = total, error = %error, dlt = %sent.topic, "record failed for good; published to the dead-letter topic");
-                metrics::counter!("kafka_listener_records_dead_lettered_total", "listener" => listener.id().to_string())
+                metrics::counter!(crate::metrics::names::RECORDS_DEAD_LETTERED, "listener" => listener.id().to_string())
                     .increment(1);
                 return Ok(());
             }
@@ -181,7 +181,7 @@ impl Recoverer for RetryTopicRecoverer {
             tracing::info!(listener = %listener.id(), topic = %record.topic(), partition = record.partition(), offset = record.offset(),
                 attempt = total, delay_ms = delay.as_millis() as u64, retry_topic = %sent.topic, error = %error,
                 "listener failed; record moved to a retry topic");
-            metrics::counter!("kafka_listener_records_retry_topic_total", "listener" => listener.id().to_string())
+            metrics::counter!(crate::metrics::names::RECORDS_RETRY_TOPIC, "listener" => listener.id().to_string())
                 .increment(1);
             Ok(())
         })

@@ -506,14 +506,14 @@ async fn a_failing_key_does_not_block_the_others(db: Db) {
 /// wait, with the reason in `last_error`) until one that has a codec runs.
 #[cfg(feature = "avro")]
 async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
-    use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
+    use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
     use kafka_listener::embedded::EmbeddedSchemaRegistry;
 
     let topic = <AvroIssued as OutboxEvent>::TOPIC;
     let broker = support::broker(topic, 2);
     let registry = EmbeddedSchemaRegistry::start().await.unwrap();
     let codec = AvroCodec::new(
-        RegistryClient::new(registry.url()).unwrap(),
+        SchemaRegistryClient::new(registry.url()).unwrap(),
         AvroSettings::default(),
     );
     let (events, _ctx) = db.events().await;

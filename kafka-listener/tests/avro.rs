@@ -15,7 +15,7 @@ use std::time::Duration;
 use avro_common::*;
 use common::*;
 use futures::future::BoxFuture;
-use kafka_listener::avro::{wire, AvroCodec, RegistryError};
+use kafka_listener::avro::{wire, AvroCodec, SchemaRegistryError};
 use kafka_listener::error::BoxError;
 use kafka_listener::prelude::*;
 use kafka_listener::ErrorKind;
@@ -204,7 +204,7 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
         .unwrap_err();
     running.shutdown().await;
     match err.registry_error() {
-        Some(RegistryError::Incompatible { subject, message }) => {
+        Some(SchemaRegistryError::Incompatible { subject, message }) => {
             assert_eq!(subject, &format!("{TOPIC}-value"));
             assert!(message.contains("incompatible"), "{message}");
             assert!(message.contains("warehouse"), "names the field: {message}");

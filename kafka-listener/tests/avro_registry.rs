@@ -13,7 +13,7 @@ use std::time::Duration;
 use apache_avro::AvroSchema;
 use avro_common::*;
 use common::*;
-use kafka_listener::avro::{wire, AvroCodec, RegistryError};
+use kafka_listener::avro::{wire, AvroCodec, SchemaRegistryError};
 use kafka_listener::embedded::EmbeddedSchemaRegistry;
 use kafka_listener::prelude::*;
 use kafka_listener::Error;
@@ -62,7 +62,7 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
     registry.require_basic_auth(Some("svc:secret"));
     let anonymous = AvroCodec::from_config(&KafkaConfig::new(), registry.url()).unwrap();
     match anonymous.client().subjects().await {
-        Err(RegistryError::Http { status: 401, .. }) => {}
+        Err(SchemaRegistryError::Http { status: 401, .. }) => {}
         other => panic!("expected 401 without credentials, got {other:?}"),
     }
     // A consumer without credentials cannot fetch schemas: retryable, not a
@@ -142,7 +142,10 @@ async fn subject_strategies_and_registration_settings_follow_confluents_serializ
     let no_register = codec_with(&[("auto.register.schemas", "false")]);
     let err = no_register.encode("t3", value, &order).await.unwrap_err();
     assert!(
-        matches!(err.registry_error(), Some(RegistryError::NotFound { .. })),
+        matches!(
+            err.registry_error(),
+            Some(SchemaRegistryError::NotFound { .. })
+        ),
         "{err:?}"
     );
     // ...and a registered one is looked up, not registered again.
@@ -321,7 +324,7 @@ async fn the_embedded_registry_checks_compatibility_under_the_configured_level()
     assert_ne!(id1, id2);
     assert!(matches!(
         client.register(S, &v3).await,
-        Err(RegistryError::Incompatible { .. })
+        Err(SchemaRegistryError::Incompatible { .. })
     ));
     client.set_compatibility(Some(S), "NONE").await.unwrap();
     let id3 = client.register(S, &v3).await.unwrap();
@@ -330,10 +333,10 @@ async fn the_embedded_registry_checks_compatibility_under_the_configured_level()
     assert_eq!(client.lookup(S, &v1).await.unwrap().version, 1);
     assert!(matches!(
         client.set_compatibility(None, "SIDEWAYS").await,
-        Err(RegistryError::Http { status: 422, .. })
+        Err(SchemaRegistryError::Http { status: 422, .. })
     ));
     assert!(matches!(
         client.register(S, "{not json").await,
-        Err(RegistryError::InvalidSchema { code: 42201, .. })
+        Err(SchemaRegistryError::InvalidSchema { code: 42201, .. })
     ));
 }

@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use kafka_listener::avro::RegistryClient;
+use kafka_listener::avro::SchemaRegistryClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test]
@@ -50,7 +50,7 @@ async fn dev_broker_prints_and_serves_a_schema_registry() {
     .unwrap_or(false);
     assert!(logged, "a log line with `schema registry` and {url}");
 
-    let client = RegistryClient::new(url).unwrap();
+    let client = SchemaRegistryClient::new(url).unwrap();
     let id = client.register("t-value", r#""string""#).await.unwrap();
     assert_eq!(client.schema_by_id(id).await.unwrap(), r#""string""#);
     child.kill().await.unwrap();

@@ -179,3 +179,40 @@ fn no_source_file_is_over_600_lines() {
     }
     assert!(long.is_empty(), "split by concern: {long:?}");
 }
+
+#[test]
+fn default_features_bring_no_database_http_or_registry_client() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "-p",
+            "kafka-listener",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .args([
+            "--manifest-path",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ])
+        .output()
+        .expect("cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8(out.stdout).unwrap();
+    let crates: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        crates.contains("rdkafka"),
+        "the tree lists the runtime: {crates:?}"
+    );
+    for heavy in ["sqlx", "axum", "hyper", "reqwest", "apache-avro"] {
+        assert!(!crates.contains(heavy), "`{heavy}` is in the default build");
+    }
+}

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
-use kafka_listener::avro::{AvroCodec, AvroSettings, RegistryClient, TimestampMillis};
+use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
 use kafka_listener_tests::read_topic;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -617,7 +617,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     // Avro in the Confluent wire format, its schema in dev-broker's registry
     // (which outlived the service).
     let codec = AvroCodec::new(
-        RegistryClient::new(&registry_url).unwrap(),
+        SchemaRegistryClient::new(&registry_url).unwrap(),
         AvroSettings::default(),
     );
     let mut seen_ids = HashSet::new();

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use super::registry_client::{RegistryClient, RegistryError};
+use super::schema_registry_client::{SchemaRegistryClient, SchemaRegistryError};
 use super::subject::SubjectNameStrategy;
 use super::wire::{self, WireError};
 use crate::config::KafkaConfig;
@@ -99,7 +99,7 @@ pub enum DecodeError {
         id: u32,
         /// The registry's answer.
         #[source]
-        source: RegistryError,
+        source: SchemaRegistryError,
     },
     /// Any other registry failure: down, timeout, 5xx, but also 401/403 or
     /// an unexpected answer. Retryable: an outage or a misconfigured
@@ -110,7 +110,7 @@ pub enum DecodeError {
         id: u32,
         /// What failed.
         #[source]
-        source: RegistryError,
+        source: SchemaRegistryError,
     },
     /// The registry's schema for the id is not valid Avro. Poison pill.
     #[error("schema id {id} is not a valid Avro schema: {message}")]
@@ -157,7 +157,7 @@ type Writers = HashMap<(String, String), Cell<(u32, Arc<Schema>)>>;
 /// Type -> (reader schema, its JSON).
 type Readers = HashMap<TypeId, (Arc<Schema>, Arc<str>)>;
 
-/// Confluent-framed Avro over a [`RegistryClient`]: what `Avro<T>`,
+/// Confluent-framed Avro over a [`SchemaRegistryClient`]: what `Avro<T>`,
 /// `AvroKey<K>` and [`crate::KafkaTemplate::send_avro`] use. Cheap to clone;
 /// clones share the caches.
 ///
@@ -170,7 +170,7 @@ pub struct AvroCodec {
 }
 
 struct Inner {
-    client: RegistryClient,
+    client: SchemaRegistryClient,
     settings: AvroSettings,
     by_id: Mutex<HashMap<u32, Cell<Arc<Schema>>>>,
     writers: Mutex<Writers>,
@@ -192,7 +192,7 @@ fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) ->
 
 impl AvroCodec {
     /// A codec over `client` with `settings`.
-    pub fn new(client: RegistryClient, settings: AvroSettings) -> Self {
+    pub fn new(client: SchemaRegistryClient, settings: AvroSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
@@ -215,7 +215,7 @@ impl AvroCodec {
     /// [`Error::Config`] for a bad URL, setting or CA file.
     pub fn from_config(config: &KafkaConfig, url: &str) -> Result<Self, Error> {
         let props = &config.properties;
-        let mut client = RegistryClient::new(url)?;
+        let mut client = SchemaRegistryClient::new(url)?;
         let source = props
             .get("basic.auth.credentials.source")
             .map_or("USER_INFO", String::as_str);
@@ -241,7 +241,7 @@ impl AvroCodec {
     }
 
     /// The registry client.
-    pub fn client(&self) -> &RegistryClient {
+    pub fn client(&self) -> &SchemaRegistryClient {
         &self.inner.client
     }
 
@@ -266,7 +266,7 @@ impl AvroCodec {
                         .schema_by_id(id)
                         .await
                         .map_err(|source| match source {
-                            RegistryError::NotFound { code: 40403, .. } => {
+                            SchemaRegistryError::NotFound { code: 40403, .. } => {
                                 DecodeError::UnknownSchema { id, source }
                             }
                             source => DecodeError::Registry { id, source },
@@ -409,7 +409,7 @@ impl AvroCodec {
     ///
     /// # Errors
     /// [`Error::SchemaRegistry`] when the registry refuses the schema
-    /// ([`RegistryError::Incompatible`]) or cannot be reached;
+    /// ([`SchemaRegistryError::Incompatible`]) or cannot be reached;
     /// [`Error::Serialization`] when the value does not fit the schema;
     /// [`Error::Config`] for a subject strategy that needs a named schema.
     pub async fn encode<T>(

@@ -39,7 +39,7 @@
 //!   (`auto.register.schemas=false` looks it up instead,
 //!   `use.latest.version=true` writes with the subject's latest schema). A
 //!   registry refusing an incompatible change fails the send with
-//!   [`RegistryError::Incompatible`].
+//!   [`SchemaRegistryError::Incompatible`].
 //!
 //! # Errors while consuming
 //! A record without the magic byte, with a schema id the registry does not
@@ -61,7 +61,7 @@
 
 mod codec;
 mod logical;
-mod registry_client;
+mod schema_registry_client;
 mod subject;
 pub mod wire;
 
@@ -73,7 +73,9 @@ use serde::de::DeserializeOwned;
 
 pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart};
 pub use self::logical::TimestampMillis;
-pub use self::registry_client::{RegisteredSchema, RegistryClient, RegistryError, CONTENT_TYPE};
+pub use self::schema_registry_client::{
+    RegisteredSchema, SchemaRegistryClient, SchemaRegistryError, CONTENT_TYPE,
+};
 pub use self::subject::SubjectNameStrategy;
 use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::{ExtractError, ListenerError};

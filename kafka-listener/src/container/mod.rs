@@ -163,7 +163,7 @@ impl ListenerContainer {
         drain_timeout: Duration,
         template: &KafkaTemplate,
     ) -> Result<Self> {
-        let group: Arc<str> = Arc::from(spec.group());
+        let group: Arc<str> = Arc::from(spec.configured_group_id());
         let info = ListenerInfo {
             id: Arc::from(spec.id.as_str()),
             group_id: group,

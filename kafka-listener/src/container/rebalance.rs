@@ -56,7 +56,7 @@ impl ClientContext for ContainerContext {
                     .unwrap_or_else(|| p.committed_offset.max(p.lo_offset).max(0));
                 let behind = (p.hi_offset - finished).max(0);
                 lag.insert(key, behind);
-                metrics::gauge!("kafka_listener_consumer_lag",
+                metrics::gauge!(crate::metrics::names::CONSUMER_LAG,
                     "listener" => self.listener.info.id.to_string(),
                     "topic" => topic.clone(),
                     "partition" => partition.to_string())

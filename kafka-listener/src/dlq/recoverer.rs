@@ -142,7 +142,7 @@ impl Recoverer for DeadLetterRecoverer {
                 attempts, kind = ?error.kind(), error = %error, dlt = %sent.topic, dlt_partition = sent.partition, dlt_offset = sent.offset,
                 "record failed for good; published to the dead-letter topic"
             );
-            metrics::counter!("kafka_listener_records_dead_lettered_total", "listener" => listener.id().to_string())
+            metrics::counter!(crate::metrics::names::RECORDS_DEAD_LETTERED, "listener" => listener.id().to_string())
                 .increment(1);
             Ok(())
         })

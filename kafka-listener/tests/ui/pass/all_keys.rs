@@ -29,7 +29,7 @@ async fn issue(req: Json<IssueRequested>) -> Result<(), ListenerError> {
 fn main() {
     let spec = registered_listeners().next().expect("one listener is registered");
     assert_eq!(spec.id(), "coupon-issuer-listener");
-    assert_eq!(spec.group(), "coupon-issuer");
+    assert_eq!(spec.configured_group_id(), "coupon-issuer");
     assert_eq!(spec.topic_names(), ["coupon.issue.requested", "coupon.issue.retried"]);
     assert_eq!(spec.configured_concurrency(), 3);
     assert!(!spec.starts_automatically());

@@ -24,7 +24,7 @@ pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// A failed registry call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum RegistryError {
+pub enum SchemaRegistryError {
     /// No answer: connection refused, DNS, TLS or timeout. Retryable.
     #[error("schema registry at {url} cannot be reached: {source}")]
     Unreachable {
@@ -79,15 +79,15 @@ pub enum RegistryError {
     InvalidResponse(String),
 }
 
-impl From<RegistryError> for Error {
-    fn from(e: RegistryError) -> Self {
+impl From<SchemaRegistryError> for Error {
+    fn from(e: SchemaRegistryError) -> Self {
         Error::SchemaRegistry(Box::new(e))
     }
 }
 
 impl Error {
     /// The schema registry's error, when this is [`Error::SchemaRegistry`].
-    pub fn registry_error(&self) -> Option<&RegistryError> {
+    pub fn registry_error(&self) -> Option<&SchemaRegistryError> {
         match self {
             Error::SchemaRegistry(e) => e.downcast_ref(),
             _ => None,
@@ -95,13 +95,13 @@ impl Error {
     }
 }
 
-impl RegistryError {
+impl SchemaRegistryError {
     /// Whether trying again later may succeed (registry down or
     /// overloaded), as opposed to an answer that will not change.
     pub fn is_retryable(&self) -> bool {
         match self {
-            RegistryError::Unreachable { .. } => true,
-            RegistryError::Http { status, .. } => {
+            SchemaRegistryError::Unreachable { .. } => true,
+            SchemaRegistryError::Http { status, .. } => {
                 *status >= 500 || *status == 408 || *status == 429
             }
             _ => false,
@@ -128,14 +128,14 @@ pub struct RegisteredSchema {
 /// # Examples
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// use kafka_listener::avro::RegistryClient;
-/// let client = RegistryClient::new("https://registry.example:8081")?
+/// use kafka_listener::avro::SchemaRegistryClient;
+/// let client = SchemaRegistryClient::new("https://registry.example:8081")?
 ///     .with_basic_auth("api-key:api-secret");
 /// let id = client.register("orders-value", r#""string""#).await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct RegistryClient {
+pub struct SchemaRegistryClient {
     inner: Arc<Inner>,
 }
 
@@ -146,16 +146,16 @@ struct Inner {
     requests: AtomicU64,
 }
 
-impl fmt::Debug for RegistryClient {
+impl fmt::Debug for SchemaRegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistryClient")
+        f.debug_struct("SchemaRegistryClient")
             .field("urls", &self.urls_redacted())
             .field("basic_auth", &self.inner.auth.as_ref().map(|(u, _)| u))
             .finish()
     }
 }
 
-impl RegistryClient {
+impl SchemaRegistryClient {
     /// A client of the registry at `urls`: one URL or several separated by
     /// commas (tried in order when one cannot be reached). A URL may carry
     /// basic-auth credentials (`https://user:password@host:8081`).
@@ -253,12 +253,12 @@ impl RegistryClient {
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> Result<Value, RegistryError> {
+    ) -> Result<Value, SchemaRegistryError> {
         let mut last = None;
         for base in &self.inner.urls {
             let url = base
                 .join(path)
-                .map_err(|e| RegistryError::InvalidResponse(e.to_string()))?;
+                .map_err(|e| SchemaRegistryError::InvalidResponse(e.to_string()))?;
             let mut req = self
                 .inner
                 .http
@@ -276,7 +276,7 @@ impl RegistryClient {
             let response = match req.send().await {
                 Ok(r) => r,
                 Err(source) => {
-                    last = Some(RegistryError::Unreachable {
+                    last = Some(SchemaRegistryError::Unreachable {
                         url: base.to_string(),
                         source,
                     });
@@ -287,7 +287,7 @@ impl RegistryClient {
             let text = match response.text().await {
                 Ok(t) => t,
                 Err(source) => {
-                    last = Some(RegistryError::Unreachable {
+                    last = Some(SchemaRegistryError::Unreachable {
                         url: base.to_string(),
                         source,
                     });
@@ -296,19 +296,19 @@ impl RegistryClient {
             };
             if status.is_success() {
                 return serde_json::from_str(&text)
-                    .map_err(|e| RegistryError::InvalidResponse(format!("{e}: {text}")));
+                    .map_err(|e| SchemaRegistryError::InvalidResponse(format!("{e}: {text}")));
             }
             return Err(error_of(status, &text, path));
         }
-        Err(last.unwrap_or_else(|| RegistryError::InvalidResponse("no registry URL".into())))
+        Err(last.unwrap_or_else(|| SchemaRegistryError::InvalidResponse("no registry URL".into())))
     }
 
     /// `GET /schemas/ids/{id}`: the schema text of a global id.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] (40403) for an unknown id, or a
+    /// [`SchemaRegistryError::NotFound`] (40403) for an unknown id, or a
     /// transport error.
-    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, SchemaRegistryError> {
         let v = self
             .call(Method::GET, &format!("schemas/ids/{id}"), None)
             .await?;
@@ -320,10 +320,10 @@ impl RegistryClient {
     /// subject already has returns the existing id.
     ///
     /// # Errors
-    /// [`RegistryError::Incompatible`] when the subject's compatibility
-    /// level refuses it, [`RegistryError::InvalidSchema`], or a transport
+    /// [`SchemaRegistryError::Incompatible`] when the subject's compatibility
+    /// level refuses it, [`SchemaRegistryError::InvalidSchema`], or a transport
     /// error.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, SchemaRegistryError> {
         let v = self
             .call(
                 Method::POST,
@@ -338,13 +338,13 @@ impl RegistryClient {
     /// subject has it (Confluent's `auto.register.schemas=false`).
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] (40401 subject, 40403 schema) or a
+    /// [`SchemaRegistryError::NotFound`] (40401 subject, 40403 schema) or a
     /// transport error.
     pub async fn lookup(
         &self,
         subject: &str,
         schema: &str,
-    ) -> Result<RegisteredSchema, RegistryError> {
+    ) -> Result<RegisteredSchema, SchemaRegistryError> {
         let v = self
             .call(
                 Method::POST,
@@ -352,16 +352,16 @@ impl RegistryClient {
                 Some(json!({ "schema": schema })),
             )
             .await?;
-        serde_json::from_value(v).map_err(|e| RegistryError::InvalidResponse(e.to_string()))
+        serde_json::from_value(v).map_err(|e| SchemaRegistryError::InvalidResponse(e.to_string()))
     }
 
     /// `GET /subjects/{subject}/versions/latest` (Confluent's
     /// `use.latest.version=true`).
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] (40401) for an unknown subject, or a
+    /// [`SchemaRegistryError::NotFound`] (40401) for an unknown subject, or a
     /// transport error.
-    pub async fn latest(&self, subject: &str) -> Result<RegisteredSchema, RegistryError> {
+    pub async fn latest(&self, subject: &str) -> Result<RegisteredSchema, SchemaRegistryError> {
         let v = self
             .call(
                 Method::GET,
@@ -369,16 +369,16 @@ impl RegistryClient {
                 None,
             )
             .await?;
-        serde_json::from_value(v).map_err(|e| RegistryError::InvalidResponse(e.to_string()))
+        serde_json::from_value(v).map_err(|e| SchemaRegistryError::InvalidResponse(e.to_string()))
     }
 
     /// `GET /subjects`: every subject.
     ///
     /// # Errors
     /// A transport error.
-    pub async fn subjects(&self) -> Result<Vec<String>, RegistryError> {
+    pub async fn subjects(&self) -> Result<Vec<String>, SchemaRegistryError> {
         let v = self.call(Method::GET, "subjects", None).await?;
-        serde_json::from_value(v).map_err(|e| RegistryError::InvalidResponse(e.to_string()))
+        serde_json::from_value(v).map_err(|e| SchemaRegistryError::InvalidResponse(e.to_string()))
     }
 
     /// `POST /compatibility/subjects/{subject}/versions/latest`: whether
@@ -386,7 +386,11 @@ impl RegistryClient {
     ///
     /// # Errors
     /// A transport error or an invalid schema.
-    pub async fn is_compatible(&self, subject: &str, schema: &str) -> Result<bool, RegistryError> {
+    pub async fn is_compatible(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<bool, SchemaRegistryError> {
         let v = self
             .call(
                 Method::POST,
@@ -396,7 +400,7 @@ impl RegistryClient {
             .await?;
         v.get("is_compatible")
             .and_then(Value::as_bool)
-            .ok_or_else(|| RegistryError::InvalidResponse(v.to_string()))
+            .ok_or_else(|| SchemaRegistryError::InvalidResponse(v.to_string()))
     }
 
     /// `PUT /config` (global, `subject` `None`) or `PUT /config/{subject}`:
@@ -409,7 +413,7 @@ impl RegistryClient {
         &self,
         subject: Option<&str>,
         level: &str,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), SchemaRegistryError> {
         let path = match subject {
             Some(s) => format!("config/{}", encode(s)),
             None => "config".to_owned(),
@@ -456,21 +460,21 @@ fn encode(subject: &str) -> String {
     out
 }
 
-fn string_field(v: &Value, name: &str) -> Result<String, RegistryError> {
+fn string_field(v: &Value, name: &str) -> Result<String, SchemaRegistryError> {
     v.get(name)
         .and_then(Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| RegistryError::InvalidResponse(format!("no `{name}` in {v}")))
+        .ok_or_else(|| SchemaRegistryError::InvalidResponse(format!("no `{name}` in {v}")))
 }
 
-fn id_field(v: &Value) -> Result<u32, RegistryError> {
+fn id_field(v: &Value) -> Result<u32, SchemaRegistryError> {
     v.get("id")
         .and_then(Value::as_u64)
         .and_then(|id| u32::try_from(id).ok())
-        .ok_or_else(|| RegistryError::InvalidResponse(format!("no `id` in {v}")))
+        .ok_or_else(|| SchemaRegistryError::InvalidResponse(format!("no `id` in {v}")))
 }
 
-fn error_of(status: StatusCode, text: &str, path: &str) -> RegistryError {
+fn error_of(status: StatusCode, text: &str, path: &str) -> SchemaRegistryError {
     let body: Option<Value> = serde_json::from_str(text).ok();
     let code = body
         .as_ref()
@@ -483,8 +487,8 @@ fn error_of(status: StatusCode, text: &str, path: &str) -> RegistryError {
         .and_then(Value::as_str)
         .map_or_else(|| text.to_owned(), str::to_owned);
     match status.as_u16() {
-        404 => RegistryError::NotFound { code, message },
-        409 => RegistryError::Incompatible {
+        404 => SchemaRegistryError::NotFound { code, message },
+        409 => SchemaRegistryError::Incompatible {
             subject: path
                 .strip_prefix("subjects/")
                 .and_then(|p| p.split('/').next())
@@ -492,8 +496,8 @@ fn error_of(status: StatusCode, text: &str, path: &str) -> RegistryError {
                 .to_owned(),
             message,
         },
-        422 if code == 42201 => RegistryError::InvalidSchema { code, message },
-        s => RegistryError::Http {
+        422 if code == 42201 => SchemaRegistryError::InvalidSchema { code, message },
+        s => SchemaRegistryError::Http {
             status: s,
             code,
             message,
@@ -507,14 +511,15 @@ mod tests {
 
     #[test]
     fn credentials_move_from_the_url_to_basic_auth() {
-        let c = RegistryClient::new("https://u:pw@registry:8081, http://b:8081/base").unwrap();
+        let c =
+            SchemaRegistryClient::new("https://u:pw@registry:8081, http://b:8081/base").unwrap();
         assert_eq!(
             c.urls_redacted(),
             ["https://registry:8081/", "http://b:8081/base/"]
         );
         assert!(!format!("{c:?}").contains("pw"));
-        assert!(RegistryClient::new("ftp://x").is_err());
-        assert!(RegistryClient::new(" ").is_err());
+        assert!(SchemaRegistryClient::new("ftp://x").is_err());
+        assert!(SchemaRegistryClient::new(" ").is_err());
     }
 
     #[test]
@@ -524,14 +529,19 @@ mod tests {
             r#"{"error_code":40403,"message":"Schema not found"}"#,
             "schemas/ids/9",
         );
-        assert!(matches!(e, RegistryError::NotFound { code: 40403, .. }));
+        assert!(matches!(
+            e,
+            SchemaRegistryError::NotFound { code: 40403, .. }
+        ));
         assert!(!e.is_retryable());
         let e = error_of(
             StatusCode::CONFLICT,
             r#"{"error_code":409,"message":"no"}"#,
             "subjects/a-value/versions",
         );
-        assert!(matches!(&e, RegistryError::Incompatible { subject, .. } if subject == "a-value"));
+        assert!(
+            matches!(&e, SchemaRegistryError::Incompatible { subject, .. } if subject == "a-value")
+        );
         assert!(error_of(StatusCode::SERVICE_UNAVAILABLE, "down", "x").is_retryable());
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
     }
