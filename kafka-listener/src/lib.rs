@@ -72,7 +72,7 @@ pub use crate::app::{KafkaApp, KafkaAppBuilder, NewTopic, RunningApp};
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
 pub use crate::container::ListenerContainer;
-pub use crate::dlq::{DeadLetter, DeadLetterRecoverer};
+pub use crate::dlq::DeadLetterRecoverer;
 pub use crate::error::{Error, ErrorKind, ExtractError, ListenerError, Result};
 pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, ListenerContext, RecordMeta, State,
@@ -81,8 +81,7 @@ pub use crate::listener::{AckMode, ListenerSpec};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};
-pub use crate::retry::{BackOff, RetryPolicy};
-pub use crate::retry_topics::RetryTopics;
+pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
 
 /// `#[after_commit]`, re-exported from `kafka-listener-macros` (the
 /// `OutboxEvent` derive comes with the trait, from `after_commit`).
@@ -110,13 +109,11 @@ pub mod prelude {
 pub mod __private {
     pub use inventory;
 
-    pub use crate::dlq::DeadLetter;
     pub use crate::extract::{FromBatch, FromRecord};
     pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
     pub use crate::listener::{AckMode, ListenerRegistration, ListenerSpec};
     pub use crate::rate_limit::RateLimit;
-    pub use crate::retry::{BackOff, RetryPolicy};
-    pub use crate::retry_topics::RetryTopics;
+    pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
     pub use std::time::Duration;
 
     /// What `#[after_commit]` and `#[derive(OutboxEvent)]` generate code

@@ -159,7 +159,7 @@ impl ListenerContainer {
             (None, Some(rt), dl) => Arc::new(crate::retry_topics::RetryTopicRecoverer::new(
                 rt.clone(),
                 template.clone(),
-                dl.unwrap_or(DeadLetter::Default),
+                dl.unwrap_or(DeadLetter::suffixed()),
             )),
             (None, None, Some(dl)) => Arc::new(DeadLetterRecoverer::new(template.clone(), dl)),
             (None, None, None) => Arc::new(LoggingRecoverer),

@@ -19,33 +19,10 @@ mod store;
 pub use self::recoverer::DeadLetterRecoverer;
 #[cfg(feature = "dead-letter-store")]
 pub use self::store::{DeadLetterStore, StoreError, StoredDeadLetter};
+pub use crate::retry::{DeadLetter, DLT_SUFFIX};
 
 use crate::app::NewTopic;
 use crate::listener::ListenerSpec;
-
-/// The suffix of the default dead-letter topic: `<topic>-dlt`, as Spring
-/// Kafka 3.3+ names it (`DeadLetterPublishingRecoverer`'s default
-/// destination resolver, and the `@RetryableTopic` DLT).
-pub const DLT_SUFFIX: &str = "-dlt";
-
-/// Where a listener's dead letters go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetter {
-    /// `<original topic>-dlt`, one per source topic (`dead_letter = true`).
-    Default,
-    /// One named topic for every source topic (`dead_letter = "name"`).
-    Topic(String),
-}
-
-impl DeadLetter {
-    /// The dead-letter topic of a record from `topic`.
-    pub fn topic_for(&self, topic: &str) -> String {
-        match self {
-            DeadLetter::Default => format!("{topic}{DLT_SUFFIX}"),
-            DeadLetter::Topic(name) => name.clone(),
-        }
-    }
-}
 
 /// The dead-letter and retry topics the listeners need and that do not
 /// exist yet. Each gets the partition count of its source topic: as
@@ -104,7 +81,7 @@ pub(crate) async fn topics_for(
             }
             match (&l.dead_letter, &l.retry_topics) {
                 (Some(dl), _) => names.push(dl.topic_for(source)),
-                (None, Some(_)) => names.push(DeadLetter::Default.topic_for(source)),
+                (None, Some(_)) => names.push(DeadLetter::suffixed().topic_for(source)),
                 (None, None) => {}
             }
             for name in names {
@@ -125,7 +102,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::retry_topics::RetryTopics;
+    use crate::retry::RetryTopics;
 
     async fn noop(_: String) {}
 
@@ -135,7 +112,7 @@ mod tests {
         assert!(plain.dead_letter_hint());
         let dlt = ListenerSpec::new("b")
             .topics(["t"])
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .handler(noop);
         assert!(!dlt.dead_letter_hint());
         let rt = ListenerSpec::new("c")
@@ -150,7 +127,7 @@ mod tests {
         let listeners = [
             ListenerSpec::new("a")
                 .topics(["orders", "other"])
-                .dead_letter(DeadLetter::Default)
+                .dead_letter(DeadLetter::suffixed())
                 .handler(noop),
             ListenerSpec::new("b")
                 .topics(["mails"])
@@ -158,7 +135,7 @@ mod tests {
                     4,
                     [Duration::from_millis(500), Duration::from_secs(10)],
                 ))
-                .dead_letter(DeadLetter::Topic("dead".into()))
+                .dead_letter(DeadLetter::topic("dead"))
                 .handler(noop),
             ListenerSpec::new("c").topics(["plain"]).handler(noop),
         ];
