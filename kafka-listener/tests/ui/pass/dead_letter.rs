@@ -36,5 +36,5 @@ fn main() {
     assert!(debug("named_topic").contains(r#"dead_letter: Some(Topic("payments.dead"))"#));
     assert!(debug("no_dead_letter").contains("dead_letter: None"));
     let rt = debug("with_retry_topics");
-    assert!(rt.contains("attempts: 3") && rt.contains("delays: [1s, 10s]"), "{rt}");
+    assert!(rt.contains("RetryTopics { attempts: 3, backoff: Delays([1s, 10s]) }"), "{rt}");
 }
