@@ -7,6 +7,7 @@ mod ctxt;
 mod kafka_listener;
 mod meta;
 mod symbol;
+mod util;
 
 use proc_macro::TokenStream;
 
@@ -28,15 +29,21 @@ use proc_macro::TokenStream;
 ///      | auto_startup = BOOL                 default true
 ///      | properties = [("NAME", "VALUE"), ...]  librdkafka consumer properties
 ///      | batch = BOOL                        a batch listener; default false
-///      | retry(RETRY_KEY, ...)               default: the runtime's RetryPolicy
-///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; default false (log and skip)
+///      | retry(RETRY_KEY, ...)               blocking retries; default: RetryPolicy::default()
+///      | rate_limit = "PERMITS/DURATION"     at most PERMITS records per DURATION window
+///                                            (sliding, whole listener), e.g. "100/10s";
+///                                            PERMITS >= 1, DURATION > 0; default none
+///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; "TOPIC" a valid topic
+///                                            name; default false (log and skip)
 ///      | retry_topics(RETRY_TOPICS_KEY, ...) non-blocking retries (`@RetryableTopic`); needs `topics`
 ///      | crate = "PATH"                      default "::kafka_listener"
 ///
 /// RETRY_KEY := attempts = INTEGER            >= 1, the first delivery included; default 3
 ///            | backoff = "exponential" | "fixed"   default "exponential"
-///            | initial = "DURATION"          first delay (fixed: every delay); default "1s"
-///            | max = "DURATION"              exponential only; default "30s"
+///            | initial = "DURATION"          first delay (fixed: every delay); default "1s";
+///                                            > 0 when exponential
+///            | max = "DURATION"              exponential only, >= initial; default "30s"
+///                                            (or `initial` when that is longer)
 ///            | multiplier = NUMBER           exponential only, >= 1.0; default 2.0
 ///            | jitter = BOOL                 exponential only; default true
 ///
@@ -48,6 +55,10 @@ use proc_macro::TokenStream;
 ///
 /// `DURATION` is in humantime syntax ("100ms", "1s", "2m", "1m 30s") and
 /// whole milliseconds. Values are literals; constants are not accepted.
+/// The defaults above are the runtime's: the macro emits only the keys
+/// written (`retry(attempts = 5)` becomes
+/// `RetryPolicy::builder().attempts(5).build()`), and the runtime's
+/// builders fill in the rest.
 ///
 /// The function is an `async fn`, not generic, without `self`, with at most
 /// 12 arguments, each an extractor: `FromRecord` for a record listener,
@@ -60,7 +71,10 @@ use proc_macro::TokenStream;
 /// `const _: () = { ... };` that holds
 /// - `fn __kafka_listener_factory() -> ListenerSpec`, building the spec
 ///   from the attribute (`ListenerSpec::new(id).topics([..])...handler(f)`,
-///   or `.batch_handler(f)` with `batch = true`),
+///   or `.batch_handler(f)` with `batch = true`), settings through the
+///   runtime's constructors and builders (`RetryPolicy::builder()`,
+///   `RetryTopics::builder()`, `RateLimit::new`, `DeadLetter::suffixed()`
+///   / `DeadLetter::topic(..)`), never struct literals,
 /// - an `inventory::submit!` of a `ListenerRegistration` of that factory,
 ///   through which `KafkaApp` finds the listener,
 /// - one `const` assertion per argument (`FromRecord` or `FromBatch`) and
@@ -228,8 +242,20 @@ pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
 ///                               wire format (schema registered under the
 ///                               topic's subject); needs `Deserialize` and
 ///                               apache-avro's `AvroSchema`
+///      | name = "NAME"          the event's stable name (below); 1 to 249
+///                               characters, no whitespace or control
+///                               characters; default: the type's name
+///                               without its module path
 ///      | crate = "PATH"         default "::kafka_listener"
 /// ```
+///
+/// The name is stored in each outbox row's `event_type` and sent in the
+/// `kafka_listener-event-type` header; the relay finds a row's type (and so
+/// its format) by it. The default survives moving the type to another
+/// module, not renaming it: give `name` to every type whose rows may be
+/// pending across a deploy. A row whose name the binary does not know stays
+/// unsent, with the reason in its `last_error`. Two types of one binary
+/// with the same name are refused at `TransactionalEventsBuilder::build`.
 ///
 /// The struct has named fields, no generics, and implements
 /// `serde::Serialize` (the outbox keeps the event as JSON; with
@@ -237,7 +263,7 @@ pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Semantics
 ///
-/// Generates an `impl OutboxEvent` (`TOPIC` and `key()`, which is
+/// Generates an `impl OutboxEvent` (`TOPIC`, `NAME` and `key()`, which is
 /// `ToString::to_string(&self.FIELD)`) and an `inventory::submit!` of an
 /// `OutboxRegistration`, through which `EventTx::publish` recognizes the
 /// type and inserts a row into the outbox table in the same transaction.
@@ -259,7 +285,7 @@ pub fn after_commit(args: TokenStream, item: TokenStream) -> TokenStream {
 /// use kafka_listener::OutboxEvent;
 ///
 /// #[derive(Clone, serde::Serialize, OutboxEvent)]
-/// #[outbox(topic = "coupon.issued", key = "coupon_id")]
+/// #[outbox(topic = "coupon.issued", key = "coupon_id", name = "coupon.CouponIssued")]
 /// struct CouponIssued { coupon_id: String, user_id: String }
 /// ```
 #[proc_macro_derive(OutboxEvent, attributes(outbox))]

@@ -56,6 +56,7 @@ pub(crate) const OUTBOX: Symbol = Symbol("outbox");
 pub(crate) const TOPIC: Symbol = Symbol("topic");
 pub(crate) const KEY: Symbol = Symbol("key");
 pub(crate) const FORMAT: Symbol = Symbol("format");
+pub(crate) const NAME: Symbol = Symbol("name");
 
 // `format = "..."` values of `#[outbox(...)]`.
 pub(crate) const JSON: Symbol = Symbol("json");

@@ -210,7 +210,7 @@ impl ListenerSpec {
         self
     }
 
-    /// Admits at most `limit.permits` records per `limit.per` across the
+    /// Admits at most `limit.permits()` records per `limit.per()` across the
     /// listener (see [`crate::rate_limit`]): the partition pauses while the
     /// budget is spent; the consumer stays in its group.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
@@ -219,7 +219,7 @@ impl ListenerSpec {
     }
 
     /// Records that fail for good go to a dead-letter topic:
-    /// [`DeadLetter::Default`] is `<topic>-dlt`, [`DeadLetter::Topic`] a
+    /// [`DeadLetter::suffixed`] is `<topic>-dlt`, [`DeadLetter::topic`] a
     /// named topic. The app creates it at start (with the source topic's
     /// partition count when the topic is declared with
     /// [`crate::KafkaAppBuilder::topic`], else 1) and publishes through its

@@ -18,21 +18,52 @@ use crate::error::Error;
 
 /// At most `permits` handler calls in any window of `per` (a sliding
 /// window), shared by every consumer and partition of one listener.
+///
+/// Built with [`RateLimit::new`] (or [`try_new`](RateLimit::try_new)) or
+/// parsed from `"PERMITS/DURATION"` ([`FromStr`]); at least 1 permit and a
+/// window longer than zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Records admitted per window (at least 1).
-    pub permits: u32,
-    /// The window length.
-    pub per: Duration,
+    permits: u32,
+    per: Duration,
 }
 
 impl RateLimit {
     /// `permits` records per `per`.
+    ///
+    /// # Panics
+    /// When `permits` is 0 or `per` is zero (see [`try_new`](Self::try_new)).
     pub fn new(permits: u32, per: Duration) -> Self {
-        Self {
-            permits: permits.max(1),
-            per,
+        Self::try_new(permits, per).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`new`](Self::new), checked.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting: `permits` is 0 (nothing would
+    /// ever be admitted) or the window `per` is zero.
+    pub fn try_new(permits: u32, per: Duration) -> Result<Self, Error> {
+        if permits == 0 {
+            return Err(Error::Config(
+                "rate limit `permits` must be at least 1 (0 would admit nothing, ever)".into(),
+            ));
         }
+        if per.is_zero() {
+            return Err(Error::Config(
+                "rate limit window `per` must be longer than zero".into(),
+            ));
+        }
+        Ok(Self { permits, per })
+    }
+
+    /// Records admitted per window (at least 1).
+    pub fn permits(&self) -> u32 {
+        self.permits
+    }
+
+    /// The window length (longer than zero).
+    pub fn per(&self) -> Duration {
+        self.per
     }
 
     /// The average rate in records per second.
@@ -94,7 +125,8 @@ impl RateLimiter {
     pub(crate) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
-            admitted: Mutex::new(VecDeque::with_capacity(limit.permits as usize)),
+            // Grows to `permits` only if that many are admitted in one window.
+            admitted: Mutex::new(VecDeque::with_capacity(limit.permits.min(1024) as usize)),
         }
     }
 
@@ -129,7 +161,27 @@ mod tests {
         for bad in ["100", "x/1s", "0/1s", "5/0s", "5/soon"] {
             let e = bad.parse::<RateLimit>().unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
+            assert!(e.contains("expected PERMITS/DURATION"), "{e}");
         }
+    }
+
+    #[test]
+    fn zero_permits_or_window_cannot_be_built() {
+        let e = RateLimit::try_new(0, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            matches!(e, Error::Config(_)) && e.to_string().contains("`permits`"),
+            "{e}"
+        );
+        let e = RateLimit::try_new(1, Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("`per`"), "{e}");
+        let r = RateLimit::new(7, Duration::from_secs(2));
+        assert_eq!((r.permits(), r.per()), (7, Duration::from_secs(2)));
+    }
+
+    #[test]
+    #[should_panic(expected = "`permits` must be at least 1")]
+    fn new_panics_on_zero_permits() {
+        let _ = RateLimit::new(0, Duration::from_secs(1));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use futures::future::BoxFuture;
 
 use crate::context::ListenerInfo;
 use crate::dlq::headers::dead_letter_headers;
-use crate::dlq::{DeadLetter, DeadLetterRecoverer};
+use crate::dlq::DeadLetterRecoverer;
 use crate::error::{BoxError, ListenerError};
 use crate::producer::KafkaTemplate;
 use crate::record::headers::{
@@ -50,58 +50,7 @@ use crate::record::headers::{
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
 
-/// Retry topics of one listener: total attempts (the first delivery
-/// included) and the delay before each retry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryTopics {
-    attempts: u32,
-    delays: Vec<Duration>,
-}
-
-impl RetryTopics {
-    /// `attempts` deliveries in all (at least 1; 1 means straight to the
-    /// dead-letter topic), with `delays[i]` before retry `i + 1` (the last
-    /// one repeats; no delays means 1 s).
-    pub fn new(attempts: u32, delays: impl IntoIterator<Item = Duration>) -> Self {
-        let mut delays: Vec<Duration> = delays.into_iter().collect();
-        if delays.is_empty() {
-            delays.push(Duration::from_secs(1));
-        }
-        Self {
-            attempts: attempts.max(1),
-            delays,
-        }
-    }
-
-    /// Total attempts.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// The delay before retry `retry` (1 for the first).
-    pub fn delay(&self, retry: u32) -> Duration {
-        let i = (retry.max(1) as usize - 1).min(self.delays.len() - 1);
-        self.delays[i]
-    }
-
-    /// `<source>-retry-<delay in ms>`: the topic of retry `retry` (Spring's
-    /// suffixing with the delay value).
-    pub fn topic(&self, source: &str, retry: u32) -> String {
-        format!("{source}-retry-{}", self.delay(retry).as_millis())
-    }
-
-    /// Every retry topic of `source`, without repeats, in retry order.
-    pub fn topic_names(&self, source: &str) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for retry in 1..self.attempts {
-            let name = self.topic(source, retry);
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        names
-    }
-}
+use crate::retry::{DeadLetter, RetryTopics};
 
 /// When `record` is due (its `retry_topic-backoff-timestamp`), as a wait
 /// from now; `None` when it has no such header or is due already.
@@ -152,7 +101,7 @@ impl Recoverer for RetryTopicRecoverer {
                 _ => record.topic().to_owned(),
             };
             let group = listener.group_id();
-            if !error.is_retryable() || total >= self.topics.attempts {
+            if !error.is_retryable() || total >= self.topics.attempts() {
                 let dlt = self.dead_letters.destination().topic_for(&source);
                 let sent = self
                     .dead_letters

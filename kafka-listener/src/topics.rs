@@ -161,7 +161,7 @@ pub(crate) async fn failure_topics(
             }
             match (&l.dead_letter, &l.retry_topics) {
                 (Some(dl), _) => names.push(dl.topic_for(source)),
-                (None, Some(_)) => names.push(DeadLetter::Default.topic_for(source)),
+                (None, Some(_)) => names.push(DeadLetter::suffixed().topic_for(source)),
                 (None, None) => {}
             }
             for name in names {
@@ -263,7 +263,7 @@ mod tests {
         assert!(plain.dead_letter_hint());
         let dlt = ListenerSpec::new("b")
             .topics(["t"])
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .handler(noop);
         assert!(!dlt.dead_letter_hint());
         let rt = ListenerSpec::new("c")
@@ -278,7 +278,7 @@ mod tests {
         let listeners = [
             ListenerSpec::new("a")
                 .topics(["orders", "other"])
-                .dead_letter(DeadLetter::Default)
+                .dead_letter(DeadLetter::suffixed())
                 .handler(noop),
             ListenerSpec::new("b")
                 .topics(["mails"])
@@ -286,7 +286,7 @@ mod tests {
                     4,
                     [Duration::from_millis(500), Duration::from_secs(10)],
                 ))
-                .dead_letter(DeadLetter::Topic("dead".into()))
+                .dead_letter(DeadLetter::topic("dead"))
                 .handler(noop),
             ListenerSpec::new("c").topics(["plain"]).handler(noop),
         ];

@@ -336,7 +336,7 @@ async fn unsent_outbox_rows_are_published_on_the_next_start(db: Db) {
             .unwrap_or_else(|| panic!("no record with event id {}", row.event_id));
         assert_eq!(record.key, row.key);
         assert_eq!(record.payload, row.payload);
-        assert_eq!(record.event_type, std::any::type_name::<Issued>());
+        assert_eq!(record.event_type, <Issued as OutboxEvent>::NAME);
         assert_eq!(record.timestamp, Some(row.created_at));
     }
     let a: Vec<u64> = records
@@ -563,7 +563,7 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
     let mut per_key: HashMap<String, Vec<i64>> = HashMap::new();
     for record in &records {
         assert_eq!(record.value_bytes[0], 0, "magic byte");
-        assert_eq!(record.event_type, std::any::type_name::<AvroIssued>());
+        assert_eq!(record.event_type, <AvroIssued as OutboxEvent>::NAME);
         let event: AvroIssued = codec.decode(&record.value_bytes).await.unwrap();
         assert_eq!(event, published[event.seq as usize]);
         assert_eq!(event.coupon_id, record.key);
@@ -618,8 +618,11 @@ async fn wait_for_a_failed_send(events: &TransactionalEvents) {
 fn fast_relay() -> RelayConfig {
     RelayConfig {
         poll_interval: Duration::from_millis(100),
-        backoff_initial: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
+        backoff: kafka_listener::BackOff::exponential(
+            Duration::from_millis(50),
+            2.0,
+            Duration::from_millis(500),
+        ),
         ..RelayConfig::default()
     }
 }
@@ -631,7 +634,7 @@ fn assert_order(records: &[support::Record], count: u64, keys: u64) {
     let mut per_key: HashMap<String, Vec<u64>> = HashMap::new();
     let mut per_partition_of_key: HashMap<String, HashSet<i32>> = HashMap::new();
     for r in records {
-        assert_eq!(r.event_type, std::any::type_name::<Issued>());
+        assert_eq!(r.event_type, <Issued as OutboxEvent>::NAME);
         if !seen.insert(r.event_id.clone()) {
             continue;
         }

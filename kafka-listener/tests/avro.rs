@@ -519,7 +519,7 @@ async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_byt
         vec![
             ListenerSpec::new("fw-poison")
                 .topics([TOPIC])
-                .dead_letter(kafka_listener::DeadLetter::Default)
+                .dead_letter(kafka_listener::DeadLetter::suffixed())
                 .handler(v1_listener),
             ListenerSpec::new("fw-dlt")
                 .topics([format!("{TOPIC}-dlt")])

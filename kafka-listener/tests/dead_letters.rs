@@ -86,7 +86,7 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
             .group_id("always-group")
             .ack_mode(AckMode::Record)
             .retry(RetryPolicy::fixed(3, Duration::from_millis(300)))
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .handler(always_fails),
         calls.clone(),
     )
@@ -199,7 +199,7 @@ async fn a_record_that_fails_twice_then_succeeds_is_not_dead_lettered() {
             ListenerSpec::new("twice")
                 .topics([TOPIC])
                 .retry(RetryPolicy::fixed(3, Duration::from_millis(100)))
-                .dead_letter(DeadLetter::Default)
+                .dead_letter(DeadLetter::suffixed())
                 .handler(fails_twice),
         )
         .build()
@@ -236,7 +236,7 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
         &broker,
         ListenerSpec::new("poison")
             .topics([TOPIC])
-            .dead_letter(DeadLetter::Topic("poison.dlt".into()))
+            .dead_letter(DeadLetter::topic("poison.dlt"))
             .handler(strict),
         seen.clone(),
     )
@@ -297,7 +297,7 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
         ListenerSpec::new("refused")
             .topics([TOPIC])
             .ack_mode(AckMode::Record)
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .handler(fatal),
         calls.clone(),
     )
@@ -365,7 +365,7 @@ async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
             .topics([TOPIC])
             .property("max.poll.interval.ms", "7000")
             .retry(RetryPolicy::fixed(2, Duration::from_secs(9)))
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .handler(slow_retry),
         calls.clone(),
     )

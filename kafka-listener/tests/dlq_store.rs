@@ -51,7 +51,7 @@ async fn scenario(url: &str, topic: &str) {
         .listener(
             ListenerSpec::new(format!("{topic}-orders"))
                 .topics([topic])
-                .dead_letter(DeadLetter::Default)
+                .dead_letter(DeadLetter::suffixed())
                 .handler(orders),
         )
         .listener(store.listener(&format!("{topic}-store"), [dlt.clone()]))

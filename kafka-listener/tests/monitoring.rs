@@ -110,7 +110,7 @@ async fn every_dashboard_metric_is_exported_with_the_scenarios_figures() {
         ListenerSpec::new("mon")
             .topics([TOPIC])
             .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
-            .dead_letter(DeadLetter::Default)
+            .dead_letter(DeadLetter::suffixed())
             .property("statistics.interval.ms", "500")
             .handler(handler),
         std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::<u64>::new())),

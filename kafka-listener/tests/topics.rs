@@ -72,7 +72,7 @@ async fn a_dead_letter_topic_read_by_a_listener_keeps_its_source_partitions() {
         .listener(
             ListenerSpec::new("orders")
                 .topics(["orders"])
-                .dead_letter(DeadLetter::Default)
+                .dead_letter(DeadLetter::suffixed())
                 .handler(noop),
         )
         .listener(

@@ -179,7 +179,7 @@ async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let (next, source) = app.cursor.next_offset().await;
     let log_end = app.cursor.log_end().await;
     let now = now_ms();
-    let window = app.admit_rate.per.max(Duration::from_secs(10));
+    let window = app.admit_rate.per().max(Duration::from_secs(10));
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
     let counts = app.db.counts(now, window_ms).await?;
     Ok(Json(json!({

@@ -303,7 +303,10 @@ pub fn measure(admitted_ms: &[i64], permits: u64, window_ms: i64) -> (f64, f64, 
 /// `"100/10s"` -> `(100, 10_000)`.
 fn parse_rate(rate: &str) -> Option<(u64, i64)> {
     let r: kafka_listener::RateLimit = rate.parse().ok()?;
-    Some((u64::from(r.permits), i64::try_from(r.per.as_millis()).ok()?))
+    Some((
+        u64::from(r.permits()),
+        i64::try_from(r.per().as_millis()).ok()?,
+    ))
 }
 
 /// Enqueues `user` (see [`support::post_retrying`]); accepted once the 202

@@ -64,10 +64,16 @@ pub const ISSUED_PARTITIONS: i32 = 3;
 /// coupon and sent as Avro by the relay after the commit (or at the next
 /// start, after a crash), so every coupon in the database has its event; a
 /// crash between the send and the relay's mark sends it again with the same
-/// event id.
+/// event id. Its outbox name is the Avro record's full name, stable across
+/// renames of the Rust type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, AvroSchema, OutboxEvent)]
 #[avro(namespace = "coupon")]
-#[outbox(topic = "coupon.issued", key = "coupon_id", format = "avro")]
+#[outbox(
+    topic = "coupon.issued",
+    key = "coupon_id",
+    format = "avro",
+    name = "coupon.CouponIssued"
+)]
 pub struct CouponIssued {
     /// The coupon issued; also the record key.
     pub coupon_id: String,

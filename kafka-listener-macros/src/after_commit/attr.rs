@@ -6,7 +6,10 @@ use syn::{Ident, LitStr, Path};
 
 use crate::ctxt::Ctxt;
 use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter};
-use crate::symbol::{self, Symbol, AVRO, CRATE, FALLBACK_EXECUTION, FORMAT, JSON, KEY, TOPIC};
+use crate::symbol::{
+    self, Symbol, AVRO, CRATE, FALLBACK_EXECUTION, FORMAT, JSON, KEY, NAME, TOPIC,
+};
+use crate::util::{keyed, topic_name_error};
 
 /// `#[after_commit(...)]`.
 #[derive(Debug, Default)]
@@ -41,6 +44,7 @@ pub(crate) struct OutboxAttrs {
     pub(crate) topic: Option<Keyed<LitStr>>,
     pub(crate) key: Option<Keyed<LitStr>>,
     pub(crate) format: Option<Keyed<OutboxFormat>>,
+    pub(crate) name: Option<Keyed<LitStr>>,
     pub(crate) krate: Option<Keyed<Path>>,
 }
 
@@ -71,6 +75,9 @@ impl KeyTable for OutboxAttrs {
         }),
         (FORMAT, |a, cx, e| {
             a.format = format(cx, e).map(|v| keyed(e, v));
+        }),
+        (NAME, |a, cx, e| {
+            a.name = event_name(cx, e).map(|v| keyed(e, v));
         }),
         (CRATE, |a, cx, e| {
             a.krate = crate_path(cx, e).map(|v| keyed(e, v));
@@ -109,36 +116,37 @@ impl OutboxAttrs {
     }
 }
 
-fn keyed<T>(entry: &Entry, value: T) -> Keyed<T> {
-    Keyed {
-        key: entry.key.clone(),
-        value,
-    }
-}
-
-/// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`
-/// (the broker's own rule, `org.apache.kafka.common.internals.Topic`).
-fn topic(cx: &Ctxt, entry: &Entry) -> Option<LitStr> {
-    let lit = entry.non_empty_string(cx, r#"topic = "coupon.issued""#)?;
+/// `name = "coupon.CouponIssued"`: the event's stable name, 1 to 249
+/// characters without whitespace or control characters (the runtime checks
+/// the same of hand-written impls).
+fn event_name(cx: &Ctxt, entry: &Entry) -> Option<LitStr> {
+    let lit = entry.non_empty_string(cx, r#"name = "coupon.CouponIssued""#)?;
     let name = lit.value();
-    let bad = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
-    let reason = if let Some(c) = bad {
+    let reason = if let Some(c) = name.chars().find(|c| c.is_whitespace() || c.is_control()) {
         Some(format!(
-            "invalid topic name `{name}`: `{c}` is not allowed; a topic name uses ASCII letters, digits, `.`, `_` and `-`"
+            "invalid event name {name:?}: {c:?} is not allowed; an event name has no whitespace or control characters, e.g. `coupon.CouponIssued`"
         ))
-    } else if name.len() > 249 {
+    } else if name.chars().count() > 249 {
         Some(format!(
-            "invalid topic name: {} characters, at most 249",
-            name.len()
+            "invalid event name: {} characters, at most 249",
+            name.chars().count()
         ))
-    } else if name == "." || name == ".." {
-        Some(format!("invalid topic name `{name}`"))
     } else {
         None
     };
     match reason {
+        Some(reason) => {
+            cx.error_spanned_by(&lit, reason);
+            None
+        }
+        None => Some(lit),
+    }
+}
+
+/// A Kafka topic name (see [`topic_name_error`]).
+fn topic(cx: &Ctxt, entry: &Entry) -> Option<LitStr> {
+    let lit = entry.non_empty_string(cx, r#"topic = "coupon.issued""#)?;
+    match topic_name_error(&lit.value()) {
         Some(reason) => {
             cx.error_spanned_by(&lit, reason);
             None

@@ -2,36 +2,17 @@
 //! Generated code names only `<krate>::__private::after_commit::*` (and
 //! `core`), so a renamed dependency works with `crate = "..."`.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, LitStr, Path, ReturnType, Type};
+use syn::{LitStr, Path, ReturnType, Type};
 
 use super::Handler;
 
 /// `<krate>::__private::after_commit::<name>`, every token spanned at
 /// `span` (so that a trait error of an assertion points at the user's type).
 pub(crate) fn private(krate: &Path, name: &str, span: Span) -> TokenStream {
-    let name = Ident::new(name, span);
-    let krate = respan(krate.to_token_stream(), span);
-    quote_spanned!(span=> #krate::__private::after_commit::#name)
-}
-
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tree| {
-            if let TokenTree::Group(group) = &tree {
-                let mut g =
-                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
-                g.set_span(span);
-                tree = g.into();
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
+    crate::util::private(krate, &["after_commit", name], span)
 }
 
 /// `const _: () = <krate>::__private::after_commit::<assert>::<ty>();`
@@ -52,7 +33,7 @@ pub(crate) fn handler(handler: &Handler, item: TokenStream) -> TokenStream {
     let krate = &handler.krate;
     let p = |name: &str| private(krate, name, Span::call_site());
     let (op, outcome, registration) = (p("Op"), p("Outcome"), p("AfterCommitRegistration"));
-    let inventory = quote!(#krate::__private::inventory);
+    let inventory = crate::util::private(krate, &["inventory"], Span::call_site());
     let event = &handler.event;
     let args = &handler.args;
     let name = &handler.func.sig.ident;

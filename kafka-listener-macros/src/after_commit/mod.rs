@@ -8,22 +8,20 @@ mod outbox;
 #[cfg(test)]
 mod tests;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use syn::{FnArg, ItemFn, Path, Type};
 
 use self::attr::AfterCommitAttrs;
 use crate::ctxt::Ctxt;
 use crate::meta::KeyTable;
 use crate::symbol::{EVENT_META, STATE};
+use crate::util::{debug_print, is_fn, last_segment, type_string};
 
 pub(crate) use self::outbox::derive_outbox_event;
 
 /// The most arguments after the event (the runtime implements
 /// `AfterCommitHandler` for up to 8).
 const MAX_EXTRA_ARGS: usize = 8;
-
-/// The environment variable that prints every expansion to stderr.
-const DEBUG_ENV: &str = "KAFKA_LISTENER_MACROS_DEBUG";
 
 /// Expands `#[after_commit(args)] item`; on error the item unchanged
 /// followed by the errors.
@@ -38,12 +36,6 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             tokens.extend(errors.into_compile_error());
             tokens
         }
-    }
-}
-
-pub(crate) fn debug_print(what: &str, expanded: &TokenStream) {
-    if std::env::var_os(DEBUG_ENV).is_some_and(|v| v == "1") {
-        eprintln!("// {DEBUG_ENV}: {what} expansion\n{expanded}\n");
     }
 }
 
@@ -72,12 +64,6 @@ pub(crate) fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<To
     cx.check()?;
     let handler = handler.expect("checks passed, so the handler was built");
     Ok(expand::handler(&handler, item))
-}
-
-fn is_fn(item: &TokenStream) -> bool {
-    item.clone()
-        .into_iter()
-        .any(|t| matches!(t, TokenTree::Ident(ref i) if i == "fn"))
 }
 
 /// A handler that passed every check.
@@ -186,7 +172,7 @@ fn event_type(cx: &Ctxt, ty: &Type) {
             "the event must be a concrete type: handlers are registered by the event's type",
         ),
         _ => {
-            if let Some(name) = last_segment(ty) {
+            if let Some((name, _)) = last_segment(ty) {
                 if name == STATE.as_str() || name == EVENT_META.as_str() {
                     let arg = if name == STATE.as_str() { "state" } else { "meta" };
                     cx.error_spanned_by(
@@ -215,20 +201,4 @@ fn extra_argument(cx: &Ctxt, ty: &Type) {
         ),
         _ => {}
     }
-}
-
-fn last_segment(ty: &Type) -> Option<String> {
-    use syn::ext::IdentExt;
-    let Type::Path(path) = ty else {
-        return None;
-    };
-    Some(path.path.segments.last()?.ident.unraw().to_string())
-}
-
-/// `State<App>` rather than `State < App >`.
-fn type_string(ty: &Type) -> String {
-    quote::quote!(#ty)
-        .to_string()
-        .replace(' ', "")
-        .replace(',', ", ")
 }

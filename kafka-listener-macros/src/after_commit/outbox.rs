@@ -1,11 +1,13 @@
 //! `#[derive(OutboxEvent)]` with `#[outbox(topic = "...", key = "field")]`
-//! (and optionally `format = "avro"`): implements the runtime's
-//! `OutboxEvent` (topic, key from the field) and registers the type, so that
+//! (and optionally `format = "avro"`, `name = "..."`): implements the
+//! runtime's `OutboxEvent` (topic, stable name, key from the field) and
+//! registers the type, so that
 //! `EventTx::publish` writes it to the outbox and the relay knows how to
 //! encode it.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, Data, DeriveInput, Fields, LitStr, Meta};
 
@@ -20,7 +22,7 @@ use crate::symbol::{KEY, OUTBOX, TOPIC};
 pub(crate) fn derive_outbox_event(item: TokenStream) -> TokenStream {
     match try_derive(item) {
         Ok(expanded) => {
-            super::debug_print("#[derive(OutboxEvent)]", &expanded);
+            crate::util::debug_print("#[derive(OutboxEvent)]", &expanded);
             expanded
         }
         Err(errors) => errors.into_compile_error(),
@@ -120,8 +122,15 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
     // Spanned at the field's type: "`T` doesn't implement `Display`" points there.
     let to_string = private(&krate, "key_to_string", field.ty.span());
     let registration = private(&krate, "OutboxRegistration", Span::call_site());
+    let inventory = crate::util::private(&krate, &["inventory"], Span::call_site());
     let field_ident = field.ident.as_ref().expect("named field");
     let topic: LitStr = topic.value;
+    // The stable name: `name = "..."`, else the type's name without its
+    // module path (the documented default).
+    let name = attrs.name.map_or_else(
+        || LitStr::new(&ident.unraw().to_string(), ident.span()),
+        |k| k.value,
+    );
     // `avro` needs `DeserializeOwned + AvroSchema` (and the runtime's `avro`
     // feature): an error there points at the `format` value.
     let register = match attrs.format.as_ref().map(|f| (f.value, &f.key)) {
@@ -135,13 +144,14 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
             // not is reported at its name by this impl.
             impl #trait_path for #ident {
                 const TOPIC: &'static str = #topic;
+                const NAME: &'static str = #name;
 
                 fn key(&self) -> #string {
                     #key_expr
                 }
             }
 
-            #krate::__private::inventory::submit! {
+            #inventory::submit! {
                 #registration::#register::<#ident>()
             }
         };

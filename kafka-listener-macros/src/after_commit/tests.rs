@@ -127,6 +127,44 @@ fn derive_implements_the_trait() {
         "{out}"
     );
     assert!(out.contains("key_to_string (& self . coupon_id)"), "{out}");
+    // The default name: the type's name without its module path.
+    assert!(
+        out.contains("const NAME : & 'static str = \"CouponIssued\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn derive_uses_the_explicit_name() {
+    let out = super::derive_outbox_event(quote! {
+        #[outbox(topic = "coupon.issued", key = "coupon_id")]
+        #[outbox(name = "coupon.CouponIssued")]
+        struct r#CouponIssued { coupon_id: u64 }
+    })
+    .to_string();
+    assert!(
+        out.contains("const NAME : & 'static str = \"coupon.CouponIssued\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn derive_refuses_names_with_whitespace_or_empty() {
+    for (name, want) in [
+        (
+            "coupon issued",
+            "' ' is not allowed; an event name has no whitespace",
+        ),
+        ("", "`name` cannot be empty"),
+    ] {
+        let out = super::derive_outbox_event(quote! {
+            #[outbox(topic = "t", key = "id", name = #name)]
+            struct E { id: String }
+        })
+        .to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains(want), "{name:?}: {out}");
+    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ use syn::{Ident, Lit, LitStr, Path};
 use crate::ctxt::Ctxt;
 use crate::meta::{crate_path, Entry, KeyTable, Keyed, Setter, Value};
 use crate::symbol::{self, Symbol, *};
+use crate::util::{keyed, topic_name_error};
 
 /// The attributes of one listener, each with the key it was given with.
 /// A field is `None` when its key is absent or its value was invalid (the
@@ -283,13 +284,6 @@ impl RetryAttrs {
     }
 }
 
-fn keyed<T>(entry: &Entry, value: T) -> Keyed<T> {
-    Keyed {
-        key: entry.key.clone(),
-        value,
-    }
-}
-
 fn topics(cx: &Ctxt, entry: &Entry) -> Option<Vec<LitStr>> {
     let example = r#"topics = ["orders"]"#;
     let topics = entry.string_list(cx, example)?;
@@ -474,7 +468,13 @@ fn dead_letter(cx: &Ctxt, entry: &Entry) -> Option<DeadLetterAttr> {
             );
             None
         }
-        Value::Lit(Lit::Str(s)) => Some(DeadLetterAttr::Topic(s)),
+        Value::Lit(Lit::Str(s)) => match topic_name_error(&s.value()) {
+            Some(reason) => {
+                cx.error_spanned_by(&s, reason);
+                None
+            }
+            None => Some(DeadLetterAttr::Topic(s)),
+        },
         other => other.mismatch(
             cx,
             &entry.key,

@@ -1,29 +1,22 @@
-//! Checks across keys and against the function, and the resolution of
-//! defaults: turns the parsed attributes and the function into a
-//! [`Listener`], recording every problem in the `Ctxt`.
+//! Checks across keys and against the function: turns the parsed
+//! attributes and the function into a [`Listener`], recording every problem
+//! in the `Ctxt`. Defaults are not resolved here: a setting not written is
+//! not emitted, and the runtime's builders fill it in.
 
 use std::time::Duration;
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{FnArg, GenericArgument, ItemFn, LitStr, PathArguments, Type};
+use syn::{FnArg, ItemFn, LitStr, Type};
 
 use super::attr::{
     AckMode, BackOffKind, DeadLetterAttr, ListenerAttrs, RetryAttrs, RetryTopicsAttrs,
 };
-use super::{BackOff, Listener, Retry, TopicSource};
+use super::{Listener, Retry, RetryTopics, TopicSource};
 use crate::ctxt::Ctxt;
 use crate::meta::Keyed;
 use crate::symbol::*;
-
-/// `retry(...)` defaults, as the runtime's `RetryPolicy::default()`.
-const DEFAULT_ATTEMPTS: u32 = 3;
-const DEFAULT_INITIAL: Duration = Duration::from_secs(1);
-const DEFAULT_MAX: Duration = Duration::from_secs(30);
-const DEFAULT_MULTIPLIER: f64 = 2.0;
-const DEFAULT_JITTER: bool = true;
-/// The delay of `backoff = "fixed"` without `initial`.
-const DEFAULT_FIXED: Duration = Duration::from_secs(1);
+use crate::util::{last_segment, type_string};
 
 /// The most arguments a handler may take (the runtime implements `Handler`
 /// for up to 12).
@@ -76,14 +69,9 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
     })
 }
 
-/// Resolves `retry_topics(...)`: `attempts` defaults to 3 and `delays` to
-/// `["1s"]`; a topic pattern cannot have retry topics (they are named after
-/// the topics).
-fn retry_topics(
-    cx: &Ctxt,
-    attrs: &Keyed<RetryTopicsAttrs>,
-    pattern: bool,
-) -> Option<(u32, Vec<Duration>)> {
+/// Checks `retry_topics(...)`: a topic pattern cannot have retry topics
+/// (they are named after the topics). The values were checked in `attr.rs`.
+fn retry_topics(cx: &Ctxt, attrs: &Keyed<RetryTopicsAttrs>, pattern: bool) -> Option<RetryTopics> {
     if pattern {
         cx.error_spanned_by(
             &attrs.key,
@@ -97,16 +85,10 @@ fn retry_topics(
     {
         return None;
     }
-    Some((
-        given
-            .attempts
-            .as_ref()
-            .map_or(DEFAULT_ATTEMPTS, |k| k.value),
-        given
-            .delays
-            .as_ref()
-            .map_or_else(|| vec![Duration::from_secs(1)], |k| k.value.clone()),
-    ))
+    Some(RetryTopics {
+        attempts: given.attempts.as_ref().map(|k| k.value),
+        delays: given.delays.as_ref().map(|k| k.value.clone()),
+    })
 }
 
 /// `topics` or `topic_pattern`, exactly one.
@@ -134,21 +116,16 @@ fn topic_source(cx: &Ctxt, attrs: &ListenerAttrs) -> Option<TopicSource> {
     }
 }
 
-/// Resolves `retry(...)` with its defaults; refuses keys that do not apply
-/// to the chosen back-off.
+/// Checks `retry(...)` across its keys: keys that do not apply to a fixed
+/// back-off, `initial` longer than `max`, and a zero delay for an
+/// exponential back-off (`backoff` not given means exponential, as the
+/// grammar documents). The runtime's builder refuses the same.
 fn retry(cx: &Ctxt, attrs: &RetryAttrs) -> Option<Retry> {
-    let attempts = attrs
-        .attempts
-        .as_ref()
-        .map_or(DEFAULT_ATTEMPTS, |k| k.value);
-    let kind = attrs
-        .backoff
-        .as_ref()
-        .map_or(BackOffKind::Exponential, |k| k.value);
-    let value = |k: &Option<Keyed<Duration>>, default| k.as_ref().map_or(default, |k| k.value);
-    let backoff = match kind {
-        BackOffKind::Fixed => {
-            let mut ok = true;
+    let value = |k: &Option<Keyed<Duration>>| k.as_ref().map(|k| k.value);
+    let kind = attrs.backoff.as_ref().map(|k| k.value);
+    let mut ok = true;
+    match kind {
+        Some(BackOffKind::Fixed) => {
             for (key, name) in [(MULTIPLIER, "multiplier"), (MAX, "max"), (JITTER, "jitter")] {
                 if let Some(given) = attrs.given(key) {
                     cx.error_spanned_by(
@@ -160,42 +137,43 @@ fn retry(cx: &Ctxt, attrs: &RetryAttrs) -> Option<Retry> {
                     ok = false;
                 }
             }
-            if !ok {
-                return None;
-            }
-            BackOff::Fixed(value(&attrs.initial, DEFAULT_FIXED))
         }
-        BackOffKind::Exponential => {
-            let initial = value(&attrs.initial, DEFAULT_INITIAL);
-            let max = value(&attrs.max, DEFAULT_MAX);
-            if initial > max {
-                let at = attrs
-                    .max
-                    .as_ref()
-                    .or(attrs.initial.as_ref())
-                    .map(|k| &k.key);
-                cx.error_spanned_by(
-                    at,
-                    format!(
-                        "`initial` ({}) is longer than `max` ({}); the first delay must not exceed the cap",
-                        humantime::format_duration(initial),
-                        humantime::format_duration(max)
-                    ),
-                );
-                return None;
+        Some(BackOffKind::Exponential) | None => {
+            for key in [&attrs.initial, &attrs.max].into_iter().flatten() {
+                if key.value.is_zero() {
+                    cx.error_spanned_by(
+                        &key.key,
+                        format!(
+                            "`{}` of an exponential back-off must be longer than zero; for retries without a pause use backoff = \"fixed\", initial = \"0ms\"",
+                            key.key
+                        ),
+                    );
+                    ok = false;
+                }
             }
-            BackOff::Exponential {
-                initial,
-                multiplier: attrs
-                    .multiplier
-                    .as_ref()
-                    .map_or(DEFAULT_MULTIPLIER, |k| k.value),
-                max,
-                jitter: attrs.jitter.as_ref().map_or(DEFAULT_JITTER, |k| k.value),
+            if let (Some(initial), Some(max)) = (value(&attrs.initial), value(&attrs.max)) {
+                if initial > max {
+                    cx.error_spanned_by(
+                        attrs.max.as_ref().map(|k| &k.key),
+                        format!(
+                            "`initial` ({}) is longer than `max` ({}); the first delay must not exceed the cap",
+                            humantime::format_duration(initial),
+                            humantime::format_duration(max)
+                        ),
+                    );
+                    ok = false;
+                }
             }
         }
-    };
-    Some(Retry { attempts, backoff })
+    }
+    ok.then(|| Retry {
+        attempts: attrs.attempts.as_ref().map(|k| k.value),
+        backoff: kind,
+        initial: value(&attrs.initial),
+        max: value(&attrs.max),
+        multiplier: attrs.multiplier.as_ref().map(|k| k.value),
+        jitter: attrs.jitter.as_ref().map(|k| k.value),
+    })
 }
 
 /// The function must be a plain `async fn` of at most 12 extractor
@@ -309,31 +287,6 @@ fn batch_argument(cx: &Ctxt, ty: &Type, name: &str, generic: Option<&Type>, batc
             ),
         );
     }
-}
-
-/// The last path segment's name and its first generic type argument:
-/// `("Json", Some(T))` for `kafka_listener::Json<T>`.
-fn last_segment(ty: &Type) -> Option<(String, Option<&Type>)> {
-    let Type::Path(path) = ty else {
-        return None;
-    };
-    let segment = path.path.segments.last()?;
-    let generic = match &segment.arguments {
-        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
-            GenericArgument::Type(t) => Some(t),
-            _ => None,
-        }),
-        _ => None,
-    };
-    Some((segment.ident.unraw().to_string(), generic))
-}
-
-/// `Json<Vec<u8>>` rather than `Json < Vec < u8 > >`, for path types.
-fn type_string(ty: &Type) -> String {
-    quote::quote!(#ty)
-        .to_string()
-        .replace(' ', "")
-        .replace(',', ", ")
 }
 
 fn is_named(ty: &Type, name: &str) -> bool {

@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Path, ReturnType, Type};
 
-use super::attr::DeadLetterAttr;
-use super::{BackOff, Listener, Retry, TopicSource};
+use super::attr::{BackOffKind, DeadLetterAttr};
+use super::{Listener, Retry, RetryTopics, TopicSource};
+use crate::util::private;
 
 /// The table of paths into the runtime crate that generated code uses (as
 /// Rocket's `exports.rs`).
@@ -23,55 +24,21 @@ struct Exports<'a> {
 impl Exports<'_> {
     /// `<krate>::__private::<name>`, spanned at `span`.
     fn private(&self, name: &str, span: Span) -> TokenStream {
-        let name = syn::Ident::new(name, span);
-        let krate = respan(self.krate.to_token_stream(), span);
-        quote_spanned!(span=> #krate::__private::#name)
+        private(self.krate, &[name], span)
     }
 
-    fn listener_spec(&self) -> TokenStream {
-        self.private("ListenerSpec", Span::call_site())
+    /// `<krate>::__private::<name>` at the call site.
+    fn path(&self, name: &str) -> TokenStream {
+        self.private(name, Span::call_site())
     }
-    fn listener_registration(&self) -> TokenStream {
-        self.private("ListenerRegistration", Span::call_site())
-    }
-    fn inventory(&self) -> TokenStream {
-        self.private("inventory", Span::call_site())
-    }
-    fn ack_mode(&self) -> TokenStream {
-        self.private("AckMode", Span::call_site())
-    }
-    fn retry_policy(&self) -> TokenStream {
-        self.private("RetryPolicy", Span::call_site())
-    }
-    fn backoff(&self) -> TokenStream {
-        self.private("BackOff", Span::call_site())
-    }
-    fn duration(&self) -> TokenStream {
-        self.private("Duration", Span::call_site())
-    }
-    /// `assert_from_record`, `assert_from_batch` or
-    /// `assert_listener_result`, spanned at the user's type.
-    fn assert(&self, name: &str, span: Span) -> TokenStream {
-        self.private(name, span)
-    }
-}
 
-/// Gives every token of `tokens` the span `span`.
-fn respan(tokens: TokenStream, span: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut tree| {
-            if let proc_macro2::TokenTree::Group(group) = &tree {
-                let mut g =
-                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
-                g.set_span(span);
-                tree = g.into();
-            } else {
-                tree.set_span(span);
-            }
-            tree
-        })
-        .collect()
+    /// `Duration::from_millis(<ms>)`.
+    fn duration(&self, d: Duration) -> TokenStream {
+        let duration = self.path("Duration");
+        let millis =
+            Literal::u64_unsuffixed(u64::try_from(d.as_millis()).expect("checked in attr.rs"));
+        quote!(#duration::from_millis(#millis))
+    }
 }
 
 /// The user's function unchanged, then an anonymous `const` block with the
@@ -82,9 +49,9 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
     let exports = Exports {
         krate: &listener.krate,
     };
-    let spec = exports.listener_spec();
-    let registration = exports.listener_registration();
-    let inventory = exports.inventory();
+    let spec = exports.path("ListenerSpec");
+    let registration = exports.path("ListenerRegistration");
+    let inventory = exports.path("inventory");
     let id = &listener.id;
     let settings = settings(listener, &exports);
     let handler = handler(listener);
@@ -129,7 +96,7 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         calls.extend(quote!(.concurrency(#n)));
     }
     if let Some(mode) = listener.ack_mode {
-        let ack_mode = exports.ack_mode();
+        let ack_mode = exports.path("AckMode");
         let variant = mode.variant();
         calls.extend(quote!(.ack_mode(#ack_mode::#variant)));
     }
@@ -144,78 +111,70 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         calls.extend(quote!(.retry(#policy)));
     }
     if let Some(dead_letter) = &listener.dead_letter {
-        let ty = exports.private("DeadLetter", Span::call_site());
+        let ty = exports.path("DeadLetter");
         calls.extend(match dead_letter {
-            DeadLetterAttr::Topic(name) => quote!(.dead_letter(#ty::Topic(#name.to_owned()))),
-            _ => quote!(.dead_letter(#ty::Default)),
+            DeadLetterAttr::Topic(name) => quote!(.dead_letter(#ty::topic(#name))),
+            _ => quote!(.dead_letter(#ty::suffixed())),
         });
     }
-    if let Some((attempts, delays)) = &listener.retry_topics {
-        let ty = exports.private("RetryTopics", Span::call_site());
-        let duration = exports.duration();
-        let attempts = Literal::u32_unsuffixed(*attempts);
-        let delays = delays.iter().map(|d| {
-            let millis =
-                Literal::u64_unsuffixed(u64::try_from(d.as_millis()).expect("checked in attr.rs"));
-            quote!(#duration::from_millis(#millis))
-        });
-        calls.extend(quote!(.retry_topics(#ty::new(#attempts, [#(#delays),*]))));
+    if let Some(retry_topics) = &listener.retry_topics {
+        let topics = self::retry_topics(retry_topics, exports);
+        calls.extend(quote!(.retry_topics(#topics)));
     }
     if let Some((permits, per)) = listener.rate_limit {
-        let rate_limit = exports.private("RateLimit", Span::call_site());
-        let duration = exports.duration();
+        let rate_limit = exports.path("RateLimit");
         let permits = Literal::u32_unsuffixed(permits);
-        let millis =
-            Literal::u64_unsuffixed(u64::try_from(per.as_millis()).expect("checked in attr.rs"));
-        calls.extend(
-            quote!(.rate_limit(#rate_limit::new(#permits, #duration::from_millis(#millis)))),
-        );
+        let per = exports.duration(per);
+        calls.extend(quote!(.rate_limit(#rate_limit::new(#permits, #per))));
     }
     calls
 }
 
-/// `RetryPolicy { attempts, backoff }` as a struct literal (both runtime
-/// types have public fields).
+/// `RetryPolicy::builder()` with one call per key given, then `.build()`:
+/// the runtime fills in the defaults.
 fn retry_policy(retry: &Retry, exports: &Exports<'_>) -> TokenStream {
-    let policy = exports.retry_policy();
-    let backoff_ty = exports.backoff();
-    let attempts = Literal::u32_unsuffixed(retry.attempts);
-    let duration = |d: Duration| {
-        let duration = exports.duration();
-        let millis =
-            Literal::u64_unsuffixed(u64::try_from(d.as_millis()).expect("checked in attr.rs"));
-        quote!(#duration::from_millis(#millis))
-    };
-    let backoff = match &retry.backoff {
-        BackOff::Fixed(delay) => {
-            let delay = duration(*delay);
-            quote!(#backoff_ty::Fixed(#delay))
-        }
-        BackOff::Exponential {
-            initial,
-            multiplier,
-            max,
-            jitter,
-        } => {
-            let initial = duration(*initial);
-            let max = duration(*max);
-            let multiplier = Literal::f64_unsuffixed(*multiplier);
-            quote! {
-                #backoff_ty::Exponential {
-                    initial: #initial,
-                    multiplier: #multiplier,
-                    max: #max,
-                    jitter: #jitter,
-                }
-            }
-        }
-    };
-    quote! {
-        #policy {
-            attempts: #attempts,
-            backoff: #backoff,
-        }
+    let policy = exports.path("RetryPolicy");
+    let mut calls = TokenStream::new();
+    if let Some(attempts) = retry.attempts {
+        let attempts = Literal::u32_unsuffixed(attempts);
+        calls.extend(quote!(.attempts(#attempts)));
     }
+    match retry.backoff {
+        Some(BackOffKind::Fixed) => calls.extend(quote!(.fixed())),
+        Some(BackOffKind::Exponential) => calls.extend(quote!(.exponential())),
+        None => {}
+    }
+    if let Some(initial) = retry.initial {
+        let initial = exports.duration(initial);
+        calls.extend(quote!(.initial(#initial)));
+    }
+    if let Some(max) = retry.max {
+        let max = exports.duration(max);
+        calls.extend(quote!(.max(#max)));
+    }
+    if let Some(multiplier) = retry.multiplier {
+        let multiplier = Literal::f64_unsuffixed(multiplier);
+        calls.extend(quote!(.multiplier(#multiplier)));
+    }
+    if let Some(jitter) = retry.jitter {
+        calls.extend(quote!(.jitter(#jitter)));
+    }
+    quote!(#policy::builder() #calls .build())
+}
+
+/// `RetryTopics::builder()` with one call per key given, then `.build()`.
+fn retry_topics(topics: &RetryTopics, exports: &Exports<'_>) -> TokenStream {
+    let ty = exports.path("RetryTopics");
+    let mut calls = TokenStream::new();
+    if let Some(attempts) = topics.attempts {
+        let attempts = Literal::u32_unsuffixed(attempts);
+        calls.extend(quote!(.attempts(#attempts)));
+    }
+    if let Some(delays) = &topics.delays {
+        let delays = delays.iter().map(|d| exports.duration(*d));
+        calls.extend(quote!(.delays([#(#delays),*])));
+    }
+    quote!(#ty::builder() #calls .build())
 }
 
 /// `.handler::<_, (A1, A2, ..)>(f)` or `.batch_handler::<_, (..)>(f)`,
@@ -263,7 +222,7 @@ fn assertions(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
 
 fn assertion(exports: &Exports<'_>, name: &str, ty: &Type) -> TokenStream {
     let span = ty.span();
-    let assert = exports.assert(name, span);
+    let assert = exports.private(name, span);
     let underscore = format_ident!("_", span = span);
     quote_spanned! {span=>
         const #underscore: () = #assert::<#ty>();

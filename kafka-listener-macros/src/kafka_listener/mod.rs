@@ -9,17 +9,14 @@ mod tests;
 
 use std::time::Duration;
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream};
 use syn::{ItemFn, LitStr, Path};
 
 use crate::ctxt::Ctxt;
+use crate::util::{debug_print, is_fn};
 
 pub(crate) use self::attr::AckMode;
-use self::attr::DeadLetterAttr;
-
-/// The environment variable that prints every expansion to stderr at
-/// compile time when set to `1`.
-const DEBUG_ENV: &str = "KAFKA_LISTENER_MACROS_DEBUG";
+use self::attr::{BackOffKind, DeadLetterAttr};
 
 /// Expands `#[kafka_listener(args)] item`.
 ///
@@ -29,9 +26,7 @@ const DEBUG_ENV: &str = "KAFKA_LISTENER_MACROS_DEBUG";
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     match try_expand(args, item.clone()) {
         Ok(expanded) => {
-            if std::env::var_os(DEBUG_ENV).is_some_and(|v| v == "1") {
-                eprintln!("// {DEBUG_ENV}: #[kafka_listener] expansion\n{expanded}\n");
-            }
+            debug_print("#[kafka_listener]", &expanded);
             expanded
         }
         Err(errors) => {
@@ -69,14 +64,6 @@ pub(crate) fn try_expand(args: TokenStream, item: TokenStream) -> syn::Result<To
     Ok(expand::listener(&listener, item))
 }
 
-/// Whether `item` looks like a function (so that a parse error is worth
-/// showing as it is).
-fn is_fn(item: &TokenStream) -> bool {
-    item.clone()
-        .into_iter()
-        .any(|t| matches!(t, TokenTree::Ident(ref i) if i == "fn"))
-}
-
 /// A listener that passed every check: what `expand` generates code for.
 /// Optional settings are `None` when not given, leaving the runtime's
 /// default in place.
@@ -101,8 +88,8 @@ pub(crate) struct Listener {
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
     /// `dead_letter = true | "topic"` (`false` is `None`).
     pub(crate) dead_letter: Option<DeadLetterAttr>,
-    /// `retry_topics(...)`: attempts and delays.
-    pub(crate) retry_topics: Option<(u32, Vec<Duration>)>,
+    /// `retry_topics(...)`: the keys given.
+    pub(crate) retry_topics: Option<RetryTopics>,
 }
 
 /// What the listener subscribes to.
@@ -112,21 +99,21 @@ pub(crate) enum TopicSource {
     Pattern(LitStr),
 }
 
-/// A fully resolved `retry(...)`: the runtime's `RetryPolicy`.
-#[derive(Debug, PartialEq)]
+/// A checked `retry(...)`: only the keys the user wrote; the runtime's
+/// `RetryPolicy::builder()` fills in the rest.
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Retry {
-    pub(crate) attempts: u32,
-    pub(crate) backoff: BackOff,
+    pub(crate) attempts: Option<u32>,
+    pub(crate) backoff: Option<BackOffKind>,
+    pub(crate) initial: Option<Duration>,
+    pub(crate) max: Option<Duration>,
+    pub(crate) multiplier: Option<f64>,
+    pub(crate) jitter: Option<bool>,
 }
 
-/// The runtime's `BackOff`, every field resolved.
-#[derive(Debug, PartialEq)]
-pub(crate) enum BackOff {
-    Fixed(Duration),
-    Exponential {
-        initial: Duration,
-        multiplier: f64,
-        max: Duration,
-        jitter: bool,
-    },
+/// A checked `retry_topics(...)`: only the keys the user wrote.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct RetryTopics {
+    pub(crate) attempts: Option<u32>,
+    pub(crate) delays: Option<Vec<Duration>>,
 }

@@ -136,27 +136,38 @@ fn topic_pattern_with_fixed_backoff_and_renamed_crate() {
 }
 
 #[test]
-fn retry_defaults_match_the_runtime_default_policy() {
-    let expanded = try_expand(
-        quote!(topics = ["t"], retry()),
-        quote!(
-            async fn f() {}
-        ),
-    )
-    .unwrap()
-    .to_string();
-    let policy = quote! {
-        .retry(::kafka_listener::__private::RetryPolicy {
-            attempts: 3,
-            backoff: ::kafka_listener::__private::BackOff::Exponential {
-                initial: ::kafka_listener::__private::Duration::from_millis(1000),
-                multiplier: 2.0,
-                max: ::kafka_listener::__private::Duration::from_millis(30000),
-                jitter: true,
-            },
-        })
+fn only_the_retry_keys_written_are_emitted() {
+    let expand = |args: TokenStream| {
+        try_expand(
+            args,
+            quote!(
+                async fn f() {}
+            ),
+        )
+        .unwrap()
+        .to_string()
     };
+    // `retry()`: the runtime's defaults, nothing copied here.
+    let expanded = expand(quote!(topics = ["t"], retry()));
+    let policy = quote!(.retry(::kafka_listener::__private::RetryPolicy::builder().build()));
     assert!(expanded.contains(&policy.to_string()), "{expanded}");
+    // One key: one builder call.
+    let expanded = expand(quote!(topics = ["t"], retry(attempts = 5)));
+    let policy =
+        quote!(.retry(::kafka_listener::__private::RetryPolicy::builder().attempts(5).build()));
+    assert!(expanded.contains(&policy.to_string()), "{expanded}");
+    for absent in [
+        "initial",
+        "max",
+        "multiplier",
+        "jitter",
+        "exponential",
+        "Duration",
+    ] {
+        assert!(!expanded.contains(absent), "{absent} in {expanded}");
+    }
+    // No struct literal of a runtime type anywhere.
+    assert!(!expanded.contains("attempts :"), "{expanded}");
 }
 
 #[test]
@@ -354,30 +365,33 @@ fn dead_letter_and_retry_topics_become_builder_calls() {
     .unwrap()
     .to_string();
     let calls = quote! {
-        .dead_letter(::kafka_listener::__private::DeadLetter::Topic("t.dead".to_owned()))
-        .retry_topics(::kafka_listener::__private::RetryTopics::new(
-            4,
-            [
+        .dead_letter(::kafka_listener::__private::DeadLetter::topic("t.dead"))
+        .retry_topics(::kafka_listener::__private::RetryTopics::builder()
+            .attempts(4)
+            .delays([
                 ::kafka_listener::__private::Duration::from_millis(1000),
                 ::kafka_listener::__private::Duration::from_millis(60000)
-            ]
-        ))
+            ])
+            .build())
     };
     assert!(expanded.contains(&calls.to_string()), "{expanded}");
     let default = try_expand(
-        quote!(topics = ["t"], dead_letter = true),
+        quote!(
+            topics = ["t"],
+            dead_letter = true,
+            retry_topics(attempts = 2)
+        ),
         quote!(
             async fn f() {}
         ),
     )
     .unwrap()
     .to_string();
-    assert!(
-        default.contains(
-            &quote!(.dead_letter(::kafka_listener::__private::DeadLetter::Default)).to_string()
-        ),
-        "{default}"
-    );
+    let calls = quote! {
+        .dead_letter(::kafka_listener::__private::DeadLetter::suffixed())
+        .retry_topics(::kafka_listener::__private::RetryTopics::builder().attempts(2).build())
+    };
+    assert!(default.contains(&calls.to_string()), "{default}");
     let off = try_expand(
         quote!(topics = ["t"], dead_letter = false),
         quote!(
@@ -415,4 +429,44 @@ fn bad_dead_letter_and_retry_topics_values() {
         );
     }
     assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+}
+
+#[test]
+fn values_the_runtime_would_refuse_are_compile_errors() {
+    let item = quote!(
+        async fn f() {}
+    );
+    let found = errors(
+        quote!(
+            topics = ["t"],
+            retry(initial = "0ms", max = "0s"),
+            dead_letter = "no spaces"
+        ),
+        item.clone(),
+    );
+    let expected = [
+        "`initial` of an exponential back-off must be longer than zero",
+        "`max` of an exponential back-off must be longer than zero",
+        "invalid topic name `no spaces`: ` ` is not allowed",
+    ];
+    for want in expected {
+        assert!(
+            found.iter().any(|e| e.contains(want)),
+            "no error contains {want:?} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    assert_eq!(
+        errors(
+            quote!(topics = ["t"], retry(initial = "2s", max = "1s")),
+            item.clone()
+        ),
+        ["`initial` (2s) is longer than `max` (1s); the first delay must not exceed the cap"]
+    );
+    // A fixed back-off may have no pause.
+    assert!(try_expand(
+        quote!(topics = ["t"], retry(backoff = "fixed", initial = "0ms")),
+        item
+    )
+    .is_ok());
 }

@@ -17,15 +17,16 @@ const _: () = {
         ::kafka_listener::__private::ListenerSpec::new("settle")
             .topics(["payments"])
             .ack_mode(::kafka_listener::__private::AckMode::ManualImmediate)
-            .retry(::kafka_listener::__private::RetryPolicy {
-                attempts: 5,
-                backoff: ::kafka_listener::__private::BackOff::Exponential {
-                    initial: ::kafka_listener::__private::Duration::from_millis(100),
-                    multiplier: 1.5,
-                    max: ::kafka_listener::__private::Duration::from_millis(10000),
-                    jitter: false,
-                },
-            })
+            .retry(
+                ::kafka_listener::__private::RetryPolicy::builder()
+                    .attempts(5)
+                    .exponential()
+                    .initial(::kafka_listener::__private::Duration::from_millis(100))
+                    .max(::kafka_listener::__private::Duration::from_millis(10000))
+                    .multiplier(1.5)
+                    .jitter(false)
+                    .build(),
+            )
             .handler::<_, (Json<Payment>, Key<String>, Acknowledgment)>(settle)
     }
     ::kafka_listener::__private::inventory::submit! {

@@ -4,12 +4,13 @@ const _: () = {
     fn __kafka_listener_factory() -> ::kl::__private::ListenerSpec {
         ::kl::__private::ListenerSpec::new("any_coupon_event")
             .topic_pattern("^coupon\\..*")
-            .retry(::kl::__private::RetryPolicy {
-                attempts: 2,
-                backoff: ::kl::__private::BackOff::Fixed(
-                    ::kl::__private::Duration::from_millis(250),
-                ),
-            })
+            .retry(
+                ::kl::__private::RetryPolicy::builder()
+                    .attempts(2)
+                    .fixed()
+                    .initial(::kl::__private::Duration::from_millis(250))
+                    .build(),
+            )
             .handler::<_, (ConsumerRecord,)>(any_coupon_event)
     }
     ::kl::__private::inventory::submit! {

@@ -101,7 +101,11 @@
 //! The record: topic `coupon.issued`, key the `coupon_id` field (as a
 //! string), value the event as JSON, timestamp the publish time, headers
 //! `kafka_listener-event-id` (a UUID v4, unique per event: consumers drop
-//! duplicates by it) and `kafka_listener-event-type` (the Rust type name).
+//! duplicates by it) and `kafka_listener-event-type` (the event's name,
+//! [`OutboxEvent::NAME`]: `#[outbox(name = "...")]`, by default the type's
+//! name without its module path). The relay finds a row's type by that
+//! name; a row whose name no type of the binary has stays unsent, with the
+//! reason in its `last_error` (see `docs/src/after-commit.md`).
 //! Delivery is at-least-once: a crash after the send and before the row is
 //! marked sent sends it again, with the same event id. Records of one key
 //! are sent one at a time in outbox-id order, so their order holds across
@@ -124,7 +128,10 @@
 //! | `kafka_listener_after_commit_handler_failures_total` | counter | `event` | handler calls that failed or panicked |
 //! | `kafka_listener_outbox_published_total` | counter | `table` | outbox records the broker acknowledged |
 //! | `kafka_listener_outbox_send_failures_total` | counter | `table` | failed outbox sends (each retried) |
+//! | `kafka_listener_outbox_unknown_event_total` | counter | `table` | tries of rows whose event name no type of the binary has (left unsent) |
 
+mod keys;
+mod leader;
 mod outbox;
 mod registry;
 mod relay;
@@ -150,7 +157,8 @@ pub use kafka_listener_macros::OutboxEvent;
 /// The header that carries the event's unique id (a UUID v4 string).
 pub const EVENT_ID_HEADER: &str = "kafka_listener-event-id";
 
-/// The header that carries the event's Rust type name.
+/// The header that carries the event's name ([`OutboxEvent::NAME`]:
+/// `#[outbox(name = "...")]`, by default the type's name).
 pub const EVENT_TYPE_HEADER: &str = "kafka_listener-event-type";
 
 /// The default outbox table name.
@@ -229,6 +237,13 @@ mod metrics {
         outbox_published(table, 0);
         counter!("kafka_listener_outbox_send_failures_total", "table" => table.to_owned())
             .increment(0);
+        counter!("kafka_listener_outbox_unknown_event_total", "table" => table.to_owned())
+            .increment(0);
+    }
+
+    pub(super) fn outbox_unknown_event(table: &str) {
+        counter!("kafka_listener_outbox_unknown_event_total", "table" => table.to_owned())
+            .increment(1);
     }
 
     pub(super) fn outbox_published(table: &str, n: u64) {

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | `id` | 64-bit integer, increasing | relay order (per key) |
 //! | `event_id` | TEXT, unique | UUID v4; the `kafka_listener-event-id` header |
-//! | `event_type` | TEXT | Rust type name; the `kafka_listener-event-type` header |
+//! | `event_type` | TEXT | the event name (`#[outbox(name = "...")]`); the `kafka_listener-event-type` header |
 //! | `topic` | TEXT | destination topic |
 //! | `msg_key` | TEXT | record key |
 //! | `payload` | TEXT | the event as JSON (the record value, or with `format = "avro"` what the relay encodes it from) |
@@ -28,14 +28,25 @@ use sqlx::{AnyPool, Row};
 
 use super::Error;
 
-/// An event that goes to Kafka through the outbox: a topic, a key and a JSON
-/// body. Implement it with `#[derive(OutboxEvent)]` and
+/// An event that goes to Kafka through the outbox: a topic, a key, a stable
+/// name and a JSON body. Implement it with `#[derive(OutboxEvent)]` and
 /// `#[outbox(topic = "...", key = "field")]`, which also registers the type
 /// so that `EventTx::publish` writes it to the outbox (and, with
 /// `format = "avro"`, so that the relay sends it as Avro).
 pub trait OutboxEvent: Serialize + Send + Sync + 'static {
     /// The destination topic.
     const TOPIC: &'static str;
+
+    /// The event's stable name: stored in the outbox row's `event_type`,
+    /// sent in the `kafka_listener-event-type` header, and how the relay
+    /// finds the type of a row (and so its format). `#[outbox(name =
+    /// "...")]`; by default the type's name without its module path
+    /// (`CouponIssued`), so that moving the type does not change it, while
+    /// renaming it does: name types explicitly when rows may be pending
+    /// across a deploy. Unique per binary
+    /// ([`TransactionalEventsBuilder::build`](super::TransactionalEventsBuilder::build)
+    /// refuses duplicates).
+    const NAME: &'static str;
 
     /// The record key: events of one key are relayed in publish order and
     /// land on one partition.
@@ -45,6 +56,8 @@ pub trait OutboxEvent: Serialize + Send + Sync + 'static {
 /// An encoded outbox event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OutboxMessage {
+    /// The event's [`OutboxEvent::NAME`].
+    pub(crate) event_type: &'static str,
     pub(crate) topic: &'static str,
     pub(crate) key: String,
     pub(crate) payload: String,
@@ -89,6 +102,9 @@ impl std::fmt::Debug for ValueFormat {
 #[derive(Debug)]
 pub struct OutboxRegistration {
     event_type: fn() -> TypeId,
+    /// [`OutboxEvent::NAME`].
+    name: &'static str,
+    /// The Rust type path: what rows of the previous version hold.
     type_name: fn() -> &'static str,
     encode: EncodeFn,
     format: ValueFormat,
@@ -101,6 +117,7 @@ impl OutboxRegistration {
     pub const fn of<E: OutboxEvent>() -> Self {
         Self {
             event_type: TypeId::of::<E>,
+            name: E::NAME,
             type_name: std::any::type_name::<E>,
             encode: encode::<E>,
             format: ValueFormat::Json,
@@ -119,6 +136,7 @@ impl OutboxRegistration {
     {
         Self {
             event_type: TypeId::of::<E>,
+            name: E::NAME,
             type_name: std::any::type_name::<E>,
             encode: encode::<E>,
             format: ValueFormat::Avro(encode_avro::<E>),
@@ -133,6 +151,7 @@ fn encode<E: OutboxEvent>(
         .downcast_ref::<E>()
         .expect("the registry maps the TypeId of E to encode::<E>");
     Ok(OutboxMessage {
+        event_type: E::NAME,
         topic: E::TOPIC,
         key: event.key(),
         payload: serde_json::to_string(event)?,
@@ -178,20 +197,90 @@ pub(crate) fn encoder(event_type: TypeId) -> Option<EncodeFn> {
         .copied()
 }
 
-/// How the relay sends rows whose `event_type` column is `type_name` (the
-/// Rust type name written by `EventTx::publish`); `None` for a type this
-/// binary does not register (renamed or removed since the row was written).
-pub(crate) fn value_format(type_name: &str) -> Option<ValueFormat> {
-    static FORMATS: OnceLock<HashMap<&'static str, ValueFormat>> = OnceLock::new();
-    FORMATS
+/// An event type the relay knows, found by a row's `event_type`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnownEvent {
+    /// The type's [`OutboxEvent::NAME`] (the header sent).
+    pub(crate) name: &'static str,
+    pub(crate) format: ValueFormat,
+}
+
+/// The event type of rows whose `event_type` column is `event_type`: by
+/// its name, else (rows of the previous version) by its Rust type path;
+/// `None` for a name this binary does not register (renamed, removed, or
+/// written by a newer version).
+pub(crate) fn known_event(event_type: &str) -> Option<KnownEvent> {
+    static KNOWN: OnceLock<HashMap<&'static str, KnownEvent>> = OnceLock::new();
+    KNOWN
         .get_or_init(|| {
-            inventory::iter::<OutboxRegistration>
-                .into_iter()
-                .map(|r| ((r.type_name)(), r.format))
-                .collect()
+            let registrations: Vec<&OutboxRegistration> =
+                inventory::iter::<OutboxRegistration>.into_iter().collect();
+            let mut known = HashMap::new();
+            // Type paths first, so that a name wins over an equal path.
+            for r in &registrations {
+                let event = KnownEvent {
+                    name: r.name,
+                    format: r.format,
+                };
+                known.insert((r.type_name)(), event);
+            }
+            for r in &registrations {
+                let event = KnownEvent {
+                    name: r.name,
+                    format: r.format,
+                };
+                known.insert(r.name, event);
+            }
+            known
         })
-        .get(type_name)
+        .get(event_type)
         .copied()
+}
+
+/// Checks the registered event names: each valid (see
+/// [`valid_name`]) and used by one type only.
+///
+/// # Errors
+/// [`Error::Config`] naming the name and the types.
+pub(crate) fn check_names() -> Result<(), Error> {
+    let names: Vec<(&'static str, &'static str)> = inventory::iter::<OutboxRegistration>
+        .into_iter()
+        .map(|r| (r.name, (r.type_name)()))
+        .collect();
+    if let Some((name, type_name)) = names.iter().find(|(n, _)| !valid_name(n)) {
+        return Err(Error::Config(format!(
+            "outbox event `{type_name}` has the invalid name {name:?}: 1 to 249 characters without whitespace or control characters"
+        )));
+    }
+    if let Some((name, types)) = duplicates(names).into_iter().next() {
+        return Err(Error::Config(format!(
+            "outbox event name `{name}` is used by {}; give each `#[outbox(name = \"...\")]` its own",
+            types.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
+/// 1 to 249 characters without whitespace or control characters (as
+/// `#[outbox(name = "...")]` checks at compile time).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 249
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+fn duplicates(
+    names: impl IntoIterator<Item = (&'static str, &'static str)>,
+) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut by_name: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+    for (name, type_name) in names {
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, types)) => types.push(type_name),
+            None => by_name.push((name, vec![type_name])),
+        }
+    }
+    by_name.retain(|(_, types)| types.len() > 1);
+    by_name
 }
 
 /// Which database holds the outbox.
@@ -222,7 +311,8 @@ pub struct OutboxRow {
     pub id: i64,
     /// The `kafka_listener-event-id` header (UUID v4).
     pub event_id: String,
-    /// The Rust type name of the event.
+    /// The event's name ([`OutboxEvent::NAME`]; rows written before names
+    /// existed hold the Rust type path).
     pub event_type: String,
     /// The destination topic.
     pub topic: String,
@@ -334,7 +424,6 @@ impl OutboxTable {
         &self,
         conn: &mut AnyConnection,
         event_id: &str,
-        event_type: &str,
         message: &OutboxMessage,
         now_ms: i64,
     ) -> Result<(), Error> {
@@ -345,7 +434,7 @@ impl OutboxTable {
         );
         sqlx::query(&sql)
             .bind(event_id)
-            .bind(event_type)
+            .bind(message.event_type)
             .bind(message.topic)
             .bind(&message.key)
             .bind(&message.payload)
@@ -468,4 +557,32 @@ fn row(row: &sqlx::any::AnyRow) -> Result<OutboxRow, Error> {
         attempts: row.try_get("attempts")?,
         last_error: row.try_get("last_error")?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{duplicates, valid_name};
+
+    #[test]
+    fn duplicate_names_list_every_type() {
+        let got = duplicates([
+            ("a.A", "x::A"),
+            ("B", "x::B"),
+            ("a.A", "y::A"),
+            ("C", "x::C"),
+            ("a.A", "z::Other"),
+        ]);
+        assert_eq!(got, vec![("a.A", vec!["x::A", "y::A", "z::Other"])]);
+        assert!(duplicates([("A", "x::A"), ("B", "x::B")]).is_empty());
+    }
+
+    #[test]
+    fn names_have_no_whitespace() {
+        assert!(valid_name("coupon.CouponIssued"));
+        assert!(valid_name("com.example:v2/Issued"));
+        for bad in ["", "a b", "tab\t", "new\nline"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        assert!(!valid_name(&"x".repeat(250)));
+    }
 }

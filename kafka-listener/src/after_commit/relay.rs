@@ -2,19 +2,20 @@
 //! key at a time in id order (keys in parallel), marks them sent, and backs
 //! off when sends fail.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::{AnyPool, Connection};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::outbox::{self, Backend, OutboxRow, OutboxTable, ValueFormat};
-use super::{metrics, now_ms, Error, EVENT_ID_HEADER, EVENT_TYPE_HEADER};
+use super::keys::{by_key, chain_key, Blocked, ChainKey};
+use super::outbox::{self, OutboxRow, OutboxTable, ValueFormat};
+use super::{leader, metrics, now_ms, Error, EVENT_ID_HEADER, EVENT_TYPE_HEADER};
 use crate::producer::{KafkaTemplate, ProducerRecord};
+use crate::retry::BackOff;
 
 /// How the relay polls, batches and backs off.
 ///
@@ -51,13 +52,12 @@ pub struct RelayConfig {
     /// send fails for good (after `message.timeout.ms`) while later ones
     /// of its key succeed, the failed record is delivered after them.
     pub max_in_flight_per_key: usize,
-    /// First delay before a key whose send failed is tried again (each key
-    /// backs off on its own while the others go on; a database error backs
-    /// the whole relay off); doubled after each further failure. Default
-    /// 100 ms.
-    pub backoff_initial: Duration,
-    /// Cap of the delay. Default 30 s.
-    pub backoff_max: Duration,
+    /// The wait before a key whose send failed is tried again, retry `n`
+    /// after its `n`th failure in a row (each key backs off on its own while
+    /// the others go on; a database error backs the whole relay off the
+    /// same way). Default exponential from 100 ms, times 2, capped at 30 s,
+    /// without jitter.
+    pub backoff: BackOff,
     /// Sent rows older than this are deleted (after the relay's first batch,
     /// then every minute); `None` keeps them. Default 24 h.
     pub retention: Option<Duration>,
@@ -70,8 +70,7 @@ impl Default for RelayConfig {
             batch_size: 500,
             max_keys_in_flight: 64,
             max_in_flight_per_key: 1,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(30),
+            backoff: BackOff::exponential(Duration::from_millis(100), 2.0, Duration::from_secs(30)),
             retention: Some(Duration::from_secs(24 * 60 * 60)),
         }
     }
@@ -85,6 +84,7 @@ const PURGE_EVERY: Duration = Duration::from_secs(60);
 pub struct RelayStats {
     published: AtomicU64,
     send_failures: AtomicU64,
+    unknown_events: AtomicU64,
     batches: AtomicU64,
 }
 
@@ -97,6 +97,12 @@ impl RelayStats {
     /// Sends that failed (each is retried after a back-off).
     pub fn send_failures(&self) -> u64 {
         self.send_failures.load(Ordering::Relaxed)
+    }
+
+    /// Rows left unsent because no type of this binary has their event name
+    /// (each time the relay tried them).
+    pub fn unknown_events(&self) -> u64 {
+        self.unknown_events.load(Ordering::Relaxed)
     }
 
     /// Batches of rows read from the outbox.
@@ -177,11 +183,19 @@ struct Relay {
 /// What the sends of one key's rows did.
 struct Chain {
     /// The topic and key.
-    key: (String, String),
+    key: ChainKey,
     /// The ids the broker acknowledged, in order.
     sent: Vec<i64>,
     /// The row whose send failed (the rest of the key waits), and why.
     failure: Option<(i64, String)>,
+}
+
+/// Why a row was not handed to the producer.
+enum Unsendable {
+    /// No type of this binary has the row's event name.
+    Unknown(String),
+    /// Encoding failed (an Avro row: no codec, the registry).
+    Failed(crate::Error),
 }
 
 /// What one batch did.
@@ -194,65 +208,15 @@ enum Batch {
     Failed,
 }
 
-/// Most blocked keys left out of the relay's query; more are read and
-/// skipped.
-const MAX_EXCLUDED_KEYS: usize = 100;
-
-/// The keys whose last send failed: each waits its own back-off (initial,
-/// doubled after each further failure, capped) while the other keys go on.
-#[derive(Debug, Default)]
-struct Blocked {
-    /// (topic, key) -> (blocked until, the next back-off).
-    keys: HashMap<(String, String), (Instant, Duration)>,
-}
-
-impl Blocked {
-    /// The keys blocked at `now` (at most [`MAX_EXCLUDED_KEYS`]).
-    fn active(&self, now: Instant) -> Vec<(String, String)> {
-        self.keys
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .take(MAX_EXCLUDED_KEYS)
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
-    fn is_blocked(&self, key: &(String, String), now: Instant) -> bool {
-        self.keys.get(key).is_some_and(|(until, _)| *until > now)
-    }
-
-    /// Blocks `key` after a failed send; returns how long.
-    fn fail(&mut self, key: (String, String), config: &RelayConfig, now: Instant) -> Duration {
-        let delay = self
-            .keys
-            .get(&key)
-            .map_or(config.backoff_initial, |(_, next)| *next);
-        let next = (delay * 2).min(config.backoff_max);
-        self.keys.insert(key, (now + delay, next));
-        delay
-    }
-
-    fn succeed(&mut self, key: &(String, String)) {
-        self.keys.remove(key);
-    }
-
-    /// How long until the first blocked key may be tried again.
-    fn next_retry(&self, now: Instant) -> Option<Duration> {
-        self.keys
-            .values()
-            .map(|(until, _)| until.saturating_duration_since(now))
-            .min()
-    }
-}
-
 impl Relay {
     async fn run(mut self) {
         let Some(mut lock) = self.lock().await else {
             return;
         };
+        // Database errors in a row: the relay's back-off is retry `n`.
         tracing::info!(table = self.table.name(), "outbox relay started");
         metrics::outbox_registered(self.table.name());
-        let mut backoff = self.config.backoff_initial;
+        let mut db_failures: u32 = 0;
         let mut blocked = Blocked::default();
         let mut last_purge: Option<Instant> = None;
         loop {
@@ -276,11 +240,11 @@ impl Relay {
             let backing_off = outcome.is_err();
             let wait = match outcome {
                 Ok(Batch::Sent { full: true }) => {
-                    backoff = self.config.backoff_initial;
+                    db_failures = 0;
                     None
                 }
                 Ok(Batch::Sent { full: false } | Batch::Empty | Batch::Failed) => {
-                    backoff = self.config.backoff_initial;
+                    db_failures = 0;
                     // Until the next poll, a commit, or the first blocked
                     // key's retry.
                     let retry = blocked.next_retry(Instant::now());
@@ -290,7 +254,8 @@ impl Relay {
                 }
                 Err(e) => {
                     tracing::warn!(table = self.table.name(), error = %e, "outbox relay: database error");
-                    Some(self.next_backoff(&mut backoff))
+                    db_failures = db_failures.saturating_add(1);
+                    Some(self.config.backoff.delay(db_failures))
                 }
             };
             if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
@@ -304,13 +269,6 @@ impl Relay {
             }
         }
         tracing::info!(table = self.table.name(), "outbox relay stopped");
-    }
-
-    /// The current back-off, and doubles the next one up to the cap.
-    fn next_backoff(&self, backoff: &mut Duration) -> Duration {
-        let current = *backoff;
-        *backoff = (*backoff * 2).min(self.config.backoff_max);
-        current
     }
 
     /// Waits `delay`, or less when a commit wakes the relay (unless
@@ -331,49 +289,10 @@ impl Relay {
         }
     }
 
-    /// On PostgreSQL, a session advisory lock on a dedicated connection, so
-    /// that one process relays the table at a time; waits for it (or for
-    /// stop: `None`). On SQLite, nothing to hold.
-    ///
-    /// The connection is detached from the pool: when the relay stops or is
-    /// aborted it is closed, which releases the lock, rather than going back
-    /// to the pool with the lock still held.
-    async fn lock(&mut self) -> Option<Option<AnyConnection>> {
-        if self.table.backend() != Backend::Postgres {
-            return Some(None);
-        }
-        let mut logged = false;
-        loop {
-            match self.try_lock().await {
-                Ok(Some(conn)) => return Some(Some(conn)),
-                Ok(None) if !logged => {
-                    tracing::info!(
-                        table = self.table.name(),
-                        "another process relays this outbox; waiting for its lock"
-                    );
-                    logged = true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(table = self.table.name(), error = %e, "outbox relay: cannot take the relay lock");
-                }
-            }
-            let poll = self.config.poll_interval;
-            tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
-                _ = self.stop.changed() => return None,
-            }
-        }
-    }
-
-    async fn try_lock(&self) -> Result<Option<AnyConnection>, Error> {
-        let mut conn = self.pool.acquire().await?.detach();
-        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
-            .bind(self.table.lock_key())
-            .fetch_one(&mut conn)
-            .await?
-            .try_get("locked")?;
-        Ok(locked.then_some(conn))
+    /// The relay lock (see [`leader::acquire`]); `None` when asked to stop.
+    async fn lock(&mut self) -> Option<Option<sqlx::AnyConnection>> {
+        let poll = self.config.poll_interval;
+        leader::acquire(&self.pool, &self.table, poll, &mut self.stop).await
     }
 
     /// Reads one batch (leaving out blocked keys), sends it key by key,
@@ -412,7 +331,7 @@ impl Relay {
             }
             if let Some((id, error)) = failure {
                 failed = true;
-                let delay = blocked.fail(key.clone(), &self.config, Instant::now());
+                let delay = blocked.fail(key.clone(), &self.config.backoff, Instant::now());
                 tracing::warn!(
                     table = self.table.name(),
                     topic = %key.0,
@@ -488,9 +407,18 @@ impl Relay {
                 }
             }
             if let Some((row, e)) = unencodable {
-                self.send_failed(row, &e);
+                let reason = match e {
+                    Unsendable::Unknown(reason) => {
+                        self.unknown_event(row, &reason);
+                        reason
+                    }
+                    Unsendable::Failed(e) => {
+                        self.send_failed(row, &e);
+                        e.to_string()
+                    }
+                };
                 if failure.is_none() {
-                    failure = Some((row.id, e.to_string()));
+                    failure = Some((row.id, reason));
                 }
             }
             if failure.is_some() {
@@ -502,6 +430,22 @@ impl Relay {
             sent,
             failure: None,
         }
+    }
+
+    /// Counts and logs (at error level: it needs a person) a row whose
+    /// event name this binary does not know.
+    fn unknown_event(&self, row: &OutboxRow, reason: &str) {
+        self.stats.unknown_events.fetch_add(1, Ordering::Relaxed);
+        metrics::outbox_unknown_event(self.table.name());
+        tracing::error!(
+            table = self.table.name(),
+            outbox_id = row.id,
+            event_type = %row.event_type,
+            topic = %row.topic,
+            key = %row.key,
+            attempts = row.attempts + 1,
+            "outbox relay: {reason}"
+        );
     }
 
     /// Counts and logs a row whose send (or encoding) failed.
@@ -519,31 +463,42 @@ impl Relay {
         );
     }
 
-    /// The Kafka record of an outbox row: its JSON as it is, or for an
-    /// event type registered with `format = "avro"` that JSON encoded as
-    /// Avro with the template's codec.
+    /// The Kafka record of an outbox row, found by its event name: its JSON
+    /// as it is, or for an event type registered with `format = "avro"`
+    /// that JSON encoded as Avro with the template's codec; the
+    /// `kafka_listener-event-type` header is the type's name.
     ///
     /// # Errors
-    /// For an Avro row: [`crate::Error::Config`] when the template has no
-    /// Avro codec, else what [`crate::avro::AvroCodec::encode`] returns
+    /// [`Unsendable::Unknown`] when no type of this binary has the row's
+    /// name. For an Avro row: [`crate::Error::Config`] when the template has
+    /// no Avro codec, else what [`crate::avro::AvroCodec::encode`] returns
     /// (the registry cannot be reached or refuses the schema). The row is
     /// tried again after the key's back-off.
-    async fn record(&self, row: &OutboxRow) -> Result<ProducerRecord, crate::Error> {
+    async fn record(&self, row: &OutboxRow) -> Result<ProducerRecord, Unsendable> {
+        let Some(event) = outbox::known_event(&row.event_type) else {
+            return Err(Unsendable::Unknown(format!(
+                "unknown outbox event name `{}`: no `#[derive(OutboxEvent)]` type of this binary has it (renamed or removed without `#[outbox(name = \"{}\")]`, or written by a newer version); the row stays unsent and later rows of its key wait",
+                row.event_type, row.event_type
+            )));
+        };
         let record = ProducerRecord::keyed(row.topic.clone(), row.key.clone())
             .header(EVENT_ID_HEADER, row.event_id.clone())
-            .header(EVENT_TYPE_HEADER, row.event_type.clone())
+            .header(EVENT_TYPE_HEADER, event.name)
             .timestamp(row.created_at);
-        match outbox::value_format(&row.event_type) {
-            None | Some(ValueFormat::Json) => Ok(record.value(row.payload.clone())),
+        match event.format {
+            ValueFormat::Json => Ok(record.value(row.payload.clone())),
             #[cfg(feature = "avro")]
-            Some(ValueFormat::Avro(encode)) => {
+            ValueFormat::Avro(encode) => {
                 let codec = self.template.avro_codec().ok_or_else(|| {
-                    crate::Error::Config(format!(
+                    Unsendable::Failed(crate::Error::Config(format!(
                         "outbox event `{}` is sent as Avro, but the relay's KafkaTemplate has no Avro codec (KafkaApp::template() has one; or KafkaTemplate::with_avro)",
                         row.event_type
-                    ))
+                    )))
                 })?;
-                Ok(record.value(encode(codec, &row.topic, &row.payload).await?))
+                let value = encode(codec, &row.topic, &row.payload)
+                    .await
+                    .map_err(Unsendable::Failed)?;
+                Ok(record.value(value))
             }
         }
     }
@@ -558,98 +513,5 @@ impl Relay {
             Ok(n) => tracing::debug!(table = self.table.name(), purged = n, "outbox rows purged"),
             Err(e) => tracing::warn!(table = self.table.name(), error = %e, "outbox purge failed"),
         }
-    }
-}
-
-/// The (topic, key) of a row: what order is kept per.
-fn chain_key(row: &OutboxRow) -> (String, String) {
-    (row.topic.clone(), row.key.clone())
-}
-
-/// Splits rows (in id order) into one chain per key, each in id order; the
-/// chains are ordered by their first id.
-fn by_key(rows: Vec<OutboxRow>) -> Vec<Vec<OutboxRow>> {
-    let mut index: HashMap<(String, String), usize> = HashMap::new();
-    let mut chains: Vec<Vec<OutboxRow>> = Vec::new();
-    for row in rows {
-        let slot = *index
-            .entry((row.topic.clone(), row.key.clone()))
-            .or_insert_with(|| {
-                chains.push(Vec::new());
-                chains.len() - 1
-            });
-        chains[slot].push(row);
-    }
-    chains
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(id: i64, key: &str) -> OutboxRow {
-        OutboxRow {
-            id,
-            event_id: format!("e{id}"),
-            event_type: "T".into(),
-            topic: "t".into(),
-            key: key.into(),
-            payload: "{}".into(),
-            created_at: 0,
-            sent_at: None,
-            attempts: 0,
-            last_error: None,
-        }
-    }
-
-    #[test]
-    fn blocked_keys_back_off_on_their_own() {
-        let config = RelayConfig {
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_millis(300),
-            ..RelayConfig::default()
-        };
-        let now = Instant::now();
-        let mut blocked = Blocked::default();
-        let a = ("t".to_owned(), "a".to_owned());
-        assert_eq!(
-            blocked.fail(a.clone(), &config, now),
-            Duration::from_millis(100)
-        );
-        assert_eq!(
-            blocked.fail(a.clone(), &config, now),
-            Duration::from_millis(200)
-        );
-        assert_eq!(
-            blocked.fail(a.clone(), &config, now),
-            Duration::from_millis(300)
-        );
-        assert_eq!(
-            blocked.fail(a.clone(), &config, now),
-            Duration::from_millis(300)
-        );
-        assert!(blocked.is_blocked(&a, now));
-        assert!(!blocked.is_blocked(&a, now + Duration::from_millis(301)));
-        assert_eq!(blocked.active(now), vec![a.clone()]);
-        assert_eq!(blocked.next_retry(now), Some(Duration::from_millis(300)));
-        blocked.succeed(&a);
-        assert_eq!(blocked.next_retry(now), None);
-        assert_eq!(blocked.fail(a, &config, now), Duration::from_millis(100));
-    }
-
-    #[test]
-    fn chains_keep_id_order_per_key() {
-        let rows = vec![
-            row(1, "a"),
-            row(2, "b"),
-            row(3, "a"),
-            row(5, "c"),
-            row(7, "b"),
-        ];
-        let chains: Vec<Vec<i64>> = by_key(rows)
-            .into_iter()
-            .map(|c| c.into_iter().map(|r| r.id).collect())
-            .collect();
-        assert_eq!(chains, vec![vec![1, 3], vec![2, 7], vec![5]]);
     }
 }

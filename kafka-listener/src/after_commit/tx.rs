@@ -46,10 +46,12 @@ impl TransactionalEventsBuilder {
     /// # Errors
     /// [`Error::Handler`] for a handler whose arguments cannot be built
     /// (a `State<T>` not registered), [`Error::Config`] for an invalid table
-    /// name or a database other than SQLite and PostgreSQL,
-    /// [`Error::Database`] when the table cannot be created.
+    /// name, a database other than SQLite and PostgreSQL, or an outbox event
+    /// name used by two types (or invalid), [`Error::Database`] when the
+    /// table cannot be created.
     pub async fn build(self) -> Result<TransactionalEvents, Error> {
         let handlers = Handlers::discover(&self.state)?;
+        outbox::check_names()?;
         let backend = Backend::of(&self.pool).await?;
         let table = OutboxTable::new(&self.table, backend)?;
         table.create(&self.pool).await?;
@@ -170,13 +172,7 @@ impl TransactionalEvents {
             let mut conn = self.inner.pool.acquire().await?;
             self.inner
                 .table
-                .insert(
-                    &mut conn,
-                    &meta.event_id,
-                    meta.event_type,
-                    &message,
-                    now_ms(),
-                )
+                .insert(&mut conn, &meta.event_id, &message, now_ms())
                 .await?;
             published.outboxed = true;
             self.inner.wake.notify_one();
@@ -282,13 +278,7 @@ impl EventTx {
             self.owner
                 .inner
                 .table
-                .insert(
-                    &mut self.tx,
-                    &meta.event_id,
-                    meta.event_type,
-                    &message,
-                    now_ms(),
-                )
+                .insert(&mut self.tx, &meta.event_id, &message, now_ms())
                 .await?;
             self.outboxed += 1;
         }

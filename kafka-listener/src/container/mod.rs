@@ -25,7 +25,7 @@ use rdkafka::ClientConfig;
 use self::consumer::StopGate;
 use self::lanes::{ContainerContext, Control};
 use crate::context::ListenerInfo;
-use crate::dlq::{DeadLetter, DeadLetterRecoverer};
+use crate::dlq::DeadLetterRecoverer;
 use crate::error::{Error, Result};
 use crate::handler::ErasedHandler;
 use crate::listener::ListenerSpec;
@@ -33,6 +33,7 @@ use crate::metrics::ListenerMetrics;
 use crate::producer::KafkaTemplate;
 use crate::rate_limit::RateLimiter;
 use crate::recover::{LoggingRecoverer, Recoverer};
+use crate::retry::DeadLetter;
 use crate::retry::RetryPolicy;
 use crate::state::StateMap;
 
@@ -186,7 +187,7 @@ impl ListenerContainer {
             (None, Some(rt), dl) => Arc::new(crate::retry_topics::RetryTopicRecoverer::new(
                 rt.clone(),
                 template.clone(),
-                dl.unwrap_or(DeadLetter::Default),
+                dl.unwrap_or(DeadLetter::suffixed()),
             )),
             (None, None, Some(dl)) => Arc::new(DeadLetterRecoverer::new(template.clone(), dl)),
             (None, None, None) => Arc::new(LoggingRecoverer),

@@ -19,27 +19,3 @@ mod store;
 pub use self::recoverer::DeadLetterRecoverer;
 #[cfg(feature = "dead-letter-store")]
 pub use self::store::{DeadLetterStore, StoreError, StoredDeadLetter};
-
-/// The suffix of the default dead-letter topic: `<topic>-dlt`, as Spring
-/// Kafka 3.3+ names it (`DeadLetterPublishingRecoverer`'s default
-/// destination resolver, and the `@RetryableTopic` DLT).
-pub const DLT_SUFFIX: &str = "-dlt";
-
-/// Where a listener's dead letters go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetter {
-    /// `<original topic>-dlt`, one per source topic (`dead_letter = true`).
-    Default,
-    /// One named topic for every source topic (`dead_letter = "name"`).
-    Topic(String),
-}
-
-impl DeadLetter {
-    /// The dead-letter topic of a record from `topic`.
-    pub fn topic_for(&self, topic: &str) -> String {
-        match self {
-            DeadLetter::Default => format!("{topic}{DLT_SUFFIX}"),
-            DeadLetter::Topic(name) => name.clone(),
-        }
-    }
-}

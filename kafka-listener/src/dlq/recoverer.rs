@@ -8,12 +8,12 @@ use futures::future::BoxFuture;
 use rdkafka::producer::Producer;
 
 use super::headers::dead_letter_headers;
-use super::DeadLetter;
 use crate::context::ListenerInfo;
 use crate::error::{BoxError, ListenerError};
 use crate::producer::{KafkaTemplate, ProducerRecord};
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
+use crate::retry::DeadLetter;
 
 /// Publishes a record that failed for good to its dead-letter topic and
 /// resolves once the broker acknowledged it; the container commits past the

@@ -15,4 +15,9 @@ async fn no_value(value: String) {
     let _ = value;
 }
 
+#[kafka_listener(topics = ["orders"], id = "spaces", dead_letter = "orders dead")]
+async fn invalid_topic(value: String) {
+    let _ = value;
+}
+
 fn main() {}

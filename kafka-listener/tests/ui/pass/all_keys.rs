@@ -19,6 +19,7 @@ struct IssueRequested {
     properties = [("max.poll.interval.ms", "300000"), ("fetch.min.bytes", "1")],
     batch = false,
     retry(attempts = 5, backoff = "exponential", initial = "100ms", max = "10s", multiplier = 1.5, jitter = false),
+    rate_limit = "100/10s",
     crate = "::kafka_listener",
 )]
 async fn issue(req: Json<IssueRequested>) -> Result<(), ListenerError> {
@@ -35,14 +36,11 @@ fn main() {
     assert!(!spec.starts_automatically());
     let debug = format!("{spec:?}");
     assert!(debug.contains("ack_mode: Record"), "{debug}");
-    let policy = RetryPolicy {
-        attempts: 5,
-        backoff: kafka_listener::BackOff::Exponential {
-            initial: std::time::Duration::from_millis(100),
-            multiplier: 1.5,
-            max: std::time::Duration::from_secs(10),
-            jitter: false,
-        },
-    };
+    let policy = RetryPolicy::exponential(
+        5,
+        std::time::Duration::from_millis(100),
+        1.5,
+        std::time::Duration::from_secs(10),
+    );
     assert!(debug.contains(&format!("retry: Some({policy:?})")), "{debug}");
 }

@@ -30,4 +30,16 @@ struct UnknownFormat {
     id: String,
 }
 
+#[derive(serde::Serialize, OutboxEvent)]
+#[outbox(topic = "t", key = "id", name = "coupon issued")]
+struct NameWithSpace {
+    id: String,
+}
+
+#[derive(serde::Serialize, OutboxEvent)]
+#[outbox(topic = "t", key = "id", name = 7)]
+struct NameNotAString {
+    id: String,
+}
+
 fn main() {}

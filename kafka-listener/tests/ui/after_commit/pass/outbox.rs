@@ -1,6 +1,7 @@
 //! `#[derive(OutboxEvent)]`: the key may be any `Display` field, the keys
 //! may be split over several `#[outbox]` attributes, and `crate` renames
-//! the runtime; `format = "avro"` takes a type with an Avro schema.
+//! the runtime; `format = "avro"` takes a type with an Avro schema; `name`
+//! sets the stable event name, by default the type's name.
 extern crate kafka_listener as renamed;
 
 use kafka_listener::OutboxEvent;
@@ -14,7 +15,7 @@ struct CouponIssued {
 
 #[derive(serde::Serialize, OutboxEvent)]
 #[outbox(topic = "orders_v2-created")]
-#[outbox(key = "order_id")]
+#[outbox(key = "order_id", name = "orders.OrderCreated:v2")]
 struct OrderCreated {
     order_id: u64,
 }
@@ -50,4 +51,7 @@ fn main() {
     assert_eq!(OrderCreated::TOPIC, "orders_v2-created");
     assert_eq!(OrderCreated { order_id: 42 }.key(), "42");
     assert_eq!(Renamed { id: -1 }.key(), "-1");
+    assert_eq!(CouponIssued::NAME, "CouponIssued");
+    assert_eq!(OrderCreated::NAME, "orders.OrderCreated:v2");
+    assert_eq!(Renamed::NAME, "Renamed");
 }
