@@ -65,6 +65,7 @@ impl fmt::Debug for ListenerSpec {
             .field("recoverer", &self.recoverer)
             .field("dead_letter", &self.dead_letter)
             .field("retry_topics", &self.retry_topics)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }

@@ -79,6 +79,8 @@ pub mod names {
     pub const OUTBOX_PUBLISHED: &str = "kafka_listener_outbox_published_total";
     /// `kafka_listener_outbox_send_failures_total`: outbox sends that failed (retried with back-off).
     pub const OUTBOX_SEND_FAILURES: &str = "kafka_listener_outbox_send_failures_total";
+    /// `kafka_listener_outbox_unknown_event_total`: outbox rows whose event name this binary does not know (left unsent).
+    pub const OUTBOX_UNKNOWN_EVENT: &str = "kafka_listener_outbox_unknown_event_total";
 }
 
 /// Histogram bucket bounds for handler latency, in seconds: 0.5 ms to 10 s,

@@ -224,34 +224,34 @@ mod metrics {
     use metrics::counter;
 
     pub(super) fn handler_succeeded(event: &'static str) {
-        counter!("kafka_listener_after_commit_handlers_total", "event" => event).increment(1);
+        counter!(crate::metrics::names::AFTER_COMMIT_HANDLERS, "event" => event).increment(1);
     }
 
     pub(super) fn handler_failed(event: &'static str) {
-        counter!("kafka_listener_after_commit_handler_failures_total", "event" => event)
+        counter!(crate::metrics::names::AFTER_COMMIT_HANDLER_FAILURES, "event" => event)
             .increment(1);
     }
 
     /// Registers the table's counters at 0 (when its relay starts).
     pub(super) fn outbox_registered(table: &str) {
         outbox_published(table, 0);
-        counter!("kafka_listener_outbox_send_failures_total", "table" => table.to_owned())
+        counter!(crate::metrics::names::OUTBOX_SEND_FAILURES, "table" => table.to_owned())
             .increment(0);
-        counter!("kafka_listener_outbox_unknown_event_total", "table" => table.to_owned())
+        counter!(crate::metrics::names::OUTBOX_UNKNOWN_EVENT, "table" => table.to_owned())
             .increment(0);
     }
 
     pub(super) fn outbox_unknown_event(table: &str) {
-        counter!("kafka_listener_outbox_unknown_event_total", "table" => table.to_owned())
+        counter!(crate::metrics::names::OUTBOX_UNKNOWN_EVENT, "table" => table.to_owned())
             .increment(1);
     }
 
     pub(super) fn outbox_published(table: &str, n: u64) {
-        counter!("kafka_listener_outbox_published_total", "table" => table.to_owned()).increment(n);
+        counter!(crate::metrics::names::OUTBOX_PUBLISHED, "table" => table.to_owned()).increment(n);
     }
 
     pub(super) fn outbox_send_failed(table: &str) {
-        counter!("kafka_listener_outbox_send_failures_total", "table" => table.to_owned())
+        counter!(crate::metrics::names::OUTBOX_SEND_FAILURES, "table" => table.to_owned())
             .increment(1);
     }
 }

@@ -172,6 +172,17 @@ pub(crate) async fn run_lane(
     }
 }
 
+/// The wait between two tries of a recoverer that failed (a dead-letter
+/// topic that does not answer): 200 ms doubling to 12.8 s.
+static RECOVERER_BACKOFF: std::sync::LazyLock<crate::retry::BackOff> =
+    std::sync::LazyLock::new(|| {
+        crate::retry::BackOff::exponential(
+            Duration::from_millis(200),
+            2.0,
+            Duration::from_millis(12_800),
+        )
+    });
+
 /// One handler call in this many is timed for the latency histogram.
 const TIMING_SAMPLE: u32 = 16;
 
@@ -385,7 +396,7 @@ impl Lane<'_> {
                     Ok(()) => break,
                     Err(e) => {
                         tries += 1;
-                        let delay = Duration::from_millis(100u64.saturating_mul(1 << tries.min(7)));
+                        let delay = RECOVERER_BACKOFF.delay(tries);
                         tracing::error!(listener = %self.listener.info.id, topic = %record.topic, partition = record.partition,
                             offset = record.offset, error = %e, "recovering a failed record failed; the partition waits and tries again");
                         if !self.shared.pause(delay).await {
