@@ -30,6 +30,12 @@ use proc_macro::TokenStream;
 ///      | properties = [("NAME", "VALUE"), ...]  librdkafka consumer properties
 ///      | batch = BOOL                        a batch listener; default false
 ///      | retry(RETRY_KEY, ...)               blocking retries; default: RetryPolicy::default()
+///      | ordering = "partition" | "key" | "none"
+///                                            "partition" (default): one record of a partition at a
+///                                            time; "key": up to `parallelism` at once, one at a time
+///                                            per key; "none": up to `parallelism` at once; not with
+///                                            `batch = true`
+///      | parallelism = INTEGER               >= 1; with "key" or "none" (default 16)
 ///      | rate_limit = "PERMITS/DURATION"     at most PERMITS records per DURATION window
 ///                                            (sliding, whole listener), e.g. "100/10s";
 ///                                            PERMITS >= 1, DURATION > 0; default none

@@ -93,7 +93,7 @@ pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
 pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
-pub use crate::listener::ListenerSpec;
+pub use crate::listener::{ListenerSpec, Ordering};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};
@@ -134,7 +134,7 @@ pub mod __private {
     pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};
     pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
-    pub use crate::listener::{registered_listeners, ListenerRegistration, ListenerSpec};
+    pub use crate::listener::{registered_listeners, ListenerRegistration, ListenerSpec, Ordering};
     pub use crate::rate_limit::RateLimit;
     pub use crate::record::headers::{be_i32, be_i64};
     pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};

@@ -14,6 +14,65 @@ use crate::recover::Recoverer;
 use crate::retry::RetryPolicy;
 use crate::retry::{DeadLetter, RetryTopics};
 
+/// The order in which a listener handles one partition's records.
+///
+/// Kafka orders records per partition; most listeners only need the order
+/// of one key (one coupon, one order, one account). Handling different keys
+/// at once lets an I/O-bound handler (a database, an HTTP call) use the
+/// machine while per-key order holds, as Karafka's virtual partitions and
+/// Confluent Parallel Consumer's `KEY` ordering do. In every mode an offset
+/// is committed only once it and every earlier offset of the partition are
+/// finished, so a restart or a rebalance re-delivers, never skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Ordering {
+    /// One record of the partition at a time, in offset order (the default,
+    /// Spring's behaviour).
+    #[default]
+    Partition,
+    /// Up to `parallelism` records of the partition at once; records with
+    /// the same key one at a time, in offset order. Records without a key
+    /// form one chain of their own: one at a time, in offset order, beside
+    /// the keyed records. A record in back-off holds back only its key.
+    Key,
+    /// Up to `parallelism` records of the partition at once, in any order.
+    None,
+}
+
+/// [`ListenerSpec::parallelism`] when `ordering` is `key` or `none` and no
+/// parallelism is given.
+pub(crate) const DEFAULT_PARALLELISM: usize = 16;
+
+impl Ordering {
+    /// Valid spellings, for error messages.
+    pub const VALID: &'static [&'static str] = &["partition", "key", "none"];
+}
+
+impl fmt::Display for Ordering {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ordering::Partition => "partition",
+            Ordering::Key => "key",
+            Ordering::None => "none",
+        })
+    }
+}
+
+impl std::str::FromStr for Ordering {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "partition" => Ok(Ordering::Partition),
+            "key" => Ok(Ordering::Key),
+            "none" => Ok(Ordering::None),
+            _ => Err(Error::Config(format!(
+                "unknown ordering `{s}`; expected one of: {}",
+                Ordering::VALID.join(", ")
+            ))),
+        }
+    }
+}
+
 /// Everything about one listener: topics, consumer group, concurrency, ack
 /// mode, client properties and the handler.
 ///
@@ -41,6 +100,8 @@ pub struct ListenerSpec {
     pub(crate) properties: Vec<(String, String)>,
     pub(crate) handler: Option<ErasedHandler>,
     pub(crate) max_in_flight: usize,
+    pub(crate) ordering: Ordering,
+    pub(crate) parallelism: Option<usize>,
     pub(crate) max_batch: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) retry: Option<RetryPolicy>,
@@ -66,6 +127,8 @@ impl fmt::Debug for ListenerSpec {
             .field("dead_letter", &self.dead_letter)
             .field("retry_topics", &self.retry_topics)
             .field("rate_limit", &self.rate_limit)
+            .field("ordering", &self.ordering)
+            .field("parallelism", &self.parallelism)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +148,8 @@ impl ListenerSpec {
             properties: Vec::new(),
             handler: None,
             max_in_flight: 10_000,
+            ordering: Ordering::Partition,
+            parallelism: None,
             max_batch: 500,
             commit_interval: Duration::from_millis(100),
             retry: None,
@@ -157,6 +222,31 @@ impl ListenerSpec {
     pub fn max_in_flight(mut self, records: usize) -> Self {
         self.max_in_flight = records.max(1);
         self
+    }
+
+    /// The order in which one partition's records are handled (default
+    /// [`Ordering::Partition`]: one at a time, in offset order).
+    pub fn ordering(mut self, ordering: Ordering) -> Self {
+        self.ordering = ordering;
+        self
+    }
+
+    /// With [`Ordering::Key`] or [`Ordering::None`]: the most records of one
+    /// partition handled at once (default 16). The app refuses to start a
+    /// listener with 0, or with more than 1 and [`Ordering::Partition`].
+    pub fn parallelism(mut self, records: usize) -> Self {
+        self.parallelism = Some(records);
+        self
+    }
+
+    /// The records of one partition handled at once: 1 with
+    /// [`Ordering::Partition`], else [`Self::parallelism`] (default 16).
+    pub fn effective_parallelism(&self) -> usize {
+        match (self.ordering, self.parallelism) {
+            (_, Some(n)) => n,
+            (Ordering::Partition, None) => 1,
+            (_, None) => DEFAULT_PARALLELISM,
+        }
     }
 
     /// Batch listeners: the most records per call (default 500, Spring's
@@ -312,6 +402,23 @@ impl ListenerSpec {
         }
         if self.concurrency == 0 {
             return Err(fail("`concurrency` must be at least 1".into()));
+        }
+        if self.parallelism == Some(0) {
+            return Err(fail("`parallelism` must be at least 1".into()));
+        }
+        if self.ordering == Ordering::Partition && self.effective_parallelism() > 1 {
+            return Err(fail(format!(
+                "`parallelism = {}` needs `ordering = \"key\"` or `\"none\"`: with `ordering = \"partition\"` one partition's records run one at a time",
+                self.effective_parallelism()
+            )));
+        }
+        if self.ordering != Ordering::Partition
+            && self.handler.as_ref().is_some_and(|h| h.is_batch())
+        {
+            return Err(fail(format!(
+                "`ordering = \"{}\"` is for record listeners; a batch listener gets one partition's records in offset order",
+                self.ordering
+            )));
         }
         match &self.handler {
             None => Err(fail("no handler".into())),

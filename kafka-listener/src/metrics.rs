@@ -12,6 +12,9 @@
 //! | `kafka_listener_commit_failures_total` | counter | `listener` | failed offset commits |
 //! | `kafka_listener_rebalances_total` | counter | `listener` | partitions revoked from a consumer |
 //! | `kafka_listener_consumer_lag` | gauge | `listener`, `topic`, `partition` | records between the consumer's position and the log end, from librdkafka's statistics every 5 s |
+//! | `kafka_listener_records_in_flight` | gauge | `listener` | records being handled at once (`ordering = "key"` or `"none"`) |
+//! | `kafka_listener_keys_waiting` | gauge | `listener` | records waiting behind a record of their key (`ordering = "key"`) |
+//! | `kafka_listener_oldest_in_flight_seconds` | gauge | `listener`, `topic`, `partition` | age of the oldest record in flight in a parallel lane |
 //! | `kafka_listener_offset_gaps_total` | counter | `listener` | offsets skipped between the committed or last handled offset and the next record: records lost to retention (logged at error level), compaction, transaction markers |
 
 //!
@@ -79,6 +82,12 @@ pub mod names {
     pub const OUTBOX_PUBLISHED: &str = "kafka_listener_outbox_published_total";
     /// `kafka_listener_outbox_send_failures_total`: outbox sends that failed (retried with back-off).
     pub const OUTBOX_SEND_FAILURES: &str = "kafka_listener_outbox_send_failures_total";
+    /// `kafka_listener_records_in_flight`: gauge, records being handled by listeners with `ordering = "key"` or `"none"`.
+    pub const RECORDS_IN_FLIGHT: &str = "kafka_listener_records_in_flight";
+    /// `kafka_listener_keys_waiting`: gauge, records waiting behind a record of their key in flight (`ordering = "key"`).
+    pub const KEYS_WAITING: &str = "kafka_listener_keys_waiting";
+    /// `kafka_listener_oldest_in_flight_seconds`: gauge per partition, age of the oldest record in flight (parallel lanes; updated every second).
+    pub const OLDEST_IN_FLIGHT_SECONDS: &str = "kafka_listener_oldest_in_flight_seconds";
     /// `kafka_listener_outbox_unknown_event_total`: outbox rows whose event name this binary does not know (left unsent).
     pub const OUTBOX_UNKNOWN_EVENT: &str = "kafka_listener_outbox_unknown_event_total";
 }

@@ -49,6 +49,8 @@ pub(crate) struct ListenerAttrs {
     pub(crate) batch: Option<Keyed<bool>>,
     pub(crate) retry: Option<Keyed<RetryAttrs>>,
     pub(crate) rate_limit: Option<Keyed<(u32, Duration)>>,
+    pub(crate) ordering: Option<Keyed<OrderingAttr>>,
+    pub(crate) parallelism: Option<Keyed<usize>>,
     pub(crate) dead_letter: Option<Keyed<DeadLetterAttr>>,
     pub(crate) retry_topics: Option<Keyed<RetryTopicsAttrs>>,
     pub(crate) krate: Option<Keyed<Path>>,
@@ -157,6 +159,42 @@ impl AckMode {
     }
 }
 
+/// The runtime's `Ordering`, by the name of its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrderingAttr {
+    Partition,
+    Key,
+    None,
+}
+
+impl OrderingAttr {
+    /// Every spelling with its value and the runtime's variant.
+    pub(crate) const ALL: [(Symbol, OrderingAttr, &'static str); 3] = [
+        (ORDER_PARTITION, OrderingAttr::Partition, "Partition"),
+        (ORDER_KEY, OrderingAttr::Key, "Key"),
+        (ORDER_NONE, OrderingAttr::None, "None"),
+    ];
+
+    /// The variant of `Ordering` in the runtime crate.
+    pub(crate) fn variant(self) -> proc_macro2::Ident {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, o, _)| *o == self)
+            .map(|(_, _, v)| *v)
+            .expect("listed");
+        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+    }
+
+    /// The spelling in `ordering = "..."`.
+    pub(crate) fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, o, _)| *o == self)
+            .map(|(s, _, _)| s.as_str())
+            .expect("listed")
+    }
+}
+
 /// The `backoff = "..."` of `retry(...)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BackOffKind {
@@ -210,6 +248,12 @@ impl KeyTable for ListenerAttrs {
         }),
         (RATE_LIMIT, |a, cx, e| {
             a.rate_limit = rate_limit(cx, e).map(|v| keyed(e, v));
+        }),
+        (ORDERING, |a, cx, e| {
+            a.ordering = ordering(cx, e).map(|v| keyed(e, v));
+        }),
+        (PARALLELISM, |a, cx, e| {
+            a.parallelism = at_least(cx, e, "parallelism = 64", 1).map(|v| keyed(e, v));
         }),
         (DEAD_LETTER, |a, cx, e| {
             a.dead_letter = dead_letter(cx, e).map(|v| keyed(e, v));
@@ -325,6 +369,27 @@ fn at_least<N: TryFrom<u64>>(cx: &Ctxt, entry: &Entry, example: &str, min: u64) 
             None
         }
     }
+}
+
+/// `ordering = "partition" | "key" | "none"`.
+fn ordering(cx: &Ctxt, entry: &Entry) -> Option<OrderingAttr> {
+    let lit = entry.string(cx, r#"ordering = "key""#)?;
+    let value = lit.value().to_ascii_lowercase();
+    let found = OrderingAttr::ALL
+        .iter()
+        .find(|(symbol, _, _)| symbol.as_str() == value)
+        .map(|(_, o, _)| *o);
+    if found.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown ordering `{}`; expected one of: {}",
+                lit.value(),
+                symbol::one_of(OrderingAttr::ALL.iter().map(|(symbol, _, _)| symbol))
+            ),
+        );
+    }
+    found
 }
 
 fn ack_mode(cx: &Ctxt, entry: &Entry) -> Option<AckMode> {

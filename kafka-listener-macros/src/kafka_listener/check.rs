@@ -10,7 +10,7 @@ use syn::ext::IdentExt;
 use syn::{FnArg, ItemFn, LitStr, Type};
 
 use super::attr::{
-    AckMode, BackOffKind, DeadLetterAttr, ListenerAttrs, RetryAttrs, RetryTopicsAttrs,
+    AckMode, BackOffKind, DeadLetterAttr, ListenerAttrs, OrderingAttr, RetryAttrs, RetryTopicsAttrs,
 };
 use super::{Listener, Retry, RetryTopics, TopicSource};
 use crate::ctxt::Ctxt;
@@ -21,6 +21,33 @@ use crate::util::{last_segment, type_string};
 /// The most arguments a handler may take (the runtime implements `Handler`
 /// for up to 12).
 const MAX_ARGS: usize = 12;
+
+/// `ordering` and `parallelism` against each other and `batch`.
+fn parallelism(cx: &Ctxt, attrs: &ListenerAttrs, batch: bool) {
+    let ordering = attrs.ordering.as_ref().map(|k| k.value);
+    if let Some(p) = &attrs.parallelism {
+        if p.value > 1 && matches!(ordering, None | Some(OrderingAttr::Partition)) {
+            cx.error_spanned_by(
+                &p.key,
+                format!(
+                    "`parallelism = {}` needs `ordering = \"key\"` or `ordering = \"none\"`: with `ordering = \"partition\"` (the default) one partition's records run one at a time",
+                    p.value
+                ),
+            );
+        }
+    }
+    if let Some(o) = &attrs.ordering {
+        if batch && o.value != OrderingAttr::Partition {
+            cx.error_spanned_by(
+                &o.key,
+                format!(
+                    "`ordering = \"{}\"` is for record listeners; a batch listener (`batch = true`) gets one partition's records in offset order",
+                    o.value.name()
+                ),
+            );
+        }
+    }
+}
 
 /// Checks `attrs` and `func`; the listener when nothing was wrong.
 pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<Listener> {
@@ -39,6 +66,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         .retry_topics
         .as_ref()
         .and_then(|r| retry_topics(cx, r, attrs.topic_pattern.is_some()));
+    parallelism(cx, &attrs, batch);
     if cx.has_errors() {
         return None;
     }
@@ -60,6 +88,8 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         batch,
         retry,
         rate_limit: attrs.rate_limit.map(|k| k.value),
+        ordering: attrs.ordering.map(|k| k.value),
+        parallelism: attrs.parallelism.map(|k| k.value),
         dead_letter: attrs
             .dead_letter
             .map(|k| k.value)

@@ -121,6 +121,15 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         let topics = self::retry_topics(retry_topics, exports);
         calls.extend(quote!(.retry_topics(#topics)));
     }
+    if let Some(ordering) = listener.ordering {
+        let ty = exports.path("Ordering");
+        let variant = ordering.variant();
+        calls.extend(quote!(.ordering(#ty::#variant)));
+    }
+    if let Some(parallelism) = listener.parallelism {
+        let n = Literal::usize_unsuffixed(parallelism);
+        calls.extend(quote!(.parallelism(#n)));
+    }
     if let Some((permits, per)) = listener.rate_limit {
         let rate_limit = exports.path("RateLimit");
         let permits = Literal::u32_unsuffixed(permits);

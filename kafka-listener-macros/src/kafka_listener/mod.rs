@@ -86,6 +86,10 @@ pub(crate) struct Listener {
     pub(crate) retry: Option<Retry>,
     /// `rate_limit = "M/N"`: permits and window.
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
+    /// `ordering = "..."`.
+    pub(crate) ordering: Option<attr::OrderingAttr>,
+    /// `parallelism = N`.
+    pub(crate) parallelism: Option<usize>,
     /// `dead_letter = true | "topic"` (`false` is `None`).
     pub(crate) dead_letter: Option<DeadLetterAttr>,
     /// `retry_topics(...)`: the keys given.

@@ -213,7 +213,7 @@ fn every_error_is_reported_at_once() {
         "`topics` is empty",
         "`concurrency` must be at least 1",
         "unknown ack mode `auto`",
-        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `dead_letter`, `retry_topics`, `crate`",
+        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `ordering`, `parallelism`, `dead_letter`, `retry_topics`, `crate`",
         "`concurrency` is specified more than once",
         "`attempts` expects an integer, found a string",
         "a listener must be an `async fn`",
@@ -469,4 +469,43 @@ fn values_the_runtime_would_refuse_are_compile_errors() {
         item
     )
     .is_ok());
+}
+
+#[test]
+fn ordering_and_parallelism_are_checked_at_their_keys() {
+    let item = quote!(
+        async fn f(v: String) {}
+    );
+    assert_eq!(
+        errors(quote!(topics = ["t"], ordering = "keys"), item.clone()),
+        ["unknown ordering `keys`; expected one of: `partition`, `key`, `none`"]
+    );
+    assert_eq!(
+        errors(
+            quote!(topics = ["t"], ordering = "key", parallelism = 0),
+            item.clone()
+        ),
+        ["`parallelism` must be at least 1, e.g. `parallelism = 64`"]
+    );
+    assert_eq!(
+        errors(quote!(topics = ["t"], parallelism = 8), item.clone()),
+        ["`parallelism = 8` needs `ordering = \"key\"` or `ordering = \"none\"`: with `ordering = \"partition\"` (the default) one partition's records run one at a time"]
+    );
+    let batch = quote!(
+        async fn f(v: Vec<String>) {}
+    );
+    assert_eq!(
+        errors(quote!(topics = ["t"], batch = true, ordering = "none"), batch),
+        ["`ordering = \"none\"` is for record listeners; a batch listener (`batch = true`) gets one partition's records in offset order"]
+    );
+    let expanded = try_expand(
+        quote!(topics = ["t"], ordering = "key", parallelism = 64),
+        item,
+    )
+    .unwrap()
+    .to_string();
+    assert!(
+        expanded.contains(":: Ordering :: Key") && expanded.contains(". parallelism (64)"),
+        "{expanded}"
+    );
 }

@@ -126,7 +126,7 @@ impl RetryMemory {
 }
 
 /// The record or batch was abandoned because the partition was revoked.
-struct Revoked;
+pub(super) struct Revoked;
 
 /// Runs the lane until its channel closes or it is revoked. `_exit` is
 /// dropped on return (also on a panic), which tells the consumer thread that
@@ -142,6 +142,10 @@ pub(crate) async fn run_lane(
         listener: &listener,
         calls: std::sync::atomic::AtomicU32::new(0),
     };
+    if listener.parallelism > 1 || listener.ordering != crate::listener::Ordering::Partition {
+        super::keyed::run(&lane, rx).await;
+        return;
+    }
     let batch = listener.handler.is_batch();
     let step = if batch { listener.max_batch } else { 1 };
     // Reused from burst to burst (emptied after each, so that handled
@@ -186,9 +190,9 @@ static RECOVERER_BACKOFF: std::sync::LazyLock<crate::retry::BackOff> =
 /// One handler call in this many is timed for the latency histogram.
 const TIMING_SAMPLE: u32 = 16;
 
-struct Lane<'a> {
-    shared: &'a LaneShared,
-    listener: &'a ListenerRuntime,
+pub(super) struct Lane<'a> {
+    pub(super) shared: &'a LaneShared,
+    pub(super) listener: &'a ListenerRuntime,
     calls: std::sync::atomic::AtomicU32,
 }
 
@@ -198,7 +202,7 @@ impl Lane<'_> {
         self.calls.fetch_add(1, Ordering::Relaxed) % TIMING_SAMPLE == 0
     }
 
-    fn manual(&self) -> bool {
+    pub(super) fn manual(&self) -> bool {
         self.listener.info.ack_mode.is_manual()
     }
 
@@ -225,7 +229,7 @@ impl Lane<'_> {
     /// Rate-limited listeners: waits for a permit per record. The lane
     /// waits, not the handler: the partition's queue fills and the consumer
     /// thread pauses it, while the consumer keeps polling.
-    async fn admit(&self, records: usize) -> Result<(), Revoked> {
+    pub(super) async fn admit(&self, records: usize) -> Result<(), Revoked> {
         let Some(limiter) = &self.listener.rate_limiter else {
             return Ok(());
         };
@@ -235,6 +239,18 @@ impl Lane<'_> {
                     return Err(Revoked);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Parallel lanes: handles one record (rate limit, retries, recoverer)
+    /// and marks it finished; its offset was registered with
+    /// `PartitionOffsets::begin` when it arrived.
+    pub(super) async fn handle_one(&self, record: &ConsumerRecord) -> Result<(), Revoked> {
+        self.admit(1).await?;
+        let _ = self.attempts(std::slice::from_ref(record)).await?;
+        if !self.manual() {
+            self.shared.offsets.finish(record.offset);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 mod burst;
 mod commit;
 mod consumer;
+mod keyed;
 mod lane;
 mod lanes;
 mod rebalance;
@@ -79,6 +80,9 @@ pub(crate) struct ListenerRuntime {
     pub(crate) recoverer: Arc<dyn Recoverer>,
     pub(crate) concurrency: usize,
     pub(crate) max_in_flight: usize,
+    /// How one partition's records are ordered, and how many run at once.
+    pub(crate) ordering: crate::listener::Ordering,
+    pub(crate) parallelism: usize,
     pub(crate) max_batch: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) metrics: ListenerMetrics,
@@ -247,6 +251,8 @@ impl ListenerContainer {
             retry_topics: retry_topics.is_some(),
             concurrency: spec.concurrency,
             max_in_flight: spec.max_in_flight,
+            ordering: spec.ordering,
+            parallelism: spec.effective_parallelism(),
             max_batch: spec.max_batch,
             commit_interval: spec.commit_interval,
             rate_limiter: spec.rate_limit.map(RateLimiter::new),

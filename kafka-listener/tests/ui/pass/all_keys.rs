@@ -20,6 +20,8 @@ struct IssueRequested {
     batch = false,
     retry(attempts = 5, backoff = "exponential", initial = "100ms", max = "10s", multiplier = 1.5, jitter = false),
     rate_limit = "100/10s",
+    ordering = "key",
+    parallelism = 64,
     crate = "::kafka_listener",
 )]
 async fn issue(req: Json<IssueRequested>) -> Result<(), ListenerError> {
@@ -36,6 +38,8 @@ fn main() {
     assert!(!spec.starts_automatically());
     let debug = format!("{spec:?}");
     assert!(debug.contains("ack_mode: Record"), "{debug}");
+    assert!(debug.contains("ordering: Key"), "{debug}");
+    assert_eq!(spec.effective_parallelism(), 64);
     let policy = RetryPolicy::exponential(
         5,
         std::time::Duration::from_millis(100),
