@@ -139,17 +139,43 @@ impl Pools {
     /// (`set_ignore_missing(true)`), so every app must use versions of its
     /// own (the apps use `YYYYMMDDhhmmss` timestamps). On PostgreSQL,
     /// instances starting at the same time are serialized by sqlx's session
-    /// advisory lock (one key per database); on SQLite there is one writer
-    /// connection anyway.
+    /// advisory lock (one key per database); on SQLite, where there is no
+    /// such lock, an instance that lost the race to apply a version rolls
+    /// back and runs the migrator again.
     ///
     /// # Errors
     /// The [`MigrateError`] of a migration that fails (its transaction is
     /// rolled back, and on PostgreSQL the connection is closed so that the
     /// lock goes with it), `VersionMismatch` when an applied migration file
     /// was edited afterwards, or the `sqlx::Error` of a database that
-    /// cannot be reached.
+    /// cannot be reached. On SQLite, the error of the last run, after as
+    /// many runs as there are migrations.
     pub async fn migrate(&self, mut migrator: Migrator) -> Result<(), MigrateError> {
         migrator.set_ignore_missing(true);
+        // SQLite has no lock for the migrator: an instance starting at the
+        // same time on the same file may apply a version between our check
+        // and our insert. Our transaction is then rolled back, and the next
+        // run finds that version applied (and checks its checksum); every
+        // retry gets past one version at least.
+        let mut retries = match self.backend {
+            Backend::Sqlite => migrator.iter().count(),
+            Backend::Postgres => 0,
+        };
+        loop {
+            match self.run_migrator(&migrator).await {
+                Err(e @ (MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)))
+                    if retries > 0 =>
+                {
+                    retries -= 1;
+                    tracing::debug!(error = %e, "migration failed; running the migrator again");
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// One run of `migrator` on a writer connection.
+    async fn run_migrator(&self, migrator: &Migrator) -> Result<(), MigrateError> {
         let mut conn = self.writer.acquire().await?;
         match migrator.run(&mut *conn).await {
             Ok(()) => Ok(()),
@@ -267,6 +293,30 @@ mod tests {
             .unwrap();
         assert_eq!(u, 0);
         pools.close().await;
+    }
+
+    /// Two instances starting at once on one SQLite file both migrate it
+    /// (SQLite has no lock for sqlx's migrator: the second to insert a
+    /// version finds it applied when it runs again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instances_migrate_one_sqlite_file_at_once() {
+        for round in 0..10 {
+            let path = std::env::temp_dir().join(format!(
+                "example-support-race-{}-{round}.db",
+                std::process::id()
+            ));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            let (a, b) = tokio::join!(Pools::connect(&url), Pools::connect(&url));
+            let (a, b) = (a.unwrap(), b.unwrap());
+            let (ra, rb) = tokio::join!(a.migrate(first()), b.migrate(first()));
+            ra.unwrap();
+            rb.unwrap();
+            assert_eq!(applied(&a).await, [20240101000000, 20240101000100]);
+            assert_eq!(ids(&b).await, [7, 8]);
+            a.close().await;
+            b.close().await;
+            remove_sqlite_files(&path);
+        }
     }
 
     /// A migration file edited after it was applied is refused.
