@@ -13,6 +13,9 @@
 //!   listener made them (unique), and `deliveries` counts how many times the
 //!   token's record reached the listener (1 unless it was redelivered).
 //!
+//! The schema is in `migrations/` (one set of files for both databases),
+//! embedded by `sqlx::migrate!` and applied at start by [`Db::migrate`].
+//!
 //! The table is never scanned for a position: a waiting token's position is
 //! its offset minus the listener's (see [`crate::position`]).
 //!
@@ -22,7 +25,7 @@
 //! [`example_support::db`]).
 
 use example_support::db::{Backend, Pools};
-use sqlx::Row;
+use sqlx::migrate::MigrateError;
 
 /// Token statuses stored in `queue_tokens.status`.
 pub(crate) mod status {
@@ -34,30 +37,6 @@ pub(crate) mod status {
     pub(crate) const EXPIRED: &str = "expired";
 }
 
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS queue_tokens (
-        token_id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        created_at BIGINT NOT NULL,
-        record_offset BIGINT,
-        admitted_at BIGINT,
-        expires_at BIGINT,
-        admission_seq BIGINT,
-        deliveries BIGINT NOT NULL DEFAULT 0
-    )",
-    "CREATE UNIQUE INDEX IF NOT EXISTS queue_tokens_one_per_user
-        ON queue_tokens (user_id) WHERE status = 'waiting' OR status = 'active'",
-    "CREATE UNIQUE INDEX IF NOT EXISTS queue_tokens_admission_seq
-        ON queue_tokens (admission_seq)",
-    "CREATE INDEX IF NOT EXISTS queue_tokens_status ON queue_tokens (status, expires_at)",
-    "CREATE INDEX IF NOT EXISTS queue_tokens_admitted_at ON queue_tokens (admitted_at)",
-];
-
-/// The key of the PostgreSQL advisory lock that serializes [`SCHEMA`]
-/// between starting instances.
-const SCHEMA_LOCK: i64 = 7263052;
-
 /// The service's database handle; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Db {
@@ -65,7 +44,7 @@ pub(crate) struct Db {
 }
 
 /// One row of `queue_tokens`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct Token {
     pub(crate) token_id: String,
     pub(crate) user_id: String,
@@ -110,13 +89,23 @@ pub(crate) enum Admission {
 }
 
 /// Counts for `GET /queue/stats`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct Counts {
+    /// Tokens `waiting`.
     pub(crate) waiting: i64,
+    /// Tokens `active` and not past their expiry.
     pub(crate) active: i64,
-    pub(crate) expired: i64,
+    /// Tokens ever admitted.
     pub(crate) admitted_total: i64,
+    /// Tokens admitted in the window asked for.
     pub(crate) admitted_in_window: i64,
+}
+
+impl Counts {
+    /// Tokens admitted and expired (marked or not yet).
+    pub(crate) fn expired(&self) -> i64 {
+        self.admitted_total - self.active
+    }
 }
 
 const TOKEN_COLUMNS: &str = "token_id, user_id, status, created_at, record_offset, admitted_at, expires_at, admission_seq, deliveries";
@@ -135,10 +124,10 @@ impl Db {
         self.pools.backend
     }
 
-    /// Creates the table and its indexes if missing (serialized between
-    /// instances on PostgreSQL).
-    pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.pools.migrate(SCHEMA_LOCK, SCHEMA).await
+    /// Applies the migrations of `migrations/` not applied yet (see
+    /// [`Pools::migrate`]).
+    pub(crate) async fn migrate(&self) -> Result<(), MigrateError> {
+        self.pools.migrate(sqlx::migrate!()).await
     }
 
     /// Closes both pools.
@@ -177,7 +166,7 @@ impl Db {
         if inserted == 1 {
             return Ok(Enqueued::New);
         }
-        let existing = sqlx::query(&format!(
+        let existing = sqlx::query_as(&format!(
             "SELECT {TOKEN_COLUMNS} FROM queue_tokens
              WHERE user_id = $1 AND (status = 'waiting' OR status = 'active')"
         ))
@@ -185,7 +174,7 @@ impl Db {
         .fetch_optional(&self.pools.writer)
         .await?;
         match existing {
-            Some(row) => Ok(Enqueued::Existing(token(&row)?)),
+            Some(token) => Ok(Enqueued::Existing(token)),
             // The token id collided (practically impossible) or the other
             // token expired in between: let the client retry.
             None => Err(sqlx::Error::Protocol(
@@ -215,13 +204,12 @@ impl Db {
 
     /// One token, or `None`.
     pub(crate) async fn token(&self, token_id: &str) -> Result<Option<Token>, sqlx::Error> {
-        let row = sqlx::query(&format!(
+        sqlx::query_as(&format!(
             "SELECT {TOKEN_COLUMNS} FROM queue_tokens WHERE token_id = $1"
         ))
         .bind(token_id)
         .fetch_optional(&self.pools.reader)
-        .await?;
-        row.as_ref().map(token).transpose()
+        .await
     }
 
     /// Admits one token in one transaction: counts the delivery, and turns a
@@ -288,43 +276,100 @@ impl Db {
     /// Token counts as of `now`; `admitted_in_window` counts admissions in
     /// `[now - window_ms, now]`.
     pub(crate) async fn counts(&self, now: i64, window_ms: i64) -> Result<Counts, sqlx::Error> {
-        let row = sqlx::query(
+        // COALESCE: SUM over no rows is NULL.
+        sqlx::query_as(
             "SELECT
-               SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END) AS waiting,
-               SUM(CASE WHEN status = 'active' AND expires_at > $1 THEN 1 ELSE 0 END) AS active,
-               SUM(CASE WHEN admitted_at IS NOT NULL THEN 1 ELSE 0 END) AS admitted,
-               SUM(CASE WHEN admitted_at >= $2 THEN 1 ELSE 0 END) AS recent
+               COALESCE(SUM(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), 0) AS waiting,
+               COALESCE(SUM(CASE WHEN status = 'active' AND expires_at > $1 THEN 1 ELSE 0 END), 0) AS active,
+               COALESCE(SUM(CASE WHEN admitted_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS admitted_total,
+               COALESCE(SUM(CASE WHEN admitted_at >= $2 THEN 1 ELSE 0 END), 0) AS admitted_in_window
              FROM queue_tokens",
         )
         .bind(now)
         .bind(now - window_ms)
         .fetch_one(&self.pools.reader)
-        .await?;
-        let get = |name: &str| -> Result<i64, sqlx::Error> {
-            Ok(row.try_get::<Option<i64>, _>(name)?.unwrap_or(0))
-        };
-        let admitted_total = get("admitted")?;
-        let active = get("active")?;
-        Ok(Counts {
-            waiting: get("waiting")?,
-            active,
-            expired: admitted_total - active,
-            admitted_total,
-            admitted_in_window: get("recent")?,
-        })
+        .await
     }
 }
 
-fn token(row: &sqlx::any::AnyRow) -> Result<Token, sqlx::Error> {
-    Ok(Token {
-        token_id: row.try_get("token_id")?,
-        user_id: row.try_get("user_id")?,
-        status: row.try_get("status")?,
-        created_at: row.try_get("created_at")?,
-        record_offset: row.try_get("record_offset")?,
-        admitted_at: row.try_get("admitted_at")?,
-        expires_at: row.try_get("expires_at")?,
-        admission_seq: row.try_get("admission_seq")?,
-        deliveries: row.try_get("deliveries")?,
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The migrations run once; a user holds one live token; admission is
+    /// numbered and happens once per token; expiry and the counts follow.
+    #[tokio::test]
+    async fn migrations_and_the_token_lifecycle_on_sqlite() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        db.migrate().await.unwrap();
+        assert_eq!(db.counts(0, 1_000).await.unwrap(), Counts::default());
+
+        assert_eq!(db.enqueue("t1", "alice", 10).await.unwrap(), Enqueued::New);
+        assert_eq!(db.enqueue("t2", "bob", 11).await.unwrap(), Enqueued::New);
+        let Enqueued::Existing(held) = db.enqueue("t3", "alice", 12).await.unwrap() else {
+            panic!("alice holds t1");
+        };
+        assert_eq!(held.token_id, "t1");
+        db.set_offset("t1", 0).await.unwrap();
+        let t1 = db.token("t1").await.unwrap().unwrap();
+        assert_eq!(
+            t1,
+            Token {
+                token_id: "t1".into(),
+                user_id: "alice".into(),
+                status: status::WAITING.into(),
+                created_at: 10,
+                record_offset: Some(0),
+                admitted_at: None,
+                expires_at: None,
+                admission_seq: None,
+                deliveries: 0,
+            }
+        );
+        assert_eq!(db.token("t3").await.unwrap(), None);
+
+        assert_eq!(
+            db.admit("t1", 0, 100, 50).await.unwrap(),
+            Admission::Admitted(1)
+        );
+        assert_eq!(
+            db.admit("t1", 0, 120, 50).await.unwrap(),
+            Admission::AlreadyAdmitted
+        );
+        assert_eq!(
+            db.admit("t2", 1, 130, 50).await.unwrap(),
+            Admission::Admitted(2)
+        );
+        assert_eq!(
+            db.admit("gone", 2, 130, 50).await.unwrap(),
+            Admission::Unknown
+        );
+        let t1 = db.token("t1").await.unwrap().unwrap();
+        assert_eq!(
+            (t1.status_at(149), t1.admitted_at, t1.expires_at),
+            (status::ACTIVE, Some(100), Some(150))
+        );
+        assert_eq!((t1.admission_seq, t1.deliveries), (Some(1), 2));
+        assert_eq!(t1.status_at(150), status::EXPIRED);
+
+        assert_eq!(db.enqueue("t4", "carol", 140).await.unwrap(), Enqueued::New);
+        let counts = db.counts(160, 40).await.unwrap();
+        assert_eq!(
+            counts,
+            Counts {
+                waiting: 1,
+                active: 1,
+                admitted_total: 2,
+                admitted_in_window: 1,
+            }
+        );
+        assert_eq!(counts.expired(), 1);
+        assert_eq!(db.expire_due(160).await.unwrap(), 1);
+        // Alice's token expired: she may queue again.
+        assert_eq!(db.enqueue("t5", "alice", 170).await.unwrap(), Enqueued::New);
+        db.forget("t5").await.unwrap();
+        assert_eq!(db.token("t5").await.unwrap(), None);
+        db.close().await;
+    }
 }

@@ -12,12 +12,12 @@ use axum::{Json, Router};
 use example_support::http::{check_id, ApiError, ApiJson, ApiPath};
 use kafka_listener::ProducerRecord;
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use crate::db::{status, Enqueued, Token};
+use crate::db::{status, Counts, Enqueued, Token};
 use crate::listener::{AppState, TokenQueued, LISTENER_ID, PARTITION, TOPIC};
 use crate::now_ms;
+use crate::position::Source;
 
 /// The router over `state`, with `/health`, the JSON 404 and 405 and,
 /// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]).
@@ -30,34 +30,129 @@ pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Rout
     example_support::http::router(routes, state, metrics)
 }
 
+// The API's bodies. Each derives both `Serialize` and `Deserialize`: the
+// handlers write the responses and read the requests, the load generator
+// (`crate::load`) does the opposite with the same types.
+
 /// `POST /queue/tokens` body.
-#[derive(Debug, Deserialize)]
-struct EnqueueBody {
-    user_id: String,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EnqueueBody {
+    pub(crate) user_id: String,
 }
 
-/// The JSON view of a token; `next` is the admission cursor read before the
-/// row (so a `waiting` row's offset is at or past it).
-fn view(token: &Token, next: Option<(i64, &str)>, now: i64) -> Value {
-    let status = token.status_at(now);
-    let mut v = json!({
-        "token_id": token.token_id,
-        "user_id": token.user_id,
-        "status": status,
-        "offset": token.record_offset,
-        "queued_at": token.created_at,
-    });
-    if status == status::WAITING {
-        if let Some((next, source)) = next {
-            v["position"] = json!(token.record_offset.map(|o| (o - next).max(0)));
-            v["position_source"] = json!(source);
+/// A token: the answer of `POST /queue/tokens` (202 for a new token, 200
+/// for the one the user holds already) and `GET /queue/tokens/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TokenView {
+    pub(crate) token_id: String,
+    pub(crate) user_id: String,
+    /// `waiting`, `active` or `expired` (an `active` token past its expiry
+    /// shows `expired` before the sweeper marked it).
+    pub(crate) status: String,
+    /// The token record's offset on partition 0 (null while its send is in
+    /// flight).
+    pub(crate) offset: Option<i64>,
+    /// When the token was created, ms since the Unix epoch.
+    pub(crate) queued_at: i64,
+    /// What depends on the status: the position while waiting, the
+    /// admission afterwards.
+    #[serde(flatten)]
+    pub(crate) progress: Progress,
+}
+
+/// The fields of a [`TokenView`] that depend on its status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum Progress {
+    /// A `waiting` token.
+    Waiting {
+        /// Tokens ahead of it: its offset minus the admission cursor (0 at
+        /// the head; null while its send is in flight).
+        position: Option<i64>,
+        /// Where the cursor came from: `finished` (this instance's
+        /// listener) or `committed` (the group's committed offset).
+        position_source: String,
+    },
+    /// An `active` or `expired` token.
+    Admitted {
+        /// When it was admitted, ms since the Unix epoch.
+        admitted_at: Option<i64>,
+        /// When its admission ends, ms since the Unix epoch.
+        expires_at: Option<i64>,
+        /// Its admission number: 1, 2, 3, ... in admission order.
+        admission_seq: Option<i64>,
+    },
+}
+
+impl TokenView {
+    /// The view of `token` as of `now`; `next` is the admission cursor read
+    /// before the row (so a `waiting` row's offset is at or past it).
+    fn new(token: Token, (next, source): (i64, Source), now: i64) -> Self {
+        let status = token.status_at(now).to_owned();
+        let progress = if status == status::WAITING {
+            Progress::Waiting {
+                position: token.record_offset.map(|o| (o - next).max(0)),
+                position_source: source.as_str().to_owned(),
+            }
+        } else {
+            Progress::Admitted {
+                admitted_at: token.admitted_at,
+                expires_at: token.expires_at,
+                admission_seq: token.admission_seq,
+            }
+        };
+        Self {
+            token_id: token.token_id,
+            user_id: token.user_id,
+            status,
+            offset: token.record_offset,
+            queued_at: token.created_at,
+            progress,
         }
-    } else {
-        v["admitted_at"] = json!(token.admitted_at);
-        v["expires_at"] = json!(token.expires_at);
-        v["admission_seq"] = json!(token.admission_seq);
     }
-    v
+
+    /// The position of a `waiting` token; `None` otherwise.
+    pub(crate) fn position(&self) -> Option<i64> {
+        match self.progress {
+            Progress::Waiting { position, .. } => position,
+            Progress::Admitted { .. } => None,
+        }
+    }
+}
+
+/// `GET /queue/stats` answer: the token counts, the admission rate, and the
+/// cursor against the log end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct QueueStats {
+    pub(crate) waiting: i64,
+    pub(crate) active: i64,
+    pub(crate) expired: i64,
+    pub(crate) admitted_total: i64,
+    /// Admissions per second over the last `rate_window_seconds`.
+    pub(crate) admitted_per_second: f64,
+    pub(crate) rate_window_seconds: f64,
+    /// `QUEUE_ADMIT_RATE`, as `M/Ns`.
+    pub(crate) configured_rate: String,
+    pub(crate) configured_per_second: f64,
+    pub(crate) active_ttl_seconds: f64,
+    /// Whether this instance's admission listener runs.
+    pub(crate) admitting: bool,
+    /// The admission cursor: the offset of the next token to admit.
+    pub(crate) next_offset: i64,
+    /// `finished` or `committed` (see [`Progress::Waiting`]).
+    pub(crate) next_offset_source: String,
+    /// The partition's log end offset (null when the broker did not
+    /// answer).
+    pub(crate) log_end_offset: Option<i64>,
+    /// `log_end_offset - next_offset`, at least 0.
+    pub(crate) waiting_by_offsets: Option<i64>,
+}
+
+/// `POST /admin/admission/start` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Admitting {
+    /// Always `true`: the listener runs.
+    pub(crate) admitting: bool,
 }
 
 /// A fresh token id: 32 hex digits from the process' keyed SipHash over a
@@ -101,7 +196,7 @@ async fn enqueue(
         metrics::counter!("concert_queue_requests_total", "outcome" => "existing").increment(1);
         return Ok((
             StatusCode::OK,
-            Json(view(&existing, Some((next.0, next.1.as_str())), now_ms())),
+            Json(TokenView::new(existing, next, now_ms())),
         )
             .into_response());
     }
@@ -127,15 +222,22 @@ async fn enqueue(
         Ok(Ok(sent)) => {
             app.produced(sent.offset);
             app.db.set_offset(&event.token_id, sent.offset).await?;
-            let (next, source) = app.cursor.next_offset().await;
+            let next = app.cursor.next_offset().await;
             metrics::counter!("concert_queue_requests_total", "outcome" => "accepted").increment(1);
-            let token = app.db.token(&event.token_id).await?;
-            let body = match token {
-                Some(token) => view(&token, Some((next, source.as_str())), now_ms()),
-                None => json!({"token_id": event.token_id, "user_id": event.user_id,
-                    "status": status::WAITING, "offset": sent.offset,
-                    "position": (sent.offset - next).max(0), "position_source": source.as_str()}),
-            };
+            // The row as it is now (the listener may have admitted it
+            // already); as it was written, should it be gone.
+            let token = app.db.token(&event.token_id).await?.unwrap_or(Token {
+                token_id: event.token_id.clone(),
+                user_id: event.user_id.clone(),
+                status: status::WAITING.to_owned(),
+                created_at: now,
+                record_offset: Some(sent.offset),
+                admitted_at: None,
+                expires_at: None,
+                admission_seq: None,
+                deliveries: 0,
+            });
+            let body = TokenView::new(token, next, now_ms());
             let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
             if let Ok(location) = HeaderValue::try_from(format!("/queue/tokens/{}", event.token_id))
             {
@@ -164,45 +266,45 @@ async fn enqueue(
 async fn get_token(
     State(app): State<AppState>,
     ApiPath(token_id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenView>, ApiError> {
     check_id("token_id", &token_id)?;
     // The cursor first, then the row: a row still `waiting` after the
     // cursor was read has an offset at or past it.
-    let (next, source) = app.cursor.next_offset().await;
+    let next = app.cursor.next_offset().await;
     match app.db.token(&token_id).await? {
-        Some(token) => Ok(Json(view(&token, Some((next, source.as_str())), now_ms()))),
+        Some(token) => Ok(Json(TokenView::new(token, next, now_ms()))),
         None => Err(ApiError::not_found(format!("no token `{token_id}`"))),
     }
 }
 
-async fn stats(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn stats(State(app): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
     let (next, source) = app.cursor.next_offset().await;
     let log_end = app.cursor.log_end().await;
     let now = now_ms();
     let window = app.admit_rate.per().max(Duration::from_secs(10));
     let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let counts = app.db.counts(now, window_ms).await?;
-    Ok(Json(json!({
-        "waiting": counts.waiting,
-        "active": counts.active,
-        "expired": counts.expired,
-        "admitted_total": counts.admitted_total,
-        "admitted_per_second": counts.admitted_in_window as f64 / window.as_secs_f64(),
-        "rate_window_seconds": window.as_secs_f64(),
-        "configured_rate": app.admit_rate.to_string(),
-        "configured_per_second": app.admit_rate.per_second(),
-        "active_ttl_seconds": app.active_ttl.as_secs_f64(),
-        "admitting": app.admitting(),
-        "next_offset": next,
-        "next_offset_source": source.as_str(),
-        "log_end_offset": log_end,
-        "waiting_by_offsets": log_end.map(|end| (end - next).max(0)),
-    })))
+    let counts: Counts = app.db.counts(now, window_ms).await?;
+    Ok(Json(QueueStats {
+        waiting: counts.waiting,
+        active: counts.active,
+        expired: counts.expired(),
+        admitted_total: counts.admitted_total,
+        admitted_per_second: counts.admitted_in_window as f64 / window.as_secs_f64(),
+        rate_window_seconds: window.as_secs_f64(),
+        configured_rate: app.admit_rate.to_string(),
+        configured_per_second: app.admit_rate.per_second(),
+        active_ttl_seconds: app.active_ttl.as_secs_f64(),
+        admitting: app.admitting(),
+        next_offset: next,
+        next_offset_source: source.as_str().to_owned(),
+        log_end_offset: log_end,
+        waiting_by_offsets: log_end.map(|end| (end - next).max(0)),
+    }))
 }
 
 /// Opens the doors of a service started with `--paused`
 /// (`admit_on_start = false`): starts the admission listener. Idempotent.
-async fn start_admission(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn start_admission(State(app): State<AppState>) -> Result<Json<Admitting>, ApiError> {
     let Some(container) = app.listeners.container(LISTENER_ID) else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -216,5 +318,112 @@ async fn start_admission(State(app): State<AppState>) -> Result<Json<Value>, Api
         )
     })?;
     tracing::info!("admission started");
-    Ok(Json(json!({ "admitting": true })))
+    Ok(Json(Admitting { admitting: true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn token(status: &str, record_offset: Option<i64>, admitted_at: Option<i64>) -> Token {
+        Token {
+            token_id: "t".into(),
+            user_id: "u".into(),
+            status: status.into(),
+            created_at: 100,
+            record_offset,
+            admitted_at,
+            expires_at: admitted_at.map(|a| a + 1_000),
+            admission_seq: admitted_at.map(|_| 3),
+            deliveries: 1,
+        }
+    }
+
+    /// The JSON of `view`, and `view` read back from it as the load
+    /// generator reads it.
+    fn wire(view: &TokenView) -> Value {
+        let value = serde_json::to_value(view).unwrap();
+        let back: TokenView = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(&back, view);
+        value
+    }
+
+    /// A waiting token shows its position and where the cursor came from,
+    /// an admitted one its admission; the other status' fields are absent,
+    /// and a value not known yet is null.
+    #[test]
+    fn a_token_shows_what_its_status_has() {
+        let waiting = TokenView::new(token("waiting", Some(7), None), (3, Source::Finished), 500);
+        assert_eq!(waiting.position(), Some(4));
+        assert_eq!(
+            wire(&waiting),
+            json!({"token_id": "t", "user_id": "u", "status": "waiting", "offset": 7,
+                   "queued_at": 100, "position": 4, "position_source": "finished"})
+        );
+        // The cursor past the offset: at the head, not negative.
+        let head = TokenView::new(token("waiting", Some(7), None), (9, Source::Committed), 500);
+        assert_eq!(head.position(), Some(0));
+        assert_eq!(wire(&head)["position_source"], "committed");
+        let in_flight = TokenView::new(token("waiting", None, None), (3, Source::Committed), 500);
+        assert_eq!(
+            wire(&in_flight),
+            json!({"token_id": "t", "user_id": "u", "status": "waiting", "offset": null,
+                   "queued_at": 100, "position": null, "position_source": "committed"})
+        );
+
+        let active = TokenView::new(
+            token("active", Some(7), Some(200)),
+            (9, Source::Finished),
+            500,
+        );
+        assert_eq!(active.position(), None);
+        assert_eq!(
+            wire(&active),
+            json!({"token_id": "t", "user_id": "u", "status": "active", "offset": 7,
+                   "queued_at": 100, "admitted_at": 200, "expires_at": 1200, "admission_seq": 3})
+        );
+        // Past its expiry: `expired` before the sweeper marked it.
+        let expired = TokenView::new(
+            token("active", Some(7), Some(200)),
+            (9, Source::Finished),
+            1_200,
+        );
+        assert_eq!(wire(&expired)["status"], "expired");
+        assert_eq!(wire(&expired)["admitted_at"], 200);
+    }
+
+    #[test]
+    fn stats_keep_their_wire_shape() {
+        let stats = QueueStats {
+            waiting: 5,
+            active: 2,
+            expired: 1,
+            admitted_total: 3,
+            admitted_per_second: 0.3,
+            rate_window_seconds: 10.0,
+            configured_rate: "100/10s".into(),
+            configured_per_second: 10.0,
+            active_ttl_seconds: 300.0,
+            admitting: true,
+            next_offset: 3,
+            next_offset_source: "finished".into(),
+            log_end_offset: None,
+            waiting_by_offsets: None,
+        };
+        assert_eq!(
+            serde_json::to_value(&stats).unwrap(),
+            json!({"waiting": 5, "active": 2, "expired": 1, "admitted_total": 3,
+                   "admitted_per_second": 0.3, "rate_window_seconds": 10.0,
+                   "configured_rate": "100/10s", "configured_per_second": 10.0,
+                   "active_ttl_seconds": 300.0, "admitting": true, "next_offset": 3,
+                   "next_offset_source": "finished", "log_end_offset": null,
+                   "waiting_by_offsets": null})
+        );
+        assert_eq!(
+            serde_json::to_value(Admitting { admitting: true }).unwrap(),
+            json!({"admitting": true})
+        );
+    }
 }

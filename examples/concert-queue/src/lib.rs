@@ -128,16 +128,17 @@ impl RunningService {
     }
 }
 
-/// Starts concert-queue: connects to the database and creates its table if
-/// missing, starts the Kafka app (the embedded broker when `config.kafka`
+/// Starts concert-queue: connects to the database and applies its
+/// migrations (`migrations/*.sql`, embedded at compile time), starts the Kafka app (the embedded broker when `config.kafka`
 /// has no bootstrap servers), declares [`TOPIC`] with one partition, starts
 /// the `concert-admitter` listener (unless
 /// [`ServiceConfig::admit_on_start`] is `false`), the expiry sweeper (once a
 /// second) and serves the HTTP API on `config.http_addr`.
 ///
 /// # Errors
-/// [`ServiceError::Database`] when the database cannot be reached or the
-/// schema cannot be created, [`ServiceError::Http`] when the address cannot
+/// [`ServiceError::Database`] when the database cannot be reached,
+/// [`ServiceError::Migration`] when a migration of `migrations/` fails,
+/// [`ServiceError::Http`] when the address cannot
 /// be bound, [`ServiceError::Kafka`] when the broker, the topic or the
 /// listener cannot be set up.
 pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError> {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use example_support::load::{self as support, Fired, Percentiles, Tally};
 use futures::stream::{self, StreamExt};
-use serde_json::{json, Value};
+
+use crate::http::{EnqueueBody, Progress, QueueStats, TokenView};
 
 pub use example_support::load::HttpError;
 
@@ -187,9 +188,12 @@ impl fmt::Display for LoadReport {
 pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let base = opts.url.trim_end_matches('/').to_owned();
     let client = support::client(opts.concurrency)?;
-    let stats = support::get_json(&client, &format!("{base}/queue/stats")).await?;
-    let configured_rate = stats["configured_rate"].as_str().unwrap_or("?").to_owned();
-    let configured_per_second = stats["configured_per_second"].as_f64().unwrap_or(0.0);
+    let stats: QueueStats = support::get_json(&client, &format!("{base}/queue/stats")).await?;
+    let QueueStats {
+        configured_rate,
+        configured_per_second,
+        ..
+    } = stats;
     let (permits, window_ms) = parse_rate(&configured_rate).unwrap_or((0, 0));
     let prefix = support::run_prefix(opts.prefix.as_deref());
 
@@ -229,20 +233,20 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     // Admission is in offset order: once the last token is admitted, all are.
     let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_secs);
     loop {
-        let v =
+        let v: TokenView =
             support::get_json(&client, &format!("{base}/queue/tokens/{}", last.token_id)).await?;
-        if v["status"] != "waiting" {
+        if v.status != "waiting" {
             break;
         }
         if Instant::now() >= deadline {
             return Err(LoadError::NotDrained {
-                waiting: v["position"].as_u64().unwrap_or(0) as usize + 1,
+                waiting: usize::try_from(v.position().unwrap_or(0)).unwrap_or(0) + 1,
                 waited: started.elapsed(),
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let views: Vec<Result<Value, HttpError>> = stream::iter(report.tokens.iter())
+    let views: Vec<Result<TokenView, HttpError>> = stream::iter(report.tokens.iter())
         .map(|t| {
             let client = client.clone();
             let url = format!("{base}/queue/tokens/{}", t.token_id);
@@ -254,8 +258,15 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let mut waits = Vec::new();
     for (t, v) in report.tokens.iter_mut().zip(views) {
         let v = v?;
-        t.admitted_at = v["admitted_at"].as_i64().unwrap_or(0);
-        t.admission_seq = v["admission_seq"].as_i64().unwrap_or(0);
+        if let Progress::Admitted {
+            admitted_at,
+            admission_seq,
+            ..
+        } = v.progress
+        {
+            t.admitted_at = admitted_at.unwrap_or(0);
+            t.admission_seq = admission_seq.unwrap_or(0);
+        }
         waits.push((t.admitted_at - t.accepted_at).max(0) as f64);
     }
     report.order_violations = report
@@ -312,22 +323,22 @@ fn parse_rate(rate: &str) -> Option<(u64, i64)> {
 /// Enqueues `user` (see [`support::post_retrying`]); accepted once the 202
 /// and its body arrived.
 async fn fire(client: &reqwest::Client, url: &str, user: String) -> Fired<TokenResult> {
-    let body = json!({ "user_id": user });
-    match support::post_retrying(client, url, &body, "enqueue").await {
+    let request = EnqueueBody { user_id: user };
+    match support::post_retrying(client, url, &request, "enqueue").await {
         Fired::Accepted {
             value: response,
             latency,
             retries,
         } => {
-            let body: Value = match response.json().await {
+            let body: TokenView = match response.json().await {
                 Ok(v) => v,
                 Err(_) => return Fired::Rejected { retries },
             };
             Fired::Accepted {
                 value: TokenResult {
-                    user_id: user,
-                    token_id: body["token_id"].as_str().unwrap_or_default().to_owned(),
-                    offset: body["offset"].as_i64().unwrap_or(-1),
+                    user_id: request.user_id,
+                    token_id: body.token_id,
+                    offset: body.offset.unwrap_or(-1),
                     accepted_at: crate::now_ms(),
                     ..TokenResult::default()
                 },

@@ -2,6 +2,8 @@
 //! runs unchanged on both (`$1` placeholders, BIGINT epoch milliseconds,
 //! `ON CONFLICT`).
 //!
+//! The schema is in `migrations/` (one set of files for both databases),
+//! embedded by `sqlx::migrate!` and applied at start by [`Db::migrate`].
 //! Tables:
 //! - `coupons(coupon_id PK, stock, issued, created_at)`, with
 //!   `CHECK (issued <= stock)` as a last line of defence;
@@ -22,9 +24,8 @@
 //! [`example_support::db`]).
 
 use example_support::db::{Backend, Pools};
-use serde::Serialize;
+use sqlx::migrate::MigrateError;
 use sqlx::AnyPool;
-use sqlx::Row;
 
 use kafka_listener::after_commit::{Error as EventsError, TransactionalEvents};
 
@@ -41,38 +42,6 @@ pub(crate) mod status {
     /// The request failed for good and is in the dead-letter table.
     pub(crate) const FAILED: &str = "failed";
 }
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS coupons (
-        coupon_id TEXT PRIMARY KEY,
-        stock BIGINT NOT NULL,
-        issued BIGINT NOT NULL DEFAULT 0,
-        created_at BIGINT NOT NULL,
-        CHECK (stock >= 0),
-        CHECK (issued >= 0 AND issued <= stock)
-    )",
-    "CREATE TABLE IF NOT EXISTS coupon_issues (
-        coupon_id TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        issued_at BIGINT NOT NULL,
-        source_partition BIGINT NOT NULL,
-        source_offset BIGINT NOT NULL,
-        PRIMARY KEY (coupon_id, user_id)
-    )",
-    "CREATE TABLE IF NOT EXISTS coupon_requests (
-        coupon_id TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        status TEXT NOT NULL,
-        requested_at BIGINT NOT NULL,
-        decided_at BIGINT,
-        detail TEXT,
-        PRIMARY KEY (coupon_id, user_id)
-    )",
-];
-
-/// The key of the PostgreSQL advisory lock that serializes [`SCHEMA`]
-/// between starting instances.
-const SCHEMA_LOCK: i64 = 7263051;
 
 /// The service's database handle; cheap to clone.
 #[derive(Debug, Clone)]
@@ -94,15 +63,17 @@ pub(crate) enum IssueOutcome {
     UnknownCoupon,
 }
 
-/// `GET /coupons/{id}`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct CouponView {
+/// A coupon with its request counts (what `GET /coupons/{id}` shows).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct Coupon {
     pub(crate) coupon_id: String,
     pub(crate) stock: i64,
     pub(crate) issued: i64,
-    pub(crate) remaining: i64,
+    /// Requests `pending`.
     pub(crate) pending: i64,
+    /// Requests `sold_out`.
     pub(crate) sold_out: i64,
+    /// Requests `failed`.
     pub(crate) failed: i64,
 }
 
@@ -125,10 +96,10 @@ impl Db {
         self.pools.backend
     }
 
-    /// Creates the tables if missing (serialized between instances on
-    /// PostgreSQL).
-    pub(crate) async fn migrate(&self) -> Result<(), sqlx::Error> {
-        self.pools.migrate(SCHEMA_LOCK, SCHEMA).await
+    /// Applies the migrations of `migrations/` not applied yet (see
+    /// [`Pools::migrate`]).
+    pub(crate) async fn migrate(&self) -> Result<(), MigrateError> {
+        self.pools.migrate(sqlx::migrate!()).await
     }
 
     /// Closes both pools.
@@ -168,9 +139,9 @@ impl Db {
     /// The coupon with its request counts, or `None`. One statement, so one
     /// snapshot: `issued` and the counts always agree (two queries could
     /// straddle a decision and show it in neither).
-    pub(crate) async fn coupon(&self, coupon_id: &str) -> Result<Option<CouponView>, sqlx::Error> {
-        let Some(row) = sqlx::query(
-            "SELECT c.stock, c.issued,
+    pub(crate) async fn coupon(&self, coupon_id: &str) -> Result<Option<Coupon>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT c.coupon_id, c.stock, c.issued,
                (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $2) AS pending,
                (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $3) AS sold_out,
                (SELECT COUNT(*) FROM coupon_requests r WHERE r.coupon_id = c.coupon_id AND r.status = $4) AS failed
@@ -181,21 +152,7 @@ impl Db {
         .bind(status::SOLD_OUT)
         .bind(status::FAILED)
         .fetch_optional(&self.pools.reader)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let stock: i64 = row.try_get("stock")?;
-        let issued: i64 = row.try_get("issued")?;
-        Ok(Some(CouponView {
-            coupon_id: coupon_id.to_owned(),
-            stock,
-            issued,
-            remaining: stock - issued,
-            pending: row.try_get("pending")?,
-            sold_out: row.try_get("sold_out")?,
-            failed: row.try_get("failed")?,
-        }))
+        .await
     }
 
     /// Records a request as `pending` unless the user has a request for this
@@ -370,4 +327,89 @@ async fn decide(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(coupon_id: &str, user_id: &str) -> IssueRequested {
+        IssueRequested {
+            coupon_id: coupon_id.into(),
+            user_id: user_id.into(),
+            requested_at: 1_000.into(),
+        }
+    }
+
+    /// The migrations create the tables once (a second start changes
+    /// nothing), and a coupon's decisions show in its `Coupon` row.
+    #[tokio::test]
+    async fn migrations_and_decisions_on_sqlite() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        db.migrate().await.unwrap();
+        let events = TransactionalEvents::builder(db.pool())
+            .build()
+            .await
+            .unwrap();
+
+        assert!(db.create_coupon("c", 1, 10).await.unwrap());
+        assert!(!db.create_coupon("c", 5, 11).await.unwrap());
+        assert!(db.coupon_exists("c").await.unwrap());
+        assert_eq!(db.coupon("nope").await.unwrap(), None);
+
+        assert!(db.mark_pending("c", "alice", 20).await.unwrap());
+        assert!(!db.mark_pending("c", "alice", 21).await.unwrap());
+        assert!(db.mark_pending("c", "bob", 22).await.unwrap());
+        assert!(db.mark_pending("c", "carol", 23).await.unwrap());
+        let coupon = |pending, issued, sold_out, failed| Coupon {
+            coupon_id: "c".into(),
+            stock: 1,
+            issued,
+            pending,
+            sold_out,
+            failed,
+        };
+        assert_eq!(db.coupon("c").await.unwrap(), Some(coupon(3, 0, 0, 0)));
+
+        let issue = |user: &'static str, offset| {
+            let (db, events) = (db.clone(), events.clone());
+            async move {
+                db.issue(&events, &request("c", user), 0, offset, 30)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(issue("alice", 0).await, IssueOutcome::Issued);
+        assert_eq!(issue("alice", 0).await, IssueOutcome::AlreadyDecided);
+        assert_eq!(issue("bob", 1).await, IssueOutcome::SoldOut);
+        db.mark_failed(&request("c", "carol"), "boom", 40)
+            .await
+            .unwrap();
+        // A decided request keeps its outcome.
+        db.mark_failed(&request("c", "alice"), "late", 41)
+            .await
+            .unwrap();
+        assert_eq!(db.coupon("c").await.unwrap(), Some(coupon(0, 1, 1, 1)));
+        assert_eq!(
+            db.status("c", "alice").await.unwrap().as_deref(),
+            Some(status::ISSUED)
+        );
+        assert_eq!(
+            db.status("c", "carol").await.unwrap().as_deref(),
+            Some(status::FAILED)
+        );
+        assert_eq!(
+            db.issue(&events, &request("nope", "dave"), 0, 2, 50)
+                .await
+                .unwrap(),
+            IssueOutcome::UnknownCoupon
+        );
+        let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kafka_outbox")
+            .fetch_one(&db.pool())
+            .await
+            .unwrap();
+        assert_eq!(outbox, 1, "one coupon.issued event, for alice");
+        db.close().await;
+    }
 }

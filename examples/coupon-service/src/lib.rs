@@ -119,8 +119,8 @@ impl RunningService {
     }
 }
 
-/// Starts coupon-service: connects to the database and creates its tables
-/// if missing, starts the Kafka app (the embedded broker when
+/// Starts coupon-service: connects to the database and applies its
+/// migrations (`migrations/*.sql`, embedded at compile time), starts the Kafka app (the embedded broker when
 /// `config.kafka` has no bootstrap servers), declares [`TOPIC`] with
 /// [`PARTITIONS`] partitions and [`ISSUED_TOPIC`] with
 /// [`ISSUED_PARTITIONS`], starts the outbox relay of [`CouponIssued`]
@@ -128,8 +128,9 @@ impl RunningService {
 /// `coupon-issuer` listener and serves the HTTP API on `config.http_addr`.
 ///
 /// # Errors
-/// [`ServiceError::Database`] when the database cannot be reached or the
-/// schema cannot be created, [`ServiceError::Http`] when the address cannot
+/// [`ServiceError::Database`] when the database cannot be reached or a
+/// framework table cannot be created, [`ServiceError::Migration`] when a
+/// migration of `migrations/` fails, [`ServiceError::Http`] when the address cannot
 /// be bound, [`ServiceError::Kafka`] when the broker, the topic or the
 /// listener cannot be set up, [`ServiceError::Config`] for an invalid
 /// setting.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use example_support::load::{self as support, Fired, Tally};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+
+use crate::http::{CouponView, CreateCoupon, IssueBody};
 
 pub use example_support::load::HttpError;
 
@@ -169,7 +170,10 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     for id in &coupon_ids {
         let resp = client
             .post(format!("{base}/coupons"))
-            .json(&json!({"coupon_id": id, "stock": opts.stock}))
+            .json(&CreateCoupon {
+                coupon_id: id.clone(),
+                stock: opts.stock,
+            })
             .send()
             .await
             .map_err(HttpError::from)?;
@@ -185,7 +189,9 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let results: Vec<Fired<()>> = support::fan_out(total, opts.concurrency, |n| {
         let client = client.clone();
         let url = format!("{base}/coupons/{}/issue", coupon_ids[n % opts.coupons]);
-        let body = json!({ "user_id": format!("user-{}", n / opts.coupons) });
+        let body = IssueBody {
+            user_id: format!("user-{}", n / opts.coupons),
+        };
         async move {
             support::post_retrying(&client, &url, &body, "issue request")
                 .await
@@ -216,13 +222,13 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
         let (mut issued, mut sold_out, mut failed, mut pending) = (0, 0, 0, 0);
         let mut over = Vec::new();
         for id in &coupon_ids {
-            let view = support::get_json(&client, &format!("{base}/coupons/{id}")).await?;
-            let field = |k: &str| view.get(k).and_then(Value::as_i64).unwrap_or(0);
-            issued += field("issued");
-            sold_out += field("sold_out");
-            failed += field("failed");
-            pending += field("pending");
-            if field("issued") > field("stock") {
+            let view: CouponView =
+                support::get_json(&client, &format!("{base}/coupons/{id}")).await?;
+            issued += view.issued;
+            sold_out += view.sold_out;
+            failed += view.failed;
+            pending += view.pending;
+            if view.issued > view.stock {
                 over.push(id.clone());
             }
         }

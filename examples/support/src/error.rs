@@ -7,9 +7,14 @@ use std::net::SocketAddr;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError {
-    /// The database could not be reached, or its tables could not be created.
+    /// The database could not be reached, or a table of the framework
+    /// (outbox, dead-letter store) could not be created.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A migration of the app's schema (`migrations/*.sql`) failed, or one
+    /// applied before was edited since.
+    #[error("database migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Http(SocketAddr, #[source] std::io::Error),

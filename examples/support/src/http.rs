@@ -14,7 +14,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -68,9 +68,19 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer: `{"error": "<reason>"}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    /// Why the request failed, for a human.
+    pub error: &'a str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        let body = ErrorBody {
+            error: &self.message,
+        };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -164,6 +174,13 @@ pub fn check_id(what: &str, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The body of `GET /health`: `{"status": "ok"}`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// Always `"ok"`: the process answers.
+    pub status: &'static str,
+}
+
 /// The app's `routes` over `state`, plus what every app serves:
 /// - `GET /health`: `{"status": "ok"}`;
 /// - `GET /metrics` (only with a Prometheus `metrics` handle): the text
@@ -175,7 +192,7 @@ pub fn router<S>(routes: Router<S>, state: S, metrics: Option<PrometheusHandle>)
 where
     S: Clone + Send + Sync + 'static,
 {
-    let mut router = routes.route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+    let mut router = routes.route("/health", get(|| async { Json(Health { status: "ok" }) }));
     if let Some(handle) = metrics {
         router = router.route(
             "/metrics",
@@ -297,7 +314,7 @@ mod tests {
     use axum::extract::State;
     use axum::routing::post;
     use metrics_exporter_prometheus::PrometheusBuilder;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -306,18 +323,27 @@ mod tests {
         n: i64,
     }
 
+    #[derive(Debug, Serialize)]
+    struct Echo {
+        id: String,
+        n: i64,
+    }
+
     async fn echo(
         State(add): State<i64>,
         ApiPath(id): ApiPath<String>,
         ApiJson(body): ApiJson<Body>,
-    ) -> Result<Json<Value>, ApiError> {
+    ) -> Result<Json<Echo>, ApiError> {
         check_id("id", &id)?;
         if body.n < 0 {
             return Err(
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "negative").with_retry_after(1)
             );
         }
-        Ok(Json(json!({ "id": id, "n": body.n + add })))
+        Ok(Json(Echo {
+            id,
+            n: body.n + add,
+        }))
     }
 
     async fn serve() -> (HttpServer, reqwest::Client) {

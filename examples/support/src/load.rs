@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// How long one HTTP request of a load run may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,12 +61,16 @@ pub async fn unexpected(what: impl Into<String>, response: reqwest::Response) ->
     }
 }
 
-/// `GET url` and its JSON body.
+/// `GET url` and its JSON body, read as a `T` (one of the API's response
+/// types).
 ///
 /// # Errors
 /// [`HttpError::Http`] when the service cannot be reached or the body is
-/// not JSON, [`HttpError::Unexpected`] for a status other than 2xx.
-pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, HttpError> {
+/// not a JSON `T`, [`HttpError::Unexpected`] for a status other than 2xx.
+pub async fn get_json<T: DeserializeOwned>(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<T, HttpError> {
     let resp = client.get(url).send().await?;
     if !resp.status().is_success() {
         return Err(unexpected(format!("GET {url}"), resp).await);
@@ -112,16 +117,16 @@ impl<T> Fired<T> {
     }
 }
 
-/// `POST url` with the JSON `body` until it is answered 202 Accepted:
+/// `POST url` with `body` as JSON until it is answered 202 Accepted:
 /// a 429 (load shedding) or 503 (broker down) is retried up to
 /// [`MAX_RETRIES`] times after a [`RETRY_PAUSE`]. The accepted response's
 /// body is left unread. Any other answer, or a request that fails, is
-/// logged as `<what> rejected` / `<what> failed` and gives
-/// [`Fired::Rejected`].
+/// logged as `<what> rejected` / `<what> failed` (with `body` in its
+/// `Debug` form) and gives [`Fired::Rejected`].
 pub async fn post_retrying(
     client: &reqwest::Client,
     url: &str,
-    body: &Value,
+    body: &(impl Serialize + std::fmt::Debug + ?Sized),
     what: &str,
 ) -> Fired<reqwest::Response> {
     let mut retries = 0;
@@ -144,11 +149,11 @@ pub async fn post_retrying(
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             Ok(r) => {
-                tracing::warn!(status = %r.status(), %body, url, "{what} rejected");
+                tracing::warn!(status = %r.status(), ?body, url, "{what} rejected");
                 return Fired::Rejected { retries };
             }
             Err(e) => {
-                tracing::warn!(error = %e, %body, url, "{what} failed");
+                tracing::warn!(error = %e, ?body, url, "{what} failed");
                 return Fired::Rejected { retries };
             }
         }

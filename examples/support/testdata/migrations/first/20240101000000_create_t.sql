@@ -1,0 +1,2 @@
+-- Test migration of example-support: one table.
+CREATE TABLE IF NOT EXISTS t (id BIGINT PRIMARY KEY);
