@@ -133,14 +133,14 @@
 mod keys;
 mod leader;
 mod outbox;
-mod registry;
+mod handlers;
 mod relay;
 mod tx;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use self::outbox::{OutboxEvent, OutboxRegistration, OutboxRow};
-pub use self::registry::{
+pub use self::handlers::{
     entry, AfterCommitHandler, AfterCommitRegistration, EntryFn, EventContext, EventMeta,
     FromEventContext, HandlerReport, HandlerResult, Op, Outcome,
 };
