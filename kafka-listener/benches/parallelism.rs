@@ -82,7 +82,9 @@ async fn run(
 ) -> f64 {
     let progress = Arc::new(Progress::default());
     let id = format!("bench-{label}-{}", if io { "io" } else { "cpu" });
-    let mut spec = ListenerSpec::new(id.clone()).topics([TOPIC]).ordering(ordering);
+    let mut spec = ListenerSpec::new(id.clone())
+        .topics([TOPIC])
+        .ordering(ordering);
     if ordering != Ordering::Partition {
         spec = spec.parallelism(parallelism);
     }

@@ -130,20 +130,20 @@
 //! | `kafka_listener_outbox_send_failures_total` | counter | `table` | failed outbox sends (each retried) |
 //! | `kafka_listener_outbox_unknown_event_total` | counter | `table` | tries of rows whose event name no type of the binary has (left unsent) |
 
+mod handlers;
 mod keys;
 mod leader;
 mod outbox;
-mod handlers;
 mod relay;
 mod tx;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use self::outbox::{OutboxEvent, OutboxRegistration, OutboxRow};
 pub use self::handlers::{
     entry, AfterCommitHandler, AfterCommitRegistration, EntryFn, EventContext, EventMeta,
     FromEventContext, HandlerReport, HandlerResult, Op, Outcome,
 };
+pub use self::outbox::{OutboxEvent, OutboxRegistration, OutboxRow};
 pub use self::relay::{RelayConfig, RelayHandle, RelayStats};
 pub use self::tx::{
     Committed, EventTx, Published, TransactionalEvents, TransactionalEventsBuilder,

@@ -10,8 +10,8 @@ use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::Notify;
 
-use super::outbox::{self, Backend, OutboxRow, OutboxTable};
 use super::handlers::{EventMeta, HandlerReport, Handlers, PendingEvent};
+use super::outbox::{self, Backend, OutboxRow, OutboxTable};
 use super::relay::{self, RelayConfig, RelayHandle};
 use super::{new_event_id, now_ms, Error, DEFAULT_OUTBOX_TABLE};
 use crate::producer::KafkaTemplate;

@@ -3,7 +3,7 @@
 
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -99,17 +99,24 @@ impl ContainerContext {
                         Arc::clone(topic),
                         *partition,
                         std::mem::replace(&mut entry.exit, dead),
+                        entry.task.clone(),
                     ));
                 }
             }
         }
         let deadline = Instant::now() + self.drain_timeout;
-        for (topic, partition, exit) in exits {
+        for (topic, partition, exit, task) in exits {
             let left = deadline.saturating_duration_since(Instant::now());
             if let Err(RecvTimeoutError::Timeout) = exit.recv_timeout(left) {
                 tracing::warn!(listener = %self.listener.info.id, topic = %topic, partition,
                     timeout_ms = self.drain_timeout.as_millis() as u64,
-                    "the handler did not finish within the drain timeout; its record will be delivered again");
+                    "the handler did not finish within the drain timeout; it is cancelled and its record will be delivered again");
+                // Cancelled at its next await: it must not run on beside
+                // the partition's next owner. Its offset is not finished,
+                // so it is not committed. A handler that never yields
+                // cannot be cancelled; wait a little for it to notice.
+                task.abort();
+                let _ = exit.recv_timeout(Duration::from_millis(500));
             }
         }
         let mut only = TopicPartitionList::new();

@@ -36,6 +36,10 @@ pub(super) struct LaneEntry {
     /// The last offset committed for this partition by this consumer.
     pub(super) committed: i64,
     pub(super) exit: Receiver<()>,
+    /// Aborts the lane's task: a handler still running when the drain
+    /// timeout of a revoke ran out must not go on beside the partition's
+    /// next owner (its record is delivered again).
+    pub(super) task: tokio::task::AbortHandle,
 }
 
 pub(super) struct TopicLanes {
@@ -124,12 +128,15 @@ impl ContainerContext {
         let shared = Arc::new(LaneShared::new(Arc::from(&**topic), partition, offsets));
         let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
-        self.runtime.spawn(run_lane(
-            Arc::clone(&shared),
-            rx,
-            Arc::clone(&self.listener),
-            exit_tx,
-        ));
+        let task = self
+            .runtime
+            .spawn(run_lane(
+                Arc::clone(&shared),
+                rx,
+                Arc::clone(&self.listener),
+                exit_tx,
+            ))
+            .abort_handle();
         LaneEntry {
             shared,
             tx,
@@ -137,6 +144,7 @@ impl ContainerContext {
             next_offset: -1,
             committed: -1,
             exit,
+            task,
         }
     }
 
