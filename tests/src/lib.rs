@@ -1,6 +1,11 @@
 //! End-to-end tests of the reference apps live in `tests/`; this library
 //! holds what they share: logs, unique names, temporary databases, polling,
-//! an HTTP client for an app's API, and reading a topic back.
+//! an HTTP client for an app's API, and reading a topic back; [`cluster`]
+//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`) and
+//! [`scenario`] holds the failure scenarios' accounting.
+
+pub mod cluster;
+pub mod scenario;
 
 use std::future::Future;
 use std::path::PathBuf;
