@@ -31,16 +31,18 @@ const BACKOFF: Duration = Duration::from_secs(9);
 #[derive(Clone, Default)]
 struct Attempts(Arc<Mutex<Vec<(u64, i64, u32, Instant)>>>);
 
+impl Attempts {
+    fn push(&self, attempt: (u64, i64, u32, Instant)) {
+        self.0.lock().unwrap().push(attempt);
+    }
+}
+
 async fn flaky(
     msg: Json<Msg>,
     meta: RecordMeta,
     attempts: State<Attempts>,
 ) -> Result<(), ListenerError> {
-    attempts
-        .0
-        .lock()
-        .unwrap()
-        .push((msg.seq, meta.offset, meta.delivery_attempt, Instant::now()));
+    attempts.push((msg.seq, meta.offset, meta.delivery_attempt, Instant::now()));
     if msg.seq == FAILING && meta.delivery_attempt == 1 {
         return Err(ListenerError::retryable(std::io::Error::other(
             "the first attempt of seq 5 fails",

@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Runs one listener (concurrency 1, ack mode `batch`, 6 s session) of
-//! `TOPIC` in `GROUP` whose handler appends `partition offset seq\n` to
+//! `TOPIC` in `GROUP` whose handler appends `partition offset seq ms\n`
+//! (`ms`: milliseconds since the Unix epoch when it was handled) to
 //! `OUT_FILE` (one `write` per record on a file opened with `O_APPEND`, so
 //! a line is on disk before the handler returns, and before its offset can
 //! be committed). Records are JSON `{"seq": n}`. Serves until SIGINT or
@@ -23,7 +24,13 @@ use kafka_listener_tests::scenario::{listener, Msg};
 struct Out(Arc<Mutex<File>>);
 
 async fn append(msg: Json<Msg>, meta: RecordMeta, out: State<Out>) {
-    let line = format!("{} {} {}\n", meta.partition, meta.offset, msg.seq);
+    let line = format!(
+        "{} {} {} {}\n",
+        meta.partition,
+        meta.offset,
+        msg.seq,
+        example_support::now_ms()
+    );
     out.0
          .0
         .lock()
