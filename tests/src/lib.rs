@@ -356,13 +356,37 @@ pub fn skip_to_end(bootstrap: &str, group: &str, topic: &str) {
     }
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
-            .unwrap();
+        // A topic created a moment ago may have no leader yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let high = loop {
+            match consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)) {
+                Ok((_, high)) => break high,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{topic}-{}: {e}; retrying", p.id());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{topic}-{}: watermarks: {e}", p.id()),
+            }
+        };
         tpl.add_partition_offset(topic, p.id(), Offset::Offset(high))
             .unwrap();
     }
-    consumer
-        .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
-        .unwrap_or_else(|e| panic!("skip {group} on {topic} to the log end: {e}"));
+    // A member of a killed process (coupon_crash SIGKILLs its service)
+    // stays in the group until its session times out; the commit is refused
+    // until then.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("skip {group} on {topic} to the log end: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!(
+                "skip {group} on {topic} to the log end: {e} (the group still has an active \
+                 member after 60 s, such as the service of an earlier test that failed before \
+                 shutting it down)"
+            ),
+        }
+    }
 }
