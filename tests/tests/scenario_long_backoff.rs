@@ -27,12 +27,15 @@ const N: u64 = 20;
 const FAILING: u64 = 5;
 const BACKOFF: Duration = Duration::from_secs(9);
 
-/// Every attempt: (seq, offset, delivery attempt, when).
+/// One attempt: (seq, offset, delivery attempt, when).
+type Attempt = (u64, i64, u32, Instant);
+
+/// Every attempt, in order.
 #[derive(Clone, Default)]
-struct Attempts(Arc<Mutex<Vec<(u64, i64, u32, Instant)>>>);
+struct Attempts(Arc<Mutex<Vec<Attempt>>>);
 
 impl Attempts {
-    fn push(&self, attempt: (u64, i64, u32, Instant)) {
+    fn push(&self, attempt: Attempt) {
         self.0.lock().unwrap().push(attempt);
     }
 }
