@@ -3,6 +3,14 @@
 //! an HTTP client for an app's API, and reading a topic back; [`cluster`]
 //! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`) and
 //! [`scenario`] holds the failure scenarios' accounting.
+//!
+//! ```text
+//! # the failure scenarios (tests/tests/scenario_*.rs), each on clusters of its own:
+//! KAFKA_LAUNCHER=../shared/kafka/kafka cargo test -p kafka-listener-tests --all-features --test 'scenario_*'
+//! # the reference apps' suites against a cluster of yours:
+//! KAFKA_TEST_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo test -p kafka-listener-tests --all-features \
+//!     --test coupon_service --test concert_queue --test coupon_crash
+//! ```
 
 pub mod cluster;
 pub mod scenario;

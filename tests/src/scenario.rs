@@ -68,6 +68,22 @@ impl Handled {
         self.0.lock().unwrap().iter().map(|h| h.seq).collect()
     }
 
+    /// Waits until at least `n` handlings were recorded.
+    ///
+    /// # Panics
+    /// After `timeout`.
+    pub async fn wait_len(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} records handled after {timeout:?}",
+                self.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until every seq of `want` was handled (up to `timeout`);
     /// returns the seqs still missing.
     pub async fn wait_for_all(&self, want: &[u64], timeout: Duration) -> Vec<u64> {

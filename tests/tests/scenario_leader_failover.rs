@@ -100,9 +100,7 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
             format!("k{}", s % 29)
         }
     });
-    while handled.len() < 1_500 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    handled.wait_len(1_500, Duration::from_secs(60)).await;
     let leader = describe(&cluster)[hot as usize]
         .leader
         .expect("the hot partition has a leader");
