@@ -50,10 +50,11 @@ async fn reference_apps_on_a_real_cluster() {
     let out = tokio::task::spawn_blocking(move || {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         Command::new(cargo)
+            // `--workspace --all-features`, as `.ci/run`'s first pass: the
+            // same feature set, so nothing is rebuilt.
             .args([
                 "test",
-                "-p",
-                "kafka-listener-tests",
+                "--workspace",
                 "--all-features",
                 "--test",
                 "coupon_service",
