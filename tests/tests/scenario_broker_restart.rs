@@ -71,7 +71,7 @@ async fn broker_restart_under_load_loses_nothing_acknowledged_and_resumes_from_c
     let load = Load::start(template, TOPIC, 0, Duration::from_millis(2), |s| {
         format!("k{}", s % 31)
     });
-    handled.wait_len(1_000, Duration::from_secs(60)).await;
+    handled.wait_len(1_000, Duration::from_secs(180)).await;
     let before = tokio::task::spawn_blocking({
         let b = bootstrap.clone();
         move || committed(&b, GROUP, TOPIC, PARTITIONS)

@@ -100,7 +100,7 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
             format!("k{}", s % 29)
         }
     });
-    handled.wait_len(1_500, Duration::from_secs(60)).await;
+    handled.wait_len(1_500, Duration::from_secs(180)).await;
     let leader = describe(&cluster)[hot as usize]
         .leader
         .expect("the hot partition has a leader");
