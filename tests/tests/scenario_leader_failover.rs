@@ -127,15 +127,14 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
     };
     let failover = killed.elapsed();
     eprintln!("partition {hot}: leader {leader} killed, now {moved:?} after {failover:?}");
-    // The listeners keep going on the two live nodes.
+    // The listeners keep going on the two live nodes (when the killed node
+    // was the group coordinator, the group first finds the new one and may
+    // rejoin: up to a session, longer on a saturated machine).
     let handled_then = handled.len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        handled.len() > handled_then + 500,
-        "the listeners go on after the failover ({} -> {})",
-        handled_then,
-        handled.len()
-    );
+    handled
+        .wait_len(handled_then + 500, Duration::from_secs(90))
+        .await;
+    let going_on = killed.elapsed();
 
     cluster.start_node(leader);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -220,7 +219,7 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
     cluster.assert_zero_lag(GROUP, &[(TOPIC, PARTITIONS)]);
     eprintln!(
         "scenario 2: {} acknowledged, {} failed ({failed_in_log} in the log anyway), log {} records, 0 producer duplicates; \
-         {} handlings, lost 0, duplicated {} in replays {:?}; new leader after {failover:?}, node {leader} back in every ISR after {rejoined:?}; {:?}",
+         {} handlings, lost 0, duplicated {} in replays {:?}; new leader after {failover:?}, 500 more handled {going_on:?} after the kill, node {leader} back in every ISR after {rejoined:?}; {:?}",
         acked.len(),
         produced.failed.len(),
         log.len(),
