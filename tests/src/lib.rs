@@ -1,6 +1,19 @@
 //! End-to-end tests of the reference apps live in `tests/`; this library
 //! holds what they share: logs, unique names, temporary databases, polling,
-//! an HTTP client for an app's API, and reading a topic back.
+//! an HTTP client for an app's API, and reading a topic back; [`cluster`]
+//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`) and
+//! [`scenario`] holds the failure scenarios' accounting.
+//!
+//! ```text
+//! # the failure scenarios (tests/tests/scenario_*.rs), each on clusters of its own:
+//! KAFKA_LAUNCHER=../shared/kafka/kafka cargo test -p kafka-listener-tests --all-features --test 'scenario_*'
+//! # the reference apps' suites against a cluster of yours:
+//! KAFKA_TEST_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo test -p kafka-listener-tests --all-features \
+//!     --test coupon_service --test concert_queue --test coupon_crash
+//! ```
+
+pub mod cluster;
+pub mod scenario;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -264,4 +277,124 @@ pub fn read_topic(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Read> {
         }
     }
     out
+}
+
+/// `KAFKA_TEST_BOOTSTRAP_SERVERS`: the real cluster the reference apps'
+/// tests run against, or `None` (unset or blank) for the embedded broker.
+pub fn test_bootstrap() -> Option<String> {
+    std::env::var("KAFKA_TEST_BOOTSTRAP_SERVERS")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+}
+
+/// Exclusive use of one reference app's topics and consumer groups on one
+/// real cluster, across threads and processes (an advisory lock on a file
+/// in the temp dir named after the app and the bootstrap servers). The
+/// apps' topic and group names are fixed, so two services of one app on
+/// one cluster would share a group and take each other's records (each
+/// with its own database); test binaries that run in parallel (nextest)
+/// take turns instead. Released on drop.
+#[derive(Debug)]
+pub struct AppLock {
+    _file: std::fs::File,
+}
+
+impl AppLock {
+    /// Waits for the lock of `app` on the cluster at `bootstrap`.
+    ///
+    /// # Panics
+    /// When the lock file cannot be opened or locked.
+    pub async fn acquire(app: &str, bootstrap: &str) -> Self {
+        let (app, bootstrap) = (app.to_owned(), bootstrap.to_owned());
+        tokio::task::spawn_blocking(move || Self::acquire_blocking(&app, &bootstrap))
+            .await
+            .unwrap()
+    }
+
+    /// As [`Self::acquire`], blocking the calling thread.
+    ///
+    /// # Panics
+    /// As [`Self::acquire`].
+    pub fn acquire_blocking(app: &str, bootstrap: &str) -> Self {
+        let name: String = format!("kafka-listener-tests-{app}-{bootstrap}.lock")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = std::env::temp_dir().join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .expect("the lock file");
+        file.lock().expect("the app lock");
+        Self { _file: file }
+    }
+}
+
+/// Commits `group`'s offsets on every partition of `topic` at the log end
+/// (when the topic exists), so that a service started next reads only what
+/// the test sends: records earlier runs left on a long-lived cluster are
+/// skipped. The group must have no active member (hold its app's
+/// [`AppLock`]). Blocking: call it from `spawn_blocking`.
+///
+/// # Panics
+/// When the offsets cannot be committed.
+pub fn skip_to_end(bootstrap: &str, group: &str, topic: &str) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return;
+    };
+    if t.error().is_some() || t.partitions().is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        // A topic created a moment ago may have no leader yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let high = loop {
+            match consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)) {
+                Ok((_, high)) => break high,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("{topic}-{}: {e}; retrying", p.id());
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{topic}-{}: watermarks: {e}", p.id()),
+            }
+        };
+        tpl.add_partition_offset(topic, p.id(), Offset::Offset(high))
+            .unwrap();
+    }
+    // A member of a killed process (coupon_crash SIGKILLs its service)
+    // stays in the group until its session times out; the commit is refused
+    // until then.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => return,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("skip {group} on {topic} to the log end: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!(
+                "skip {group} on {topic} to the log end: {e} (the group still has an active \
+                 member after 60 s, such as the service of an earlier test that failed before \
+                 shutting it down)"
+            ),
+        }
+    }
 }

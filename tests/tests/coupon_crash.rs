@@ -18,6 +18,13 @@
 //! `coupon.issued` must hold exactly one event (after dropping duplicates
 //! by `kafka_listener-event-id`) per row of `coupon_issues`, one coupon's
 //! events in issue order.
+//!
+//! With `KAFKA_TEST_BOOTSTRAP_SERVERS` set, the service runs against that
+//! real cluster instead of `dev-broker`, with a Schema Registry served by
+//! this test process (it outlives the service, as `dev-broker`'s does). The
+//! test then holds the app's `AppLock` (the app's topic and group names are
+//! fixed), starts the service's groups at the log end, names its coupons
+//! after the run and reads back only its own `coupon.issued` records.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -31,7 +38,8 @@ use std::time::{Duration, Instant};
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
-use kafka_listener_tests::read_topic;
+use kafka_listener::embedded::EmbeddedSchemaRegistry;
+use kafka_listener_tests::{read_topic, skip_to_end, test_bootstrap, unique, AppLock};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -75,9 +83,10 @@ fn build(args: &[&str], bin: &str) -> PathBuf {
     path
 }
 
-/// Child processes, killed (SIGKILL) when dropped, also on panic.
+/// Child processes, killed (SIGKILL) when dropped, also on panic; the
+/// first is `dev-broker` when `.1` is set.
 #[derive(Default)]
-struct Children(Vec<Child>);
+struct Children(Vec<Child>, bool);
 
 impl Children {
     fn kill(&mut self, index: usize) {
@@ -90,6 +99,9 @@ impl Children {
 impl Children {
     /// Panics when the broker (the first child) has exited.
     fn assert_broker_alive(&mut self) {
+        if !self.1 {
+            return;
+        }
         if let Ok(Some(status)) = self.0[0].try_wait() {
             panic!("dev-broker exited: {status}");
         }
@@ -287,17 +299,20 @@ fn read_issued(bootstrap: &str) -> Vec<(String, Option<String>, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     let started = Instant::now();
-    let broker_bin = build(
-        &[
-            "-p",
-            "kafka-listener",
-            "--features",
+    let real = test_bootstrap();
+    let broker_bin = real.is_none().then(|| {
+        build(
+            &[
+                "-p",
+                "kafka-listener",
+                "--features",
+                "dev-broker",
+                "--bin",
+                "dev-broker",
+            ],
             "dev-broker",
-            "--bin",
-            "dev-broker",
-        ],
-        "dev-broker",
-    );
+        )
+    });
     let service_bin = build(
         &["-p", "coupon-service", "--bin", "coupon-service"],
         "coupon-service",
@@ -315,8 +330,35 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     std::fs::create_dir_all(&dir).unwrap();
     let service_log = dir.join("coupon-service.log");
     let mut children = Children::default();
-    let (bootstrap, registry_url) =
-        start_broker(&mut children, &broker_bin, &dir.join("dev-broker.log"));
+    // On a real cluster: this test's turn with the app's topics and groups,
+    // and a registry that outlives the service.
+    let mut _lock = None;
+    let mut _registry = None;
+    let (bootstrap, registry_url) = match (&real, &broker_bin) {
+        (Some(b), _) => {
+            _lock = Some(AppLock::acquire("coupon-service", b).await);
+            let skip = b.clone();
+            tokio::task::spawn_blocking(move || {
+                skip_to_end(&skip, coupon_service::GROUP_ID, coupon_service::TOPIC);
+                skip_to_end(&skip, coupon_service::DEAD_LETTERS_ID, coupon_service::DLT);
+            })
+            .await
+            .unwrap();
+            let registry = EmbeddedSchemaRegistry::start()
+                .await
+                .expect("an embedded registry");
+            let url = registry.url().to_owned();
+            _registry = Some(registry);
+            (b.clone(), url)
+        }
+        (None, Some(bin)) => {
+            children.1 = true;
+            start_broker(&mut children, bin, &dir.join("dev-broker.log"))
+        }
+        (None, None) => unreachable!("dev-broker is built without a real cluster"),
+    };
+    // Coupon ids of this run (a real cluster keeps earlier runs' records).
+    let run = unique("crash");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let database_url = format!("sqlite://{}?mode=rwc", dir.join("c.db").display());
@@ -354,7 +396,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
         if partitions.len() == coupon_service::PARTITIONS as usize {
             break;
         }
-        let coupon = format!("warm-up-{i}");
+        let coupon = format!("{run}-warm-up-{i}");
         let r = client
             .post(format!("{base}/coupons"))
             .json(&json!({ "coupon_id": coupon, "stock": 1 }))
@@ -397,7 +439,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     }
     eprintln!("listener ready ({:?})", started.elapsed());
 
-    let coupons: Vec<String> = (0..COUPONS).map(|i| format!("crash-{i}")).collect();
+    let coupons: Vec<String> = (0..COUPONS).map(|i| format!("{run}-{i}")).collect();
     for c in &coupons {
         let r = client
             .post(format!("{base}/coupons"))
@@ -624,6 +666,10 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     let mut events: HashMap<(String, String), String> = HashMap::new();
     let mut last_issued_at: HashMap<String, TimestampMillis> = HashMap::new();
     let mut redelivered = 0;
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|(_, key, _)| key.as_deref().is_some_and(|k| k.starts_with(&run)))
+        .collect();
     for (id, key, value) in &records {
         let e: CouponIssued = codec
             .decode(value)

@@ -1,0 +1,460 @@
+//! What the failure scenarios share: a listener that records every record
+//! it handles, a paced producer that records what the broker acknowledged,
+//! reading committed offsets and logs back, and the exact accounting of
+//! what was lost and what was duplicated.
+//!
+//! Records are JSON `{"seq": n}`; `seq` is unique per record a test sends,
+//! so a seq handled twice is a redelivery and a seq twice in the log is a
+//! producer duplicate.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_listener::{Json, KafkaTemplate, ListenerSpec, RecordMeta, State};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+/// The value of every scenario record: `{"seq": n}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Msg {
+    /// Unique per record sent by a test.
+    pub seq: u64,
+}
+
+/// One handling of a record by a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handling {
+    /// The record's partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's seq.
+    pub seq: u64,
+}
+
+/// Every record a listener handled, in handling order (a `State` of the
+/// listener).
+#[derive(Debug, Clone, Default)]
+pub struct Handled(Arc<Mutex<Vec<Handling>>>);
+
+impl Handled {
+    /// Records one handling.
+    pub fn push(&self, h: Handling) {
+        self.0.lock().unwrap().push(h);
+    }
+
+    /// How many handlings so far.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Whether nothing was handled yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of every handling so far.
+    pub fn snapshot(&self) -> Vec<Handling> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The distinct seqs handled so far.
+    pub fn seqs(&self) -> HashSet<u64> {
+        self.0.lock().unwrap().iter().map(|h| h.seq).collect()
+    }
+
+    /// Waits until at least `n` handlings were recorded.
+    ///
+    /// # Panics
+    /// After `timeout`.
+    pub async fn wait_len(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} records handled after {timeout:?}",
+                self.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every seq of `want` was handled (up to `timeout`);
+    /// returns the seqs still missing.
+    pub async fn wait_for_all(&self, want: &[u64], timeout: Duration) -> Vec<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.seqs();
+            let missing: Vec<u64> = want.iter().copied().filter(|s| !seen.contains(s)).collect();
+            if missing.is_empty() || Instant::now() >= deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn record_handling(msg: Json<Msg>, meta: RecordMeta, handled: State<Handled>) {
+    handled.push(Handling {
+        partition: meta.partition,
+        offset: meta.offset,
+        seq: msg.seq,
+    });
+}
+
+/// A listener `id` of `topic` in `group`, without a handler yet, with a
+/// 6 s session (the broker's minimum, `group.min.session.timeout.ms`) and
+/// 1 s heartbeats, so that a dead member is evicted quickly.
+pub fn listener(id: &str, topic: &str, group: &str) -> ListenerSpec {
+    ListenerSpec::new(id)
+        .topics([topic])
+        .group_id(group)
+        .property("session.timeout.ms", "6000")
+        .property("heartbeat.interval.ms", "1000")
+}
+
+/// [`listener`] with a handler that records each record in the app
+/// state's [`Handled`].
+pub fn recording_listener(id: &str, topic: &str, group: &str) -> ListenerSpec {
+    listener(id, topic, group).handler(record_handling)
+}
+
+/// What a paced producer sent: the acknowledged seqs with where they
+/// landed, and the seqs whose send failed (not acknowledged: they may or
+/// may not be in the log).
+#[derive(Debug, Default)]
+pub struct Produced {
+    /// `(seq, partition, offset)` of every acknowledged record.
+    pub acked: Vec<(u64, i32, i64)>,
+    /// `(seq, error)` of every record the producer gave up on.
+    pub failed: Vec<(u64, String)>,
+}
+
+impl Produced {
+    /// The acknowledged seqs.
+    pub fn acked_seqs(&self) -> Vec<u64> {
+        self.acked.iter().map(|a| a.0).collect()
+    }
+}
+
+/// A producer task sending `{"seq": n}` records for `n` from `first`, one
+/// every `pace`, keyed by `key(n)`, until [`Load::stop`]; every send runs
+/// concurrently (the template's idempotent producer keeps each
+/// partition's order).
+#[derive(Debug)]
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Produced>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Load {
+    /// Starts sending to `topic`.
+    pub fn start(
+        template: KafkaTemplate,
+        topic: &str,
+        first: u64,
+        pace: Duration,
+        key: fn(u64) -> String,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let topic = topic.to_owned();
+        let task = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            let sent = Arc::clone(&sent);
+            async move {
+                let mut sends = JoinSet::new();
+                let mut tick = tokio::time::interval(pace);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut seq = first;
+                while !stop.load(Ordering::Acquire) {
+                    tick.tick().await;
+                    let (template, topic) = (template.clone(), topic.clone());
+                    sends.spawn(async move {
+                        let r = template.send_json(&topic, key(seq), &Msg { seq }).await;
+                        (seq, r)
+                    });
+                    seq += 1;
+                    sent.store(seq - first, Ordering::Release);
+                }
+                let mut out = Produced::default();
+                while let Some(r) = sends.join_next().await {
+                    match r.expect("a send task") {
+                        (seq, Ok(s)) => out.acked.push((seq, s.partition, s.offset)),
+                        (seq, Err(e)) => out.failed.push((seq, e.to_string())),
+                    }
+                }
+                out.acked.sort_unstable();
+                out.failed.sort_unstable_by_key(|f| f.0);
+                out
+            }
+        });
+        Self { stop, task, sent }
+    }
+
+    /// How many records were handed to the producer so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Stops sending and waits for every send's outcome.
+    pub async fn stop(self) -> Produced {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.expect("the load task")
+    }
+}
+
+/// The committed offsets of `group` on `topic`'s partitions
+/// `0..partitions` (-1 where nothing is committed). Blocking.
+///
+/// # Panics
+/// When they cannot be fetched within 10 s.
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    try_committed(bootstrap, group, topic, partitions, Duration::from_secs(10))
+        .expect("committed offsets")
+}
+
+/// As [`committed`], or `None` when the broker does not answer in
+/// `timeout`.
+pub fn try_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Option<Vec<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .ok()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(tpl, timeout).ok()?;
+    Some(
+        (0..partitions)
+            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            })
+            .collect(),
+    )
+}
+
+/// The log end offset of each partition of `topic`. Blocking.
+///
+/// # Panics
+/// When the watermarks cannot be fetched within 10 s.
+pub fn log_end(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("a consumer");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Every record of `topic` from the beginning to the log end as
+/// [`Handling`]s (partition, offset, seq), read with a group-less consumer
+/// (isolation `read_committed` is irrelevant: no transactions). Blocking.
+///
+/// # Panics
+/// When the log cannot be read to its end within 60 s.
+pub fn read_log(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Handling> {
+    let end = log_end(bootstrap, topic, partitions);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "scenario-log-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("a consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut next: Vec<i64> = vec![0; partitions as usize];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while next.iter().zip(&end).any(|(n, e)| n < e) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: read {next:?} of {end:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let msg: Msg = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .expect("a {\"seq\": n} record");
+                next[m.partition() as usize] = m.offset() + 1;
+                out.push(Handling {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    seq: msg.seq,
+                });
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Asserts the log holds each acknowledged seq exactly once (the
+/// idempotent producer wrote no duplicate, and nothing acknowledged was
+/// lost by the brokers) at the partition and offset its ack named, and
+/// each failed seq at most once. Returns how many failed seqs made it to
+/// the log anyway.
+///
+/// # Panics
+/// On a lost, duplicated or misplaced record.
+pub fn assert_log_exact(log: &[Handling], produced: &Produced) -> usize {
+    let mut by_seq: HashMap<u64, Vec<(i32, i64)>> = HashMap::new();
+    for h in log {
+        by_seq
+            .entry(h.seq)
+            .or_default()
+            .push((h.partition, h.offset));
+    }
+    let dup: Vec<_> = by_seq.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        dup.is_empty(),
+        "producer duplicates in the log (seq -> (partition, offset)s): {dup:?}"
+    );
+    for (seq, p, o) in &produced.acked {
+        let at = by_seq.get(seq).unwrap_or_else(|| {
+            panic!("acknowledged seq {seq} (partition {p}, offset {o}) is not in the log")
+        });
+        assert_eq!(at[0], (*p, *o), "seq {seq} is not where its ack said");
+    }
+    let failed_in_log = produced
+        .failed
+        .iter()
+        .filter(|(s, _)| by_seq.contains_key(s))
+        .count();
+    let known: HashSet<u64> = produced
+        .acked
+        .iter()
+        .map(|a| a.0)
+        .chain(produced.failed.iter().map(|f| f.0))
+        .collect();
+    let strangers: Vec<u64> = by_seq
+        .keys()
+        .filter(|s| !known.contains(s))
+        .copied()
+        .collect();
+    assert!(strangers.is_empty(), "seqs nobody sent: {strangers:?}");
+    failed_in_log
+}
+
+/// A place where a partition's handling went back to an earlier offset
+/// (a redelivery from the committed offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    /// The partition.
+    pub partition: i32,
+    /// The offset delivery resumed from.
+    pub from: i64,
+    /// The highest offset handled before it.
+    pub reached: i64,
+}
+
+/// Lost and duplicated records of one run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Acknowledged seqs never handled.
+    pub lost: Vec<u64>,
+    /// Seqs handled more than once, with their handling count.
+    pub duplicated: BTreeMap<u64, usize>,
+    /// Every replay, per partition in handling order.
+    pub replays: Vec<Replay>,
+}
+
+/// Counts what `handled` lost of `acked` and what it handled more than
+/// once, and checks each partition's order: every step goes to the next
+/// offset, or back to an earlier one (a replay, from where the group
+/// resumed); a step forward past the next offset would skip records.
+/// `start` gives each partition's first offset (the log start, or the
+/// committed offset the group started from).
+///
+/// # Panics
+/// On a skip, or a first handling of a partition past `start`.
+pub fn tally(acked: &[u64], handled: &[Handling], start: &HashMap<i32, i64>) -> Tally {
+    let mut t = Tally::default();
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for h in handled {
+        *counts.entry(h.seq).or_default() += 1;
+    }
+    t.lost = acked
+        .iter()
+        .copied()
+        .filter(|s| !counts.contains_key(s))
+        .collect();
+    t.lost.sort_unstable();
+    t.duplicated = counts.into_iter().filter(|(_, n)| *n > 1).collect();
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    let mut reached: HashMap<i32, i64> = HashMap::new();
+    for h in handled {
+        let p = h.partition;
+        match last.get(&p) {
+            None => {
+                let first = start.get(&p).copied().unwrap_or(0);
+                assert!(
+                    h.offset <= first,
+                    "partition {p}: first handled offset {} skips from {first}",
+                    h.offset
+                );
+            }
+            Some(&prev) if h.offset == prev + 1 => {}
+            Some(&prev) if h.offset <= prev => t.replays.push(Replay {
+                partition: p,
+                from: h.offset,
+                reached: reached[&p],
+            }),
+            Some(&prev) => panic!(
+                "partition {p}: offset {} after {prev} skips records",
+                h.offset
+            ),
+        }
+        last.insert(p, h.offset);
+        let r = reached.entry(p).or_insert(h.offset);
+        *r = (*r).max(h.offset);
+    }
+    t
+}
+
+/// Asserts every duplicate is explained by a replay: its offset lies in a
+/// replayed range `from..=reached` of its partition.
+///
+/// # Panics
+/// On a duplicate outside every replay.
+pub fn assert_duplicates_are_replays(t: &Tally, handled: &[Handling]) {
+    let where_: HashMap<u64, (i32, i64)> = handled
+        .iter()
+        .map(|h| (h.seq, (h.partition, h.offset)))
+        .collect();
+    for seq in t.duplicated.keys() {
+        let (p, o) = where_[seq];
+        assert!(
+            t.replays
+                .iter()
+                .any(|r| r.partition == p && (r.from..=r.reached).contains(&o)),
+            "seq {seq} (partition {p}, offset {o}) handled twice outside any replay: {:?}",
+            t.replays
+        );
+    }
+}
