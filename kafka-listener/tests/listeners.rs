@@ -1,15 +1,15 @@
-//! Listener forms on the embedded broker: batch listeners, the record ack
-//! mode, retries and poison pills.
+//! Listener forms: batch listeners, the record ack mode, retries and poison
+//! pills, on the embedded broker or a real one (see `support`).
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
 use kafka_listener::prelude::*;
 use serde::Deserialize;
+use support::*;
 
 #[derive(Debug, Deserialize)]
 struct Msg {
@@ -30,19 +30,20 @@ async fn batch_listener(batch: Vec<Json<Msg>>, seen: State<Batches>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_listener_gets_every_record_once_in_order_in_batches_of_at_most_max_batch() {
     init_tracing();
-    const TOPIC: &str = "l.batch";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("l.batch");
+    let broker = broker(topic, 1);
     let seen = Batches::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("batch")
-            .topics([TOPIC])
+            .group_id(unique("batch"))
+            .topics([topic])
             .max_batch(100)
             .batch_handler(batch_listener),
         seen.clone(),
     )
     .await;
-    produce(&app.template(), TOPIC, 0..1_000, 1).await;
+    produce(&app.template(), topic, 0..1_000, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
     while seen.0.lock().unwrap().iter().map(Vec::len).sum::<usize>() < 1_000
@@ -69,7 +70,7 @@ async fn a_batch_listener_gets_every_record_once_in_order_in_batches_of_at_most_
         batches.len()
     );
     assert_eq!(
-        committed(broker.bootstrap_servers(), "batch", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("batch"), topic, 1),
         vec![1_000]
     );
 }
@@ -107,21 +108,22 @@ async fn flaky_listener(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_are_retried_in_order_and_fatal_ones_are_not() {
     init_tracing();
-    const TOPIC: &str = "l.retry";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("l.retry");
+    let broker = broker(topic, 1);
     let flaky = Flaky::default();
     flaky.failures_left.store(2, Ordering::SeqCst);
     let app = listener_app(
         &broker,
         ListenerSpec::new("retry")
-            .topics([TOPIC])
+            .group_id(unique("retry"))
+            .topics([topic])
             .ack_mode(AckMode::Record)
             .retry(RetryPolicy::fixed(3, Duration::from_millis(50)))
             .handler(flaky_listener),
         flaky.clone(),
     )
     .await;
-    produce(&app.template(), TOPIC, 0..10, 1).await;
+    produce(&app.template(), topic, 0..10, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
     while flaky
@@ -139,7 +141,7 @@ async fn retryable_failures_are_retried_in_order_and_fatal_ones_are_not() {
     // Record mode commits each record as it finishes.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        committed(broker.bootstrap_servers(), "retry", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("retry"), topic, 1),
         vec![10]
     );
     running.shutdown().await;
@@ -163,24 +165,25 @@ async fn count_listener(_msg: Json<Msg>, seen: State<Seen>, meta: RecordMeta) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_is_not_json_is_skipped_and_the_records_behind_it_are_handled() {
     init_tracing();
-    const TOPIC: &str = "l.poison";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("l.poison");
+    let broker = broker(topic, 1);
     let seen = Seen::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("poison")
-            .topics([TOPIC])
+            .group_id(unique("poison"))
+            .topics([topic])
             .handler(count_listener),
         seen.clone(),
     )
     .await;
     let template = app.template();
-    produce(&template, TOPIC, 0..3, 1).await;
+    produce(&template, topic, 0..3, 1).await;
     template
-        .send(ProducerRecord::keyed(TOPIC, "k0").value("{not json"))
+        .send(ProducerRecord::keyed(topic, "k0").value("{not json"))
         .await
         .unwrap();
-    produce(&template, TOPIC, 3..6, 1).await;
+    produce(&template, topic, 3..6, 1).await;
     let running = app.start().await.unwrap();
     assert_eq!(seen.wait_for(Duration::from_secs(30), |n| n >= 6).await, 6);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -192,7 +195,7 @@ async fn a_record_that_is_not_json_is_skipped_and_the_records_behind_it_are_hand
         "offset 3 (the poison pill) was never handed to the handler"
     );
     assert_eq!(
-        committed(broker.bootstrap_servers(), "poison", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("poison"), topic, 1),
         vec![7],
         "and the partition moved past it"
     );
@@ -214,17 +217,21 @@ async fn rate_limited(meta: RecordMeta, admitted: State<Admitted>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_spent_longer_than_max_poll_interval_keeps_the_consumer_in_its_group() {
     init_tracing();
-    const TOPIC: &str = "l.rate";
-    let broker = broker(TOPIC, 1);
+    // The topic is fixed by the attribute: on a real broker it is deleted
+    // and created again, and the group renamed.
+    let topic = "l.rate";
+    let broker = Arc::new(TestBroker::start());
+    broker.create_fresh_topic(topic, 1).unwrap();
     let admitted = Admitted::default();
     let app = KafkaApp::builder()
         .config(config(&broker))
         .only_listeners(["rate_limited"])
+        .customize_listener("rate_limited", |l| l.group_id(unique("rate")))
         .build()
         .await
         .unwrap()
         .state(admitted.clone());
-    produce(&app.template(), TOPIC, 0..12, 1).await;
+    produce(&app.template(), topic, 0..12, 1).await;
     let running = app.start().await.unwrap();
     let container = running.container("rate_limited").unwrap();
     assert!(
@@ -241,18 +248,18 @@ async fn a_rate_limit_spent_longer_than_max_poll_interval_keeps_the_consumer_in_
     // did not get the consumer evicted.
     assert_eq!(
         container.assigned_partitions(),
-        vec![vec![(TOPIC.to_owned(), 0)]]
+        vec![vec![(topic.to_owned(), 0)]]
     );
     assert_eq!(
         container.finished_offsets(),
-        vec![(TOPIC.to_owned(), 0, 10)]
+        vec![(topic.to_owned(), 0, 10)]
     );
     // The lag counts records not yet finished (not merely taken from the
     // broker), from statistics every 5 s: 12 - 5 after the first window,
     // 12 - 10 after the second.
     let lag = container.lag();
     assert!(
-        matches!(lag.as_slice(), [(t, 0, 7 | 2)] if t == TOPIC),
+        matches!(lag.as_slice(), [(t, 0, 7 | 2)] if t == topic),
         "{lag:?}"
     );
     running.shutdown().await;
@@ -291,20 +298,21 @@ async fn io_failing(meta: RecordMeta, calls: State<Calls>) -> Result<(), Listene
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_type_classified_not_retryable_is_tried_once() {
     init_tracing();
-    const TOPIC: &str = "l.classify";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("l.classify");
+    let broker = broker(topic, 1);
     let calls = Calls::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("classify")
-            .topics([TOPIC])
+            .group_id(unique("classify"))
+            .topics([topic])
             .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
             .not_retryable::<std::io::Error>()
             .handler(io_failing),
         calls.clone(),
     )
     .await;
-    produce(&app.template(), TOPIC, 0..3, 1).await;
+    produce(&app.template(), topic, 0..3, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
     while calls.0.lock().unwrap().len() < 3 && start.elapsed() < Duration::from_secs(30) {
@@ -318,7 +326,7 @@ async fn an_error_type_classified_not_retryable_is_tried_once() {
         "each record once: no retries for io::Error"
     );
     assert_eq!(
-        committed(broker.bootstrap_servers(), "classify", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("classify"), topic, 1),
         vec![3]
     );
 }
@@ -350,8 +358,8 @@ async fn fails_seq_3(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_starts_over() {
     init_tracing();
-    const TOPIC: &str = "l.rebalance-backoff";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("l.rebalance-backoff");
+    let broker = broker(topic, 1);
     let state = BackoffCalls::default();
     state.failures_left.store(2, Ordering::SeqCst);
     let make = |state: BackoffCalls| {
@@ -360,7 +368,8 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
             listener_app(
                 &broker,
                 ListenerSpec::new("rb-backoff")
-                    .topics([TOPIC])
+                    .group_id(unique("rb-backoff"))
+                    .topics([topic])
                     .ack_mode(AckMode::Record)
                     .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
                     .handler(fails_seq_3),
@@ -370,7 +379,7 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
         }
     };
     let first = make(state.clone()).await;
-    produce(&first.template(), TOPIC, 0..10, 1).await;
+    produce(&first.template(), topic, 0..10, 1).await;
     let first = first.start().await.unwrap();
     let start = std::time::Instant::now();
     while !state.calls.lock().unwrap().iter().any(|c| c.0 == 3)
@@ -382,7 +391,7 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
     // the back-off cut short, and nothing past seq 3 committed.
     first.shutdown().await;
     assert_eq!(
-        committed(broker.bootstrap_servers(), "rb-backoff", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("rb-backoff"), topic, 1),
         vec![3]
     );
     let second = make(state.clone()).await.start().await.unwrap();
@@ -402,7 +411,7 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
     let seqs: std::collections::HashSet<u64> = calls.iter().map(|c| c.0).collect();
     assert_eq!(seqs.len(), 10, "nothing lost: {calls:?}");
     assert_eq!(
-        committed(broker.bootstrap_servers(), "rb-backoff", TOPIC, 1),
+        committed(broker.bootstrap_servers(), &unique("rb-backoff"), topic, 1),
         vec![10]
     );
 }
@@ -410,22 +419,24 @@ async fn a_partition_revoked_during_a_back_off_loses_nothing_and_its_new_owner_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
     init_tracing();
-    const TOPIC: &str = "l.backoff-memory";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic("l.backoff-memory-other", 1).unwrap();
+    let topic = &unique("l.backoff-memory");
+    let other_topic = unique("l.backoff-memory-other");
+    let broker = broker(topic, 1);
+    broker.create_topic(&other_topic, 1).unwrap();
     let state = BackoffCalls::default();
     state.failures_left.store(2, Ordering::SeqCst);
     let app = listener_app(
         &broker,
         ListenerSpec::new("backoff-memory")
-            .topics([TOPIC])
+            .group_id(unique("backoff-memory"))
+            .topics([topic])
             .ack_mode(AckMode::Record)
             .retry(RetryPolicy::fixed(5, Duration::from_secs(6)))
             .handler(fails_seq_3),
         state.clone(),
     )
     .await;
-    produce(&app.template(), TOPIC, 0..10, 1).await;
+    produce(&app.template(), topic, 0..10, 1).await;
     let running = app.start().await.unwrap();
     let start = std::time::Instant::now();
     while !state.calls.lock().unwrap().iter().any(|c| c.0 == 3)
@@ -440,12 +451,12 @@ async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
         use rdkafka::consumer::{BaseConsumer, Consumer};
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
-            .set("group.id", "backoff-memory")
+            .set("group.id", unique("backoff-memory"))
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "500")
             .create()
             .unwrap();
-        consumer.subscribe(&["l.backoff-memory-other"]).unwrap();
+        consumer.subscribe(&[other_topic.as_str()]).unwrap();
         let until = std::time::Instant::now() + Duration::from_secs(4);
         while std::time::Instant::now() < until {
             consumer.poll(Duration::from_millis(50));
@@ -463,7 +474,12 @@ async fn a_partition_assigned_back_after_a_rebalance_keeps_the_attempt_count() {
     let seq3: Vec<(u64, u32)> = calls.iter().copied().filter(|c| c.0 == 3).collect();
     assert_eq!(seq3, vec![(3, 1), (3, 2), (3, 3)], "all calls: {calls:?}");
     assert_eq!(
-        committed(broker.bootstrap_servers(), "backoff-memory", TOPIC, 1),
+        committed(
+            broker.bootstrap_servers(),
+            &unique("backoff-memory"),
+            topic,
+            1
+        ),
         vec![10]
     );
 }
@@ -478,8 +494,10 @@ async fn customized(meta: RecordMeta, seen: State<Seen>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_discovered_listener_is_customized_by_id_at_build() {
     init_tracing();
-    const TOPIC: &str = "l.custom";
-    let broker = broker(TOPIC, 3);
+    // The topic is fixed by the attribute (see the rate-limit test).
+    let topic = "l.custom";
+    let broker = Arc::new(TestBroker::start());
+    broker.create_fresh_topic(topic, 3).unwrap();
     let seen = Seen::default();
     let concurrency_from_config = 3;
     let app = KafkaApp::builder()
@@ -487,7 +505,7 @@ async fn a_discovered_listener_is_customized_by_id_at_build() {
         .only_listeners(["customized"])
         .customize_listener("customized", move |l| {
             l.concurrency(concurrency_from_config)
-                .group_id("custom-from-config")
+                .group_id(unique("custom-from-config"))
         })
         .build()
         .await
@@ -508,17 +526,22 @@ async fn a_discovered_listener_is_customized_by_id_at_build() {
         consumers.iter().all(|c| c.len() == 1),
         "one partition each: {consumers:?}"
     );
-    produce(&app.template(), TOPIC, 0..30, 3).await;
+    produce(&app.template(), topic, 0..30, 3).await;
     assert_eq!(
         seen.wait_for(Duration::from_secs(20), |n| n >= 30).await,
         30
     );
     app.shutdown().await;
     assert_eq!(
-        committed(broker.bootstrap_servers(), "custom-from-config", TOPIC, 3)
-            .iter()
-            .map(|&c| c.max(0)) // -1: a partition that got no record
-            .sum::<i64>(),
+        committed(
+            broker.bootstrap_servers(),
+            &unique("custom-from-config"),
+            topic,
+            3
+        )
+        .iter()
+        .map(|&c| c.max(0)) // -1: a partition that got no record
+        .sum::<i64>(),
         30,
         "committed under the customized group"
     );

@@ -1,12 +1,9 @@
 //! Types and helpers shared by the Avro integration tests.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apache_avro::AvroSchema;
-use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +41,7 @@ pub struct OrderKey {
     pub id: String,
 }
 
+/// Values a test listener received.
 #[derive(Debug, Clone)]
 pub struct Got<T>(pub Arc<Mutex<Vec<T>>>);
 
@@ -69,8 +67,11 @@ impl<T: Clone> Got<T> {
     }
 }
 
+use super::TestBroker;
+
+/// An app with `config` and only `listeners`, not started.
 pub async fn app(
-    broker: &Arc<EmbeddedBroker>,
+    broker: &TestBroker,
     config: KafkaConfig,
     listeners: Vec<ListenerSpec>,
 ) -> KafkaApp {
