@@ -386,3 +386,43 @@ async fn classic_cooperative_a_consumer_joining_then_one_leaving_mid_stream_lose
 async fn kip848_a_consumer_joining_then_one_leaving_mid_stream_lose_nothing() {
     join_then_leave_mid_stream(Protocol::Consumer, "rb-kip848").await;
 }
+
+/// The referee's parser reads `kafka-consumer-groups --describe` as Kafka
+/// 4.4 prints it (a lagging partition, an uncommitted one, and the note on
+/// an empty group), so `assert_zero_lag` can fail on a real lag.
+#[test]
+fn kafka_consumer_groups_describe_output_is_parsed() {
+    let out = "\nGROUP  TOPIC  PARTITION  CURRENT-OFFSET  LOG-END-OFFSET  LAG  CONSUMER-ID  HOST  CLIENT-ID\n\
+               g.1    t.1    0          2399            2399            0    -            -     -\n\
+               g.1    t.1    1          10              15              5    -            -     -\n\
+               g.1    t.1    2          -               0               -    -            -     -\n\
+               Consumer group 'g.1' has no active members.\n";
+    let rows = parse_group_description(out, "g.1");
+    assert_eq!(
+        rows,
+        vec![
+            GroupRow {
+                topic: "t.1".into(),
+                partition: 0,
+                current_offset: Some(2399),
+                log_end_offset: Some(2399),
+                lag: Some(0)
+            },
+            GroupRow {
+                topic: "t.1".into(),
+                partition: 1,
+                current_offset: Some(10),
+                log_end_offset: Some(15),
+                lag: Some(5)
+            },
+            GroupRow {
+                topic: "t.1".into(),
+                partition: 2,
+                current_offset: None,
+                log_end_offset: Some(0),
+                lag: None
+            },
+        ]
+    );
+    assert!(parse_group_description(out, "other").is_empty());
+}
