@@ -1,10 +1,21 @@
 //! Throughput of a `#[kafka_listener]` against raw rdkafka doing the same
-//! work (JSON decode, manual commit every 500 records) on the same embedded
-//! broker in the same run.
+//! work (JSON decode, manual commit every 500 records) on the same broker
+//! in the same run: the embedded broker, and also a real Apache Kafka
+//! broker when one is given.
 //!
 //! ```text
 //! cargo bench -p kafka-listener --bench throughput
+//! cargo bench -p kafka-listener --bench throughput -- --bootstrap 127.0.0.1:9092
+//! KAFKA_BENCH_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo bench -p kafka-listener --bench throughput
 //! ```
+//!
+//! With a real broker (`--bootstrap HOST:PORT` or
+//! `KAFKA_BENCH_BOOTSTRAP_SERVERS`) each size runs on the embedded broker
+//! first, then on the real one (`BENCH_BROKERS=real` for the real one only);
+//! every result line says `broker=embedded` or `broker=real`. On the real
+//! broker the topic `bench` is deleted and created again (32 partitions,
+//! the broker's default replication) before each size, and each round's
+//! consumer groups get a suffix unique to the run.
 //!
 //! For each record count (100,000 and 500,000 records of about 200 bytes,
 //! spread over 32 partitions so the embedded broker's 5 MiB per partition
@@ -17,7 +28,8 @@
 //! properties: librdkafka's prefetch capped at 4 MiB, so peak memory shows
 //! what each keeps beyond it and stays flat from the smaller run to the
 //! larger one, and `fetch.queue.backoff.ms=10` (the framework's default).
-//! The last line is `throughput_ratio=<framework/raw>` for the largest run.
+//! The last line is `throughput_ratio=<framework/raw>` for the largest run
+//! (on the real broker when one was given).
 //!
 //! Knobs: `BENCH_RECORDS=200000` runs one size only; `BENCH_ROUNDS=4` runs
 //! up to 4 rounds per side; `BENCH_PROPS=key=value,...` adds consumer
@@ -33,6 +45,8 @@ use std::time::{Duration, Instant};
 
 use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -154,11 +168,11 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn run_raw(bootstrap: &str, records: u64, round: u32) -> f64 {
+fn run_raw(bootstrap: &str, records: u64, round: u32, run: &str) -> f64 {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-raw-{round}"))
+        .set("group.id", format!("bench-raw-{round}{run}"))
         .set("queued.max.messages.kbytes", PREFETCH_KIB)
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .set("enable.auto.commit", "false")
@@ -194,7 +208,7 @@ fn run_raw(bootstrap: &str, records: u64, round: u32) -> f64 {
     progress.seconds()
 }
 
-async fn run_framework(bootstrap: &str, records: u64, round: u32) -> f64 {
+async fn run_framework(bootstrap: &str, records: u64, round: u32, run: &str) -> f64 {
     let progress = Arc::new(Progress::default());
     trace("framework", Arc::clone(&progress.count));
     cpu_between("framework", Arc::clone(&progress.count), records);
@@ -205,9 +219,12 @@ async fn run_framework(bootstrap: &str, records: u64, round: u32) -> f64 {
     for (k, v) in extra_props() {
         config = config.consumer_property(k, v);
     }
+    let id = format!("on_event_{round}");
+    let group = format!("bench-framework-{round}{run}");
     let app = KafkaApp::builder()
         .config(config)
-        .only_listeners([format!("on_event_{round}")])
+        .only_listeners([id.clone()])
+        .customize_listener(id, move |l| l.group_id(group))
         .build()
         .await
         .expect("app")
@@ -292,12 +309,12 @@ fn cpu_between(side: &'static str, count: Arc<AtomicU64>, records: u64) {
     });
 }
 
-fn child(side: &str, bootstrap: &str, records: u64, round: u32) {
+fn child(side: &str, bootstrap: &str, records: u64, round: u32, run: &str) {
     let seconds = match side {
-        "raw" => run_raw(bootstrap, records, round),
+        "raw" => run_raw(bootstrap, records, round, run),
         "framework" => tokio::runtime::Runtime::new()
             .expect("runtime")
-            .block_on(run_framework(bootstrap, records, round)),
+            .block_on(run_framework(bootstrap, records, round, run)),
         "produce" => {
             // For profiling one side by hand against a `dev-broker`.
             produce(bootstrap, records);
@@ -339,7 +356,7 @@ fn produce(bootstrap: &str, records: u64) {
 }
 
 /// Runs one side in a child process; returns (rate, peak RSS KiB).
-fn side(side: &str, bootstrap: &str, records: u64, round: u32) -> (f64, u64) {
+fn side(side: &str, bootstrap: &str, records: u64, round: u32, run: &str) -> (f64, u64) {
     let exe = std::env::current_exe().expect("exe");
     let mut child = Command::new(exe)
         .args([
@@ -351,6 +368,8 @@ fn side(side: &str, bootstrap: &str, records: u64, round: u32) -> (f64, u64) {
             &records.to_string(),
             "--round",
             &round.to_string(),
+            "--run",
+            run,
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -374,19 +393,112 @@ fn side(side: &str, bootstrap: &str, records: u64, round: u32) -> (f64, u64) {
     result.expect("child printed a result")
 }
 
+/// Deletes `bench` on the real broker if it exists, and creates it again
+/// with [`PARTITIONS`] partitions; waits until every partition has a leader.
+fn fresh_real_topic(bootstrap: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let _ = futures::executor::block_on(admin.delete_topics(&[TOPIC], &options));
+    let metadata: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "could not create topic {TOPIC}");
+        let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(-1));
+        let created = futures::executor::block_on(admin.create_topics([&topic], &options))
+            .expect("create topic");
+        if let Some(Ok(_)) = created.first() {
+            break;
+        }
+        // Still being deleted.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    loop {
+        assert!(Instant::now() < deadline, "no leaders for topic {TOPIC}");
+        let md = metadata
+            .fetch_metadata(Some(TOPIC), Duration::from_secs(5))
+            .expect("metadata");
+        let ready = md.topics().iter().any(|t| {
+            t.name() == TOPIC
+                && t.partitions().len() == PARTITIONS as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ready {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One size on one broker: produce, then the rounds; returns the ratio.
+fn run_size(broker: &str, bootstrap: &str, records: u64, rounds: u32, run: &str) -> f64 {
+    let started = Instant::now();
+    produce(bootstrap, records);
+    println!(
+        "broker={broker} produced {records} records of ~{} bytes into {PARTITIONS} partitions in {:.1} s",
+        event(records / 2).len(),
+        started.elapsed().as_secs_f64()
+    );
+    // Rounds alternating sides; each side's best round counts (the machine
+    // is shared, and the slower round is the noisier one).
+    let (mut raw, mut raw_rss, mut fw, mut fw_rss) = (0.0f64, 0u64, 0.0f64, 0u64);
+    for round in 1..=rounds {
+        let (r, r_rss) = side("raw", bootstrap, records, round, run);
+        let (f, f_rss) = side("framework", bootstrap, records, round, run);
+        println!(
+            "broker={broker} records={records} round={round} raw_rate={r:.0} framework_rate={f:.0}"
+        );
+        raw = raw.max(r);
+        fw = fw.max(f);
+        raw_rss = raw_rss.max(r_rss);
+        fw_rss = fw_rss.max(f_rss);
+    }
+    let ratio = fw / raw;
+    println!(
+        "broker={broker} records={records} raw_rate={raw:.0} records/s raw_peak_rss={} MiB",
+        raw_rss / 1024
+    );
+    println!(
+        "broker={broker} records={records} framework_rate={fw:.0} records/s framework_peak_rss={} MiB",
+        fw_rss / 1024
+    );
+    println!("broker={broker} records={records} ratio={ratio:.3}");
+    ratio
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--side") {
-        let get = |name: &str| args[args.iter().position(|a| a == name).expect(name) + 1].clone();
-        let round = get("--round").parse().expect("round");
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(side) = arg("--side") {
+        let get = |name: &str| arg(name).expect(name);
         child(
-            &args[i + 1],
+            &side,
             &get("--bootstrap"),
             get("--records").parse().expect("records"),
-            round,
+            get("--round").parse().expect("round"),
+            &arg("--run").unwrap_or_default(),
         );
         return;
     }
+    let real = arg("--bootstrap").or_else(|| {
+        std::env::var("KAFKA_BENCH_BOOTSTRAP_SERVERS")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let real_only = std::env::var("BENCH_BROKERS").is_ok_and(|b| b == "real");
+    assert!(
+        real.is_some() || !real_only,
+        "BENCH_BROKERS=real needs --bootstrap HOST:PORT or KAFKA_BENCH_BOOTSTRAP_SERVERS"
+    );
     let sizes: Vec<u64> = match std::env::var("BENCH_RECORDS") {
         Ok(n) => vec![n.parse().expect("BENCH_RECORDS is a number")],
         Err(_) => vec![100_000, 500_000],
@@ -395,39 +507,26 @@ fn main() {
         .ok()
         .map_or(2, |n| n.parse().expect("BENCH_ROUNDS is a number"))
         .clamp(1, 4); // one listener (consumer group) per round
+                      // Consumer groups of this run on a long-lived real broker.
+    let run = format!(
+        "-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+    );
     let mut ratio = 0.0;
     for records in sizes {
-        let broker = EmbeddedBroker::start().expect("broker");
-        broker.create_topic(TOPIC, PARTITIONS).expect("topic");
-        let started = Instant::now();
-        produce(broker.bootstrap_servers(), records);
-        println!(
-            "produced {records} records of ~{} bytes into {PARTITIONS} partitions in {:.1} s",
-            event(records / 2).len(),
-            started.elapsed().as_secs_f64()
-        );
-        // Two rounds, alternating sides; each side's best round counts (the
-        // machine is shared, and the slower round is the noisier one).
-        let (mut raw, mut raw_rss, mut fw, mut fw_rss) = (0.0f64, 0u64, 0.0f64, 0u64);
-        for round in 1..=rounds {
-            let (r, r_rss) = side("raw", broker.bootstrap_servers(), records, round);
-            let (f, f_rss) = side("framework", broker.bootstrap_servers(), records, round);
-            println!("records={records} round={round} raw_rate={r:.0} framework_rate={f:.0}");
-            raw = raw.max(r);
-            fw = fw.max(f);
-            raw_rss = raw_rss.max(r_rss);
-            fw_rss = fw_rss.max(f_rss);
+        if !real_only {
+            let broker = EmbeddedBroker::start().expect("broker");
+            broker.create_topic(TOPIC, PARTITIONS).expect("topic");
+            ratio = run_size("embedded", broker.bootstrap_servers(), records, rounds, "");
         }
-        ratio = fw / raw;
-        println!(
-            "records={records} raw_rate={raw:.0} records/s raw_peak_rss={} MiB",
-            raw_rss / 1024
-        );
-        println!(
-            "records={records} framework_rate={fw:.0} records/s framework_peak_rss={} MiB",
-            fw_rss / 1024
-        );
-        println!("records={records} ratio={ratio:.3}");
+        if let Some(bootstrap) = &real {
+            fresh_real_topic(bootstrap);
+            let run = format!("{run}-{records}");
+            ratio = run_size("real", bootstrap, records, rounds, &run);
+        }
     }
     println!("throughput_ratio={ratio:.3}");
 }

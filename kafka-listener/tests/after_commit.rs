@@ -1,5 +1,5 @@
 //! `#[after_commit]` and the transactional outbox against the embedded
-//! broker, on SQLite (always) and on PostgreSQL (when `TEST_DATABASE_URL`
+//! broker or a real one (see `support`), on SQLite (always) and on PostgreSQL (when `TEST_DATABASE_URL`
 //! is set, e.g. `postgres://postgres@127.0.0.1:5432/test`; otherwise the
 //! PostgreSQL tests print that they are skipped and pass).
 //!
@@ -8,7 +8,7 @@
 
 #![cfg(feature = "after-commit")]
 
-mod after_commit_support;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use kafka_listener::after_commit::{
 use kafka_listener::{after_commit, ListenerError, OutboxEvent, State};
 use serde::{Deserialize, Serialize};
 
-use after_commit_support::{self as support, read_records, wait_until, Ctx, Db};
+use support::after_commit::{self as ac, read_records, sent_event_ids, wait_until, Ctx, Db};
 
 // ---- events and handlers (registered for the whole test binary) ----
 
@@ -321,13 +321,15 @@ async fn unsent_outbox_rows_are_published_on_the_next_start(db: Db) {
     let rows = events.outbox_rows().await.unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.sent_at.is_none()));
-    let relay = events.start_relay(support::template(&broker, None), fast_relay());
+    let relay = events.start_relay(ac::template(&broker, None), fast_relay());
     wait_until("the outbox is drained", || async {
         events.unsent_count().await.unwrap() == 0
     })
     .await;
     relay.shutdown().await;
-    let records = read_records(&broker, TOPIC, 3, 3).await;
+    let ids = sent_event_ids(&events).await;
+    assert_eq!(ids.len(), 3);
+    let records = read_records(&broker, TOPIC, 3, &ids).await;
     assert_eq!(records.len(), 3, "{records:?}");
     for row in &rows {
         let record = records
@@ -349,7 +351,7 @@ async fn unsent_outbox_rows_are_published_on_the_next_start(db: Db) {
     assert!(sent.iter().all(|r| r.sent_at.is_some()), "{sent:?}");
     // A relay with no retention purges the sent rows (and sends nothing).
     let relay = events.start_relay(
-        support::template(&broker, None),
+        ac::template(&broker, None),
         RelayConfig {
             retention: Some(Duration::ZERO),
             ..fast_relay()
@@ -361,12 +363,13 @@ async fn unsent_outbox_rows_are_published_on_the_next_start(db: Db) {
     .await;
     assert_eq!(relay.stats().published(), 0);
     relay.shutdown().await;
-    assert_eq!(read_records(&broker, TOPIC, 3, 3).await.len(), 3);
+    assert_eq!(read_records(&broker, TOPIC, 3, &ids).await.len(), 3);
     db.cleanup().await;
 }
 
 async fn per_key_order_holds_across_a_relay_restart(db: Db) {
-    let broker = support::broker(TOPIC, 3);
+    // The mock's round-trip time keeps the first relay busy when it stops.
+    let broker = support::embedded_broker(TOPIC, 3);
     let (events, _ctx) = db.events().await;
     let keys = ["k0", "k1", "k2", "k3"];
     let publish = |range: std::ops::Range<u64>| {
@@ -397,7 +400,7 @@ async fn per_key_order_holds_across_a_relay_restart(db: Db) {
         .with_mock(|m| m.broker_round_trip_time(1, Duration::from_millis(30)))
         .unwrap()
         .unwrap();
-    let relay = events.start_relay(support::template(&broker, None), config.clone());
+    let relay = events.start_relay(ac::template(&broker, None), config.clone());
     wait_until("the relay sent some", || async {
         relay.stats().published() >= 16
     })
@@ -416,21 +419,22 @@ async fn per_key_order_holds_across_a_relay_restart(db: Db) {
         max_in_flight_per_key: 8,
         ..config
     };
-    let relay = events.start_relay(support::template(&broker, None), config);
+    let relay = events.start_relay(ac::template(&broker, None), config);
     wait_until("the outbox is drained", || async {
         events.unsent_count().await.unwrap() == 0
     })
     .await;
     relay.shutdown().await;
-    let records = read_records(&broker, TOPIC, 3, 120).await;
+    let records = read_records(&broker, TOPIC, 3, &sent_event_ids(&events).await).await;
     assert_order(&records, 120, 4);
     db.cleanup().await;
 }
 
 async fn failed_sends_back_off_and_keep_order(db: Db) {
-    let broker = support::broker(TOPIC, 3);
+    // The mock takes its broker down and up again.
+    let broker = support::embedded_broker(TOPIC, 3);
     let (events, _ctx) = db.events().await;
-    let relay = events.start_relay(support::template(&broker, Some(1500)), fast_relay());
+    let relay = events.start_relay(ac::template(&broker, Some(1500)), fast_relay());
     broker.with_mock(|m| m.broker_down(1)).unwrap().unwrap();
     publish_each(&events, 0..30, 3).await;
     wait_for_a_failed_send(&events).await;
@@ -443,7 +447,7 @@ async fn failed_sends_back_off_and_keep_order(db: Db) {
     })
     .await;
     relay.shutdown().await;
-    let records = read_records(&broker, TOPIC, 3, 30).await;
+    let records = read_records(&broker, TOPIC, 3, &sent_event_ids(&events).await).await;
     assert_order(&records, 30, 3);
     db.cleanup().await;
 }
@@ -495,7 +499,7 @@ async fn a_failing_key_does_not_block_the_others(db: Db) {
     // The later row of the blocked key was never tried: its order holds.
     assert_eq!(unsent[1].key, poison);
     assert_eq!(unsent[1].attempts, 0);
-    let records = read_records(&broker, TOPIC, 3, 30).await;
+    let records = read_records(&broker, TOPIC, 3, &sent_event_ids(&events).await).await;
     assert_order(&records, 30, 3);
     db.cleanup().await;
 }
@@ -534,7 +538,7 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
     assert_eq!(first, published[0]);
 
     // No codec: nothing sent, the reason kept.
-    let relay = events.start_relay(support::template(&broker, None), fast_relay());
+    let relay = events.start_relay(ac::template(&broker, None), fast_relay());
     wait_for_a_failed_send(&events).await;
     relay.shutdown().await;
     let rows = events.outbox_rows().await.unwrap();
@@ -550,7 +554,7 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
     );
 
     let relay = events.start_relay(
-        support::template(&broker, None).with_avro(codec.clone()),
+        ac::template(&broker, None).with_avro(codec.clone()),
         fast_relay(),
     );
     wait_until("the outbox is drained", || async {
@@ -558,7 +562,7 @@ async fn avro_events_are_sent_in_the_confluent_wire_format(db: Db) {
     })
     .await;
     relay.shutdown().await;
-    let records = read_records(&broker, topic, 2, 6).await;
+    let records = read_records(&broker, topic, 2, &sent_event_ids(&events).await).await;
     assert_eq!(records.len(), 6, "{records:?}");
     let mut per_key: HashMap<String, Vec<i64>> = HashMap::new();
     for record in &records {
@@ -629,7 +633,7 @@ fn fast_relay() -> RelayConfig {
 
 /// Every seq in `0..count` arrived; after dropping duplicates by event id,
 /// each key's seqs are increasing (key = `k{seq % keys}`); headers are set.
-fn assert_order(records: &[support::Record], count: u64, keys: u64) {
+fn assert_order(records: &[ac::Record], count: u64, keys: u64) {
     let mut seen = HashSet::new();
     let mut per_key: HashMap<String, Vec<u64>> = HashMap::new();
     let mut per_partition_of_key: HashMap<String, HashSet<i32>> = HashMap::new();
@@ -731,7 +735,7 @@ async fn postgres_one_relay_at_a_time() {
     };
     let broker = support::broker(TOPIC, 3);
     let (events, _ctx) = db.events().await;
-    let first = events.start_relay(support::template(&broker, None), fast_relay());
+    let first = events.start_relay(ac::template(&broker, None), fast_relay());
     // The first relay holds the lock before the second one starts.
     let mut tx = events.begin().await.unwrap();
     tx.publish(Issued {
@@ -745,7 +749,7 @@ async fn postgres_one_relay_at_a_time() {
         first.stats().published() == 1
     })
     .await;
-    let second = events.start_relay(support::template(&broker, None), fast_relay());
+    let second = events.start_relay(ac::template(&broker, None), fast_relay());
     publish_each(&events, 1..20, 2).await;
     wait_until("the outbox is drained", || async {
         events.unsent_count().await.unwrap() == 0
@@ -761,7 +765,7 @@ async fn postgres_one_relay_at_a_time() {
     .await;
     assert_eq!(second.stats().published(), 10);
     second.shutdown().await;
-    let records = read_records(&broker, TOPIC, 3, 30).await;
+    let records = read_records(&broker, TOPIC, 3, &sent_event_ids(&events).await).await;
     assert_order(&records, 30, 2);
     db.cleanup().await;
 }
@@ -786,7 +790,7 @@ async fn missing_state_is_reported_at_build() {
         "{text}"
     );
     assert!(
-        text.contains("`State<after_commit::after_commit_support::Ctx>` is used but no"),
+        text.contains("`State<after_commit::support::after_commit::Ctx>` is used but no"),
         "{text}"
     );
 }

@@ -6,14 +6,11 @@
 
 #![cfg(feature = "avro")]
 
-mod avro_common;
-mod common;
+mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use avro_common::*;
-use common::*;
 use futures::future::BoxFuture;
 use kafka_listener::avro::{wire, AvroCodec, SchemaRegistryError};
 use kafka_listener::error::BoxError;
@@ -21,6 +18,8 @@ use kafka_listener::prelude::*;
 use kafka_listener::ErrorKind;
 use kafka_listener::ListenerInfo;
 use kafka_listener::Recoverer;
+use support::avro::*;
+use support::*;
 
 async fn key_value_listener(
     key: AvroKey<OrderKey>,
@@ -33,14 +32,15 @@ async fn key_value_listener(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_keys_and_values_round_trip_through_the_embedded_registry() {
     init_tracing();
-    const TOPIC: &str = "avro.roundtrip";
-    let broker = broker(TOPIC, 3);
+    let topic = &unique("avro.roundtrip");
+    let broker = broker(topic, 3);
     let got = Got::<(OrderKey, OrderV1)>::default();
     let app = app(
         &broker,
         config(&broker),
         vec![ListenerSpec::new("rt")
-            .topics([TOPIC])
+            .group_id(unique("rt"))
+            .topics([topic])
             .handler(key_value_listener)],
     )
     .await
@@ -66,7 +66,7 @@ async fn avro_keys_and_values_round_trip_through_the_embedded_registry() {
             amount_cents: 100 * i,
         };
         template
-            .send_avro_key_value(TOPIC, &key, &order)
+            .send_avro_key_value(topic, &key, &order)
             .await
             .unwrap();
         sent.push((key, order));
@@ -81,15 +81,15 @@ async fn avro_keys_and_values_round_trip_through_the_embedded_registry() {
     let codec = AvroCodec::from_config(&KafkaConfig::new(), registry.url()).unwrap();
     let mut subjects = codec.client().subjects().await.unwrap();
     subjects.sort();
-    assert_eq!(subjects, [format!("{TOPIC}-key"), format!("{TOPIC}-value")]);
+    assert_eq!(subjects, [format!("{topic}-key"), format!("{topic}-value")]);
     let value_id = codec
         .client()
-        .latest(&format!("{TOPIC}-value"))
+        .latest(&format!("{topic}-value"))
         .await
         .unwrap()
         .id;
     let bytes = codec
-        .encode(TOPIC, kafka_listener::avro::RecordPart::Value, &sent[0].1)
+        .encode(topic, kafka_listener::avro::RecordPart::Value, &sent[0].1)
         .await
         .unwrap();
     assert_eq!(wire::decode(&bytes).unwrap().0, value_id);
@@ -109,18 +109,20 @@ async fn v2_listener(order: Avro<OrderV2>, got: State<Got<OrderV2>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_type() {
     init_tracing();
-    const TOPIC: &str = "avro.evolution";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("avro.evolution");
+    let broker = broker(topic, 1);
     let (old, new) = (Got::<OrderV1>::default(), Got::<OrderV2>::default());
     let app = app(
         &broker,
         config(&broker),
         vec![
             ListenerSpec::new("old-reader")
-                .topics([TOPIC])
+                .group_id(unique("old-reader"))
+                .topics([topic])
                 .handler(v1_listener),
             ListenerSpec::new("new-reader")
-                .topics([TOPIC])
+                .group_id(unique("new-reader"))
+                .topics([topic])
                 .handler(v2_listener),
         ],
     )
@@ -132,7 +134,7 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
     // default: accepted by the registry's BACKWARD check).
     template
         .send_avro(
-            TOPIC,
+            topic,
             "a",
             &OrderV1 {
                 id: "a".into(),
@@ -143,7 +145,7 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
         .unwrap();
     template
         .send_avro(
-            TOPIC,
+            topic,
             "b",
             &OrderV2 {
                 id: "b".into(),
@@ -192,7 +194,7 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
     let err = running
         .template()
         .send_avro(
-            TOPIC,
+            topic,
             "c",
             &OrderV3 {
                 id: "c".into(),
@@ -205,7 +207,7 @@ async fn records_of_an_older_and_a_newer_writer_schema_resolve_to_the_reader_typ
     running.shutdown().await;
     match err.registry_error() {
         Some(SchemaRegistryError::Incompatible { subject, message }) => {
-            assert_eq!(subject, &format!("{TOPIC}-value"));
+            assert_eq!(subject, &format!("{topic}-value"));
             assert!(message.contains("incompatible"), "{message}");
             assert!(message.contains("warehouse"), "names the field: {message}");
         }
@@ -252,9 +254,10 @@ async fn dlt_listener(value: Vec<u8>, got: State<Got<Vec<u8>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_unknown_ids_and_bad_bodies_are_poison_pills_dead_lettered_as_they_were() {
     init_tracing();
-    const TOPIC: &str = "avro.poison";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic("avro.poison-dlt", 1).unwrap();
+    let topic = &unique("avro.poison");
+    let broker = broker(topic, 1);
+    let dlt = &format!("{topic}-dlt");
+    broker.create_topic(dlt, 1).unwrap();
     let good = Got::<OrderV1>::default();
     let dead = Got::<Vec<u8>>::default();
     let failures = Got::<(ErrorKind, u32, String)>::default();
@@ -268,7 +271,8 @@ async fn bad_frames_unknown_ids_and_bad_bodies_are_poison_pills_dead_lettered_as
         config(&broker),
         vec![
             ListenerSpec::new("poison")
-                .topics([TOPIC])
+                .group_id(unique("poison"))
+                .topics([topic])
                 .retry(RetryPolicy::fixed(3, Duration::from_millis(50)))
                 .recoverer(DltRecoverer {
                     template: dlt_template,
@@ -276,7 +280,8 @@ async fn bad_frames_unknown_ids_and_bad_bodies_are_poison_pills_dead_lettered_as
                 })
                 .handler(v1_listener),
             ListenerSpec::new("dlt")
-                .topics(["avro.poison-dlt"])
+                .group_id(unique("dlt"))
+                .topics([dlt])
                 .handler(dlt_listener),
         ],
     )
@@ -291,7 +296,7 @@ async fn bad_frames_unknown_ids_and_bad_bodies_are_poison_pills_dead_lettered_as
     };
     let codec = app.avro_codec().unwrap();
     let framed = codec
-        .encode(TOPIC, kafka_listener::avro::RecordPart::Value, &ok)
+        .encode(topic, kafka_listener::avro::RecordPart::Value, &ok)
         .await
         .unwrap();
     let (id, _) = wire::decode(&framed).unwrap();
@@ -302,12 +307,12 @@ async fn bad_frames_unknown_ids_and_bad_bodies_are_poison_pills_dead_lettered_as
     let poison = [json.clone(), unknown_id.clone(), bad_body.clone()];
     for (i, bytes) in poison.iter().enumerate() {
         template
-            .send(ProducerRecord::keyed(TOPIC, format!("p{i}")).value(bytes.clone()))
+            .send(ProducerRecord::keyed(topic, format!("p{i}")).value(bytes.clone()))
             .await
             .unwrap();
     }
     template
-        .send(ProducerRecord::keyed(TOPIC, "ok").value(framed.clone()))
+        .send(ProducerRecord::keyed(topic, "ok").value(framed.clone()))
         .await
         .unwrap();
     let running = app.start().await.unwrap();
@@ -351,8 +356,8 @@ async fn counting_listener(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_that_cannot_be_reached_is_retried_until_it_answers() {
     init_tracing();
-    const TOPIC: &str = "avro.outage";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("avro.outage");
+    let broker = broker(topic, 1);
     let got = Got::<(OrderV1, u32)>::default();
     let failures = Got::<(ErrorKind, u32, String)>::default();
     let dlt_template = KafkaTemplate::new(
@@ -363,7 +368,8 @@ async fn a_registry_that_cannot_be_reached_is_retried_until_it_answers() {
         &broker,
         config(&broker),
         vec![ListenerSpec::new("outage")
-            .topics([TOPIC])
+            .group_id(unique("outage"))
+            .topics([topic])
             .retry(RetryPolicy::fixed(1000, Duration::from_millis(100)))
             .recoverer(DltRecoverer {
                 template: dlt_template,
@@ -378,7 +384,7 @@ async fn a_registry_that_cannot_be_reached_is_retried_until_it_answers() {
         id: "x".into(),
         amount_cents: 5,
     };
-    app.template().send_avro(TOPIC, "x", &order).await.unwrap();
+    app.template().send_avro(topic, "x", &order).await.unwrap();
     registry.stop().await;
     let codec = app.avro_codec().unwrap();
     let before = codec.client().requests_sent();
@@ -416,14 +422,15 @@ async fn batch_listener(orders: Vec<Avro<OrderV1>>, got: State<Got<OrderV1>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_listeners_read_avro_records_written_with_several_schemas() {
     init_tracing();
-    const TOPIC: &str = "avro.batch";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("avro.batch");
+    let broker = broker(topic, 1);
     let got = Got::<OrderV1>::default();
     let app = app(
         &broker,
         config(&broker),
         vec![ListenerSpec::new("batch")
-            .topics([TOPIC])
+            .group_id(unique("batch"))
+            .topics([topic])
             .batch_handler(batch_listener)],
     )
     .await
@@ -433,7 +440,7 @@ async fn batch_listeners_read_avro_records_written_with_several_schemas() {
         if i % 2 == 0 {
             template
                 .send_avro(
-                    TOPIC,
+                    topic,
                     "k",
                     &OrderV1 {
                         id: format!("{i}"),
@@ -448,7 +455,7 @@ async fn batch_listeners_read_avro_records_written_with_several_schemas() {
                 amount_cents: i,
                 currency: "EUR".into(),
             };
-            template.send_avro(TOPIC, "k", &v2).await.unwrap();
+            template.send_avro(topic, "k", &v2).await.unwrap();
         }
     }
     let running = app.start().await.unwrap();
@@ -469,11 +476,15 @@ async fn macro_listener(AvroKey(key): AvroKey<OrderKey>, Avro(order): Avro<Order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_listener_functions_take_avro_arguments() {
     init_tracing();
-    const TOPIC: &str = "avro.macro";
-    let broker = broker(TOPIC, 1);
+    // The topic is fixed by the attribute: on a real broker it is deleted
+    // and created again, and the group renamed.
+    let topic = "avro.macro";
+    let broker = TestBroker::start();
+    broker.create_fresh_topic(topic, 1).unwrap();
     let app = KafkaApp::builder()
         .config(config(&broker))
         .only_listeners(["avro-macro"])
+        .customize_listener("avro-macro", |l| l.group_id(unique("avro-macro")))
         .build()
         .await
         .unwrap();
@@ -483,7 +494,7 @@ async fn kafka_listener_functions_take_avro_arguments() {
         amount_cents: 9,
     };
     app.template()
-        .send_avro_key_value(TOPIC, &key, &order)
+        .send_avro_key_value(topic, &key, &order)
         .await
         .unwrap();
     let running = app.start().await.unwrap();
@@ -508,9 +519,9 @@ async fn dlt_record_listener(record: ConsumerRecord, got: State<Got<ConsumerReco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_bytes_and_reason() {
     init_tracing();
-    const TOPIC: &str = "avro.framework-dlt";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
+    let topic = &unique("avro.framework-dlt");
+    let broker = broker(topic, 1);
+    broker.create_topic(&format!("{topic}-dlt"), 1).unwrap();
     let good = Got::<OrderV1>::default();
     let dead = Got::<ConsumerRecord>::default();
     let app = app(
@@ -518,11 +529,13 @@ async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_byt
         config(&broker),
         vec![
             ListenerSpec::new("fw-poison")
-                .topics([TOPIC])
+                .group_id(unique("fw-poison"))
+                .topics([topic])
                 .dead_letter(kafka_listener::DeadLetter::suffixed())
                 .handler(v1_listener),
             ListenerSpec::new("fw-dlt")
-                .topics([format!("{TOPIC}-dlt")])
+                .group_id(unique("fw-dlt"))
+                .topics([format!("{topic}-dlt")])
                 .handler(dlt_record_listener),
         ],
     )
@@ -536,7 +549,7 @@ async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_byt
     };
     let codec = app.avro_codec().unwrap();
     let framed = codec
-        .encode(TOPIC, kafka_listener::avro::RecordPart::Value, &ok)
+        .encode(topic, kafka_listener::avro::RecordPart::Value, &ok)
         .await
         .unwrap();
     let poison = [
@@ -545,12 +558,12 @@ async fn avro_poison_pills_reach_the_frameworks_dead_letter_topic_with_their_byt
     ];
     for bytes in &poison {
         template
-            .send(ProducerRecord::keyed(TOPIC, "p").value(bytes.clone()))
+            .send(ProducerRecord::keyed(topic, "p").value(bytes.clone()))
             .await
             .unwrap();
     }
     template
-        .send(ProducerRecord::keyed(TOPIC, "ok").value(framed))
+        .send(ProducerRecord::keyed(topic, "ok").value(framed))
         .await
         .unwrap();
     let running = app.start().await.unwrap();

@@ -11,7 +11,7 @@
 
 #![cfg(feature = "avro")]
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apache_avro::AvroSchema;
-use common::*;
 use kafka_listener::prelude::*;
 use serde::{Deserialize, Serialize};
+use support::*;
 
 /// The Python side's `ORDER_SCHEMA`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, AvroSchema)]
@@ -110,20 +110,20 @@ async fn confluent_python_client_and_kafka_template_read_each_others_avro() {
     if !python_ready() {
         return;
     }
-    const FROM_PY: &str = "interop.from-python";
-    const FROM_RUST: &str = "interop.from-rust";
+    let from_py = &unique("interop.from-python");
+    let from_rust = &unique("interop.from-rust");
     const N: usize = 10;
-    let broker = broker(FROM_PY, 1);
-    broker.create_topic(FROM_RUST, 1).unwrap();
+    let broker = broker(from_py, 1);
+    broker.create_topic(from_rust, 1).unwrap();
     let got: Received = Arc::default();
     // No schema_registry_url: the app serves the embedded registry.
-    let app = KafkaApp::builder()
-        .config(config(&broker))
-        .embedded_broker(Arc::clone(&broker))
+    let app = support::avro::with_test_infra(KafkaApp::builder().config(config(&broker)), &broker)
+        .await
         .without_discovered_listeners()
         .listener(
             ListenerSpec::new("from-python")
-                .topics([FROM_PY])
+                .group_id(unique("from-python"))
+                .topics([from_py])
                 .handler(from_python),
         )
         .build()
@@ -137,7 +137,7 @@ async fn confluent_python_client_and_kafka_template_read_each_others_avro() {
 
     // Python writes, the listener reads.
     let sent =
-        lines(&run_script(&["produce", &bootstrap, &registry, FROM_PY, &N.to_string()]).await);
+        lines(&run_script(&["produce", &bootstrap, &registry, from_py, &N.to_string()]).await);
     assert_eq!(sent.len(), N);
     let start = std::time::Instant::now();
     while got.lock().unwrap().len() < N && start.elapsed() < Duration::from_secs(30) {
@@ -160,13 +160,13 @@ async fn confluent_python_client_and_kafka_template_read_each_others_avro() {
             tags: (0..i % 3).map(|t| format!("r{t}")).collect(),
         };
         template
-            .send_avro_key_value(FROM_RUST, &key, &order)
+            .send_avro_key_value(from_rust, &key, &order)
             .await
             .unwrap();
         written.push((key, order));
     }
     let read =
-        lines(&run_script(&["consume", &bootstrap, &registry, FROM_RUST, &N.to_string()]).await);
+        lines(&run_script(&["consume", &bootstrap, &registry, from_rust, &N.to_string()]).await);
     running.shutdown().await;
     assert_eq!(
         read, written,

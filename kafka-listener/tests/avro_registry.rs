@@ -4,19 +4,18 @@
 
 #![cfg(feature = "avro")]
 
-mod avro_common;
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::AvroSchema;
-use avro_common::*;
-use common::*;
 use kafka_listener::avro::{wire, AvroCodec, SchemaRegistryError};
 use kafka_listener::embedded::EmbeddedSchemaRegistry;
 use kafka_listener::prelude::*;
 use kafka_listener::Error;
+use support::avro::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_look_ups_of_one_schema_id_make_one_request() {
@@ -56,8 +55,8 @@ async fn concurrent_look_ups_of_one_schema_id_make_one_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_librdkafka() {
     init_tracing();
-    const TOPIC: &str = "avro.auth";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("avro.auth");
+    let broker = broker(topic, 1);
     let registry = EmbeddedSchemaRegistry::start().await.unwrap();
     registry.require_basic_auth(Some("svc:secret"));
     let anonymous = AvroCodec::from_config(&KafkaConfig::new(), registry.url()).unwrap();
@@ -86,7 +85,7 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
     assert!(!format!("{codec:?}").contains("secret"));
     app.template()
         .send_avro(
-            TOPIC,
+            topic,
             "k",
             &OrderV1 {
                 id: "k".into(),
@@ -96,7 +95,7 @@ async fn basic_auth_from_properties_reaches_the_registry_and_is_not_given_to_lib
         .await
         .unwrap();
     let subjects = codec.client().subjects().await.unwrap();
-    assert_eq!(subjects, [format!("{TOPIC}-value")]);
+    assert_eq!(subjects, [format!("{topic}-value")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,8 +240,8 @@ async fn tls_front(plain: std::net::SocketAddr) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file() {
     init_tracing();
-    const TOPIC: &str = "avro.https";
-    let broker = broker(TOPIC, 1);
+    let topic = &unique("avro.https");
+    let broker = broker(topic, 1);
     let registry = EmbeddedSchemaRegistry::start().await.unwrap();
     registry.require_basic_auth(Some("svc:secret"));
     let plain: std::net::SocketAddr = registry
@@ -266,7 +265,8 @@ async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file()
         &broker,
         config.property("schema.registry.ssl.ca.location", ca),
         vec![ListenerSpec::new("https")
-            .topics([TOPIC])
+            .group_id(unique("https"))
+            .topics([topic])
             .handler(v1_listener)],
     )
     .await
@@ -276,7 +276,7 @@ async fn a_registry_behind_https_with_a_private_ca_is_used_through_its_ca_file()
         amount_cents: 443,
     };
     app.template()
-        .send_avro(TOPIC, "tls", &order)
+        .send_avro(topic, "tls", &order)
         .await
         .unwrap();
     let running = app.start().await.unwrap();

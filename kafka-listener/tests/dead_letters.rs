@@ -1,4 +1,5 @@
-//! Dead-letter topics on the embedded broker: attempts and back-off before
+//! Dead-letter topics, on the embedded broker or a real one (see
+//! `support`): attempts and back-off before
 //! the dead letter, Spring's `kafka_dlt-*` headers, poison pills, a
 //! dead-letter publish the broker refuses, and a back-off longer than
 //! `max.poll.interval.ms`.
@@ -7,17 +8,17 @@
 //! give the app the mock's address create the dead-letter topics on it
 //! first; on its own embedded broker the app creates them.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_listener::prelude::*;
 use kafka_listener::record::headers as h;
 use kafka_listener::{DeadLetter, ProducerRecord};
 use rdkafka::Message;
 use serde::Deserialize;
+use support::*;
 
 #[derive(Debug, Deserialize)]
 struct Msg {
@@ -75,15 +76,15 @@ async fn wait_committed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_with_every_header() {
     init_tracing();
-    const TOPIC: &str = "dl.always";
-    let broker = broker(TOPIC, 2);
-    broker.create_topic("dl.always-dlt", 2).unwrap();
+    let topic = &unique("dl.always");
+    let broker = broker(topic, 2);
+    broker.create_topic(&format!("{topic}-dlt"), 2).unwrap();
     let calls = Calls::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("always")
-            .topics([TOPIC])
-            .group_id("always-group")
+            .topics([topic])
+            .group_id(unique("always-group"))
             .ack_mode(AckMode::Record)
             .retry(RetryPolicy::fixed(3, Duration::from_millis(300)))
             .dead_letter(DeadLetter::suffixed())
@@ -95,7 +96,7 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     let sent = app
         .template()
         .send(
-            ProducerRecord::keyed(TOPIC, "k1")
+            ProducerRecord::keyed(topic, "k1")
                 .json(&serde_json::json!({"seq": 7}))
                 .unwrap()
                 .partition(1)
@@ -104,7 +105,7 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
         )
         .await
         .unwrap();
-    let dlt = format!("{TOPIC}-dlt");
+    let dlt = format!("{topic}-dlt");
     let letters =
         read_topic_async(app.bootstrap_servers(), &dlt, 2, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "one dead letter");
@@ -132,7 +133,7 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     );
     assert_eq!(
         header(l, h::ORIGINAL_TOPIC).as_deref(),
-        Some(TOPIC.as_bytes())
+        Some(topic.as_bytes())
     );
     assert_eq!(
         header(l, h::ORIGINAL_PARTITION),
@@ -148,7 +149,7 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     );
     assert_eq!(
         header(l, h::ORIGINAL_CONSUMER_GROUP).as_deref(),
-        Some(&b"always-group"[..])
+        Some(unique("always-group").as_bytes())
     );
     assert_eq!(
         String::from_utf8(header(l, h::EXCEPTION_FQCN).unwrap()).unwrap(),
@@ -167,7 +168,14 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     assert_eq!(header(l, h::ATTEMPTS), Some(3i32.to_be_bytes().to_vec()));
     let b = app.bootstrap_servers().to_owned();
     assert_eq!(
-        wait_committed(&b, "always-group", TOPIC, 2, &[-1, sent.offset + 1]).await,
+        wait_committed(
+            &b,
+            &unique("always-group"),
+            topic,
+            2,
+            &[-1, sent.offset + 1]
+        )
+        .await,
         vec![-1, sent.offset + 1],
         "committed past the dead letter"
     );
@@ -188,16 +196,22 @@ async fn fails_twice(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_fails_twice_then_succeeds_is_not_dead_lettered() {
     init_tracing();
-    const TOPIC: &str = "dl.twice";
+    let topic = &unique("dl.twice");
     let calls = Calls::default();
-    // The app's own embedded broker: the app creates the topic and its
-    // dead-letter topic.
-    let app = KafkaApp::builder()
-        .embedded()
+    // The app's own embedded broker, where the app creates the topic and
+    // its dead-letter topic; or the real one, where the app creates the
+    // dead-letter topic with its source's partition count.
+    let mut builder = KafkaApp::builder().embedded();
+    if let Some(bootstrap) = real_bootstrap() {
+        TestBroker::start().create_topic(topic, 1).unwrap();
+        builder = builder.config(KafkaConfig::new().bootstrap_servers(bootstrap));
+    }
+    let app = builder
         .without_discovered_listeners()
         .listener(
             ListenerSpec::new("twice")
-                .topics([TOPIC])
+                .group_id(unique("twice"))
+                .topics([topic])
                 .retry(RetryPolicy::fixed(3, Duration::from_millis(100)))
                 .dead_letter(DeadLetter::suffixed())
                 .handler(fails_twice),
@@ -209,12 +223,15 @@ async fn a_record_that_fails_twice_then_succeeds_is_not_dead_lettered() {
         .start()
         .await
         .unwrap();
-    produce(&app.template(), TOPIC, 0..2, 1).await;
+    produce(&app.template(), topic, 0..2, 1).await;
     let b = app.bootstrap_servers().to_owned();
-    assert_eq!(wait_committed(&b, "twice", TOPIC, 1, &[2]).await, vec![2]);
+    assert_eq!(
+        wait_committed(&b, &unique("twice"), topic, 1, &[2]).await,
+        vec![2]
+    );
     assert_eq!(calls.snapshot().len(), 6, "three calls per record");
     assert_eq!(
-        log_end(&b, &format!("{TOPIC}-dlt"), 1),
+        log_end(&b, &format!("{topic}-dlt"), 1),
         vec![0],
         "nothing dead-lettered"
     );
@@ -228,15 +245,17 @@ async fn strict(msg: Json<Msg>, meta: RecordMeta, seen: State<Seen>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_on() {
     init_tracing();
-    const TOPIC: &str = "dl.poison";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic("poison.dlt", 1).unwrap();
+    let topic = &unique("dl.poison");
+    let broker = broker(topic, 1);
+    let poison_dlt = unique("poison.dlt");
+    broker.create_topic(&poison_dlt, 1).unwrap();
     let seen = Seen::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("poison")
-            .topics([TOPIC])
-            .dead_letter(DeadLetter::topic("poison.dlt"))
+            .group_id(unique("poison"))
+            .topics([topic])
+            .dead_letter(DeadLetter::topic(poison_dlt.clone()))
             .handler(strict),
         seen.clone(),
     )
@@ -245,10 +264,10 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
     .await
     .unwrap();
     let t = app.template();
-    t.send(ProducerRecord::keyed(TOPIC, "k").value(&b"\xffnot json"[..]))
+    t.send(ProducerRecord::keyed(topic, "k").value(&b"\xffnot json"[..]))
         .await
         .unwrap();
-    produce(&t, TOPIC, 1..4, 1).await;
+    produce(&t, topic, 1..4, 1).await;
     assert_eq!(seen.wait_for(Duration::from_secs(15), |n| n >= 3).await, 3);
     assert_eq!(
         seen.snapshot()
@@ -259,7 +278,7 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
         "the records behind the poison pill are handled"
     );
     let b = app.bootstrap_servers().to_owned();
-    let letters = read_topic_async(&b, "poison.dlt", 1, 1, Duration::from_secs(10)).await;
+    let letters = read_topic_async(&b, &poison_dlt, 1, 1, Duration::from_secs(10)).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(
         letters[0].payload(),
@@ -275,7 +294,10 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
         Some(1i32.to_be_bytes().to_vec()),
         "never retried"
     );
-    assert_eq!(wait_committed(&b, "poison", TOPIC, 1, &[4]).await, vec![4]);
+    assert_eq!(
+        wait_committed(&b, &unique("poison"), topic, 1, &[4]).await,
+        vec![4]
+    );
     app.shutdown().await;
 }
 
@@ -288,14 +310,16 @@ async fn fatal(meta: RecordMeta, calls: State<Calls>) -> Result<(), ListenerErro
 async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_published_later() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     init_tracing();
-    const TOPIC: &str = "dl.refused";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
+    let topic = &unique("dl.refused");
+    // Produce errors are injected through the mock cluster.
+    let broker = embedded_broker(topic, 1);
+    broker.create_topic(&format!("{topic}-dlt"), 1).unwrap();
     let calls = Calls::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("refused")
-            .topics([TOPIC])
+            .group_id(unique("refused"))
+            .topics([topic])
             .ack_mode(AckMode::Record)
             .dead_letter(DeadLetter::suffixed())
             .handler(fatal),
@@ -308,7 +332,7 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
     let b = app.bootstrap_servers().to_owned();
     // The record to fail is in the log before the broker starts refusing.
     app.template()
-        .send(ProducerRecord::keyed(TOPIC, "k").value("x"))
+        .send(ProducerRecord::keyed(topic, "k").value("x"))
         .await
         .unwrap();
     broker
@@ -327,14 +351,18 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
     assert_eq!(calls.snapshot().len(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        committed(&b, "refused", TOPIC, 1),
+        committed(&b, &unique("refused"), topic, 1),
         vec![-1],
         "not committed while the dead letter is refused"
     );
-    let letters = read_topic_async(&b, "dl.refused-dlt", 1, 1, Duration::from_secs(20)).await;
+    let letters =
+        read_topic_async(&b, &format!("{topic}-dlt"), 1, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "published once the broker accepts it");
     assert_eq!(letters[0].payload(), Some(&b"x"[..]));
-    assert_eq!(wait_committed(&b, "refused", TOPIC, 1, &[1]).await, vec![1]);
+    assert_eq!(
+        wait_committed(&b, &unique("refused"), topic, 1, &[1]).await,
+        vec![1]
+    );
     assert_eq!(calls.snapshot().len(), 1, "the handler is not called again");
     app.shutdown().await;
 }
@@ -355,14 +383,15 @@ async fn slow_retry(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
     init_tracing();
-    const TOPIC: &str = "dl.slow";
-    let broker = broker(TOPIC, 1);
-    broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
+    let topic = &unique("dl.slow");
+    let broker = broker(topic, 1);
+    broker.create_topic(&format!("{topic}-dlt"), 1).unwrap();
     let calls = Calls::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("slow")
-            .topics([TOPIC])
+            .group_id(unique("slow"))
+            .topics([topic])
             .property("max.poll.interval.ms", "7000")
             .retry(RetryPolicy::fixed(2, Duration::from_secs(9)))
             .dead_letter(DeadLetter::suffixed())
@@ -375,7 +404,7 @@ async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
     .unwrap();
     let c = app.container("slow").unwrap();
     assert!(c.wait_for_assignment(1, Duration::from_secs(10)).await);
-    produce(&app.template(), TOPIC, 0..1, 1).await;
+    produce(&app.template(), topic, 0..1, 1).await;
     let start = Instant::now();
     let mut lost = false;
     while calls.snapshot().len() < 2 && start.elapsed() < Duration::from_secs(20) {
@@ -387,7 +416,10 @@ async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
     assert!(got[1].0 - got[0].0 >= Duration::from_secs(9));
     assert!(!lost, "the partition was never revoked");
     let b = app.bootstrap_servers().to_owned();
-    assert_eq!(wait_committed(&b, "slow", TOPIC, 1, &[1]).await, vec![1]);
+    assert_eq!(
+        wait_committed(&b, &unique("slow"), topic, 1, &[1]).await,
+        vec![1]
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(calls.snapshot().len(), 2, "no redelivery after a rebalance");
     app.shutdown().await;

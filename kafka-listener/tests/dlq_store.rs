@@ -3,16 +3,16 @@
 //! set), and a stored dead letter replays to its original topic with a
 //! `kafka_listener-replayed-from` header.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::prelude::*;
 use kafka_listener::record::headers::REPLAYED_FROM;
 use kafka_listener::DeadLetter;
 use sqlx::any::AnyPoolOptions;
+use support::*;
 
 #[derive(Debug, thiserror::Error)]
 #[error("order {0} cannot be handled yet")]
@@ -133,7 +133,7 @@ async fn scenario(url: &str, topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_store_keeps_dead_letters_and_replays_one() {
     init_tracing();
-    scenario("sqlite::memory:", "dls.sqlite").await;
+    scenario("sqlite::memory:", &unique("dls.sqlite")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,5 +143,5 @@ async fn postgres_store_keeps_dead_letters_and_replays_one() {
         eprintln!("TEST_DATABASE_URL is not set; skipping the PostgreSQL store test");
         return;
     };
-    scenario(&url, "dls.postgres").await;
+    scenario(&url, &unique("dls.postgres")).await;
 }

@@ -1,22 +1,23 @@
 //! The Grafana dashboard (`docs/grafana/kafka-listener.json`) against what
 //! the framework exports: a listener with retries and a dead-letter topic
-//! and an outbox relay run on the embedded broker with the Prometheus
+//! and an outbox relay run on the embedded broker (or a real one, see
+//! `support`) with the Prometheus
 //! exporter installed as the metrics chapter says; every metric a panel
 //! queries is in the scrape, and the counters hold the scenario's figures.
 
 #![cfg(all(feature = "after-commit", feature = "macros"))]
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_listener::after_commit::{OutboxEvent, RelayConfig, TransactionalEvents};
 use kafka_listener::prelude::*;
 use kafka_listener::DeadLetter;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
+use support::*;
 
 const TOPIC: &str = "mon.orders";
 const RECORDS: u64 = 20;
@@ -100,15 +101,17 @@ async fn every_dashboard_metric_is_exported_with_the_scenarios_figures() {
     let wanted = dashboard_metrics();
     assert!(wanted.len() >= 10, "{wanted:?}");
 
-    let broker = broker(TOPIC, 1);
-    broker.create_topic(&format!("{TOPIC}-dlt"), 1).unwrap();
+    let topic = &unique(TOPIC);
+    let broker = broker(topic, 1);
+    broker.create_topic(&format!("{topic}-dlt"), 1).unwrap();
     broker
         .create_topic(<Event as OutboxEvent>::TOPIC, 1)
         .unwrap();
     let app = listener_app(
         &broker,
         ListenerSpec::new("mon")
-            .topics([TOPIC])
+            .group_id(unique("mon"))
+            .topics([topic])
             .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
             .dead_letter(DeadLetter::suffixed())
             .property("statistics.interval.ms", "500")
@@ -119,7 +122,7 @@ async fn every_dashboard_metric_is_exported_with_the_scenarios_figures() {
     .start()
     .await
     .unwrap();
-    produce(&app.template(), TOPIC, 0..RECORDS, 1).await;
+    produce(&app.template(), topic, 0..RECORDS, 1).await;
 
     sqlx::any::install_default_drivers();
     let pool = sqlx::any::AnyPoolOptions::new()
@@ -200,7 +203,9 @@ async fn every_dashboard_metric_is_exported_with_the_scenarios_figures() {
     assert_eq!(
         sample(
             &scrape,
-            r#"kafka_listener_consumer_lag{listener="mon",topic="mon.orders",partition="0"}"#
+            &format!(
+                r#"kafka_listener_consumer_lag{{listener="mon",topic="{topic}",partition="0"}}"#
+            )
         ),
         Some(0.0),
         "no lag once everything is handled:\n{scrape}"

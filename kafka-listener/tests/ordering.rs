@@ -2,16 +2,16 @@
 //! flight, records of one key one at a time in offset order, commits never
 //! past an unfinished record, a key in back-off holding back only itself.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_listener::prelude::*;
 use kafka_listener::Ordering;
+use support::*;
 
 /// What the handlers saw: per key, the offsets in handling order; the most
 /// records in flight at once.

@@ -3,13 +3,13 @@
 //! otherwise skip records without a word (librdkafka resets to the earliest
 //! offset silently).
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use kafka_listener::prelude::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use support::*;
 
 async fn sink(meta: RecordMeta, seen: State<Seen>) {
     seen.push(meta.partition, meta.offset, 0);
@@ -37,7 +37,9 @@ async fn records_dropped_by_retention_before_they_were_consumed_are_counted() {
         .install()
         .expect("the only recorder of this test binary");
     const TOPIC: &str = "r.retention";
-    let broker = broker(TOPIC, 1);
+    // The embedded broker's 5 MiB per partition is the retention under
+    // test (a real broker deletes whole segments every 5 minutes).
+    let broker = embedded_broker(TOPIC, 1);
     let make = |seen: Seen| {
         let broker = broker.clone();
         async move {

@@ -1,14 +1,14 @@
-//! Non-blocking retries through retry topics on the embedded broker: a
+//! Non-blocking retries through retry topics, on the embedded broker or a
+//! real one (see `support`): a
 //! failed record moves to `<topic>-retry-<ms>` topics, comes back after
 //! each delay while the records behind it go on, and then goes to the
 //! dead-letter topic.
 
-mod common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use kafka_listener::prelude::*;
 use kafka_listener::record::headers as h;
 use kafka_listener::record::headers::{
@@ -18,6 +18,7 @@ use kafka_listener::record::headers::{
 use kafka_listener::RetryTopics;
 use rdkafka::Message;
 use serde::Deserialize;
+use support::*;
 
 #[derive(Debug, Deserialize)]
 struct Msg {
@@ -54,20 +55,17 @@ async fn handler(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
     init_tracing();
-    const TOPIC: &str = "rt.orders";
-    let broker = broker(TOPIC, 1);
-    for t in [
-        "rt.orders-retry-500",
-        "rt.orders-retry-1500",
-        "rt.orders-dlt",
-    ] {
-        broker.create_topic(t, 1).unwrap();
+    let topic = &unique("rt.orders");
+    let broker = broker(topic, 1);
+    for t in ["-retry-500", "-retry-1500", "-dlt"] {
+        broker.create_topic(&format!("{topic}{t}"), 1).unwrap();
     }
     let calls = Calls::default();
     let app = listener_app(
         &broker,
         ListenerSpec::new("rt")
-            .topics([TOPIC])
+            .group_id(unique("rt"))
+            .topics([topic])
             .retry_topics(RetryTopics::new(
                 3,
                 [Duration::from_millis(500), Duration::from_millis(1500)],
@@ -79,16 +77,21 @@ async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
     .start()
     .await
     .unwrap();
-    produce(&app.template(), TOPIC, 0..3, 1).await;
+    produce(&app.template(), topic, 0..3, 1).await;
     let b = app.bootstrap_servers().to_owned();
-    let letters = read_topic_async(&b, "rt.orders-dlt", 1, 1, Duration::from_secs(20)).await;
+    let letters =
+        read_topic_async(&b, &format!("{topic}-dlt"), 1, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "dead-lettered after the last retry");
     let c = calls.0.lock().unwrap().clone();
     let failing: Vec<_> = c.iter().filter(|c| c.2 == 0).collect();
-    let topics: Vec<&str> = failing.iter().map(|c| c.1.as_str()).collect();
+    let topics: Vec<String> = failing.iter().map(|c| c.1.clone()).collect();
     assert_eq!(
         topics,
-        ["rt.orders", "rt.orders-retry-500", "rt.orders-retry-1500"],
+        [
+            topic.clone(),
+            format!("{topic}-retry-500"),
+            format!("{topic}-retry-1500")
+        ],
         "one delivery per topic"
     );
     for (w, delay) in failing.windows(2).zip([500u64, 1500]) {
@@ -100,13 +103,13 @@ async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
     }
     // The records behind the failed one did not wait for its retries.
     let first_ok = c.iter().position(|c| c.2 == 1).unwrap();
-    let first_retry = c.iter().position(|c| c.1 != TOPIC).unwrap();
+    let first_retry = c.iter().position(|c| &c.1 != topic).unwrap();
     assert!(first_ok < first_retry, "non-blocking: {c:?}");
     let l = &letters[0];
     assert_eq!(l.payload(), Some(&br#"{"seq":0}"#[..]));
     assert_eq!(
         header(l, h::ORIGINAL_TOPIC).as_deref(),
-        Some(TOPIC.as_bytes())
+        Some(topic.as_bytes())
     );
     assert_eq!(
         header(l, h::ORIGINAL_OFFSET),
@@ -114,7 +117,14 @@ async fn retry_topics_deliver_after_their_delays_then_dead_letter() {
     );
     assert_eq!(header(l, h::ATTEMPTS), Some(3i32.to_be_bytes().to_vec()));
     assert_eq!(header(l, ATTEMPTS_HEADER), None, "retry headers dropped");
-    let retried = read_topic_async(&b, "rt.orders-retry-1500", 1, 1, Duration::from_secs(5)).await;
+    let retried = read_topic_async(
+        &b,
+        &format!("{topic}-retry-1500"),
+        1,
+        1,
+        Duration::from_secs(5),
+    )
+    .await;
     assert_eq!(
         header(&retried[0], ATTEMPTS_HEADER),
         Some(3i32.to_be_bytes().to_vec())

@@ -44,6 +44,8 @@ pub struct KafkaAppBuilder {
     embedded: bool,
     #[cfg(feature = "embedded")]
     given_broker: Option<Arc<EmbeddedBroker>>,
+    #[cfg(all(feature = "avro", feature = "embedded"))]
+    given_registry: Option<Arc<EmbeddedSchemaRegistry>>,
 }
 
 /// A change to one listener's spec, applied at build.
@@ -85,6 +87,16 @@ impl KafkaAppBuilder {
     #[cfg(feature = "embedded")]
     pub fn embedded_broker(mut self, broker: Arc<EmbeddedBroker>) -> Self {
         self.given_broker = Some(broker);
+        self
+    }
+
+    /// Uses `registry`, an embedded Schema Registry already started (a
+    /// test's), unless a registry URL is configured: the app's Avro codec
+    /// talks to it and [`KafkaApp::embedded_schema_registry`] returns it,
+    /// whatever the broker.
+    #[cfg(all(feature = "avro", feature = "embedded"))]
+    pub fn embedded_schema_registry(mut self, registry: Arc<EmbeddedSchemaRegistry>) -> Self {
+        self.given_registry = Some(registry);
         self
     }
 
@@ -255,9 +267,17 @@ impl KafkaAppBuilder {
         let mut state = StateMap::new();
         #[cfg(feature = "avro")]
         let schema_registry = {
-            let (served, url) = match &self.config.schema_registry_url {
-                Some(url) => (None, Some(url.clone())),
-                None => embedded_schema_registry(embedded.is_some()).await?,
+            #[cfg(feature = "embedded")]
+            let given = self.given_registry.take();
+            #[cfg(not(feature = "embedded"))]
+            let given: Option<Arc<EmbeddedSchemaRegistry>> = None;
+            let (served, url) = match (&self.config.schema_registry_url, given) {
+                (Some(url), _) => (None, Some(url.clone())),
+                (None, Some(r)) => {
+                    let url = registry_url(&r);
+                    (Some(r), Some(url))
+                }
+                (None, None) => embedded_schema_registry(embedded.is_some()).await?,
             };
             if let Some(url) = url {
                 let codec = crate::avro::AvroCodec::from_config(&self.config, &url)?;
@@ -339,6 +359,16 @@ async fn embedded_schema_registry(
 
 #[cfg(all(feature = "avro", feature = "embedded"))]
 use crate::embedded::EmbeddedSchemaRegistry;
+
+#[cfg(all(feature = "avro", feature = "embedded"))]
+fn registry_url(r: &EmbeddedSchemaRegistry) -> String {
+    r.url().to_owned()
+}
+
+#[cfg(all(feature = "avro", not(feature = "embedded")))]
+fn registry_url(r: &EmbeddedSchemaRegistry) -> String {
+    match *r {}
+}
 #[cfg(all(feature = "avro", not(feature = "embedded")))]
 type EmbeddedSchemaRegistry = std::convert::Infallible;
 

@@ -1,12 +1,9 @@
 //! Types and helpers shared by the Avro integration tests.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apache_avro::AvroSchema;
-use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +41,7 @@ pub struct OrderKey {
     pub id: String,
 }
 
+/// Values a test listener received.
 #[derive(Debug, Clone)]
 pub struct Got<T>(pub Arc<Mutex<Vec<T>>>);
 
@@ -69,14 +67,34 @@ impl<T: Clone> Got<T> {
     }
 }
 
+use super::TestBroker;
+
+/// `builder` on `broker`: its embedded broker (the app then serves an
+/// embedded Schema Registry beside it), or on a real cluster an embedded
+/// Schema Registry started here (the app does not start one beside a real
+/// broker).
+pub async fn with_test_infra(
+    builder: kafka_listener::KafkaAppBuilder,
+    broker: &TestBroker,
+) -> kafka_listener::KafkaAppBuilder {
+    match broker.embedded() {
+        Some(embedded) => builder.embedded_broker(embedded),
+        None => builder.embedded_schema_registry(Arc::new(
+            kafka_listener::embedded::EmbeddedSchemaRegistry::start()
+                .await
+                .expect("schema registry"),
+        )),
+    }
+}
+
+/// An app with `config` and only `listeners`, not started.
 pub async fn app(
-    broker: &Arc<EmbeddedBroker>,
+    broker: &TestBroker,
     config: KafkaConfig,
     listeners: Vec<ListenerSpec>,
 ) -> KafkaApp {
-    let mut b = KafkaApp::builder()
-        .config(config)
-        .embedded_broker(Arc::clone(broker))
+    let mut b = with_test_infra(KafkaApp::builder().config(config), broker)
+        .await
         .without_discovered_listeners();
     for l in listeners {
         b = b.listener(l);

@@ -1,9 +1,13 @@
 //! Helpers of `tests/after_commit.rs`: a database per test (a SQLite file,
-//! or PostgreSQL tables with a unique suffix), the handlers' state, a broker
-//! and a reader of the published records.
+//! or PostgreSQL tables with a unique suffix), the handlers' state, a
+//! template and a reader of the published records.
+//!
+//! The outbox topics are fixed by `#[outbox(topic = ...)]`, so on a real
+//! cluster every run (and both databases' variants of a scenario) writes to
+//! the same topic: [`read_records`] keeps only the records whose event id
+//! is one of the test's own ([`event_ids`]).
 
-#![allow(dead_code, unreachable_pub)]
-
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -11,13 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka_listener::after_commit::{EventMeta, EventTx, TransactionalEvents};
 use kafka_listener::after_commit::{EVENT_ID_HEADER, EVENT_TYPE_HEADER};
-use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::KafkaTemplate;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
+
+use super::TestBroker;
 
 /// One handler call, as recorded by the test handlers.
 #[derive(Debug, Clone)]
@@ -222,17 +227,10 @@ impl Db {
     }
 }
 
-/// An embedded broker with `topic` created.
-pub fn broker(topic: &str, partitions: i32) -> EmbeddedBroker {
-    let broker = EmbeddedBroker::start().expect("embedded broker");
-    broker.create_topic(topic, partitions).expect("topic");
-    broker
-}
-
 /// A template on `broker`, idempotent as the app's; with a short
 /// `message.timeout.ms` when given, so that sends fail while the broker is
 /// down.
-pub fn template(broker: &EmbeddedBroker, message_timeout_ms: Option<u64>) -> KafkaTemplate {
+pub fn template(broker: &TestBroker, message_timeout_ms: Option<u64>) -> KafkaTemplate {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", broker.bootstrap_servers())
@@ -265,17 +263,33 @@ impl Record {
     }
 }
 
-/// Reads `topic` from the beginning of its `partitions` until at least
-/// `expected` records arrived (30 s at most) and then 500 ms more (to see
-/// duplicates); in partition then offset order.
+/// The event ids of the sent rows of `events`' outbox table (this test's
+/// own).
+pub async fn sent_event_ids(events: &TransactionalEvents) -> HashSet<String> {
+    events
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.sent_at.is_some())
+        .map(|r| r.event_id)
+        .collect()
+}
+
+/// Reads `topic` from the beginning of its `partitions`, keeping the
+/// records whose event id is in `ids`, until every id arrived (30 s at
+/// most) and then 500 ms more (to see duplicates); in partition then
+/// offset order.
 pub async fn read_records(
-    broker: &EmbeddedBroker,
+    broker: &TestBroker,
     topic: &str,
     partitions: i32,
-    expected: usize,
+    ids: &HashSet<String>,
 ) -> Vec<Record> {
     let bootstrap = broker.bootstrap_servers().to_owned();
     let topic = topic.to_owned();
+    let ids = ids.clone();
+    let expected = ids.len();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
@@ -290,6 +304,7 @@ pub async fn read_records(
         }
         consumer.assign(&tpl).unwrap();
         let mut records = Vec::new();
+        let mut arrived = HashSet::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut extra: Option<Instant> = None;
         while Instant::now() < deadline && extra.is_none_or(|e| Instant::now() < e) {
@@ -301,7 +316,7 @@ pub async fn read_records(
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                         .unwrap_or_default()
                 };
-                records.push(Record {
+                let record = Record {
                     partition: m.partition(),
                     offset: m.offset(),
                     key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
@@ -310,9 +325,13 @@ pub async fn read_records(
                     event_id: header(EVENT_ID_HEADER),
                     event_type: header(EVENT_TYPE_HEADER),
                     timestamp: m.timestamp().to_millis(),
-                });
+                };
+                if ids.contains(&record.event_id) {
+                    arrived.insert(record.event_id.clone());
+                    records.push(record);
+                }
             }
-            if extra.is_none() && records.len() >= expected {
+            if extra.is_none() && arrived.len() >= expected {
                 extra = Some(Instant::now() + Duration::from_millis(500));
             }
         }
