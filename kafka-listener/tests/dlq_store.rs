@@ -139,7 +139,7 @@ async fn sqlite_store_keeps_dead_letters_and_replays_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_store_keeps_dead_letters_and_replays_one() {
     init_tracing();
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+    let Some(url) = postgres_url() else {
         eprintln!("TEST_DATABASE_URL is not set; skipping the PostgreSQL store test");
         return;
     };

@@ -54,11 +54,19 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// `TEST_DATABASE_URL` (a PostgreSQL server for the tests that want one), or
-/// `None` when it is unset or blank.
+/// `None` when it is unset or blank: the caller prints that it skipped.
+///
+/// # Panics
+/// With `CI=true` and no `TEST_DATABASE_URL`: CI runs every PostgreSQL test,
+/// never a skip dressed as a pass.
 pub fn test_database_url() -> Option<String> {
-    std::env::var("TEST_DATABASE_URL")
+    let url = std::env::var("TEST_DATABASE_URL")
         .ok()
-        .filter(|u| !u.trim().is_empty())
+        .filter(|u| !u.trim().is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI");
+    }
+    url
 }
 
 /// A fresh SQLite database file in the temp directory, named

@@ -119,9 +119,10 @@ impl Db {
         }
     }
 
-    /// PostgreSQL at `TEST_DATABASE_URL`, or `None` when it is not set.
+    /// PostgreSQL at `TEST_DATABASE_URL`, or `None` when it is not set (the
+    /// caller prints that it skipped); with `CI=true` a missing URL panics.
     pub async fn postgres(name: &str) -> Option<Self> {
-        let url = std::env::var("TEST_DATABASE_URL").ok()?;
+        let url = super::postgres_url()?;
         Some(Self {
             url,
             suffix: suffix(name),

@@ -787,3 +787,19 @@ pub fn assert_zero_lag(broker: &TestBroker, group: &str, topic: &str, partitions
         }
     }
 }
+
+/// `TEST_DATABASE_URL`, or `None` when it is unset (the caller prints that
+/// it skipped).
+///
+/// # Panics
+/// With `CI=true` and no `TEST_DATABASE_URL`: CI runs every PostgreSQL test,
+/// never a skip dressed as a pass.
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI");
+    }
+    url
+}
