@@ -481,8 +481,8 @@ async fn kafka_listener_functions_take_avro_arguments() {
     let topic = "avro.macro";
     let broker = TestBroker::start();
     broker.create_fresh_topic(topic, 1).unwrap();
-    let app = KafkaApp::builder()
-        .config(config(&broker))
+    let app = support::avro::with_test_infra(KafkaApp::builder().config(config(&broker)), &broker)
+        .await
         .only_listeners(["avro-macro"])
         .customize_listener("avro-macro", |l| l.group_id(unique("avro-macro")))
         .build()
