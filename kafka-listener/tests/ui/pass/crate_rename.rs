@@ -16,5 +16,5 @@ async fn through_reexport(value: String, ack: rt::kl::Acknowledgment) {
 async fn through_alias(_value: renamed::Json<u64>) {}
 
 fn main() {
-    assert_eq!(renamed::listener::registered_listeners().count(), 2);
+    assert_eq!(renamed::__private::registered_listeners().count(), 2);
 }
