@@ -23,6 +23,7 @@ use coupon_service::{
 };
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, TimestampMillis};
+use kafka_listener::embedded::EmbeddedSchemaRegistry;
 use kafka_listener::KafkaConfig;
 use kafka_listener_tests::{
     connect, init_logs, poll, read_topic, skip_to_end, stop_timed, test_bootstrap,
@@ -43,6 +44,9 @@ struct Harness {
     _serial: tokio::sync::MutexGuard<'static, ()>,
     /// On a real cluster: this test's turn with the app's topics and groups.
     _lock: Option<AppLock>,
+    /// On a real cluster: the Schema Registry the service talks to (the
+    /// service starts an embedded one only beside the embedded broker).
+    _registry: Option<EmbeddedSchemaRegistry>,
 }
 
 /// One service at a time. With two services (two embedded brokers) running
@@ -67,6 +71,7 @@ async fn start_with(
     };
     let mut kafka = KafkaConfig::new();
     let mut lock = None;
+    let mut registry = None;
     if let Some(bootstrap) = test_bootstrap() {
         lock = Some(AppLock::acquire("coupon-service", &bootstrap).await);
         let b = bootstrap.clone();
@@ -76,7 +81,13 @@ async fn start_with(
         })
         .await
         .unwrap();
-        kafka = kafka.bootstrap_servers(bootstrap);
+        let r = EmbeddedSchemaRegistry::start()
+            .await
+            .expect("an embedded registry");
+        kafka = kafka
+            .bootstrap_servers(bootstrap)
+            .schema_registry_url(r.url());
+        registry = Some(r);
     }
     let mut config = ServiceConfig {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -96,6 +107,7 @@ async fn start_with(
         started: Instant::now(),
         _serial: serial,
         _lock: lock,
+        _registry: registry,
     }
 }
 

@@ -191,7 +191,9 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     // Avro.
     let Some(avro) = app.avro_codec() else {
         return Err(ServiceError::Config(
-            "no Avro codec: kafka-listener was built without its `avro` feature".into(),
+            "no Schema Registry: set SCHEMA_REGISTRY_URL (an embedded registry starts only \
+             beside the embedded broker, since the schema ids it gives out die with the process)"
+                .into(),
         ));
     };
     let state = AppState {
