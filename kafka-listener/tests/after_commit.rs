@@ -666,33 +666,6 @@ fn assert_order(records: &[ac::Record], count: u64, keys: u64) {
 
 // ---- the tests: each scenario on SQLite and on PostgreSQL ----
 
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Db::sqlite(stringify!($scenario)).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    match super::Db::postgres(stringify!($scenario)).await {
-                        Some(db) => super::$scenario(db).await,
-                        None => eprintln!(
-                            "TEST_DATABASE_URL is not set: the PostgreSQL half of `{}` is skipped",
-                            stringify!($scenario)
-                        ),
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_databases!(
     commit_runs_handlers_after_commit,
     rollback_and_drop_run_nothing,

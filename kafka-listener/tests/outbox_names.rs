@@ -160,33 +160,6 @@ async fn an_unknown_name_stays_unsent_and_holds_its_key(db: Db) {
     db.cleanup().await;
 }
 
-macro_rules! on_both_databases {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    super::$scenario(super::Db::sqlite(stringify!($scenario)).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    match super::Db::postgres(stringify!($scenario)).await {
-                        Some(db) => super::$scenario(db).await,
-                        None => eprintln!(
-                            "TEST_DATABASE_URL is not set: the PostgreSQL half of `{}` is skipped",
-                            stringify!($scenario)
-                        ),
-                    }
-                }
-            )*
-        }
-    };
-}
-
 on_both_databases!(
     rows_carry_the_stable_name,
     an_unknown_name_stays_unsent_and_holds_its_key,

@@ -19,6 +19,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use crate::cluster::{launcher_or_skip, Cluster};
+
 /// The value of every scenario record: `{"seq": n}`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Msg {
@@ -457,4 +459,131 @@ pub fn assert_duplicates_are_replays(t: &Tally, handled: &[Handling]) {
             t.replays
         );
     }
+}
+
+/// The prologue every scenario shares: the launcher (or a printed skip, see
+/// [`launcher_or_skip`]), logs, a cluster of `nodes` started with the
+/// broker properties `props`, and `topic` created with `partitions`
+/// partitions and replication factor `replication`.
+///
+/// Returns `None` when the scenario is skipped (no launcher, not in CI).
+///
+/// # Panics
+/// When the cluster does not start or the topic cannot be created.
+pub async fn scenario_cluster(
+    name: &str,
+    nodes: usize,
+    props: &[&str],
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Option<Cluster> {
+    let launcher = launcher_or_skip(name)?;
+    crate::init_logs();
+    let cluster = Cluster::start(&launcher, nodes, props);
+    cluster.create_topic(topic, partitions, replication).await;
+    Some(cluster)
+}
+
+/// Waits until `group` has committed the log end of every partition of
+/// `topic` (`0..partitions`): everything it was given is finished.
+///
+/// # Panics
+/// When the committed offsets do not reach the log end within `timeout`.
+pub async fn wait_committed_to_log_end(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) {
+    let end = blocking({
+        let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+        move || log_end(&b, &t, partitions)
+    })
+    .await;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = blocking({
+            let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+            move || committed(&b, &g, &t, partitions)
+        })
+        .await;
+        if now == end {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {now:?}, log end {end:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What [`assert_no_loss`] read and counted.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The topic's log, from the beginning.
+    pub log: Vec<Handling>,
+    /// How many failed sends made it to the log anyway.
+    pub failed_in_log: usize,
+    /// Every handling, in handling order.
+    pub handled: Vec<Handling>,
+    /// Lost, duplicated and replayed records.
+    pub tally: Tally,
+}
+
+/// The end of a load scenario, asserted exactly: the log holds every
+/// acknowledged record once where its ack said ([`assert_log_exact`]),
+/// nothing acknowledged was lost, every duplicate is a replay, no replay
+/// starts before `committed_before` (each partition's committed offset
+/// observed before the fault), and every record in the log was handled.
+///
+/// # Panics
+/// On any of those.
+pub async fn assert_no_loss(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    produced: &Produced,
+    handled: &Handled,
+    committed_before: &[i64],
+) -> Verdict {
+    let log = blocking({
+        let (b, t) = (bootstrap.to_owned(), topic.to_owned());
+        move || read_log(&b, &t, partitions)
+    })
+    .await;
+    let failed_in_log = assert_log_exact(&log, produced);
+    let all = handled.snapshot();
+    let starts: HashMap<i32, i64> = (0..partitions).map(|p| (p, 0)).collect();
+    let t = tally(&produced.acked_seqs(), &all, &starts);
+    assert!(t.lost.is_empty(), "lost: {:?}", t.lost);
+    assert_duplicates_are_replays(&t, &all);
+    for r in &t.replays {
+        let before = committed_before[r.partition as usize];
+        assert!(
+            r.from >= before,
+            "partition {}: replay from {} is before the offset committed before the fault ({before})",
+            r.partition,
+            r.from,
+        );
+    }
+    let handled_seqs = handled.seqs();
+    assert!(
+        log.iter().all(|h| handled_seqs.contains(&h.seq)),
+        "a record in the log was never handled"
+    );
+    Verdict {
+        log,
+        failed_in_log,
+        handled: all,
+        tally: t,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a blocking helper")
 }

@@ -15,15 +15,12 @@
 //!
 //! Needs `KAFKA_LAUNCHER` (see `kafka_listener_tests::cluster`).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_listener::{KafkaApp, KafkaConfig};
-use kafka_listener_tests::cluster::{launcher_or_skip, Cluster};
-use kafka_listener_tests::init_logs;
 use kafka_listener_tests::scenario::{
-    assert_duplicates_are_replays, assert_log_exact, committed, log_end, read_log,
-    recording_listener, tally, Handled, Load,
+    assert_no_loss, committed, recording_listener, scenario_cluster, wait_committed_to_log_end,
+    Handled, Load, Verdict,
 };
 
 const TOPIC: &str = "restart.load";
@@ -32,14 +29,13 @@ const PARTITIONS: i32 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_under_load_loses_nothing_acknowledged_and_resumes_from_committed_offsets() {
-    let Some(launcher) = launcher_or_skip("scenario_broker_restart") else {
+    let started = Instant::now();
+    let Some(cluster) =
+        scenario_cluster("scenario_broker_restart", 1, &[], TOPIC, PARTITIONS, 1).await
+    else {
         return;
     };
-    init_logs();
-    let started = Instant::now();
-    let cluster = Cluster::start(&launcher, 1, &[]);
     let bootstrap = cluster.bootstrap().to_owned();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).await;
 
     let handled = Handled::default();
     let config = KafkaConfig::new()
@@ -107,56 +103,21 @@ async fn broker_restart_under_load_loses_nothing_acknowledged_and_resumes_from_c
         &missing[..missing.len().min(20)]
     );
     // The group commits everything it finished.
-    let end = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || log_end(&b, TOPIC, PARTITIONS)
-    })
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let b = bootstrap.clone();
-        let now = tokio::task::spawn_blocking(move || committed(&b, GROUP, TOPIC, PARTITIONS))
-            .await
-            .unwrap();
-        if now == end {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "committed {now:?}, log end {end:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_committed_to_log_end(
+        &bootstrap,
+        GROUP,
+        TOPIC,
+        PARTITIONS,
+        Duration::from_secs(30),
+    )
+    .await;
     running.shutdown().await;
-
-    let log = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || read_log(&b, TOPIC, PARTITIONS)
-    })
-    .await
-    .unwrap();
-    let failed_in_log = assert_log_exact(&log, &produced);
-    let all = handled.snapshot();
-    let starts: HashMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
-    let t = tally(&acked, &all, &starts);
-    assert!(t.lost.is_empty(), "lost: {:?}", t.lost);
-    assert_duplicates_are_replays(&t, &all);
-    for r in &t.replays {
-        assert!(
-            r.from >= before[r.partition as usize],
-            "partition {}: replay from {} is before the offset committed before the crash ({})",
-            r.partition,
-            r.from,
-            before[r.partition as usize]
-        );
-    }
-    // Every record in the log (failed sends that made it included) handled.
-    let handled_seqs = handled.seqs();
-    assert!(
-        log.iter().all(|h| handled_seqs.contains(&h.seq)),
-        "a record in the log was never handled"
-    );
+    let Verdict {
+        failed_in_log,
+        handled: all,
+        tally: t,
+        ..
+    } = assert_no_loss(&bootstrap, TOPIC, PARTITIONS, &produced, &handled, &before).await;
     cluster.assert_zero_lag(GROUP, &[(TOPIC, PARTITIONS)]);
     eprintln!(
         "scenario 1: {} sent ({sent_at_kill} before the kill), {} acknowledged, {} failed ({failed_in_log} of them in the log anyway: {:?}), \

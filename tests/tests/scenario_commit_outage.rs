@@ -24,11 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_listener::{Json, KafkaApp, KafkaConfig, RecordMeta, State};
-use kafka_listener_tests::cluster::{launcher_or_skip, Cluster};
-use kafka_listener_tests::init_logs;
 use kafka_listener_tests::scenario::{
-    assert_duplicates_are_replays, committed, listener, tally, try_committed, Handled, Handling,
-    Msg,
+    assert_duplicates_are_replays, committed, listener, scenario_cluster, tally, try_committed,
+    Handled, Handling, Msg,
 };
 use tokio::sync::watch;
 
@@ -99,14 +97,12 @@ async fn wait_committed(bootstrap: &str, want: i64, timeout: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_never_pass_unfinished_records_and_resume_after_the_broker_returns() {
-    let Some(launcher) = launcher_or_skip("scenario_commit_outage") else {
+    let started = Instant::now();
+    let Some(cluster) = scenario_cluster("scenario_commit_outage", 1, &[], TOPIC, 1, 1).await
+    else {
         return;
     };
-    init_logs();
-    let started = Instant::now();
-    let cluster = Cluster::start(&launcher, 1, &[]);
     let bootstrap = cluster.bootstrap().to_owned();
-    cluster.create_topic(TOPIC, 1, 1).await;
 
     let handled = Handled::default();
     let (gate_tx, _) = watch::channel(100u64);

@@ -31,11 +31,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kafka_listener::{KafkaApp, KafkaConfig};
-use kafka_listener_tests::cluster::{launcher_or_skip, Cluster};
 use kafka_listener_tests::scenario::{
-    assert_duplicates_are_replays, committed, log_end, tally, Handling, Load,
+    assert_duplicates_are_replays, committed, log_end, scenario_cluster, tally, Handling, Load,
 };
-use kafka_listener_tests::{init_logs, unique};
+use kafka_listener_tests::unique;
 
 const TOPIC: &str = "sigkill.load";
 const GROUP: &str = "sigkill-listener";
@@ -133,14 +132,13 @@ impl Drop for Instance {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_consumer_process_loses_nothing_and_keeps_partition_order() {
-    let Some(launcher) = launcher_or_skip("scenario_consumer_sigkill") else {
+    let started = Instant::now();
+    let Some(cluster) =
+        scenario_cluster("scenario_consumer_sigkill", 1, &[], TOPIC, PARTITIONS, 1).await
+    else {
         return;
     };
-    init_logs();
-    let started = Instant::now();
-    let cluster = Cluster::start(&launcher, 1, &[]);
     let bootstrap = cluster.bootstrap().to_owned();
-    cluster.create_topic(TOPIC, PARTITIONS, 1).await;
     let dir = std::env::temp_dir().join(unique("sigkill"));
     std::fs::create_dir_all(&dir).unwrap();
 

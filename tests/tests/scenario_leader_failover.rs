@@ -18,15 +18,13 @@
 //!
 //! Needs `KAFKA_LAUNCHER` (see `kafka_listener_tests::cluster`).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kafka_listener::{KafkaApp, KafkaConfig};
-use kafka_listener_tests::cluster::{launcher_or_skip, Cluster, PartitionInfo};
-use kafka_listener_tests::init_logs;
+use kafka_listener_tests::cluster::{Cluster, PartitionInfo};
 use kafka_listener_tests::scenario::{
-    assert_duplicates_are_replays, assert_log_exact, committed, log_end, read_log,
-    recording_listener, tally, Handled, Load, Msg,
+    assert_no_loss, committed, recording_listener, scenario_cluster, wait_committed_to_log_end,
+    Handled, Load, Msg, Verdict,
 };
 
 const TOPIC: &str = "failover.load";
@@ -39,22 +37,18 @@ fn describe(cluster: &Cluster) -> Vec<PartitionInfo> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_duplicate() {
-    let Some(launcher) = launcher_or_skip("scenario_leader_failover") else {
+    let started = Instant::now();
+    let props = [
+        "broker.session.timeout.ms=4000",
+        "broker.heartbeat.interval.ms=1000",
+        "min.insync.replicas=2",
+    ];
+    let Some(cluster) =
+        scenario_cluster("scenario_leader_failover", 3, &props, TOPIC, PARTITIONS, 3).await
+    else {
         return;
     };
-    init_logs();
-    let started = Instant::now();
-    let cluster = Cluster::start(
-        &launcher,
-        3,
-        &[
-            "broker.session.timeout.ms=4000",
-            "broker.heartbeat.interval.ms=1000",
-            "min.insync.replicas=2",
-        ],
-    );
     let bootstrap = cluster.bootstrap().to_owned();
-    cluster.create_topic(TOPIC, PARTITIONS, 3).await;
     let description =
         tokio::task::block_in_place(|| cluster.tool(&["topics", "--describe", "--topic", TOPIC]));
     assert!(
@@ -166,50 +160,21 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
         missing.len(),
         &missing[..missing.len().min(20)]
     );
-    let end = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || log_end(&b, TOPIC, PARTITIONS)
-    })
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let b = bootstrap.clone();
-        let now = tokio::task::spawn_blocking(move || committed(&b, GROUP, TOPIC, PARTITIONS))
-            .await
-            .unwrap();
-        if now == end {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "committed {now:?}, log end {end:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_committed_to_log_end(
+        &bootstrap,
+        GROUP,
+        TOPIC,
+        PARTITIONS,
+        Duration::from_secs(30),
+    )
+    .await;
     running.shutdown().await;
-
-    let log = tokio::task::spawn_blocking({
-        let b = bootstrap.clone();
-        move || read_log(&b, TOPIC, PARTITIONS)
-    })
-    .await
-    .unwrap();
-    let failed_in_log = assert_log_exact(&log, &produced);
-    let all = handled.snapshot();
-    let starts: HashMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
-    let t = tally(&acked, &all, &starts);
-    assert!(t.lost.is_empty(), "lost: {:?}", t.lost);
-    assert_duplicates_are_replays(&t, &all);
-    for r in &t.replays {
-        assert!(
-            r.from >= before[r.partition as usize],
-            "partition {}: replay from {} is before the offset committed before the kill ({})",
-            r.partition,
-            r.from,
-            before[r.partition as usize]
-        );
-    }
+    let Verdict {
+        log,
+        failed_in_log,
+        handled: all,
+        tally: t,
+    } = assert_no_loss(&bootstrap, TOPIC, PARTITIONS, &produced, &handled, &before).await;
     let hot_records = log.iter().filter(|h| h.partition == hot).count();
     assert!(
         hot_records * 3 >= log.len(),

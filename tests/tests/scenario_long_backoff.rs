@@ -17,9 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_listener::{Json, KafkaApp, KafkaConfig, ListenerError, RecordMeta, RetryPolicy, State};
-use kafka_listener_tests::cluster::{launcher_or_skip, Cluster};
-use kafka_listener_tests::init_logs;
-use kafka_listener_tests::scenario::{committed, listener, Msg};
+use kafka_listener_tests::cluster::Cluster;
+use kafka_listener_tests::scenario::{committed, listener, scenario_cluster, Msg};
 
 const TOPIC: &str = "backoff.long";
 const GROUP: &str = "backoff-listener";
@@ -56,14 +55,11 @@ async fn flaky(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_back_off_longer_than_max_poll_interval_does_not_evict_the_member() {
-    let Some(launcher) = launcher_or_skip("scenario_long_backoff") else {
+    let started = Instant::now();
+    let Some(cluster) = scenario_cluster("scenario_long_backoff", 1, &[], TOPIC, 1, 1).await else {
         return;
     };
-    init_logs();
-    let started = Instant::now();
-    let cluster = Cluster::start(&launcher, 1, &[]);
     let bootstrap = cluster.bootstrap().to_owned();
-    cluster.create_topic(TOPIC, 1, 1).await;
 
     let attempts = Attempts::default();
     let app = KafkaApp::builder()

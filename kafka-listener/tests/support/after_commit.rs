@@ -358,3 +358,35 @@ where
     }
     panic!("timed out waiting until {what}");
 }
+
+/// Declares each scenario (an `async fn(Db)` in the calling module) as two
+/// tests, `sqlite::<scenario>` and `postgres::<scenario>`. The PostgreSQL
+/// half runs on `TEST_DATABASE_URL`; without it, it prints that it
+/// skipped (and under `CI=true`, [`Db::postgres`] fails instead).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::support::after_commit::Db::sqlite(stringify!($scenario)).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    match $crate::support::after_commit::Db::postgres(stringify!($scenario)).await {
+                        Some(db) => super::$scenario(db).await,
+                        None => eprintln!(
+                            "TEST_DATABASE_URL is not set: the PostgreSQL half of `{}` is skipped",
+                            stringify!($scenario)
+                        ),
+                    }
+                }
+            )*
+        }
+    };
+}
