@@ -861,3 +861,49 @@ async fn requests_and_issued_events_are_avro() {
 fn now_ms_before(instant: Instant) -> i64 {
     example_support::now_ms() - instant.elapsed().as_millis() as i64 - 1
 }
+
+/// The open-loop load generator (`coupon-service load --rate R --duration
+/// S`) sends `R * S` requests, reads back every decision time and writes
+/// one CSV row per request and an SVG chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_load_reports_every_request() {
+    let h = start(None).await;
+    let dir = std::env::temp_dir().join(unique("open-loop"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = coupon_service::load::LoadOptions {
+        url: h.service.base_url(),
+        coupons: 4,
+        stock: 30,
+        rate: Some(100.0),
+        duration: Some(2.0),
+        csv: Some(dir.join("samples.csv")),
+        chart: Some(dir.join("chart.svg")),
+        prefix: Some(unique("ol")),
+        ..Default::default()
+    };
+    let report = coupon_service::load::run_open(&opts)
+        .await
+        .expect("the open-loop run");
+    assert_eq!((report.requests, report.accepted, report.rejected), (200, 200, 0));
+    // 4 coupons x 50 requests each (one per user), stock 30 each.
+    assert_eq!((report.issued, report.sold_out, report.failed), (120, 80, 0));
+    assert!(report.over_issued.is_empty());
+    assert_eq!(report.decision.count, 200, "every decision time was read back");
+    assert!(
+        report
+            .samples
+            .iter()
+            .all(|s| s.decision_ms.is_some_and(|d| d >= 0.0) && s.accept_ms.is_some()),
+        "every accepted request has both latencies"
+    );
+    let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 201, "a header and one row per request");
+    assert_eq!(
+        csv.lines().filter(|l| l.ends_with(",issued")).count(),
+        120
+    );
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("latency over the run"));
+    std::fs::remove_dir_all(&dir).unwrap();
+    h.stop().await;
+}

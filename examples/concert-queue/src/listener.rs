@@ -89,6 +89,7 @@ impl AppState {
 /// [`customize`] through `KafkaAppBuilder::customize_listener`.
 #[kafka_listener(id = "concert-admitter", topics = ["concert.queue.waiting"],
                  group_id = "concert-admitter", concurrency = 1, rate_limit = "100/10s",
+                 ordering = "partition", // one global order: never "key" (docs/use-cases/concert-queue.md)
                  retry(attempts = 1000, initial = "100ms", max = "5s", jitter = false))]
 pub(crate) async fn admit(
     token: Json<TokenQueued>,

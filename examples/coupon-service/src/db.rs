@@ -77,6 +77,18 @@ pub(crate) struct Coupon {
     pub(crate) failed: i64,
 }
 
+/// A row of `coupon_requests`: a status and its times (milliseconds since
+/// the Unix epoch).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct RequestRow {
+    /// `pending`, `issued`, `sold_out` or `failed`.
+    pub(crate) status: String,
+    /// When the service accepted the request.
+    pub(crate) requested_at: i64,
+    /// When the listener decided it; `None` while pending.
+    pub(crate) decided_at: Option<i64>,
+}
+
 impl Db {
     /// Connects to `url` (`sqlite:...` or `postgres://...`; see
     /// [`Pools::connect`]).
@@ -199,8 +211,18 @@ impl Db {
         coupon_id: &str,
         user_id: &str,
     ) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT status FROM coupon_requests WHERE coupon_id = $1 AND user_id = $2",
+        Ok(self.request(coupon_id, user_id).await?.map(|r| r.status))
+    }
+
+    /// A user's request for a coupon (status and times), or `None`.
+    pub(crate) async fn request(
+        &self,
+        coupon_id: &str,
+        user_id: &str,
+    ) -> Result<Option<RequestRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT status, requested_at, decided_at FROM coupon_requests \
+             WHERE coupon_id = $1 AND user_id = $2",
         )
         .bind(coupon_id)
         .bind(user_id)

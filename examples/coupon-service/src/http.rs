@@ -101,6 +101,11 @@ pub(crate) struct IssueStatus {
     pub(crate) user_id: String,
     /// `pending`, `issued`, `sold_out` or `failed`.
     pub(crate) status: String,
+    /// When the service accepted the request, in milliseconds since the
+    /// Unix epoch.
+    pub(crate) requested_at: i64,
+    /// When the listener decided it (same unit); `null` while pending.
+    pub(crate) decided_at: Option<i64>,
 }
 
 /// `GET /admin/dead-letters` answer.
@@ -288,11 +293,13 @@ async fn get_status(
     State(app): State<AppState>,
     ApiPath((coupon_id, user_id)): ApiPath<(String, String)>,
 ) -> Result<Json<IssueStatus>, ApiError> {
-    match app.db.status(&coupon_id, &user_id).await? {
-        Some(status) => Ok(Json(IssueStatus {
+    match app.db.request(&coupon_id, &user_id).await? {
+        Some(row) => Ok(Json(IssueStatus {
             coupon_id,
             user_id,
-            status,
+            status: row.status,
+            requested_at: row.requested_at,
+            decided_at: row.decided_at,
         })),
         None if app.db.coupon_exists(&coupon_id).await? => Err(ApiError::not_found(format!(
             "user `{user_id}` has not requested coupon `{coupon_id}`"

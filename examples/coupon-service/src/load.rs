@@ -6,9 +6,12 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use example_support::load::{self as support, Fired, Tally};
+use example_support::open_loop::{
+    draw_chart, fire_at_rate, write_csv, LatencySummary, OutputError, Sample,
+};
 use reqwest::StatusCode;
 
-use crate::http::{CouponView, CreateCoupon, IssueBody};
+use crate::http::{CouponView, CreateCoupon, IssueBody, IssueStatus};
 
 pub use example_support::load::HttpError;
 
@@ -43,6 +46,20 @@ pub struct LoadOptions {
     /// against one database do not collide.
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Open loop: send this many issue requests per second, whatever the
+    /// answers (see [`run_open`]); `--users` and `--concurrency` are then
+    /// ignored.
+    #[arg(long, requires = "duration")]
+    pub rate: Option<f64>,
+    /// Open loop: seconds to send for (`rate * duration` requests).
+    #[arg(long, requires = "rate")]
+    pub duration: Option<f64>,
+    /// Open loop: write every request's latencies to this CSV file.
+    #[arg(long, requires = "rate")]
+    pub csv: Option<std::path::PathBuf>,
+    /// Open loop: draw latency over time and a histogram to this SVG file.
+    #[arg(long, requires = "rate")]
+    pub chart: Option<std::path::PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -55,6 +72,10 @@ impl Default for LoadOptions {
             concurrency: 64,
             drain_timeout_secs: 120,
             prefix: None,
+            rate: None,
+            duration: None,
+            csv: None,
+            chart: None,
         }
     }
 }
@@ -66,6 +87,9 @@ pub enum LoadError {
     /// The service could not be reached, or answered something unexpected.
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// The samples could not be written or drawn.
+    #[error(transparent)]
+    Output(#[from] OutputError),
     /// Requests were still pending after the drain timeout.
     #[error("{pending} requests still pending after {waited:?}")]
     NotDrained {
@@ -166,23 +190,7 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let base = opts.url.trim_end_matches('/').to_owned();
     let client = support::client(opts.concurrency)?;
     let prefix = support::run_prefix(opts.prefix.as_deref());
-    let coupon_ids: Vec<String> = (0..opts.coupons).map(|i| format!("{prefix}-{i}")).collect();
-    for id in &coupon_ids {
-        let resp = client
-            .post(format!("{base}/coupons"))
-            .json(&CreateCoupon {
-                coupon_id: id.clone(),
-                stock: opts.stock,
-            })
-            .send()
-            .await
-            .map_err(HttpError::from)?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(support::unexpected(format!("creating coupon {id}"), resp)
-                .await
-                .into());
-        }
-    }
+    let coupon_ids = create_coupons(&client, &base, &prefix, opts).await?;
 
     let total = opts.users * opts.coupons;
     let started = Instant::now();
@@ -217,40 +225,278 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
         ..LoadReport::default()
     };
 
+    let outcome = drain(&client, &base, &coupon_ids, started, opts).await?;
+    report.issued = outcome.issued;
+    report.sold_out = outcome.sold_out;
+    report.failed = outcome.failed;
+    report.pending = outcome.pending;
+    report.over_issued = outcome.over_issued;
+    let drained = started.elapsed();
+    report.drain_seconds = drained.as_secs_f64();
+    report.decided_per_second = support::per_second(report.accepted, drained);
+    report.coupon_ids = coupon_ids;
+    Ok(report)
+}
+
+/// Creates `opts.coupons` coupons `<prefix>-0`, `<prefix>-1`, ... with
+/// `opts.stock` each; their ids.
+async fn create_coupons(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    opts: &LoadOptions,
+) -> Result<Vec<String>, LoadError> {
+    let coupon_ids: Vec<String> = (0..opts.coupons).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &coupon_ids {
+        let resp = client
+            .post(format!("{base}/coupons"))
+            .json(&CreateCoupon {
+                coupon_id: id.clone(),
+                stock: opts.stock,
+            })
+            .send()
+            .await
+            .map_err(HttpError::from)?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(support::unexpected(format!("creating coupon {id}"), resp)
+                .await
+                .into());
+        }
+    }
+    Ok(coupon_ids)
+}
+
+/// The coupons' counts once nothing is pending.
+#[derive(Debug, Default)]
+struct Outcome {
+    issued: i64,
+    sold_out: i64,
+    failed: i64,
+    pending: i64,
+    over_issued: Vec<String>,
+}
+
+/// Polls `GET /coupons/{id}` every 100 ms until no request is pending, or
+/// fails with [`LoadError::NotDrained`] `opts.drain_timeout_secs` after now.
+async fn drain(
+    client: &reqwest::Client,
+    base: &str,
+    coupon_ids: &[String],
+    started: Instant,
+    opts: &LoadOptions,
+) -> Result<Outcome, LoadError> {
     let deadline = Instant::now() + Duration::from_secs(opts.drain_timeout_secs);
     loop {
-        let (mut issued, mut sold_out, mut failed, mut pending) = (0, 0, 0, 0);
-        let mut over = Vec::new();
-        for id in &coupon_ids {
+        let mut o = Outcome::default();
+        for id in coupon_ids {
             let view: CouponView =
-                support::get_json(&client, &format!("{base}/coupons/{id}")).await?;
-            issued += view.issued;
-            sold_out += view.sold_out;
-            failed += view.failed;
-            pending += view.pending;
+                support::get_json(client, &format!("{base}/coupons/{id}")).await?;
+            o.issued += view.issued;
+            o.sold_out += view.sold_out;
+            o.failed += view.failed;
+            o.pending += view.pending;
             if view.issued > view.stock {
-                over.push(id.clone());
+                o.over_issued.push(id.clone());
             }
         }
-        report.issued = issued;
-        report.sold_out = sold_out;
-        report.failed = failed;
-        report.pending = pending;
-        report.over_issued = over;
-        if pending == 0 {
-            break;
+        if o.pending == 0 {
+            return Ok(o);
         }
         if Instant::now() >= deadline {
             return Err(LoadError::NotDrained {
-                pending,
+                pending: o.pending,
                 waited: started.elapsed(),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The measured result of an open-loop run ([`run_open`]). Latencies in
+/// milliseconds from each request's intended send time.
+#[derive(Debug, Clone, Default)]
+pub struct OpenLoopReport {
+    /// The arrival rate asked for, requests per second.
+    pub rate: f64,
+    /// Requests sent (`rate * duration`).
+    pub requests: u64,
+    /// Requests answered 202.
+    pub accepted: u64,
+    /// Requests answered otherwise (429, 503, an error): not retried.
+    pub rejected: u64,
+    /// Accepted requests per second over the sending time.
+    pub accepted_per_second: f64,
+    /// Decided requests per second, from the first request until none was
+    /// pending.
+    pub decided_per_second: f64,
+    /// Intended send time to the 202.
+    pub accept: LatencySummary,
+    /// Intended send time to the decision (the service's `decided_at`).
+    pub decision: LatencySummary,
+    /// Coupons issued, requests sold out and failed.
+    pub issued: i64,
+    /// Requests decided `sold_out`.
+    pub sold_out: i64,
+    /// Requests decided `failed`.
+    pub failed: i64,
+    /// Coupons whose `issued` exceeds their stock (must stay empty).
+    pub over_issued: Vec<String>,
+    /// Every request, in send order.
+    pub samples: Vec<Sample>,
+}
+
+impl fmt::Display for OpenLoopReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "open loop:  {:.0} requests/s asked, {} sent, {} accepted (202), {} rejected",
+            self.rate, self.requests, self.accepted, self.rejected
+        )?;
+        writeln!(
+            f,
+            "throughput: {:.0} requests/s accepted, {:.0} requests/s decided end to end",
+            self.accepted_per_second, self.decided_per_second
+        )?;
+        writeln!(f, "accept:     {}", self.accept)?;
+        writeln!(f, "decision:   {}", self.decision)?;
+        writeln!(
+            f,
+            "outcome:    issued {}, sold out {}, failed {}",
+            self.issued, self.sold_out, self.failed
+        )?;
+        if self.over_issued.is_empty() {
+            write!(f, "check:      no coupon issued past its stock")
+        } else {
+            write!(
+                f,
+                "check:      OVER-ISSUED coupons: {}",
+                self.over_issued.join(", ")
+            )
+        }
+    }
+}
+
+/// Runs an open-loop load: creates the coupons, sends `rate * duration`
+/// issue requests at a constant `rate` per second (request `i` for coupon
+/// `i % coupons` by user `i / coupons`), each once whatever the answer,
+/// waits until nothing is pending, then reads each accepted request's
+/// `decided_at` from `GET /coupons/{id}/issues/{user}`. Latencies count
+/// from the intended send time, so a stall of the service or of this
+/// generator is not hidden (coordinated omission). Writes the samples to
+/// `opts.csv` and draws `opts.chart` when given.
+///
+/// # Errors
+/// As [`run`]; [`LoadError::Output`] when the CSV file or the chart cannot
+/// be written.
+///
+/// # Panics
+/// When `opts.rate` or `opts.duration` is missing.
+pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
+    let rate = opts.rate.expect("--rate");
+    let duration = Duration::from_secs_f64(opts.duration.expect("--duration").max(0.0));
+    let base = opts.url.trim_end_matches('/').to_owned();
+    // Enough idle connections for the requests in flight at this rate for
+    // a 100 ms answer.
+    let client = support::client((rate / 10.0).ceil() as usize)?;
+    let prefix = support::run_prefix(opts.prefix.as_deref());
+    let coupon_ids = create_coupons(&client, &base, &prefix, opts).await?;
+    let coupons = coupon_ids.len().max(1);
+
+    let started = Instant::now();
+    let fired = fire_at_rate(rate, duration, |n| {
+        let client = client.clone();
+        let url = format!("{base}/coupons/{}/issue", coupon_ids[n % coupons]);
+        let body = IssueBody {
+            user_id: format!("user-{}", n / coupons),
+        };
+        async move {
+            match client.post(&url).json(&body).send().await {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status().as_u16())),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let send_elapsed = started.elapsed();
+    let outcome = drain(&client, &base, &coupon_ids, started, opts).await?;
     let drained = started.elapsed();
-    report.drain_seconds = drained.as_secs_f64();
-    report.decided_per_second = support::per_second(report.accepted, drained);
-    report.coupon_ids = coupon_ids;
+
+    // Each accepted request's decision time, read back from the service,
+    // in request order.
+    let mut decided: Vec<(usize, Option<IssueStatus>)> =
+        support::fan_out(fired.len(), 64, |n| {
+            let client = client.clone();
+            let url = format!(
+                "{base}/coupons/{}/issues/user-{}",
+                coupon_ids[n % coupons],
+                n / coupons
+            );
+            let accepted = fired[n].value.is_ok();
+            async move {
+                let status = match accepted {
+                    true => support::get_json::<IssueStatus>(&client, &url).await.ok(),
+                    false => None,
+                };
+                (n, status)
+            }
+        })
+        .await;
+    decided.sort_unstable_by_key(|d| d.0);
+    let mut rejected = 0;
+    let samples: Vec<Sample> = fired
+        .iter()
+        .zip(decided)
+        .map(|(f, (_, status))| {
+            let intended_ms = f.intended.as_secs_f64() * 1000.0;
+            match (&f.value, status) {
+                (Err(why), _) => {
+                    rejected += 1;
+                    tracing::warn!(%why, "issue request rejected");
+                    Sample {
+                        intended_ms,
+                        accept_ms: None,
+                        decision_ms: None,
+                        outcome: "rejected".into(),
+                    }
+                }
+                (Ok(()), status) => Sample {
+                    intended_ms,
+                    accept_ms: Some(f.latency.as_secs_f64() * 1000.0),
+                    decision_ms: status
+                        .as_ref()
+                        .and_then(|s| s.decided_at)
+                        .map(|d| (d as f64 - f.intended_epoch_ms).max(0.0)),
+                    outcome: status.map_or_else(|| "unknown".into(), |s| s.status),
+                },
+            }
+        })
+        .collect();
+    let accepted = fired.len() as u64 - rejected;
+    let report = OpenLoopReport {
+        rate,
+        requests: fired.len() as u64,
+        accepted,
+        rejected,
+        accepted_per_second: support::per_second(accepted, send_elapsed),
+        decided_per_second: support::per_second(accepted, drained),
+        accept: LatencySummary::of(samples.iter().filter_map(|s| s.accept_ms)),
+        decision: LatencySummary::of(samples.iter().filter_map(|s| s.decision_ms)),
+        issued: outcome.issued,
+        sold_out: outcome.sold_out,
+        failed: outcome.failed,
+        over_issued: outcome.over_issued,
+        samples,
+    };
+    if let Some(path) = &opts.csv {
+        write_csv(path, &report.samples)?;
+    }
+    if let Some(path) = &opts.chart {
+        let title = format!(
+            "coupon-service, open loop at {rate:.0} requests/s for {:.0} s",
+            duration.as_secs_f64()
+        );
+        draw_chart(path, &title, &report.samples)?;
+    }
     Ok(report)
 }

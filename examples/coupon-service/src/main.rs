@@ -116,6 +116,14 @@ async fn run_load(args: LoadArgs) -> Result<(), String> {
         if let Some(url) = url {
             opts.url = url;
         }
+        if let (Some(rate), Some(duration)) = (opts.rate, opts.duration) {
+            println!(
+                "load: open loop, {rate} requests/s for {duration} s over {} coupons x stock {}, target {}",
+                opts.coupons, opts.stock, opts.url
+            );
+            let report = load::run_open(&opts).await?;
+            return Ok((report.to_string(), report.over_issued.is_empty()));
+        }
         println!(
             "load: {} coupons x stock {}, {} users each requesting every coupon ({} requests), concurrency {}, target {}",
             opts.coupons,
@@ -125,12 +133,13 @@ async fn run_load(args: LoadArgs) -> Result<(), String> {
             opts.concurrency,
             opts.url
         );
-        load::run(&opts).await
+        let report = load::run(&opts).await?;
+        Ok((report.to_string(), report.over_issued.is_empty()))
     })
     .await?;
-    let report = report.map_err(|e| e.to_string())?;
+    let (report, within_stock) = report.map_err(|e: load::LoadError| e.to_string())?;
     println!("{report}");
-    if report.over_issued.is_empty() {
+    if within_stock {
         Ok(())
     } else {
         Err("some coupon was issued past its stock".into())

@@ -15,6 +15,8 @@
 //! - [`cli`]: the `serve` and `load [--spawn]` plumbing of the binaries;
 //! - [`load`]: the load generators' HTTP client, retries, tallies and
 //!   percentiles;
+//! - [`open_loop`]: requests at a constant arrival rate, latency from the
+//!   intended send time, CSV samples and an SVG chart;
 //! - [`ServiceError`]: why starting an app failed.
 //!
 //! Not a general-purpose library: it is versioned with the apps and not
@@ -26,6 +28,7 @@ pub mod db;
 mod error;
 pub mod http;
 pub mod load;
+pub mod open_loop;
 pub mod telemetry;
 
 pub use crate::error::ServiceError;
