@@ -884,11 +884,20 @@ async fn open_loop_load_reports_every_request() {
     let report = coupon_service::load::run_open(&opts)
         .await
         .expect("the open-loop run");
-    assert_eq!((report.requests, report.accepted, report.rejected), (200, 200, 0));
+    assert_eq!(
+        (report.requests, report.accepted, report.rejected),
+        (200, 200, 0)
+    );
     // 4 coupons x 50 requests each (one per user), stock 30 each.
-    assert_eq!((report.issued, report.sold_out, report.failed), (120, 80, 0));
+    assert_eq!(
+        (report.issued, report.sold_out, report.failed),
+        (120, 80, 0)
+    );
     assert!(report.over_issued.is_empty());
-    assert_eq!(report.decision.count, 200, "every decision time was read back");
+    assert_eq!(
+        report.decision.count, 200,
+        "every decision time was read back"
+    );
     assert!(
         report
             .samples
@@ -898,10 +907,7 @@ async fn open_loop_load_reports_every_request() {
     );
     let csv = std::fs::read_to_string(dir.join("samples.csv")).unwrap();
     assert_eq!(csv.lines().count(), 201, "a header and one row per request");
-    assert_eq!(
-        csv.lines().filter(|l| l.ends_with(",issued")).count(),
-        120
-    );
+    assert_eq!(csv.lines().filter(|l| l.ends_with(",issued")).count(), 120);
     let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("latency over the run"));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -205,15 +205,6 @@ impl Db {
         Ok(())
     }
 
-    /// The status of a user's request for a coupon, or `None`.
-    pub(crate) async fn status(
-        &self,
-        coupon_id: &str,
-        user_id: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
-        Ok(self.request(coupon_id, user_id).await?.map(|r| r.status))
-    }
-
     /// A user's request for a coupon (status and times), or `None`.
     pub(crate) async fn request(
         &self,
@@ -414,11 +405,11 @@ mod tests {
             .unwrap();
         assert_eq!(db.coupon("c").await.unwrap(), Some(coupon(0, 1, 1, 1)));
         assert_eq!(
-            db.status("c", "alice").await.unwrap().as_deref(),
+            db.request("c", "alice").await.unwrap().map(|r| r.status).as_deref(),
             Some(status::ISSUED)
         );
         assert_eq!(
-            db.status("c", "carol").await.unwrap().as_deref(),
+            db.request("c", "carol").await.unwrap().map(|r| r.status).as_deref(),
             Some(status::FAILED)
         );
         assert_eq!(

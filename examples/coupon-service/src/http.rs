@@ -406,8 +406,11 @@ mod tests {
                 coupon_id: "c".into(),
                 user_id: "u".into(),
                 status: status::SOLD_OUT.into(),
+                requested_at: 100,
+                decided_at: Some(130),
             }),
-            json!({"coupon_id": "c", "user_id": "u", "status": "sold_out"})
+            json!({"coupon_id": "c", "user_id": "u", "status": "sold_out",
+                   "requested_at": 100, "decided_at": 130})
         );
         assert_eq!(
             wire(Replayed {

@@ -424,24 +424,23 @@ pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
 
     // Each accepted request's decision time, read back from the service,
     // in request order.
-    let mut decided: Vec<(usize, Option<IssueStatus>)> =
-        support::fan_out(fired.len(), 64, |n| {
-            let client = client.clone();
-            let url = format!(
-                "{base}/coupons/{}/issues/user-{}",
-                coupon_ids[n % coupons],
-                n / coupons
-            );
-            let accepted = fired[n].value.is_ok();
-            async move {
-                let status = match accepted {
-                    true => support::get_json::<IssueStatus>(&client, &url).await.ok(),
-                    false => None,
-                };
-                (n, status)
-            }
-        })
-        .await;
+    let mut decided: Vec<(usize, Option<IssueStatus>)> = support::fan_out(fired.len(), 64, |n| {
+        let client = client.clone();
+        let url = format!(
+            "{base}/coupons/{}/issues/user-{}",
+            coupon_ids[n % coupons],
+            n / coupons
+        );
+        let accepted = fired[n].value.is_ok();
+        async move {
+            let status = match accepted {
+                true => support::get_json::<IssueStatus>(&client, &url).await.ok(),
+                false => None,
+            };
+            (n, status)
+        }
+    })
+    .await;
     decided.sort_unstable_by_key(|d| d.0);
     let mut rejected = 0;
     let samples: Vec<Sample> = fired
