@@ -405,11 +405,19 @@ mod tests {
             .unwrap();
         assert_eq!(db.coupon("c").await.unwrap(), Some(coupon(0, 1, 1, 1)));
         assert_eq!(
-            db.request("c", "alice").await.unwrap().map(|r| r.status).as_deref(),
+            db.request("c", "alice")
+                .await
+                .unwrap()
+                .map(|r| r.status)
+                .as_deref(),
             Some(status::ISSUED)
         );
         assert_eq!(
-            db.request("c", "carol").await.unwrap().map(|r| r.status).as_deref(),
+            db.request("c", "carol")
+                .await
+                .unwrap()
+                .map(|r| r.status)
+                .as_deref(),
             Some(status::FAILED)
         );
         assert_eq!(

@@ -195,6 +195,7 @@ enum Unsendable {
     /// No type of this binary has the row's event name.
     Unknown(String),
     /// Encoding failed (an Avro row: no codec, the registry).
+    #[cfg_attr(not(feature = "avro"), allow(dead_code))]
     Failed(crate::Error),
 }
 

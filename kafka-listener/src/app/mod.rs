@@ -10,7 +10,7 @@ mod running;
 use std::sync::Arc;
 
 pub use self::registry::ListenerRegistry;
-use self::running::ShutdownHook;
+use self::running::{infra_accessors, Infra, ShutdownHook};
 pub use self::running::{shutdown_signal, RunningApp};
 use crate::config::KafkaConfig;
 use crate::container::ListenerContainer;
@@ -288,11 +288,13 @@ impl KafkaAppBuilder {
         };
         Ok(KafkaApp {
             config: self.config,
-            bootstrap,
-            embedded,
-            #[cfg(feature = "avro")]
-            schema_registry,
-            template,
+            infra: Infra {
+                template,
+                bootstrap,
+                embedded,
+                #[cfg(feature = "avro")]
+                schema_registry,
+            },
             state,
             listeners,
             registry: ListenerRegistry::default(),
@@ -395,11 +397,7 @@ type EmbeddedSchemaRegistry = std::convert::Infallible;
 #[derive(Debug)]
 pub struct KafkaApp {
     config: KafkaConfig,
-    bootstrap: String,
-    embedded: Option<Arc<EmbeddedBroker>>,
-    #[cfg(feature = "avro")]
-    schema_registry: Option<Arc<EmbeddedSchemaRegistry>>,
-    template: KafkaTemplate,
+    infra: Infra,
     state: StateMap,
     listeners: Vec<ListenerSpec>,
     registry: ListenerRegistry,
@@ -442,32 +440,11 @@ impl KafkaApp {
         self
     }
 
-    /// The template (the app's idempotent producer).
-    pub fn template(&self) -> KafkaTemplate {
-        self.template.clone()
-    }
-
-    /// The bootstrap servers in use (the embedded broker's when embedded).
-    pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
-    }
-
-    /// The embedded broker, when one runs.
-    #[cfg(feature = "embedded")]
-    pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
-        self.embedded.as_ref()
-    }
+    infra_accessors!();
 
     /// The configuration.
     pub fn config(&self) -> &KafkaConfig {
         &self.config
-    }
-
-    /// The embedded Schema Registry, when one runs (the embedded broker and
-    /// no [`KafkaConfig::schema_registry_url`]).
-    #[cfg(all(feature = "avro", feature = "embedded"))]
-    pub fn embedded_schema_registry(&self) -> Option<&Arc<EmbeddedSchemaRegistry>> {
-        self.schema_registry.as_ref()
     }
 
     /// The Avro codec over the app's Schema Registry (the one in the state,
@@ -487,7 +464,7 @@ impl KafkaApp {
     /// too.
     pub async fn start(self) -> Result<RunningApp> {
         let state = Arc::new(self.state);
-        let base = self.config.consumer_config(&self.bootstrap);
+        let base = self.config.consumer_config(&self.infra.bootstrap);
         let timeout = self.config.effective_shutdown_timeout();
         let mut containers = Vec::with_capacity(self.listeners.len());
         let mut seen = std::collections::HashSet::new();
@@ -501,7 +478,13 @@ impl KafkaApp {
                 break;
             }
             let auto = spec.starts_automatically();
-            match ListenerContainer::new(spec, Arc::clone(&state), &base, timeout, &self.template) {
+            match ListenerContainer::new(
+                spec,
+                Arc::clone(&state),
+                &base,
+                timeout,
+                &self.infra.template,
+            ) {
                 Ok(c) => containers.push((Arc::new(c), auto)),
                 Err(e) => {
                     failed = Some(e);
@@ -511,15 +494,7 @@ impl KafkaApp {
         }
         self.registry
             .fill(containers.iter().map(|(c, _)| Arc::clone(c)).collect());
-        let running = RunningApp::new(
-            self.registry,
-            self.template,
-            self.bootstrap,
-            self.embedded,
-            #[cfg(feature = "avro")]
-            self.schema_registry,
-            self.hooks,
-        );
+        let running = RunningApp::new(self.registry, self.infra, self.hooks);
         if let Some(e) = failed {
             running.shutdown().await;
             return Err(e);

@@ -47,31 +47,59 @@ impl std::fmt::Debug for ShutdownHook {
 #[derive(Debug)]
 pub struct RunningApp {
     registry: ListenerRegistry,
-    template: KafkaTemplate,
-    bootstrap: String,
-    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
-    embedded: Option<Arc<EmbeddedBroker>>,
-    #[cfg(feature = "avro")]
-    schema_registry: Option<Arc<EmbeddedSchemaRegistry>>,
+    infra: Infra,
     hooks: std::sync::Mutex<Vec<ShutdownHook>>,
 }
 
+/// What a built app ([`super::KafkaApp`]) hands to its started self
+/// ([`RunningApp`]): the template, the bootstrap servers and the embedded
+/// infrastructure. Both expose it through [`infra_accessors!`].
+#[derive(Debug)]
+pub(super) struct Infra {
+    pub(super) template: KafkaTemplate,
+    pub(super) bootstrap: String,
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub(super) embedded: Option<Arc<EmbeddedBroker>>,
+    #[cfg(feature = "avro")]
+    #[cfg_attr(not(feature = "embedded"), allow(dead_code))]
+    pub(super) schema_registry: Option<Arc<EmbeddedSchemaRegistry>>,
+}
+
+/// The accessors of [`Infra`] on a type with a field `infra: Infra`.
+macro_rules! infra_accessors {
+    () => {
+        /// The template (the app's idempotent producer).
+        pub fn template(&self) -> KafkaTemplate {
+            self.infra.template.clone()
+        }
+
+        /// The bootstrap servers in use (the embedded broker's when
+        /// embedded).
+        pub fn bootstrap_servers(&self) -> &str {
+            &self.infra.bootstrap
+        }
+
+        /// The embedded broker, when one runs.
+        #[cfg(feature = "embedded")]
+        pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
+            self.infra.embedded.as_ref()
+        }
+
+        /// The embedded Schema Registry, when one runs (the embedded broker
+        /// and no [`KafkaConfig::schema_registry_url`](crate::KafkaConfig::schema_registry_url)).
+        #[cfg(all(feature = "avro", feature = "embedded"))]
+        pub fn embedded_schema_registry(&self) -> Option<&Arc<EmbeddedSchemaRegistry>> {
+            self.infra.schema_registry.as_ref()
+        }
+    };
+}
+pub(super) use infra_accessors;
+
 impl RunningApp {
-    pub(super) fn new(
-        registry: ListenerRegistry,
-        template: KafkaTemplate,
-        bootstrap: String,
-        embedded: Option<Arc<EmbeddedBroker>>,
-        #[cfg(feature = "avro")] schema_registry: Option<Arc<EmbeddedSchemaRegistry>>,
-        hooks: Vec<ShutdownHook>,
-    ) -> Self {
+    pub(super) fn new(registry: ListenerRegistry, infra: Infra, hooks: Vec<ShutdownHook>) -> Self {
         Self {
             registry,
-            template,
-            bootstrap,
-            embedded,
-            #[cfg(feature = "avro")]
-            schema_registry,
+            infra,
             hooks: std::sync::Mutex::new(hooks),
         }
     }
@@ -92,27 +120,7 @@ impl RunningApp {
         self.registry.containers()
     }
 
-    /// The template.
-    pub fn template(&self) -> KafkaTemplate {
-        self.template.clone()
-    }
-
-    /// The bootstrap servers in use.
-    pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
-    }
-
-    /// The embedded broker, when one runs.
-    #[cfg(feature = "embedded")]
-    pub fn embedded_broker(&self) -> Option<&Arc<EmbeddedBroker>> {
-        self.embedded.as_ref()
-    }
-
-    /// The embedded Schema Registry, when one runs.
-    #[cfg(all(feature = "avro", feature = "embedded"))]
-    pub fn embedded_schema_registry(&self) -> Option<&Arc<EmbeddedSchemaRegistry>> {
-        self.schema_registry.as_ref()
-    }
+    infra_accessors!();
 
     /// Stops the app, in this order:
     /// 1. every listener container, in parallel: each finishes the records
@@ -131,7 +139,7 @@ impl RunningApp {
             tracing::info!(component = %hook.name, "stopping");
             (hook.stop)().await;
         }
-        let template = self.template.clone();
+        let template = self.infra.template.clone();
         let _ = tokio::task::spawn_blocking(move || template.flush(Duration::from_secs(10))).await;
         tracing::info!("shutdown complete");
     }
