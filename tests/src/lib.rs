@@ -406,3 +406,50 @@ pub fn skip_to_end(bootstrap: &str, group: &str, topic: &str) {
         }
     }
 }
+
+/// What a test of a reference app on a real cluster holds while the app
+/// runs: its turn with the app's topics and groups ([`AppLock`], with the
+/// groups moved to the log end by [`skip_to_end`]) and a Schema Registry of
+/// its own (an app starts an embedded registry only beside the embedded
+/// broker). Dropped after the app.
+#[derive(Debug)]
+pub struct AppOnCluster {
+    _lock: AppLock,
+    registry: kafka_listener::embedded::EmbeddedSchemaRegistry,
+}
+
+impl AppOnCluster {
+    /// Waits for `app`'s turn on the cluster at `bootstrap`, skips each
+    /// `(group, topic)` to the log end and starts the registry.
+    ///
+    /// # Panics
+    /// When the offsets cannot be committed or the registry cannot start.
+    pub async fn prepare(app: &str, bootstrap: &str, groups: &[(&str, &str)]) -> Self {
+        let lock = AppLock::acquire(app, bootstrap).await;
+        let b = bootstrap.to_owned();
+        let groups: Vec<(String, String)> = groups
+            .iter()
+            .map(|(g, t)| ((*g).to_owned(), (*t).to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            for (group, topic) in &groups {
+                skip_to_end(&b, group, topic);
+            }
+        })
+        .await
+        .unwrap();
+        let registry = kafka_listener::embedded::EmbeddedSchemaRegistry::start()
+            .await
+            .expect("an embedded registry");
+        Self {
+            _lock: lock,
+            registry,
+        }
+    }
+
+    /// The registry's URL, for `SCHEMA_REGISTRY_URL` or
+    /// [`kafka_listener::KafkaConfig::schema_registry_url`].
+    pub fn registry_url(&self) -> &str {
+        self.registry.url()
+    }
+}

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kafka_listener::{Json, KafkaTemplate, ListenerSpec, RecordMeta, State};
+use kafka_listener::{
+    Json, KafkaApp, KafkaConfig, KafkaTemplate, ListenerSpec, RecordMeta, RunningApp, State,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -586,4 +588,49 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .expect("a blocking helper")
+}
+
+/// Starts an app on `bootstrap` whose one listener, `id`, is a
+/// [`recording_listener`] of `topic` in `group` with 3 consumers, and waits
+/// until its consumers hold `partitions` partitions. The producer waits out
+/// a broker outage of up to 60 s (`message.timeout.ms`) and reconnects
+/// within a second of the broker's return (`reconnect.backoff.max.ms`).
+/// Returns the app's template and the running app.
+///
+/// # Panics
+/// When the app does not build or start, or the partitions are not
+/// assigned within 30 s.
+pub async fn start_recording_app(
+    bootstrap: &str,
+    id: &str,
+    topic: &str,
+    group: &str,
+    partitions: i32,
+    handled: &Handled,
+) -> (KafkaTemplate, RunningApp) {
+    let config = KafkaConfig::new()
+        .bootstrap_servers(bootstrap)
+        // Waits out an outage (librdkafka's default is 300 s).
+        .property("message.timeout.ms", "60000")
+        // Reconnects within a second of the broker's return (default 10 s).
+        .property("reconnect.backoff.max.ms", "1000");
+    let app = KafkaApp::builder()
+        .config(config)
+        .without_discovered_listeners()
+        .listener(recording_listener(id, topic, group).concurrency(3))
+        .build()
+        .await
+        .expect("the app builds")
+        .state(handled.clone());
+    let template = app.template();
+    let running = app.start().await.expect("the app starts");
+    assert!(
+        running
+            .container(id)
+            .unwrap()
+            .wait_for_assignment(partitions as usize, Duration::from_secs(30))
+            .await,
+        "the listener's consumers get the {partitions} partitions"
+    );
+    (template, running)
 }

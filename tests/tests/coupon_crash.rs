@@ -38,8 +38,7 @@ use std::time::{Duration, Instant};
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
-use kafka_listener::embedded::EmbeddedSchemaRegistry;
-use kafka_listener_tests::{read_topic, skip_to_end, test_bootstrap, unique, AppLock};
+use kafka_listener_tests::{read_topic, test_bootstrap, unique, AppOnCluster};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -332,23 +331,20 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     let mut children = Children::default();
     // On a real cluster: this test's turn with the app's topics and groups,
     // and a registry that outlives the service.
-    let mut _lock = None;
-    let mut _registry = None;
+    let mut _cluster = None;
     let (bootstrap, registry_url) = match (&real, &broker_bin) {
         (Some(b), _) => {
-            _lock = Some(AppLock::acquire("coupon-service", b).await);
-            let skip = b.clone();
-            tokio::task::spawn_blocking(move || {
-                skip_to_end(&skip, coupon_service::GROUP_ID, coupon_service::TOPIC);
-                skip_to_end(&skip, coupon_service::DEAD_LETTERS_ID, coupon_service::DLT);
-            })
-            .await
-            .unwrap();
-            let registry = EmbeddedSchemaRegistry::start()
-                .await
-                .expect("an embedded registry");
-            let url = registry.url().to_owned();
-            _registry = Some(registry);
+            let prepared = AppOnCluster::prepare(
+                "coupon-service",
+                b,
+                &[
+                    (coupon_service::GROUP_ID, coupon_service::TOPIC),
+                    (coupon_service::DEAD_LETTERS_ID, coupon_service::DLT),
+                ],
+            )
+            .await;
+            let url = prepared.registry_url().to_owned();
+            _cluster = Some(prepared);
             (b.clone(), url)
         }
         (None, Some(bin)) => {

@@ -18,16 +18,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use coupon_service::{
-    CouponIssued, IssueRequested, RunningService, ServiceConfig, DEAD_LETTERS_ID, DLT, GROUP_ID,
-    ISSUED_TOPIC, TOPIC,
+    CouponIssued, IssueRequested, RunningService, ServiceConfig, DLT, ISSUED_TOPIC, TOPIC,
 };
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, TimestampMillis};
-use kafka_listener::embedded::EmbeddedSchemaRegistry;
 use kafka_listener::KafkaConfig;
 use kafka_listener_tests::{
-    connect, init_logs, poll, read_topic, skip_to_end, stop_timed, test_bootstrap,
-    test_database_url, unique, wait_until, Api, AppLock, SqliteFile,
+    connect, init_logs, poll, read_topic, stop_timed, test_bootstrap, test_database_url, unique,
+    wait_until, Api, AppOnCluster, SqliteFile,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -42,11 +40,9 @@ struct Harness {
     _sqlite: Option<SqliteFile>,
     started: Instant,
     _serial: tokio::sync::MutexGuard<'static, ()>,
-    /// On a real cluster: this test's turn with the app's topics and groups.
-    _lock: Option<AppLock>,
-    /// On a real cluster: the Schema Registry the service talks to (the
-    /// service starts an embedded one only beside the embedded broker).
-    _registry: Option<EmbeddedSchemaRegistry>,
+    /// On a real cluster: this test's turn with the app's topics and
+    /// groups, and its Schema Registry.
+    _cluster: Option<AppOnCluster>,
 }
 
 /// One service at a time. With two services (two embedded brokers) running
@@ -70,24 +66,21 @@ async fn start_with(
         }
     };
     let mut kafka = KafkaConfig::new();
-    let mut lock = None;
-    let mut registry = None;
+    let mut on_cluster = None;
     if let Some(bootstrap) = test_bootstrap() {
-        lock = Some(AppLock::acquire("coupon-service", &bootstrap).await);
-        let b = bootstrap.clone();
-        tokio::task::spawn_blocking(move || {
-            skip_to_end(&b, GROUP_ID, TOPIC);
-            skip_to_end(&b, DEAD_LETTERS_ID, DLT);
-        })
-        .await
-        .unwrap();
-        let r = EmbeddedSchemaRegistry::start()
-            .await
-            .expect("an embedded registry");
+        let prepared = AppOnCluster::prepare(
+            "coupon-service",
+            &bootstrap,
+            &[
+                (coupon_service::GROUP_ID, coupon_service::TOPIC),
+                (coupon_service::DEAD_LETTERS_ID, coupon_service::DLT),
+            ],
+        )
+        .await;
         kafka = kafka
             .bootstrap_servers(bootstrap)
-            .schema_registry_url(r.url());
-        registry = Some(r);
+            .schema_registry_url(prepared.registry_url());
+        on_cluster = Some(prepared);
     }
     let mut config = ServiceConfig {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -106,8 +99,7 @@ async fn start_with(
         _sqlite: sqlite,
         started: Instant::now(),
         _serial: serial,
-        _lock: lock,
-        _registry: registry,
+        _cluster: on_cluster,
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use kafka_listener::KafkaConfig;
 use kafka_listener_tests::cluster::{launcher_or_skip, workspace_root, Cluster};
 use kafka_listener_tests::{
-    init_logs, poll, skip_to_end, unique, wait_until, Api, AppLock, SqliteFile,
+    init_logs, poll, skip_to_end, unique, wait_until, Api, AppLock, AppOnCluster, SqliteFile,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -122,20 +122,22 @@ async fn reference_apps_on_a_real_cluster() {
 
 async fn coupon_service_with_the_broker_down(cluster: &Cluster) {
     let bootstrap = cluster.bootstrap().to_owned();
-    let _lock = AppLock::acquire("coupon-service", &bootstrap).await;
-    let b = bootstrap.clone();
-    tokio::task::spawn_blocking(move || {
-        skip_to_end(&b, coupon_service::GROUP_ID, coupon_service::TOPIC);
-        skip_to_end(&b, coupon_service::DEAD_LETTERS_ID, coupon_service::DLT);
-    })
-    .await
-    .unwrap();
+    let prepared = AppOnCluster::prepare(
+        "coupon-service",
+        &bootstrap,
+        &[
+            (coupon_service::GROUP_ID, coupon_service::TOPIC),
+            (coupon_service::DEAD_LETTERS_ID, coupon_service::DLT),
+        ],
+    )
+    .await;
     let db = SqliteFile::new("apps-coupon");
     let service = coupon_service::start(coupon_service::ServiceConfig {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: db.url().to_owned(),
         kafka: KafkaConfig::new()
             .bootstrap_servers(&bootstrap)
+            .schema_registry_url(prepared.registry_url())
             .property("reconnect.backoff.max.ms", "1000"),
         send_timeout: Duration::from_secs(2),
         metrics: false,

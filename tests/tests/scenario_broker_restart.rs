@@ -17,9 +17,8 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_listener::{KafkaApp, KafkaConfig};
 use kafka_listener_tests::scenario::{
-    assert_no_loss, committed, recording_listener, scenario_cluster, wait_committed_to_log_end,
+    assert_no_loss, committed, scenario_cluster, start_recording_app, wait_committed_to_log_end,
     Handled, Load, Verdict,
 };
 
@@ -38,30 +37,8 @@ async fn broker_restart_under_load_loses_nothing_acknowledged_and_resumes_from_c
     let bootstrap = cluster.bootstrap().to_owned();
 
     let handled = Handled::default();
-    let config = KafkaConfig::new()
-        .bootstrap_servers(&bootstrap)
-        // Waits out the restart (librdkafka's default is 300 s).
-        .property("message.timeout.ms", "60000")
-        // Reconnects within a second of the broker's return (default 10 s).
-        .property("reconnect.backoff.max.ms", "1000");
-    let app = KafkaApp::builder()
-        .config(config)
-        .without_discovered_listeners()
-        .listener(recording_listener("restart", TOPIC, GROUP).concurrency(3))
-        .build()
-        .await
-        .expect("the app builds")
-        .state(handled.clone());
-    let template = app.template();
-    let running = app.start().await.expect("the app starts");
-    assert!(
-        running
-            .container("restart")
-            .unwrap()
-            .wait_for_assignment(PARTITIONS as usize, Duration::from_secs(30))
-            .await,
-        "3 consumers get one partition each"
-    );
+    let (template, running) =
+        start_recording_app(&bootstrap, "restart", TOPIC, GROUP, PARTITIONS, &handled).await;
 
     // ~500 records/s over 31 keys, so every partition is busy.
     let load = Load::start(template, TOPIC, 0, Duration::from_millis(2), |s| {

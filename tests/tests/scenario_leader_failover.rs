@@ -20,10 +20,9 @@
 
 use std::time::{Duration, Instant};
 
-use kafka_listener::{KafkaApp, KafkaConfig};
 use kafka_listener_tests::cluster::{Cluster, PartitionInfo};
 use kafka_listener_tests::scenario::{
-    assert_no_loss, committed, recording_listener, scenario_cluster, wait_committed_to_log_end,
+    assert_no_loss, committed, scenario_cluster, start_recording_app, wait_committed_to_log_end,
     Handled, Load, Msg, Verdict,
 };
 
@@ -60,27 +59,8 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
         .all(|p| p.replicas.len() == 3 && p.isr.len() == 3));
 
     let handled = Handled::default();
-    let config = KafkaConfig::new()
-        .bootstrap_servers(&bootstrap)
-        .property("message.timeout.ms", "60000")
-        .property("reconnect.backoff.max.ms", "1000");
-    let app = KafkaApp::builder()
-        .config(config)
-        .without_discovered_listeners()
-        .listener(recording_listener("failover", TOPIC, GROUP).concurrency(3))
-        .build()
-        .await
-        .expect("the app builds")
-        .state(handled.clone());
-    let template = app.template();
-    let running = app.start().await.expect("the app starts");
-    assert!(
-        running
-            .container("failover")
-            .unwrap()
-            .wait_for_assignment(PARTITIONS as usize, Duration::from_secs(30))
-            .await
-    );
+    let (template, running) =
+        start_recording_app(&bootstrap, "failover", TOPIC, GROUP, PARTITIONS, &handled).await;
     // Seq 0 finds the hot key's partition.
     let probe = template
         .send_json(TOPIC, "hot", &Msg { seq: 0 })

@@ -165,15 +165,7 @@ impl fmt::Display for LoadReport {
             "outcome:    issued {} of stock {}, sold out {}, failed {}, pending {}",
             self.issued, self.total_stock, self.sold_out, self.failed, self.pending
         )?;
-        if self.over_issued.is_empty() {
-            write!(f, "check:      no coupon issued past its stock")
-        } else {
-            write!(
-                f,
-                "check:      OVER-ISSUED coupons: {}",
-                self.over_issued.join(", ")
-            )
-        }
+        write_check(f, &self.over_issued)
     }
 }
 
@@ -364,15 +356,7 @@ impl fmt::Display for OpenLoopReport {
             "outcome:    issued {}, sold out {}, failed {}",
             self.issued, self.sold_out, self.failed
         )?;
-        if self.over_issued.is_empty() {
-            write!(f, "check:      no coupon issued past its stock")
-        } else {
-            write!(
-                f,
-                "check:      OVER-ISSUED coupons: {}",
-                self.over_issued.join(", ")
-            )
-        }
+        write_check(f, &self.over_issued)
     }
 }
 
@@ -498,4 +482,17 @@ pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
         draw_chart(path, &title, &report.samples)?;
     }
     Ok(report)
+}
+
+/// The last line of a report: whether any coupon was issued past its stock.
+fn write_check(f: &mut fmt::Formatter<'_>, over_issued: &[String]) -> fmt::Result {
+    if over_issued.is_empty() {
+        write!(f, "check:      no coupon issued past its stock")
+    } else {
+        write!(
+            f,
+            "check:      OVER-ISSUED coupons: {}",
+            over_issued.join(", ")
+        )
+    }
 }
