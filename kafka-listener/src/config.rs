@@ -10,6 +10,15 @@ use rdkafka::ClientConfig;
 
 use crate::error::{Error, Result};
 
+/// The producer's default `partitioner`: librdkafka's `murmur2_random`
+/// hashes a key as the Java client's `BuiltInPartitioner` does (murmur2,
+/// positive, modulo the partition count), so a key lands on the same
+/// partition whether a Rust or a Java service sent it; keyless records are
+/// spread at random. librdkafka's own default, `consistent_random` (CRC32),
+/// puts the same key on another partition than a Java producer would. A
+/// `partitioner` property in the configuration wins.
+pub(crate) const JAVA_PARTITIONER: &str = "murmur2_random";
+
 /// Property names whose values are never printed.
 const SECRET_MARKERS: &[&str] = &[
     "password",
@@ -339,12 +348,14 @@ impl KafkaConfig {
     }
 
     /// The producer `ClientConfig` for `bootstrap`: idempotent with
-    /// `acks=all` unless the properties say otherwise.
+    /// `acks=all` and the Java client's partitioner ([`JAVA_PARTITIONER`])
+    /// unless the properties say otherwise.
     pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
-            .set("acks", "all");
+            .set("acks", "all")
+            .set("partitioner", JAVA_PARTITIONER);
         for (k, v) in self.client_properties(&self.producer_properties) {
             c.set(k, v);
         }
@@ -451,6 +462,12 @@ mod tests {
             c.producer_config("x").get("enable.idempotence"),
             Some("true")
         );
+        assert_eq!(
+            c.producer_config("x").get("partitioner"),
+            Some("murmur2_random")
+        );
+        let own = KafkaConfig::new().producer_property("partitioner", "consistent");
+        assert_eq!(own.producer_config("x").get("partitioner"), Some("consistent"));
     }
 
     #[test]
