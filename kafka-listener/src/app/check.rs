@@ -183,18 +183,32 @@ pub(crate) async fn check_connection(
                 let c: BaseConsumer<CheckContext> = config
                     .create_with_context(ctx)
                     .map_err(|e| fail(e.to_string()))?;
-                Box::new(move || c.fetch_metadata(None, ATTEMPT).map(drop))
+                Box::new(move || {
+                    // Serves librdkafka's error events (an authentication
+                    // failure arrives as one) to the context.
+                    if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
+                        tracing::debug!("connection check: {e}");
+                    }
+                    c.fetch_metadata(None, ATTEMPT).map(drop)
+                })
             }
             ClientKind::Producer => {
                 let p: BaseProducer<CheckContext> = config
                     .create_with_context(ctx)
                     .map_err(|e| fail(e.to_string()))?;
-                Box::new(move || p.client().fetch_metadata(None, ATTEMPT).map(drop))
+                Box::new(move || {
+                    p.poll(Duration::from_millis(100));
+                    p.client().fetch_metadata(None, ATTEMPT).map(drop)
+                })
             }
         };
         let deadline = Instant::now() + timeout;
         loop {
             let result = fetch();
+            if result.is_err() {
+                // The failure's reason may only now be queued.
+                let _ = fetch();
+            }
             let fatal = crate::util::lock(&reports)
                 .iter()
                 .find(|(code, m)| is_fatal(*code, m))

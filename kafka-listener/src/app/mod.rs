@@ -171,7 +171,8 @@ impl KafkaAppBuilder {
     /// real broker would write schema ids that no other service can read).
     ///
     /// # Errors
-    /// [`Error::Config`] when no bootstrap servers are configured and the
+    /// [`Error::Config`] for a setting that cannot be honoured
+    /// ([`KafkaConfig::validate`]); when no bootstrap servers are configured and the
     /// app did not opt into the embedded broker; when a client cannot
     /// connect to the real broker because of its security settings (a
     /// wrong SASL password, an unknown CA, a missing client certificate:
@@ -182,6 +183,7 @@ impl KafkaAppBuilder {
     /// [`Error::Embedded`] when the embedded broker cannot start;
     /// [`Error::Kafka`] when topics cannot be created.
     pub async fn build(mut self) -> Result<KafkaApp> {
+        self.config.validate()?;
         if self.embedded {
             self.config.embedded = Some(true);
         }

@@ -76,6 +76,9 @@ pub struct ConsumerError {
     pub message: String,
     /// When it was reported, in milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// librdkafka's code, to tell one event reported twice (the error
+    /// callback, with its reason, and `poll`) from a new one.
+    code: Option<RDKafkaErrorCode>,
 }
 
 impl ContainerContext {
@@ -86,7 +89,20 @@ impl ContainerContext {
             Some(r) if !r.is_empty() => format!("{error}: {r}"),
             _ => error.to_string(),
         };
-        let kind = ConsumerErrorKind::of(error.rdkafka_error_code(), &message.to_ascii_lowercase());
+        let code = error.rdkafka_error_code();
+        let now = crate::util::now_ms();
+        // librdkafka hands an error event both to the error callback (with
+        // the reason, which names the topic) and to `poll`: keep one.
+        if reason.is_none() {
+            let kept = crate::util::lock(&self.errors);
+            if kept
+                .back()
+                .is_some_and(|last| last.code == code && now - last.at_ms < 1000)
+            {
+                return;
+            }
+        }
+        let kind = ConsumerErrorKind::of(code, &message.to_ascii_lowercase());
         let listener = self.listener.info.id.to_string();
         match kind {
             ConsumerErrorKind::Other => {
@@ -107,7 +123,8 @@ impl ContainerContext {
         kept.push_back(ConsumerError {
             kind,
             message,
-            at_ms: crate::util::now_ms(),
+            at_ms: now,
+            code,
         });
     }
 }
