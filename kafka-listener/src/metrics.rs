@@ -11,6 +11,7 @@
 //! | `kafka_listener_handler_seconds` | histogram | `listener` | handler latency in seconds |
 //! | `kafka_listener_commit_failures_total` | counter | `listener` | failed offset commits |
 //! | `kafka_listener_rebalances_total` | counter | `listener` | partitions revoked from a consumer |
+//! | `kafka_listener_consumer_errors_total` | counter | `listener`, `kind` | errors the listener's consumers reported: `authorization` (an ACL denies a topic or the group), `authentication`, `other` (brokers down, ...) |
 //! | `kafka_listener_consumer_lag` | gauge | `listener`, `topic`, `partition` | records between the consumer's position and the log end, from librdkafka's statistics every 5 s |
 //! | `kafka_listener_records_in_flight` | gauge | `listener` | records being handled at once (`ordering = "key"` or `"none"`) |
 //! | `kafka_listener_keys_waiting` | gauge | `listener` | records waiting behind a record of their key (`ordering = "key"`) |
