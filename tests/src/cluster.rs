@@ -314,7 +314,7 @@ impl Cluster {
     }
 
     /// `kafka tool ARGS...` without a bootstrap server added (for tools
-    /// that take none, as `kafka.tools.DumpLogSegments`); returns stdout.
+    /// that take none, as `org.apache.kafka.tools.DumpLogSegments`); returns stdout.
     ///
     /// # Panics
     /// When the tool exits with an error.

@@ -24,14 +24,14 @@ use kafka_listener_tests::scenario::{recording_listener, Handled, Msg};
 const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
 const PER_CODEC: u64 = 10;
 
-/// Asserts with `kafka.tools.DumpLogSegments` that `topic`'s partition 0
+/// Asserts with `org.apache.kafka.tools.DumpLogSegments` that `topic`'s partition 0
 /// holds at least one batch and that every batch is compressed with `codec`.
 fn assert_codec(cluster: &Cluster, topic: &str, codec: &str) {
     let log = cluster
         .dir()
         .join(format!("node1/data/{topic}-0/00000000000000000000.log"));
     let out = cluster.tool_plain(&[
-        "kafka.tools.DumpLogSegments",
+        "org.apache.kafka.tools.DumpLogSegments",
         "--files",
         &log.to_string_lossy(),
     ]);

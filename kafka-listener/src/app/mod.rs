@@ -499,7 +499,7 @@ impl KafkaApp {
     /// too.
     pub async fn start(self) -> Result<RunningApp> {
         let state = Arc::new(self.state);
-        let base = self.config.consumer_config(&self.bootstrap);
+        let base = self.config.container_config(&self.bootstrap);
         let timeout = self.config.effective_shutdown_timeout();
         let mut containers = Vec::with_capacity(self.listeners.len());
         let mut seen = std::collections::HashSet::new();

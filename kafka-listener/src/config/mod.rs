@@ -24,6 +24,10 @@ use crate::error::{Error, Result};
 /// `partitioner` property in the configuration wins.
 pub(crate) const JAVA_PARTITIONER: &str = "murmur2_random";
 
+/// The Java consumer's `max.poll.records`: the container's poll burst
+/// size, not a librdkafka property.
+pub(crate) const MAX_POLL_RECORDS: &str = "max.poll.records";
+
 /// Property names whose values are never printed.
 const SECRET_MARKERS: &[&str] = &[
     "password",
@@ -463,7 +467,7 @@ impl KafkaConfig {
         self.properties
             .iter()
             .chain(specific)
-            .filter(|(k, _)| !is_serde_property(k))
+            .filter(|(k, _)| !is_serde_property(k) && k.as_str() != MAX_POLL_RECORDS)
     }
 
     /// The consumer `ClientConfig` for `bootstrap` (common, then consumer
@@ -473,6 +477,17 @@ impl KafkaConfig {
         c.set("bootstrap.servers", bootstrap);
         for (k, v) in self.client_properties(&self.consumer_properties) {
             c.set(k, v);
+        }
+        c
+    }
+
+    /// The listener containers' base `ClientConfig`: [`Self::consumer_config`]
+    /// and `max.poll.records`, which only the container reads (librdkafka
+    /// refuses it).
+    pub(crate) fn container_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = self.consumer_config(bootstrap);
+        if let Some(n) = self.consumer_value(MAX_POLL_RECORDS) {
+            c.set(MAX_POLL_RECORDS, n);
         }
         c
     }

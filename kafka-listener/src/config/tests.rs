@@ -89,8 +89,11 @@ fn layers_file_then_environment_then_code_with_spring_names() {
     let dir = std::env::temp_dir().join(format!("kl-config-layers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("application.properties");
+    // A real PEM file: librdkafka loads it when the client is created.
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tls/ca.pem");
     std::fs::write(
         &file,
+        format!(
         "server.port=8080\n\
          spring.kafka.bootstrap-servers=file:9092\n\
          spring.kafka.consumer.group-id=file-group\n\
@@ -102,8 +105,10 @@ fn layers_file_then_environment_then_code_with_spring_names() {
          spring.kafka.properties.sasl.mechanism=SCRAM-SHA-512\n\
          spring.kafka.properties.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule \\\n\
          \x20   required username=\"app\" password=\"pw\";\n\
-         spring.kafka.ssl.trust-store-location=/etc/kafka/ca.pem\n\
+         spring.kafka.ssl.trust-store-location={ca}\n\
          spring.kafka.properties.schema.registry.url=http://file-registry:8081\n",
+        ca = ca.display(),
+        ),
     )
     .unwrap();
     let from_file = KafkaConfig::from_file(&file).unwrap();
@@ -127,13 +132,21 @@ fn layers_file_then_environment_then_code_with_spring_names() {
     assert_eq!(c.consumer_value("sasl.username"), Some("app"));
     assert_eq!(c.consumer_value("sasl.password"), Some("pw"));
     assert_eq!(c.consumer_value("sasl.jaas.config"), None);
-    assert_eq!(c.consumer_value("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+    assert_eq!(
+        c.consumer_value("ssl.ca.location"),
+        Some(ca.to_str().unwrap())
+    );
     assert_eq!(c.consumer_value("server.port"), None, "not a Kafka setting");
     assert!(c.validate().is_ok());
     // librdkafka accepts every property the mapping produced.
     c.consumer_config("b:9092")
         .create::<rdkafka::consumer::BaseConsumer>()
         .expect("librdkafka takes the consumer properties");
+    assert_eq!(
+        c.container_config("b:9092").get("max.poll.records"),
+        Some("50"),
+        "the container's poll burst size"
+    );
     let debug = format!("{c:?}");
     assert!(!debug.contains("\"pw\"") && !debug.contains(": \"pw"), "{debug}");
     let _ = std::fs::remove_dir_all(&dir);
