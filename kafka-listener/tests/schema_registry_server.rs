@@ -54,7 +54,10 @@ async fn schemas_and_ids_survive_a_restart_of_the_process() {
     let id2 = client.register("coupon-value", V2).await.unwrap();
     let other = client.register("user-key", r#""string""#).await.unwrap();
     assert_eq!(
-        [id1, id2, other].iter().collect::<std::collections::BTreeSet<_>>().len(),
+        [id1, id2, other]
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         3,
         "three distinct ids: {id1} {id2} {other}"
     );
@@ -62,10 +65,23 @@ async fn schemas_and_ids_survive_a_restart_of_the_process() {
         client.register("coupon-value", V3_BAD).await.is_err(),
         "BACKWARD refuses a field without a default"
     );
+    // A compatibility level of one subject, set over HTTP, is journaled too.
+    let status = reqwest::Client::new()
+        .put(format!("{url}/config/user-key"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .body(r#"{"compatibility":"NONE"}"#)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "PUT /config/user-key: {status}");
     first.kill().await.unwrap();
     first.wait().await.unwrap();
     let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
-    assert_eq!(lines, 3, "three registrations journaled, not the refused one");
+    assert_eq!(
+        lines, 4,
+        "three registrations and one level journaled, not the refused registration"
+    );
 
     let (mut second, url) = start(&journal).await;
     let client = SchemaRegistryClient::new(&url).unwrap();
@@ -75,15 +91,17 @@ async fn schemas_and_ids_survive_a_restart_of_the_process() {
     assert_eq!(client.schema_by_id(other).await.unwrap(), r#""string""#);
     // Registering a known schema again gives its old id; a new one a new id.
     assert_eq!(client.register("coupon-value", V2).await.unwrap(), id2);
-    let id3 = client
-        .register("coupon-value-copy", V1)
-        .await
-        .unwrap();
+    let id3 = client.register("coupon-value-copy", V1).await.unwrap();
     assert_eq!(id3, id1, "one id per distinct schema, across subjects");
     let fresh = client.register("fresh-value", r#""long""#).await.unwrap();
     assert!(fresh > id1.max(id2).max(other), "ids continue: {fresh}");
-    // The compatibility level still holds after the restart.
+    // The levels hold after the restart: BACKWARD (the default) still
+    // refuses V3_BAD, NONE on user-key lets an int follow a string.
     assert!(client.register("coupon-value", V3_BAD).await.is_err());
+    client
+        .register("user-key", r#""int""#)
+        .await
+        .expect("NONE on user-key survived the restart");
     second.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

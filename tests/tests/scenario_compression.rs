@@ -94,7 +94,10 @@ async fn java_and_rust_clients_read_each_others_gzip_snappy_lz4_and_zstd() {
         .state(handled.clone());
     let running = app.start().await.expect("start");
     let missing = handled.wait_for_all(&want, Duration::from_secs(60)).await;
-    assert!(missing.is_empty(), "console producer's records not handled: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "console producer's records not handled: {missing:?}"
+    );
     assert_eq!(handled.len(), want.len(), "each record once");
     running.shutdown().await;
 
@@ -116,7 +119,11 @@ async fn java_and_rust_clients_read_each_others_gzip_snappy_lz4_and_zstd() {
         let template = app.template();
         let sends = (0..PER_CODEC).map(|seq| {
             let (template, topic) = (template.clone(), topic.clone());
-            async move { template.send_json(&topic, format!("k{seq}"), &Msg { seq }).await }
+            async move {
+                template
+                    .send_json(&topic, format!("k{seq}"), &Msg { seq })
+                    .await
+            }
         });
         for r in futures::future::join_all(sends).await {
             r.expect("send");

@@ -89,7 +89,8 @@ async fn the_same_key_lands_on_the_same_partition_from_java_and_from_the_templat
         )
     });
     send_keys(&template(&cluster, KafkaConfig::new()).await, ours).await;
-    let librdkafka_default = KafkaConfig::new().producer_property("partitioner", "consistent_random");
+    let librdkafka_default =
+        KafkaConfig::new().producer_property("partitioner", "consistent_random");
     send_keys(&template(&cluster, librdkafka_default).await, crc).await;
 
     let (java_parts, our_parts, crc_parts) = tokio::task::block_in_place(|| {
@@ -101,7 +102,10 @@ async fn the_same_key_lands_on_the_same_partition_from_java_and_from_the_templat
     });
     assert_eq!(java_parts.len(), KEYS, "distinct keys");
     let used: BTreeSet<i32> = java_parts.values().copied().collect();
-    assert!(used.len() >= 4, "60 keys spread over the partitions: {used:?}");
+    assert!(
+        used.len() >= 4,
+        "60 keys spread over the partitions: {used:?}"
+    );
     let differ: Vec<&String> = java_parts
         .iter()
         .filter(|(k, p)| our_parts.get(*k) != Some(p))

@@ -260,7 +260,10 @@ async fn sasl_ssl_mutual_tls_bad_credentials_and_acls_on_a_secure_broker() {
     }
     let want: Vec<u64> = (0..30).collect();
     let missing = handled.wait_for_all(&want, Duration::from_secs(60)).await;
-    assert!(missing.is_empty(), "allowed topic after the refusal: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "allowed topic after the refusal: {missing:?}"
+    );
     let from_denied: Vec<u64> = handled.seqs().into_iter().filter(|s| *s >= 1000).collect();
     assert!(
         from_denied.is_empty(),

@@ -53,14 +53,28 @@ async fn new_topics_and_dead_letter_topics_get_the_brokers_replication_and_their
             let parts = cluster.describe_topic(name);
             assert_eq!(parts.len(), partitions, "{name}: {parts:?}");
             for p in &parts {
-                assert_eq!(p.replicas.len(), 3, "{name}-{}: replicas {p:?}", p.partition);
+                assert_eq!(
+                    p.replicas.len(),
+                    3,
+                    "{name}-{}: replicas {p:?}",
+                    p.partition
+                );
             }
         }
         let configs = topic_configs(&cluster, topic);
-        assert!(configs.contains("min.insync.replicas=2"), "{topic}: {configs}");
-        assert!(configs.contains("retention.ms=3600000"), "{topic}: {configs}");
+        assert!(
+            configs.contains("min.insync.replicas=2"),
+            "{topic}: {configs}"
+        );
+        assert!(
+            configs.contains("retention.ms=3600000"),
+            "{topic}: {configs}"
+        );
         let configs = topic_configs(&cluster, &dlt);
-        assert!(configs.contains("min.insync.replicas=2"), "{dlt}: {configs}");
+        assert!(
+            configs.contains("min.insync.replicas=2"),
+            "{dlt}: {configs}"
+        );
         assert!(
             !configs.contains("retention.ms"),
             "{dlt}: retention is not inherited: {configs}"

@@ -46,7 +46,13 @@ pub(crate) async fn check_app(
     let consumer = config.consumer_config(bootstrap);
     check_connection(ClientKind::Consumer, &who, &consumer, NO_ANSWER).await?;
     let producer = config.producer_config(bootstrap);
-    check_connection(ClientKind::Producer, "producer (KafkaTemplate)", &producer, NO_ANSWER).await
+    check_connection(
+        ClientKind::Producer,
+        "producer (KafkaTemplate)",
+        &producer,
+        NO_ANSWER,
+    )
+    .await
 }
 
 /// How long one metadata request of the check waits.
@@ -65,8 +71,11 @@ pub(crate) enum ClientKind {
 /// the warning logs' messages.
 #[derive(Clone, Default)]
 struct CheckContext {
-    reports: Arc<Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>>,
+    reports: Reports,
 }
+
+/// librdkafka's reports: the error code (none for a log line) and the text.
+type Reports = Arc<Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>>;
 
 impl ClientContext for CheckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {

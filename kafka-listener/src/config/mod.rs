@@ -127,7 +127,10 @@ impl KafkaConfig {
             }
         };
         if pairs.is_empty() {
-            tracing::debug!(property = key, "a Java client property without a librdkafka equivalent: left out");
+            tracing::debug!(
+                property = key,
+                "a Java client property without a librdkafka equivalent: left out"
+            );
         }
         let map = match scope {
             Scope::Common => &mut self.properties,

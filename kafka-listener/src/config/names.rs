@@ -52,30 +52,140 @@ enum Scope {
 /// [`SPRING_REFUSED`] and [`SPRING_IGNORED`] are handled apart.
 const SPRING: &[(&str, Scope, &str, Value)] = &[
     ("client-id", Scope::Common, "client.id", Value::Same),
-    ("security.protocol", Scope::Common, "security.protocol", Value::Same),
-    ("ssl.key-password", Scope::Common, "ssl.key.password", Value::Same),
-    ("ssl.key-store-location", Scope::Common, "ssl.keystore.location", Value::Same),
-    ("ssl.key-store-password", Scope::Common, "ssl.keystore.password", Value::Same),
-    ("ssl.key-store-certificate-chain", Scope::Common, "ssl.certificate.pem", Value::Same),
-    ("ssl.key-store-key", Scope::Common, "ssl.key.pem", Value::Same),
-    ("ssl.trust-store-location", Scope::Common, "ssl.ca.location", Value::Same),
-    ("ssl.trust-store-certificates", Scope::Common, "ssl.ca.pem", Value::Same),
-    ("consumer.group-id", Scope::Consumer, "group.id", Value::Same),
-    ("consumer.auto-offset-reset", Scope::Consumer, "auto.offset.reset", Value::Lower),
-    ("consumer.max-poll-records", Scope::Consumer, "max.poll.records", Value::Same),
-    ("consumer.client-id", Scope::Consumer, "client.id", Value::Same),
-    ("consumer.fetch-min-size", Scope::Consumer, "fetch.min.bytes", Value::Bytes),
-    ("consumer.fetch-max-wait", Scope::Consumer, "fetch.wait.max.ms", Value::Millis),
-    ("consumer.heartbeat-interval", Scope::Consumer, "heartbeat.interval.ms", Value::Millis),
-    ("consumer.isolation-level", Scope::Consumer, "isolation.level", Value::Lower),
-    ("consumer.security.protocol", Scope::Consumer, "security.protocol", Value::Same),
+    (
+        "security.protocol",
+        Scope::Common,
+        "security.protocol",
+        Value::Same,
+    ),
+    (
+        "ssl.key-password",
+        Scope::Common,
+        "ssl.key.password",
+        Value::Same,
+    ),
+    (
+        "ssl.key-store-location",
+        Scope::Common,
+        "ssl.keystore.location",
+        Value::Same,
+    ),
+    (
+        "ssl.key-store-password",
+        Scope::Common,
+        "ssl.keystore.password",
+        Value::Same,
+    ),
+    (
+        "ssl.key-store-certificate-chain",
+        Scope::Common,
+        "ssl.certificate.pem",
+        Value::Same,
+    ),
+    (
+        "ssl.key-store-key",
+        Scope::Common,
+        "ssl.key.pem",
+        Value::Same,
+    ),
+    (
+        "ssl.trust-store-location",
+        Scope::Common,
+        "ssl.ca.location",
+        Value::Same,
+    ),
+    (
+        "ssl.trust-store-certificates",
+        Scope::Common,
+        "ssl.ca.pem",
+        Value::Same,
+    ),
+    (
+        "consumer.group-id",
+        Scope::Consumer,
+        "group.id",
+        Value::Same,
+    ),
+    (
+        "consumer.auto-offset-reset",
+        Scope::Consumer,
+        "auto.offset.reset",
+        Value::Lower,
+    ),
+    (
+        "consumer.max-poll-records",
+        Scope::Consumer,
+        "max.poll.records",
+        Value::Same,
+    ),
+    (
+        "consumer.client-id",
+        Scope::Consumer,
+        "client.id",
+        Value::Same,
+    ),
+    (
+        "consumer.fetch-min-size",
+        Scope::Consumer,
+        "fetch.min.bytes",
+        Value::Bytes,
+    ),
+    (
+        "consumer.fetch-max-wait",
+        Scope::Consumer,
+        "fetch.wait.max.ms",
+        Value::Millis,
+    ),
+    (
+        "consumer.heartbeat-interval",
+        Scope::Consumer,
+        "heartbeat.interval.ms",
+        Value::Millis,
+    ),
+    (
+        "consumer.isolation-level",
+        Scope::Consumer,
+        "isolation.level",
+        Value::Lower,
+    ),
+    (
+        "consumer.security.protocol",
+        Scope::Consumer,
+        "security.protocol",
+        Value::Same,
+    ),
     ("producer.acks", Scope::Producer, "acks", Value::Same),
-    ("producer.compression-type", Scope::Producer, "compression.type", Value::Lower),
-    ("producer.batch-size", Scope::Producer, "batch.size", Value::Bytes),
-    ("producer.buffer-memory", Scope::Producer, "queue.buffering.max.kbytes", Value::Kilobytes),
-    ("producer.client-id", Scope::Producer, "client.id", Value::Same),
+    (
+        "producer.compression-type",
+        Scope::Producer,
+        "compression.type",
+        Value::Lower,
+    ),
+    (
+        "producer.batch-size",
+        Scope::Producer,
+        "batch.size",
+        Value::Bytes,
+    ),
+    (
+        "producer.buffer-memory",
+        Scope::Producer,
+        "queue.buffering.max.kbytes",
+        Value::Kilobytes,
+    ),
+    (
+        "producer.client-id",
+        Scope::Producer,
+        "client.id",
+        Value::Same,
+    ),
     ("producer.retries", Scope::Producer, "retries", Value::Same),
-    ("producer.security.protocol", Scope::Producer, "security.protocol", Value::Same),
+    (
+        "producer.security.protocol",
+        Scope::Producer,
+        "security.protocol",
+        Value::Same,
+    ),
 ];
 
 /// Spring keys this crate cannot honour, with why.
@@ -92,14 +202,32 @@ const SPRING_REFUSED: &[(&str, &str)] = &[
 
 /// Spring keys without a meaning here.
 const SPRING_IGNORED: &[(&str, &str)] = &[
-    ("consumer.key-deserializer", "a Java class: extractors decode records"),
-    ("consumer.value-deserializer", "a Java class: extractors decode records"),
-    ("producer.key-serializer", "a Java class: KafkaTemplate sends bytes, JSON or Avro"),
-    ("producer.value-serializer", "a Java class: KafkaTemplate sends bytes, JSON or Avro"),
+    (
+        "consumer.key-deserializer",
+        "a Java class: extractors decode records",
+    ),
+    (
+        "consumer.value-deserializer",
+        "a Java class: extractors decode records",
+    ),
+    (
+        "producer.key-serializer",
+        "a Java class: KafkaTemplate sends bytes, JSON or Avro",
+    ),
+    (
+        "producer.value-serializer",
+        "a Java class: KafkaTemplate sends bytes, JSON or Avro",
+    ),
     ("consumer.auto-commit-interval", "auto-commit is always off"),
-    ("ssl.trust-store-password", "librdkafka reads PEM CA files, which have no password"),
+    (
+        "ssl.trust-store-password",
+        "librdkafka reads PEM CA files, which have no password",
+    ),
     ("ssl.trust-store-type", "librdkafka reads PEM CA files"),
-    ("ssl.key-store-type", "librdkafka reads PKCS#12 key stores or PEM"),
+    (
+        "ssl.key-store-type",
+        "librdkafka reads PKCS#12 key stores or PEM",
+    ),
     ("ssl.protocol", "librdkafka negotiates the TLS version"),
 ];
 
@@ -159,7 +287,10 @@ pub(crate) fn spring(rest: &str, value: &str) -> Result<(Target, String), String
     }
     if let Some((_, why)) = SPRING_REFUSED.iter().find(|(k, _)| *k == rest) {
         if rest == "consumer.enable-auto-commit" && value.trim().eq_ignore_ascii_case("false") {
-            return Ok((Target::Ignored("auto-commit is always off"), value.to_owned()));
+            return Ok((
+                Target::Ignored("auto-commit is always off"),
+                value.to_owned(),
+            ));
         }
         return Err(format!("{full}={value}: {why}"));
     }
@@ -312,7 +443,10 @@ pub(crate) fn spring_env(name: &str) -> Option<String> {
         ("PRODUCER_PROPERTIES_", "producer.properties."),
     ] {
         if let Some(key) = rest.strip_prefix(prefix) {
-            return Some(format!("{spring}{}", key.to_ascii_lowercase().replace('_', ".")));
+            return Some(format!(
+                "{spring}{}",
+                key.to_ascii_lowercase().replace('_', ".")
+            ));
         }
     }
     let env = |k: &str| k.to_ascii_uppercase().replace(['.', '-'], "_");
@@ -342,11 +476,15 @@ mod tests {
         assert_eq!(spring("producer.batch-size", "32KB").unwrap().1, "32768");
         assert_eq!(spring("producer.buffer-memory", "32MB").unwrap().1, "32768");
         assert_eq!(
-            spring("consumer.isolation-level", "READ_COMMITTED").unwrap().1,
+            spring("consumer.isolation-level", "READ_COMMITTED")
+                .unwrap()
+                .1,
             "read_committed"
         );
         assert_eq!(
-            spring("properties.schema.registry.url", "http://r").unwrap().0,
+            spring("properties.schema.registry.url", "http://r")
+                .unwrap()
+                .0,
             Target::RegistryUrl
         );
         assert!(spring("producer.transaction-id-prefix", "tx-").is_err());
@@ -373,7 +511,9 @@ mod tests {
             java_to_librdkafka("fetch.max.wait.ms", "100").unwrap(),
             vec![("fetch.wait.max.ms".to_owned(), "100".to_owned())]
         );
-        assert!(java_to_librdkafka("key.serializer", "x").unwrap().is_empty());
+        assert!(java_to_librdkafka("key.serializer", "x")
+            .unwrap()
+            .is_empty());
         assert!(java_to_librdkafka("ssl.truststore.type", "JKS").is_err());
         assert!(java_to_librdkafka("ssl.truststore.location", "/a/b.jks").is_err());
         assert_eq!(

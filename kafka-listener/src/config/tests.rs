@@ -37,7 +37,10 @@ fn env_maps_to_properties() {
         Some("murmur2_random")
     );
     let own = KafkaConfig::new().producer_property("partitioner", "consistent");
-    assert_eq!(own.producer_config("x").get("partitioner"), Some("consistent"));
+    assert_eq!(
+        own.producer_config("x").get("partitioner"),
+        Some("consistent")
+    );
 }
 
 #[test]
@@ -122,8 +125,16 @@ fn layers_file_then_environment_then_code_with_spring_names() {
         .merged(KafkaConfig::new().consumer_property("max.poll.records", "50"));
     assert_eq!(c.bootstrap(), Some("file:9092"));
     assert_eq!(c.registry_url(), Some("http://file-registry:8081"));
-    assert_eq!(c.consumer_value("group.id"), Some("env-group"), "env over file");
-    assert_eq!(c.consumer_value("max.poll.records"), Some("50"), "code over file");
+    assert_eq!(
+        c.consumer_value("group.id"),
+        Some("env-group"),
+        "env over file"
+    );
+    assert_eq!(
+        c.consumer_value("max.poll.records"),
+        Some("50"),
+        "code over file"
+    );
     assert_eq!(c.consumer_value("auto.offset.reset"), Some("latest"));
     assert_eq!(c.producer_value("acks"), Some("all"), "env over file");
     assert_eq!(c.producer_value("compression.type"), Some("zstd"));
@@ -148,7 +159,10 @@ fn layers_file_then_environment_then_code_with_spring_names() {
         "the container's poll burst size"
     );
     let debug = format!("{c:?}");
-    assert!(!debug.contains("\"pw\"") && !debug.contains(": \"pw"), "{debug}");
+    assert!(
+        !debug.contains("\"pw\"") && !debug.contains(": \"pw"),
+        "{debug}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -160,8 +174,11 @@ fn settings_that_cannot_be_honoured_fail_validation() {
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("JKS"), "{e}");
     assert!(e.contains("enable-auto-commit"), "{e}");
-    let e = KafkaConfig::from_vars(vars(&[("SPRING_KAFKA_PRODUCER_TRANSACTION_ID_PREFIX", "tx")]))
-        .unwrap_err()
-        .to_string();
+    let e = KafkaConfig::from_vars(vars(&[(
+        "SPRING_KAFKA_PRODUCER_TRANSACTION_ID_PREFIX",
+        "tx",
+    )]))
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("transaction-id-prefix"), "{e}");
 }

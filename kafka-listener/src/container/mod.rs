@@ -225,12 +225,15 @@ impl ListenerContainer {
         // it. Here it bounds one poll burst (default 500, as in Java).
         let max_poll_records = match client_config.get("max.poll.records") {
             None => consumer::MAX_POLL_RECORDS,
-            Some(v) => v.trim().parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                Error::Listener {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| Error::Listener {
                     listener: spec.id.clone(),
                     reason: format!("max.poll.records=`{v}`: expected a positive integer"),
-                }
-            })?,
+                })?,
         };
         client_config.remove("max.poll.records");
         if client_config
@@ -446,7 +449,10 @@ impl ListenerContainer {
     /// authorization and authentication) and counted in
     /// `kafka_listener_consumer_errors_total{listener, kind}`.
     pub fn consumer_errors(&self) -> Vec<ConsumerError> {
-        crate::util::lock(&self.observed.errors).iter().cloned().collect()
+        crate::util::lock(&self.observed.errors)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Waits until every consumer has at least one partition and together
