@@ -349,7 +349,9 @@ async fn avro_order(_order: Avro<OrderV1>) {}
 /// `SCHEMA_REGISTRY_URL`. Runs in the real-broker pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_setting() {
-    if !real_broker_only("beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_setting") {
+    if !real_broker_only(
+        "beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_setting",
+    ) {
         return;
     }
     init_tracing();

@@ -175,9 +175,9 @@ pub(crate) async fn check_connection(
     timeout: Duration,
 ) -> Result<()> {
     let mut config = config.clone();
-    // The check must not create topics or join a group.
+    // The check must not join a group (and asks for every topic's
+    // metadata, which creates none).
     config.remove("group.id");
-    config.set("allow.auto.create.topics", "false");
     config.set_log_level(RDKafkaLogLevel::Warning);
     let bootstrap = config.get("bootstrap.servers").unwrap_or("?").to_owned();
     let summary = security_summary(&config);
@@ -190,15 +190,16 @@ pub(crate) async fn check_connection(
                 "the {who} cannot connect to Kafka at {bootstrap} ({summary}): {cause}"
             ))
         };
-        let fetch: Box<dyn Fn() -> std::result::Result<(), KafkaError>> = match kind {
+        // One attempt: serve librdkafka's queued events for up to `wait`
+        // (an authentication failure arrives as an error event, handed to
+        // the context), then ask for the metadata.
+        let fetch: Box<dyn Fn(Duration) -> std::result::Result<(), KafkaError>> = match kind {
             ClientKind::Consumer => {
                 let c: BaseConsumer<CheckContext> = config
                     .create_with_context(ctx)
                     .map_err(|e| fail(e.to_string()))?;
-                Box::new(move || {
-                    // Serves librdkafka's error events (an authentication
-                    // failure arrives as one) to the context.
-                    if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
+                Box::new(move |wait| {
+                    if let Some(Err(e)) = c.poll(wait) {
                         tracing::debug!("connection check: {e}");
                     }
                     c.fetch_metadata(None, ATTEMPT).map(drop)
@@ -208,18 +209,18 @@ pub(crate) async fn check_connection(
                 let p: BaseProducer<CheckContext> = config
                     .create_with_context(ctx)
                     .map_err(|e| fail(e.to_string()))?;
-                Box::new(move || {
-                    p.poll(Duration::from_millis(100));
+                Box::new(move |wait| {
+                    p.poll(wait);
                     p.client().fetch_metadata(None, ATTEMPT).map(drop)
                 })
             }
         };
         let deadline = Instant::now() + timeout;
         loop {
-            let result = fetch();
+            let result = fetch(Duration::ZERO);
             if result.is_err() {
                 // The failure's reason may only now be queued.
-                let _ = fetch();
+                let _ = fetch(Duration::from_millis(100));
             }
             let fatal = crate::util::lock(&reports)
                 .iter()
