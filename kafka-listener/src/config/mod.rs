@@ -1,14 +1,14 @@
 //! Client configuration in the manner of Spring Boot's `spring.kafka.*`:
-//! from code, from the environment, or from a `.properties` file, layered
+//! from code, from the environment, or from a `.properties` or YAML file, layered
 //! in that order of precedence (file, then environment, then code), with
 //! Spring's and the Java client's property names mapped to librdkafka's
 //! ([`names`]).
 
+mod file;
 mod names;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -49,7 +49,7 @@ pub(crate) fn is_secret(key: &str) -> bool {
 /// template of an app.
 ///
 /// Built in code ([`KafkaConfig::new`] and the setters), from the
-/// environment ([`KafkaConfig::from_env`]), from a `.properties` file
+/// environment ([`KafkaConfig::from_env`]), from a `.properties` or YAML file
 /// ([`KafkaConfig::from_file`]), or layered: file, then environment, then
 /// code ([`KafkaConfig::merged`]: a later layer wins key by key).
 ///
@@ -413,45 +413,6 @@ impl KafkaConfig {
             }
         }
         config.validate()?;
-        Ok(config)
-    }
-
-    /// Reads a Java `.properties` file (Spring Boot's
-    /// `application.properties` included; parsed by the `java-properties`
-    /// crate: `=`, `:` or blank separators, `#` and `!` comments, `\`
-    /// line continuations and escapes). Each line is a
-    /// [`Self::setting`]: Spring's `spring.kafka.*` names,
-    /// `bootstrap.servers`, `schema.registry.url`, `consumer.<name>` and
-    /// `producer.<name>` for one kind of client, any other key a property
-    /// for every client. In a file with any `spring.kafka.*` key (a Spring
-    /// Boot `application.properties`), only the `spring.kafka.*` keys are
-    /// read: the others are the app's other settings.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the file when it cannot be read or parsed,
-    /// or a setting cannot be honoured.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let entries = java_properties::read(std::io::BufReader::new(file))
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        // In a stable order (the file's own order is not kept by the parser).
-        let entries: BTreeMap<String, String> = entries.into_iter().collect();
-        // A Spring Boot file (one with `spring.kafka.*` keys) holds the
-        // app's other settings too (`server.port`, `logging.*`): only its
-        // `spring.kafka.*` keys are read.
-        let spring_file = entries.keys().any(|k| k.starts_with("spring.kafka."));
-        let mut config = Self::default();
-        for (k, v) in entries {
-            if spring_file && !k.starts_with("spring.kafka.") {
-                continue;
-            }
-            config = config.setting(&k, v);
-        }
-        config
-            .validate()
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(config)
     }
 

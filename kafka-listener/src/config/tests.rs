@@ -182,3 +182,29 @@ fn settings_that_cannot_be_honoured_fail_validation() {
     .to_string();
     assert!(e.contains("transaction-id-prefix"), "{e}");
 }
+
+#[test]
+fn an_application_yml_is_read_as_the_properties_file_is() {
+    let dir = std::env::temp_dir().join(format!("kl-config-yaml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("application.yml");
+    std::fs::write(
+        &file,
+        "server:\n  port: 8080\n\
+         spring:\n  kafka:\n    bootstrap-servers: a:9092,b:9092\n\
+         \x20   consumer:\n      group-id: orders\n      auto-offset-reset: latest\n\
+         \x20   producer:\n      compression-type: lz4\n\
+         \x20   properties:\n      \"[sasl.mechanism]\": PLAIN\n\
+         \x20     \"[schema.registry.url]\": http://registry:8081\n",
+    )
+    .unwrap();
+    let c = KafkaConfig::from_file(&file).unwrap();
+    assert_eq!(c.bootstrap(), Some("a:9092,b:9092"));
+    assert_eq!(c.consumer_value("group.id"), Some("orders"));
+    assert_eq!(c.consumer_value("auto.offset.reset"), Some("latest"));
+    assert_eq!(c.producer_value("compression.type"), Some("lz4"));
+    assert_eq!(c.consumer_value("sasl.mechanism"), Some("PLAIN"));
+    assert_eq!(c.registry_url(), Some("http://registry:8081"));
+    assert_eq!(c.consumer_value("server.port"), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
