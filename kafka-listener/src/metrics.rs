@@ -70,10 +70,9 @@ pub mod names {
     pub const COMMIT_FAILURES: &str = "kafka_listener_commit_failures_total";
     /// `kafka_listener_rebalances_total`: partitions revoked from a consumer.
     pub const REBALANCES: &str = "kafka_listener_rebalances_total";
-    /// Counter, labels `listener`, `kind` (`authorization`,
-    /// `authentication`, `other`): errors the listener's consumers
-    /// reported (a topic an ACL denies, a failed authentication, a broker
-    /// down).
+    /// `kafka_listener_consumer_errors_total`: errors the listener's
+    /// consumers reported, by `kind`: `authorization` (a topic an ACL
+    /// denies), `authentication`, `other` (a broker down, ...).
     pub const CONSUMER_ERRORS: &str = "kafka_listener_consumer_errors_total";
     /// `kafka_listener_consumer_lag`: gauge: records between the finished offset and the log end.
     pub const CONSUMER_LAG: &str = "kafka_listener_consumer_lag";
