@@ -85,7 +85,9 @@ pub use crate::app::{shutdown_signal, KafkaApp, KafkaAppBuilder, ListenerRegistr
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
-pub use crate::container::{FinishedOffset, ListenerContainer, PartitionLag};
+pub use crate::container::{
+    ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
+};
 pub use crate::context::{ListenerContext, ListenerInfo};
 pub use crate::dlq::DeadLetterRecoverer;
 pub use crate::error::{BoxError, Error, ErrorKind, ExtractError, ListenerError, Result};

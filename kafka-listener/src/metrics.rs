@@ -11,6 +11,7 @@
 //! | `kafka_listener_handler_seconds` | histogram | `listener` | handler latency in seconds |
 //! | `kafka_listener_commit_failures_total` | counter | `listener` | failed offset commits |
 //! | `kafka_listener_rebalances_total` | counter | `listener` | partitions revoked from a consumer |
+//! | `kafka_listener_consumer_errors_total` | counter | `listener`, `kind` | errors the listener's consumers reported: `authorization` (an ACL denies a topic or the group), `authentication`, `other` (brokers down, ...) |
 //! | `kafka_listener_consumer_lag` | gauge | `listener`, `topic`, `partition` | records between the consumer's position and the log end, from librdkafka's statistics every 5 s |
 //! | `kafka_listener_records_in_flight` | gauge | `listener` | records being handled at once (`ordering = "key"` or `"none"`) |
 //! | `kafka_listener_keys_waiting` | gauge | `listener` | records waiting behind a record of their key (`ordering = "key"`) |
@@ -69,6 +70,10 @@ pub mod names {
     pub const COMMIT_FAILURES: &str = "kafka_listener_commit_failures_total";
     /// `kafka_listener_rebalances_total`: partitions revoked from a consumer.
     pub const REBALANCES: &str = "kafka_listener_rebalances_total";
+    /// `kafka_listener_consumer_errors_total`: errors the listener's
+    /// consumers reported, by `kind`: `authorization` (a topic an ACL
+    /// denies), `authentication`, `other` (a broker down, ...).
+    pub const CONSUMER_ERRORS: &str = "kafka_listener_consumer_errors_total";
     /// `kafka_listener_consumer_lag`: gauge: records between the finished offset and the log end.
     pub const CONSUMER_LAG: &str = "kafka_listener_consumer_lag";
     /// `kafka_listener_offset_gaps_total`: offsets skipped between two handled records.

@@ -189,7 +189,11 @@ impl KafkaTemplate {
     fn codec(&self) -> Result<&crate::avro::AvroCodec> {
         self.avro.as_ref().ok_or_else(|| {
             Error::Config(
-                "this KafkaTemplate has no Avro codec; use KafkaTemplate::with_avro".into(),
+                "this KafkaTemplate has no Avro codec: no Schema Registry is configured (set \
+                 SCHEMA_REGISTRY_URL; beside a real broker no embedded registry starts, as its \
+                 schema ids would be unknown to every other client), or use \
+                 KafkaTemplate::with_avro"
+                    .into(),
             )
         })
     }

@@ -123,7 +123,9 @@ async fn probe(config: rdkafka::ClientConfig) -> Option<Vec<(String, i32)>> {
 /// The dead-letter and retry topics the listeners need and that do not
 /// exist yet. Each gets the partition count of its source topic: as
 /// declared with [`crate::KafkaAppBuilder::topic`], else as the broker
-/// knows it, else one partition. On a broker that is not embedded the
+/// knows it, else one partition; a declared source also hands down its
+/// replication factor and `min.insync.replicas` (else the broker's
+/// defaults apply, as for any [`NewTopic`]). On a broker that is not embedded the
 /// broker's metadata is read once (up to 10 s) so that existing topics are
 /// left alone. Listeners subscribed by pattern have no known source
 /// topics: their dead-letter topics must exist.
@@ -169,12 +171,32 @@ pub(crate) async fn failure_topics(
                     || out.iter().any(|d| d.name == name)
                     || existing.iter().any(|e| e.0 == name);
                 if !known {
-                    out.push(NewTopic::new(name, n));
+                    out.push(inherit(NewTopic::new(name, n), source, declared));
                 }
             }
         }
     }
     out
+}
+
+/// Topic configs a dead-letter or retry topic takes over from its declared
+/// source topic: durability, not retention or compaction (a dead-letter
+/// topic keeps its records as long as the broker's default says).
+const INHERITED_CONFIGS: &[&str] = &["min.insync.replicas"];
+
+/// `topic` with the replication factor and [`INHERITED_CONFIGS`] of
+/// `source` when `source` is declared: records that failed are as durable
+/// as the records they came from.
+fn inherit(mut topic: NewTopic, source: &str, declared: &[NewTopic]) -> NewTopic {
+    if let Some(src) = declared.iter().find(|d| d.name == source) {
+        topic.replication = src.replication;
+        for (k, v) in src.configs() {
+            if INHERITED_CONFIGS.contains(&k) {
+                topic = topic.config(k, v);
+            }
+        }
+    }
+    topic
 }
 
 pub(crate) async fn create_topics(

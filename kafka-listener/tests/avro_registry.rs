@@ -340,3 +340,41 @@ async fn the_embedded_registry_checks_compatibility_under_the_configured_level()
         Err(SchemaRegistryError::InvalidSchema { code: 42201, .. })
     ));
 }
+
+async fn avro_order(_order: Avro<OrderV1>) {}
+
+/// Beside a real broker no embedded registry starts (its schema ids would
+/// be unknown to every other client): an app without a registry URL has no
+/// Avro codec, and an Avro listener refuses to start with an error naming
+/// `SCHEMA_REGISTRY_URL`. Runs in the real-broker pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_setting() {
+    if !real_broker_only(
+        "beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_setting",
+    ) {
+        return;
+    }
+    init_tracing();
+    let topic = &unique("avro.no-registry");
+    let broker = broker(topic, 1);
+    let app = KafkaApp::builder()
+        .config(config(&broker))
+        .without_discovered_listeners()
+        .listener(
+            ListenerSpec::new("no-registry")
+                .topics([topic.as_str()])
+                .group_id(unique("no-registry"))
+                .handler(avro_order),
+        )
+        .build()
+        .await
+        .expect("the app builds: the listener is checked at start");
+    assert!(app.avro_codec().is_none(), "no registry, no codec");
+    assert!(
+        app.embedded_schema_registry().is_none(),
+        "no embedded registry beside a real broker"
+    );
+    let err = app.start().await.unwrap_err().to_string();
+    assert!(err.contains("SCHEMA_REGISTRY_URL"), "{err}");
+    assert!(err.contains("embedded registry starts only"), "{err}");
+}

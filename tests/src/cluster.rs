@@ -115,6 +115,8 @@ pub struct Cluster {
     dir: PathBuf,
     bootstrap: String,
     nodes: usize,
+    /// Every `KEY=VALUE` line `kafka start` printed.
+    vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Cluster {
@@ -126,13 +128,41 @@ impl Cluster {
     /// When the launcher fails (its stderr is in the message): a broker
     /// that does not start fails the test, never skips it.
     pub fn start(launcher: &Path, nodes: usize, props: &[&str]) -> Self {
+        Self::start_with(launcher, nodes, &[], props)
+    }
+
+    /// Starts one node with `--secure`: besides PLAINTEXT, a SASL_SSL
+    /// listener (SCRAM-SHA-512/256 and PLAIN, user `app`) and an SSL
+    /// listener with mutual TLS, and the authorizer on. [`Self::var`]
+    /// gives what it printed (`KAFKA_SASL_SSL_BOOTSTRAP_SERVERS`,
+    /// `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_PASSWORD`, ...; see the
+    /// launcher's README).
+    ///
+    /// # Panics
+    /// As [`Self::start`].
+    pub fn start_secure(launcher: &Path, props: &[&str]) -> Self {
+        Self::start_with(launcher, 1, &["--secure"], props)
+    }
+
+    /// A line `KEY=VALUE` that `kafka start` printed, by key.
+    ///
+    /// # Panics
+    /// When it printed no such line.
+    pub fn var(&self, key: &str) -> &str {
+        self.vars
+            .get(key)
+            .unwrap_or_else(|| panic!("kafka start printed no {key}=: {:?}", self.vars.keys()))
+    }
+
+    fn start_with(launcher: &Path, nodes: usize, args: &[&str], props: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(crate::unique("kl-cluster"));
         let mut cmd = Command::new(launcher);
         cmd.arg("start")
             .arg("--brokers")
             .arg(nodes.to_string())
             .arg("--dir")
-            .arg(&dir);
+            .arg(&dir)
+            .args(args);
         for p in props {
             cmd.arg("--prop").arg(p);
         }
@@ -144,6 +174,7 @@ impl Cluster {
             dir,
             bootstrap: String::new(),
             nodes,
+            vars: Default::default(),
         };
         assert!(
             out.status.success(),
@@ -152,6 +183,11 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
+        cluster.vars = stdout
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
         cluster.bootstrap = stdout
             .lines()
             .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP_SERVERS="))
@@ -236,6 +272,55 @@ impl Cluster {
         let mut all = vec!["tool"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--bootstrap-server", &self.bootstrap]);
+        let out = self.launch(&all);
+        assert!(
+            out.status.success(),
+            "kafka tool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Like [`Self::tool`], with `input` on the tool's standard input (the
+    /// console producer's records, one per line).
+    ///
+    /// # Panics
+    /// When the tool exits with an error.
+    pub fn tool_with_input(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = Command::new(&self.launcher)
+            .arg("tool")
+            .args(args)
+            .args(["--bootstrap-server", &self.bootstrap])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the Kafka launcher runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write the tool's input");
+        let out = child.wait_with_output().expect("the tool ends");
+        assert!(
+            out.status.success(),
+            "kafka tool {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kafka tool ARGS...` without a bootstrap server added (for tools
+    /// that take none, as `org.apache.kafka.tools.DumpLogSegments`); returns stdout.
+    ///
+    /// # Panics
+    /// When the tool exits with an error.
+    pub fn tool_plain(&self, args: &[&str]) -> String {
+        let mut all = vec!["tool"];
+        all.extend_from_slice(args);
         let out = self.launch(&all);
         assert!(
             out.status.success(),

@@ -4,6 +4,7 @@
 //!
 //! Top layer.
 
+mod check;
 mod registry;
 mod running;
 
@@ -170,12 +171,19 @@ impl KafkaAppBuilder {
     /// real broker would write schema ids that no other service can read).
     ///
     /// # Errors
-    /// [`Error::Config`] when no bootstrap servers are configured and the
-    /// app did not opt into the embedded broker, for a bad registry URL or
+    /// [`Error::Config`] for a setting that cannot be honoured
+    /// ([`KafkaConfig::validate`]); when no bootstrap servers are configured and the
+    /// app did not opt into the embedded broker; when a client cannot
+    /// connect to the real broker because of its security settings (a
+    /// wrong SASL password, an unknown CA, a missing client certificate:
+    /// the message names the client, the broker address and librdkafka's
+    /// reason; a broker that does not answer within 10 s only gets a
+    /// warning); for a bad registry URL or
     /// Avro setting, or a customizer of an unknown listener;
     /// [`Error::Embedded`] when the embedded broker cannot start;
     /// [`Error::Kafka`] when topics cannot be created.
     pub async fn build(mut self) -> Result<KafkaApp> {
+        self.config.validate()?;
         if self.embedded {
             self.config.embedded = Some(true);
         }
@@ -239,6 +247,10 @@ impl KafkaAppBuilder {
             (None, Some(b)) => b.clone(),
             (None, None) => unreachable!("embedded broker started above"),
         };
+        if embedded.is_none() {
+            let ids: Vec<&str> = listeners.iter().map(ListenerSpec::id).collect();
+            check::check_app(&self.config, &bootstrap, &ids).await?;
+        }
         let mut topics = self.topics;
         // Dead-letter and retry topics of the listeners (crate::dlq), with
         // the partition counts of their declared source topics. Before the
@@ -464,7 +476,7 @@ impl KafkaApp {
     /// too.
     pub async fn start(self) -> Result<RunningApp> {
         let state = Arc::new(self.state);
-        let base = self.config.consumer_config(&self.infra.bootstrap);
+        let base = self.config.container_config(&self.infra.bootstrap);
         let timeout = self.config.effective_shutdown_timeout();
         let mut containers = Vec::with_capacity(self.listeners.len());
         let mut seen = std::collections::HashSet::new();

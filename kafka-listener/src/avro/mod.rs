@@ -137,7 +137,11 @@ fn validate_codec<E>(info: &ListenerInfo) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{}` needs an `AvroCodec` in the app state; KafkaApp::builder().build() registers one (embedded registry or SCHEMA_REGISTRY_URL)",
+            "`{}` needs an `AvroCodec` in the app state, and no Schema Registry is configured: set \
+             SCHEMA_REGISTRY_URL (or KAFKA_PROPERTY_SCHEMA_REGISTRY_URL, `schema.registry.url` in the \
+             configuration file, KafkaConfig::schema_registry_url); the embedded registry starts only \
+             beside the embedded broker, as its schema ids would be unknown to every other client of \
+             a real one",
             std::any::type_name::<E>()
         ))
     }

@@ -22,8 +22,9 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(20);
 const RECORDS_PER_COMMIT: usize = 500;
 
 /// The most records taken in one poll burst before they are handed to the
-/// lanes (Spring's `max.poll.records` default).
-const MAX_POLL_RECORDS: usize = 500;
+/// lanes, unless `max.poll.records` says otherwise (the Java client's
+/// default).
+pub(super) const MAX_POLL_RECORDS: usize = 500;
 
 /// The most records one consumer's lanes hold (handed over, not finished)
 /// before the consumer thread stops taking more, resuming at half: enough
@@ -68,7 +69,8 @@ pub(crate) fn run(
     let interval = ctx.listener.commit_interval;
     let mut last_commit = Instant::now();
     let mut since_commit = 0usize;
-    let mut msgs = Vec::with_capacity(MAX_POLL_RECORDS);
+    let max_poll_records = ctx.listener.max_poll_records;
+    let mut msgs = Vec::with_capacity(max_poll_records);
     let mut throttled = false;
     let mut last_poll = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -99,14 +101,14 @@ pub(crate) fn run(
             last_poll = Instant::now();
         }
         // One poll burst: wait for the first record, then take what is
-        // already fetched, up to MAX_POLL_RECORDS.
+        // already fetched, up to `max.poll.records`.
         let generation = ctx.lock().generation;
         let mut timeout = POLL_TIMEOUT;
-        while !skip && msgs.len() < MAX_POLL_RECORDS {
+        while !skip && msgs.len() < max_poll_records {
             match consumer.poll(timeout) {
                 Some(Ok(msg)) => msgs.push(msg),
                 Some(Err(e)) => {
-                    tracing::warn!(consumer = %ctx.name, error = %e, "consumer error");
+                    ctx.report_error(&e, None);
                     break;
                 }
                 None => break,

@@ -78,6 +78,7 @@ pub(crate) struct ContainerContext {
     pub(super) slot: usize,
     pub(super) progress: Progress,
     pub(super) lag: Lag,
+    pub(super) errors: super::errors::Errors,
 }
 
 impl ContainerContext {
@@ -92,6 +93,7 @@ impl ContainerContext {
         Self {
             progress: observed.progress,
             lag: observed.lag,
+            errors: observed.errors,
             assigned: observed.assigned,
             slot,
             listener,

@@ -10,6 +10,7 @@
 mod burst;
 mod commit;
 mod consumer;
+mod errors;
 mod keyed;
 mod lane;
 mod lanes;
@@ -24,6 +25,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::ClientConfig;
 
 use self::consumer::StopGate;
+pub use self::errors::{ConsumerError, ConsumerErrorKind};
 use self::lanes::{ContainerContext, Control};
 use crate::context::ListenerInfo;
 use crate::dlq::DeadLetterRecoverer;
@@ -59,6 +61,7 @@ pub(crate) struct Observed {
     pub(crate) assigned: Assignments,
     pub(crate) progress: Progress,
     pub(crate) lag: Lag,
+    pub(crate) errors: errors::Errors,
 }
 
 /// What a listener subscribes to.
@@ -84,6 +87,8 @@ pub(crate) struct ListenerRuntime {
     pub(crate) ordering: crate::listener::Ordering,
     pub(crate) parallelism: usize,
     pub(crate) max_batch: usize,
+    /// The most records one poll burst takes (`max.poll.records`).
+    pub(crate) max_poll_records: usize,
     pub(crate) commit_interval: Duration,
     pub(crate) metrics: ListenerMetrics,
     /// Records may carry a `retry_topic-backoff-timestamp` to wait for.
@@ -168,7 +173,12 @@ impl ListenerContainer {
         drain_timeout: Duration,
         template: &KafkaTemplate,
     ) -> Result<Self> {
-        let group: Arc<str> = Arc::from(spec.configured_group_id());
+        // The listener's own group, else the configuration's `group.id`
+        // (Spring's `spring.kafka.consumer.group-id`), else its id.
+        let group: Arc<str> = match (&spec.group_id, base.get("group.id")) {
+            (None, Some(configured)) if !configured.is_empty() => Arc::from(configured),
+            _ => Arc::from(spec.configured_group_id()),
+        };
         let info = ListenerInfo {
             id: Arc::from(spec.id.as_str()),
             group_id: group,
@@ -211,6 +221,21 @@ impl ListenerContainer {
         for (k, v) in &spec.properties {
             client_config.set(k, v);
         }
+        // `max.poll.records` is the Java client's; librdkafka does not know
+        // it. Here it bounds one poll burst (default 500, as in Java).
+        let max_poll_records = match client_config.get("max.poll.records") {
+            None => consumer::MAX_POLL_RECORDS,
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| Error::Listener {
+                    listener: spec.id.clone(),
+                    reason: format!("max.poll.records=`{v}`: expected a positive integer"),
+                })?,
+        };
+        client_config.remove("max.poll.records");
         if client_config
             .get("enable.auto.commit")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -254,6 +279,7 @@ impl ListenerContainer {
             ordering: spec.ordering,
             parallelism: spec.effective_parallelism(),
             max_batch: spec.max_batch,
+            max_poll_records,
             commit_interval: spec.commit_interval,
             rate_limiter: spec.rate_limit.map(RateLimiter::new),
         };
@@ -415,6 +441,18 @@ impl ListenerContainer {
             .collect();
         out.sort();
         out
+    }
+
+    /// The errors this container's consumers reported, oldest first (the
+    /// last 32): a topic an ACL does not let the listener read, a failed
+    /// authentication, a broker down. Each is also logged (at ERROR for
+    /// authorization and authentication) and counted in
+    /// `kafka_listener_consumer_errors_total{listener, kind}`.
+    pub fn consumer_errors(&self) -> Vec<ConsumerError> {
+        crate::util::lock(&self.observed.errors)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Waits until every consumer has at least one partition and together

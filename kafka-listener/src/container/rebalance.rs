@@ -32,6 +32,12 @@ impl ContainerContext {
 }
 
 impl ClientContext for ContainerContext {
+    /// librdkafka's error callback (authentication failures, brokers
+    /// down): kept, logged and counted, see [`super::errors`].
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.report_error(&error, Some(reason));
+    }
+
     /// librdkafka's statistics (every `statistics.interval.ms`, 5 s by
     /// default here) give each partition's log end offset; the lag is the
     /// log end minus the offset the listener has *finished* (librdkafka's

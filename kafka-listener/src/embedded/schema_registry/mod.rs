@@ -7,10 +7,15 @@
 //! installed.
 //!
 //! Avro schemas only, no references; data is kept in memory and lost when
-//! the registry stops. New versions are checked with apache-avro's schema
+//! the registry stops, unless it was started with a journal file
+//! ([`EmbeddedSchemaRegistry::start_with_journal`], the `schema-registry`
+//! binary): then every change is appended to the file before it is
+//! answered, and a registry started again on the file serves the same
+//! schemas under the same ids. New versions are checked with apache-avro's schema
 //! resolution rules (`SchemaCompatibility`) under the subject's
 //! [`Compatibility`] level, `BACKWARD` by default as in Confluent's.
 
+mod journal;
 mod server;
 mod store;
 
@@ -64,7 +69,31 @@ impl EmbeddedSchemaRegistry {
     /// # Errors
     /// [`Error::Embedded`] when `addr` cannot be bound.
     pub async fn start_on(addr: SocketAddr) -> Result<Self> {
+        Self::serve_store(addr, Arc::new(Store::default())).await
+    }
+
+    /// Starts a registry on `addr` that keeps its schemas in the journal
+    /// file `journal`: what the file holds is replayed first (a missing
+    /// file is created), and every registration, deleted subject and
+    /// compatibility level is appended and synced to disk before it is
+    /// answered. A registry started again on the same file resolves every
+    /// id it gave.
+    ///
+    /// # Errors
+    /// [`Error::Embedded`] when the file cannot be read, replayed or
+    /// opened, or `addr` cannot be bound.
+    pub async fn start_with_journal(
+        addr: SocketAddr,
+        journal: impl AsRef<std::path::Path>,
+    ) -> Result<Self> {
         let store = Arc::new(Store::default());
+        store
+            .open_journal(journal.as_ref())
+            .map_err(|e| Error::Embedded(format!("schema registry journal: {e}")))?;
+        Self::serve_store(addr, store).await
+    }
+
+    async fn serve_store(addr: SocketAddr, store: Arc<Store>) -> Result<Self> {
         let (addr, serving) = serve(addr, Arc::clone(&store)).await?;
         let url = format!("http://{addr}");
         tracing::info!("embedded schema registry started: schema.registry.url={url}");

@@ -176,6 +176,10 @@ pub(crate) struct Store {
     id_lookups: AtomicU64,
     /// The `Authorization` header value every request must carry, if any.
     auth: Mutex<Option<String>>,
+    /// The journal file, when the registry keeps its data on disk; its lock
+    /// also orders the changes, so that the journal has them in the order
+    /// ids were given.
+    journal: Mutex<Option<std::fs::File>>,
 }
 
 /// Standard base64 with padding (RFC 4648), for basic-auth headers.
@@ -228,9 +232,44 @@ impl Store {
         crate::util::lock(&self.data)
     }
 
+    /// Keeps the data in `path` from now on, after replaying what it holds
+    /// (see [`super::journal`]).
+    pub(crate) fn open_journal(&self, path: &std::path::Path) -> Result<(), String> {
+        let file = super::journal::open(path, self)?;
+        *crate::util::lock(&self.journal) = Some(file);
+        Ok(())
+    }
+
+    /// Runs `change` and, when it succeeds and a journal is open, appends
+    /// `entry` to it, all under the journal's lock.
+    fn journaled<T>(
+        &self,
+        entry: impl FnOnce() -> super::journal::Entry,
+        change: impl FnOnce() -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut journal = crate::util::lock(&self.journal);
+        let out = change()?;
+        if let Some(file) = journal.as_mut() {
+            super::journal::append(file, &entry())
+                .map_err(|e| StoreError::new(50001, format!("journal write failed: {e}")))?;
+        }
+        Ok(out)
+    }
+
     /// Registers `text` under `subject`: the existing id when the subject
     /// already has this schema, else checked against the subject's level.
     pub(crate) fn register(&self, subject: &str, text: &str) -> Result<u32, StoreError> {
+        self.journaled(
+            || super::journal::Entry::Register {
+                subject: subject.to_owned(),
+                schema: text.to_owned(),
+            },
+            || self.register_in_memory(subject, text),
+        )
+    }
+
+    /// [`Self::register`] without the journal.
+    pub(crate) fn register_in_memory(&self, subject: &str, text: &str) -> Result<u32, StoreError> {
         let (parsed, normalized) = parse(text)?;
         let mut data = self.data();
         let known = data.by_normalized.get(&normalized).copied();
@@ -373,6 +412,16 @@ impl Store {
 
     /// Deletes a subject; returns the versions it had.
     pub(crate) fn delete_subject(&self, subject: &str) -> Result<Vec<i32>, StoreError> {
+        self.journaled(
+            || super::journal::Entry::DeleteSubject {
+                subject: subject.to_owned(),
+            },
+            || self.delete_subject_in_memory(subject),
+        )
+    }
+
+    /// [`Self::delete_subject`] without the journal.
+    pub(crate) fn delete_subject_in_memory(&self, subject: &str) -> Result<Vec<i32>, StoreError> {
         let mut data = self.data();
         let ids = data
             .subjects
@@ -425,7 +474,25 @@ impl Store {
             .unwrap_or(data.global)
     }
 
+    /// Sets the level of `subject`, or the global one (journaled).
     pub(crate) fn set_compatibility(&self, subject: Option<&str>, level: Compatibility) {
+        let done = self.journaled(
+            || super::journal::Entry::Compatibility {
+                subject: subject.map(str::to_owned),
+                level: level.to_string(),
+            },
+            || {
+                self.set_compatibility_in_memory(subject, level);
+                Ok(())
+            },
+        );
+        if let Err(e) = done {
+            tracing::error!("schema registry: {}", e.message);
+        }
+    }
+
+    /// [`Self::set_compatibility`] without the journal.
+    pub(crate) fn set_compatibility_in_memory(&self, subject: Option<&str>, level: Compatibility) {
         let mut data = self.data();
         match subject {
             Some(s) => {

@@ -1,14 +1,32 @@
 //! Client configuration in the manner of Spring Boot's `spring.kafka.*`:
-//! from code, from the environment, or from a `.properties` file.
+//! from code, from the environment, or from a `.properties` or YAML file, layered
+//! in that order of precedence (file, then environment, then code), with
+//! Spring's and the Java client's property names mapped to librdkafka's
+//! ([`names`]).
+
+mod file;
+mod names;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
 use crate::error::{Error, Result};
+
+/// The producer's default `partitioner`: librdkafka's `murmur2_random`
+/// hashes a key as the Java client's `BuiltInPartitioner` does (murmur2,
+/// positive, modulo the partition count), so a key lands on the same
+/// partition whether a Rust or a Java service sent it; keyless records are
+/// spread at random. librdkafka's own default, `consistent_random` (CRC32),
+/// puts the same key on another partition than a Java producer would. A
+/// `partitioner` property in the configuration wins.
+pub(crate) const JAVA_PARTITIONER: &str = "murmur2_random";
+
+/// The Java consumer's `max.poll.records`: the container's poll burst
+/// size, not a librdkafka property.
+pub(crate) const MAX_POLL_RECORDS: &str = "max.poll.records";
 
 /// Property names whose values are never printed.
 const SECRET_MARKERS: &[&str] = &[
@@ -31,7 +49,7 @@ pub(crate) fn is_secret(key: &str) -> bool {
 /// template of an app.
 ///
 /// Built in code ([`KafkaConfig::new`] and the setters), from the
-/// environment ([`KafkaConfig::from_env`]), from a `.properties` file
+/// environment ([`KafkaConfig::from_env`]), from a `.properties` or YAML file
 /// ([`KafkaConfig::from_file`]), or layered: file, then environment, then
 /// code ([`KafkaConfig::merged`]: a later layer wins key by key).
 ///
@@ -59,6 +77,9 @@ pub struct KafkaConfig {
     /// Whether the embedded broker may start when no bootstrap servers are
     /// configured.
     pub(crate) embedded: Option<bool>,
+    /// Settings that could not be mapped (a JKS store, a refused Spring
+    /// key): reported by [`KafkaConfig::validate`] and at app build.
+    pub(crate) invalid: Vec<String>,
 }
 
 impl KafkaConfig {
@@ -67,16 +88,111 @@ impl KafkaConfig {
         Self::default()
     }
 
-    /// Sets a property for consumers only.
+    /// Sets a property for consumers only (a Java client name is mapped as
+    /// for [`Self::property`]).
     pub fn consumer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.consumer_properties.insert(key.into(), value.into());
+        self.put(Scope::Consumer, &key.into(), &value.into());
         self
     }
 
-    /// Sets a property for producers only.
+    /// Sets a property for producers only (a Java client name is mapped as
+    /// for [`Self::property`]).
     pub fn producer_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.producer_properties.insert(key.into(), value.into());
+        self.put(Scope::Producer, &key.into(), &value.into());
         self
+    }
+
+    /// Stores a client property under librdkafka's name: a Java client
+    /// name is renamed, expanded or left out (see `names`); a value
+    /// librdkafka cannot use is kept in `invalid`. `schema.registry.url`
+    /// and `bootstrap.servers` set those settings.
+    fn put(&mut self, scope: Scope, key: &str, value: &str) {
+        let key = key.trim();
+        match key {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = Some(value.trim().to_owned());
+                return;
+            }
+            "schema.registry.url" => {
+                self.schema_registry_url = Some(value.trim().to_owned());
+                return;
+            }
+            _ => {}
+        }
+        let pairs = match names::java_to_librdkafka(key, value) {
+            Ok(pairs) => pairs,
+            Err(e) => {
+                self.invalid.push(e);
+                return;
+            }
+        };
+        if pairs.is_empty() {
+            tracing::debug!(
+                property = key,
+                "a Java client property without a librdkafka equivalent: left out"
+            );
+        }
+        let map = match scope {
+            Scope::Common => &mut self.properties,
+            Scope::Consumer => &mut self.consumer_properties,
+            Scope::Producer => &mut self.producer_properties,
+        };
+        map.extend(pairs);
+    }
+
+    /// Sets one setting by name, as a configuration file line does:
+    ///
+    /// - Spring Boot's `spring.kafka.*` names (`spring.kafka.bootstrap-servers`,
+    ///   `spring.kafka.consumer.group-id`, `spring.kafka.producer.acks`,
+    ///   `spring.kafka.properties.<name>`, ...; the table is in
+    ///   docs/src/connecting.md);
+    /// - `bootstrap.servers` and `schema.registry.url`;
+    /// - `consumer.<name>` and `producer.<name>` for one kind of client;
+    /// - any other name: a client property for every client, with the Java
+    ///   client's names mapped to librdkafka's (`sasl.jaas.config`,
+    ///   `ssl.truststore.location`, `fetch.max.wait.ms`, ...).
+    ///
+    /// A setting that cannot be honoured (an unknown or refused
+    /// `spring.kafka.*` key, a JKS store) is reported by
+    /// [`Self::validate`], and an app does not build with it.
+    pub fn setting(mut self, key: &str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let key = key.trim();
+        if let Some(rest) = key.strip_prefix("spring.kafka.") {
+            match names::spring(rest, &value) {
+                Ok((names::Target::Bootstrap, v)) => self.bootstrap_servers = Some(v),
+                Ok((names::Target::RegistryUrl, v)) => self.schema_registry_url = Some(v),
+                Ok((names::Target::Common(k), v)) => self.put(Scope::Common, &k, &v),
+                Ok((names::Target::Consumer(k), v)) => self.put(Scope::Consumer, &k, &v),
+                Ok((names::Target::Producer(k), v)) => self.put(Scope::Producer, &k, &v),
+                Ok((names::Target::Ignored(why), _)) => {
+                    tracing::debug!(setting = key, "ignored: {why}");
+                }
+                Err(e) => self.invalid.push(e),
+            }
+        } else if let Some(rest) = key.strip_prefix("consumer.") {
+            self.put(Scope::Consumer, rest, &value);
+        } else if let Some(rest) = key.strip_prefix("producer.") {
+            self.put(Scope::Producer, rest, &value);
+        } else {
+            self.put(Scope::Common, key, &value);
+        }
+        self
+    }
+
+    /// Checks that every setting could be mapped.
+    ///
+    /// # Errors
+    /// [`Error::Config`] listing the settings that cannot be honoured.
+    pub fn validate(&self) -> Result<()> {
+        if self.invalid.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "configuration: {}",
+                self.invalid.join("; ")
+            )))
+        }
     }
 
     /// Sets a consumer property unless it is configured already (for every
@@ -190,7 +306,23 @@ impl KafkaConfig {
         self.properties.extend(over.properties);
         self.consumer_properties.extend(over.consumer_properties);
         self.producer_properties.extend(over.producer_properties);
+        self.invalid.extend(over.invalid);
         self
+    }
+
+    /// The layered configuration: the file named by `KAFKA_CONFIG_FILE`
+    /// (when set), then the environment ([`Self::from_env`]) over it. Code
+    /// goes last: call setters on the result, or [`Self::merged`] with a
+    /// configuration built in code.
+    ///
+    /// # Errors
+    /// As [`Self::from_file`] and [`Self::from_env`].
+    pub fn load() -> Result<Self> {
+        let file = match std::env::var("KAFKA_CONFIG_FILE") {
+            Ok(path) if !path.trim().is_empty() => Self::from_file(path.trim())?,
+            _ => Self::default(),
+        };
+        Ok(file.merged(Self::from_env()?))
     }
 
     /// Sets the bootstrap servers.
@@ -199,9 +331,15 @@ impl KafkaConfig {
         self
     }
 
-    /// Sets a property for every client.
+    /// Sets a property for every client, under librdkafka's name: the Java
+    /// client's names are mapped (`sasl.jaas.config` with the PLAIN or
+    /// SCRAM login module gives `sasl.username` and `sasl.password`,
+    /// `ssl.truststore.location` of a PEM file gives `ssl.ca.location`,
+    /// `fetch.max.wait.ms` gives `fetch.wait.max.ms`, serializer classes
+    /// are left out; table in docs/src/connecting.md), and
+    /// `schema.registry.url` sets the Schema Registry URL.
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.properties.insert(key.into(), value.into());
+        self.put(Scope::Common, &key.into(), &value.into());
         self
     }
 
@@ -230,6 +368,15 @@ impl KafkaConfig {
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self> {
         let mut config = Self::default();
         let prop = |rest: &str| rest.to_ascii_lowercase().replace('_', ".");
+        // Spring's names first: this crate's own variables win.
+        let (spring, vars): (Vec<_>, Vec<_>) = vars
+            .into_iter()
+            .partition(|(k, _)| k.starts_with("SPRING_KAFKA_"));
+        for (k, v) in spring {
+            if let Some(key) = names::spring_env(&k) {
+                config = config.setting(&format!("spring.kafka.{key}"), v);
+            }
+        }
         for (k, v) in vars {
             if k == "KAFKA_BOOTSTRAP_SERVERS" {
                 if !v.trim().is_empty() {
@@ -258,54 +405,14 @@ impl KafkaConfig {
                     .map_err(|e| Error::Config(format!("KAFKA_SHUTDOWN_TIMEOUT=`{v}`: {e}")))?;
                 config.shutdown_timeout = Some(d);
             } else if let Some(rest) = k.strip_prefix("KAFKA_PROPERTY_") {
-                config.properties.insert(prop(rest), v);
+                config.put(Scope::Common, &prop(rest), &v);
             } else if let Some(rest) = k.strip_prefix("KAFKA_CONSUMER_") {
-                config.consumer_properties.insert(prop(rest), v);
+                config.put(Scope::Consumer, &prop(rest), &v);
             } else if let Some(rest) = k.strip_prefix("KAFKA_PRODUCER_") {
-                config.producer_properties.insert(prop(rest), v);
+                config.put(Scope::Producer, &prop(rest), &v);
             }
         }
-        Ok(config)
-    }
-
-    /// Reads a Java-style `.properties` file: `key=value` per line, `#` or
-    /// `!` comments. `bootstrap.servers` and `schema.registry.url` are taken
-    /// as such; keys prefixed `consumer.` or `producer.` go to that client
-    /// only; every other key is a property for every client.
-    ///
-    /// # Errors
-    /// [`Error::Config`] when the file cannot be read or a line has no `=`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        let mut config = Self::default();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line
-                .split_once('=')
-                .or_else(|| line.split_once(':'))
-                .ok_or_else(|| {
-                    Error::Config(format!("{}:{}: expected key=value", path.display(), n + 1))
-                })?;
-            let (k, v) = (k.trim(), v.trim().to_owned());
-            match k {
-                "bootstrap.servers" => config.bootstrap_servers = Some(v),
-                "schema.registry.url" => config.schema_registry_url = Some(v),
-                _ => {
-                    if let Some(rest) = k.strip_prefix("consumer.") {
-                        config.consumer_properties.insert(rest.to_owned(), v);
-                    } else if let Some(rest) = k.strip_prefix("producer.") {
-                        config.producer_properties.insert(rest.to_owned(), v);
-                    } else {
-                        config.properties.insert(k.to_owned(), v);
-                    }
-                }
-            }
-        }
+        config.validate()?;
         Ok(config)
     }
 
@@ -324,7 +431,7 @@ impl KafkaConfig {
         self.properties
             .iter()
             .chain(specific)
-            .filter(|(k, _)| !is_serde_property(k))
+            .filter(|(k, _)| !is_serde_property(k) && k.as_str() != MAX_POLL_RECORDS)
     }
 
     /// The consumer `ClientConfig` for `bootstrap` (common, then consumer
@@ -338,13 +445,26 @@ impl KafkaConfig {
         c
     }
 
+    /// The listener containers' base `ClientConfig`: [`Self::consumer_config`]
+    /// and `max.poll.records`, which only the container reads (librdkafka
+    /// refuses it).
+    pub(crate) fn container_config(&self, bootstrap: &str) -> ClientConfig {
+        let mut c = self.consumer_config(bootstrap);
+        if let Some(n) = self.consumer_value(MAX_POLL_RECORDS) {
+            c.set(MAX_POLL_RECORDS, n);
+        }
+        c
+    }
+
     /// The producer `ClientConfig` for `bootstrap`: idempotent with
-    /// `acks=all` unless the properties say otherwise.
+    /// `acks=all` and the Java client's partitioner ([`JAVA_PARTITIONER`])
+    /// unless the properties say otherwise.
     pub(crate) fn producer_config(&self, bootstrap: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
-            .set("acks", "all");
+            .set("acks", "all")
+            .set("partitioner", JAVA_PARTITIONER);
         for (k, v) in self.client_properties(&self.producer_properties) {
             c.set(k, v);
         }
@@ -365,6 +485,14 @@ pub(crate) fn is_serde_property(key: &str) -> bool {
                 | "key.subject.name.strategy"
                 | "value.subject.name.strategy"
         )
+}
+
+/// Which clients a property is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Common,
+    Consumer,
+    Producer,
 }
 
 struct Redacted<'a>(&'a BTreeMap<String, String>);
@@ -418,74 +546,4 @@ impl fmt::Debug for KafkaConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn env_maps_to_properties() {
-        let c = KafkaConfig::from_vars(vars(&[
-            ("KAFKA_BOOTSTRAP_SERVERS", "b1:9092,b2:9092"),
-            ("KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
-            ("KAFKA_PROPERTY_SASL_PASSWORD", "hunter2"),
-            ("KAFKA_CONSUMER_MAX_POLL_INTERVAL_MS", "60000"),
-            ("KAFKA_SHUTDOWN_TIMEOUT", "3s"),
-            ("SCHEMA_REGISTRY_URL", "https://u:pw@registry:8081"),
-            ("HOME", "/root"),
-        ]))
-        .unwrap();
-        assert_eq!(c.bootstrap_servers.as_deref(), Some("b1:9092,b2:9092"));
-        assert_eq!(c.properties["security.protocol"], "SASL_SSL");
-        assert_eq!(c.consumer_properties["max.poll.interval.ms"], "60000");
-        assert_eq!(c.effective_shutdown_timeout(), Duration::from_secs(3));
-        let debug = format!("{c:?}");
-        assert!(!debug.contains("hunter2"), "{debug}");
-        assert!(!debug.contains(":pw@"), "{debug}");
-        assert!(debug.contains("<redacted>"));
-        assert_eq!(
-            c.producer_config("x").get("enable.idempotence"),
-            Some("true")
-        );
-    }
-
-    #[test]
-    fn bad_timeout_is_a_config_error() {
-        let e = KafkaConfig::from_vars(vars(&[("KAFKA_SHUTDOWN_TIMEOUT", "soon")])).unwrap_err();
-        assert!(e.to_string().contains("KAFKA_SHUTDOWN_TIMEOUT"), "{e}");
-    }
-
-    #[test]
-    fn properties_file_splits_client_kinds_and_reports_bad_lines() {
-        let dir = std::env::temp_dir().join(format!("kl-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("good.properties");
-        std::fs::write(
-            &good,
-            "# comment\nbootstrap.servers=b1:9092\nschema.registry.url = http://r:8081\n\
-             security.protocol=SSL\nconsumer.max.poll.interval.ms=60000\nproducer.linger.ms=0\n",
-        )
-        .unwrap();
-        let c = KafkaConfig::from_file(&good).unwrap();
-        assert_eq!(c.bootstrap_servers.as_deref(), Some("b1:9092"));
-        assert_eq!(c.schema_registry_url.as_deref(), Some("http://r:8081"));
-        assert_eq!(c.properties["security.protocol"], "SSL");
-        assert_eq!(c.consumer_properties["max.poll.interval.ms"], "60000");
-        assert_eq!(c.producer_properties["linger.ms"], "0");
-        let bad = dir.join("bad.properties");
-        std::fs::write(&bad, "bootstrap.servers=b1:9092\nno separator here\n").unwrap();
-        let e = KafkaConfig::from_file(&bad).unwrap_err().to_string();
-        assert!(e.contains("bad.properties:2"), "{e}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn empty_bootstrap_means_embedded() {
-        let c = KafkaConfig::from_vars(vars(&[("KAFKA_BOOTSTRAP_SERVERS", " ")])).unwrap();
-        assert!(c.bootstrap_servers.is_none());
-    }
-}
+mod tests;
