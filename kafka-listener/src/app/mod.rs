@@ -27,10 +27,17 @@ use crate::topics::NewTopic;
 type EmbeddedBroker = std::convert::Infallible;
 
 /// Consumer properties the app sets on the embedded broker unless
-/// configured: the broker's minimum session timeout and a heartbeat to match.
+/// configured: the broker's minimum session timeout and a heartbeat to
+/// match, and a short fetch wait. The mock cluster holds a fetch for the
+/// whole `fetch.wait.max.ms` (librdkafka's default 500 ms) even when records
+/// arrive meanwhile, where a real broker answers as soon as it has them:
+/// measured with coupon-service's open-loop load at 1,000 requests/s, the
+/// steady request-to-decision latency went from a median of 300 ms (max
+/// 510 ms) to 12 ms (max 23 ms) with 10 ms.
 const EMBEDDED_CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("session.timeout.ms", "6000"),
     ("heartbeat.interval.ms", "500"),
+    ("fetch.wait.max.ms", "10"),
 ];
 
 /// Builds a [`KafkaApp`].
