@@ -360,7 +360,57 @@ impl fmt::Display for OpenLoopReport {
     }
 }
 
-/// Runs an open-loop load: creates the coupons, sends `rate * duration`
+/// How many stock-0 coupons [`warm_up`] asks for: with three partitions,
+/// their keys miss one with a chance of 3 * (2/3)^16, about 0.5 %.
+const WARM_UP_COUPONS: usize = 16;
+
+/// Waits until the listener decides requests, so that the timed schedule
+/// measures the service and not its start: the listener's consumers join
+/// their group a few seconds after a service starts, and requests sent
+/// before then wait for it. Creates [`WARM_UP_COUPONS`] coupons
+/// `<prefix>-warm-up-<j>` of stock 0 (outside the run's counts), requests
+/// each once and polls until every request is decided. Returns how long
+/// that took.
+///
+/// # Errors
+/// [`LoadError::Http`] when the service cannot be reached or answers
+/// otherwise than expected, [`LoadError::NotDrained`] when a warm-up
+/// request stays pending past the drain timeout.
+async fn warm_up(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+    opts: &LoadOptions,
+) -> Result<Duration, LoadError> {
+    let started = Instant::now();
+    let warm = LoadOptions {
+        coupons: WARM_UP_COUPONS,
+        stock: 0,
+        ..opts.clone()
+    };
+    let ids = create_coupons(client, base, &format!("{prefix}-warm-up"), &warm).await?;
+    for id in &ids {
+        let url = format!("{base}/coupons/{id}/issue");
+        let body = IssueBody {
+            user_id: "warm-up".into(),
+        };
+        if let Fired::Rejected { .. } =
+            support::post_retrying(client, &url, &body, "warm-up request").await
+        {
+            return Err(HttpError::Unexpected {
+                what: format!("warm-up request for {id}"),
+                status: 0,
+                body: "not accepted".into(),
+            }
+            .into());
+        }
+    }
+    drain(client, base, &ids, started, opts).await?;
+    Ok(started.elapsed())
+}
+
+/// Runs an open-loop load: creates the coupons, waits until the listener
+/// decides requests ([`warm_up`]), sends `rate * duration`
 /// issue requests at a constant `rate` per second (request `i` for coupon
 /// `i % coupons` by user `i / coupons`), each once whatever the answer,
 /// waits until nothing is pending, then reads each accepted request's
@@ -385,6 +435,8 @@ pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
     let prefix = support::run_prefix(opts.prefix.as_deref());
     let coupon_ids = create_coupons(&client, &base, &prefix, opts).await?;
     let coupons = coupon_ids.len().max(1);
+    let ready = warm_up(&client, &base, &prefix, opts).await?;
+    println!("warm-up: the listener decided its first requests after {ready:.2?}");
 
     let started = Instant::now();
     let fired = fire_at_rate(rate, duration, |n| {
