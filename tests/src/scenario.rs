@@ -634,3 +634,28 @@ pub async fn start_recording_app(
     );
     (template, running)
 }
+
+/// Waits until every acknowledged seq in `acked` was handled (60 s at
+/// most) and the group has committed the log end of every partition of
+/// `topic` (30 s at most): the run is over and nothing is in hand.
+///
+/// # Panics
+/// When a record is never handled, or the commits do not reach the log end.
+pub async fn wait_all_handled_and_committed(
+    handled: &Handled,
+    acked: &[u64],
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) {
+    let missing = handled.wait_for_all(acked, Duration::from_secs(60)).await;
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never handled: {} of {} (first {:?})",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(20)]
+    );
+    wait_committed_to_log_end(bootstrap, group, topic, partitions, Duration::from_secs(30)).await;
+}

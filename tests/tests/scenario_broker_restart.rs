@@ -18,8 +18,8 @@
 use std::time::{Duration, Instant};
 
 use kafka_listener_tests::scenario::{
-    assert_no_loss, committed, scenario_cluster, start_recording_app, wait_committed_to_log_end,
-    Handled, Load, Verdict,
+    assert_no_loss, committed, scenario_cluster, start_recording_app,
+    wait_all_handled_and_committed, Handled, Load, Verdict,
 };
 
 const TOPIC: &str = "restart.load";
@@ -71,23 +71,7 @@ async fn broker_restart_under_load_loses_nothing_acknowledged_and_resumes_from_c
         acked.iter().any(|s| *s >= sent_at_restart),
         "records sent after the restart are acknowledged"
     );
-    let missing = handled.wait_for_all(&acked, Duration::from_secs(60)).await;
-    assert!(
-        missing.is_empty(),
-        "acknowledged but never handled: {} of {} (first {:?})",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(20)]
-    );
-    // The group commits everything it finished.
-    wait_committed_to_log_end(
-        &bootstrap,
-        GROUP,
-        TOPIC,
-        PARTITIONS,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_all_handled_and_committed(&handled, &acked, &bootstrap, GROUP, TOPIC, PARTITIONS).await;
     running.shutdown().await;
     let Verdict {
         failed_in_log,

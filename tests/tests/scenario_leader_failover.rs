@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use kafka_listener_tests::cluster::{Cluster, PartitionInfo};
 use kafka_listener_tests::scenario::{
-    assert_no_loss, committed, scenario_cluster, start_recording_app, wait_committed_to_log_end,
-    Handled, Load, Msg, Verdict,
+    assert_no_loss, committed, scenario_cluster, start_recording_app,
+    wait_all_handled_and_committed, Handled, Load, Msg, Verdict,
 };
 
 const TOPIC: &str = "failover.load";
@@ -133,21 +133,7 @@ async fn killing_the_busiest_leader_loses_no_acknowledged_record_and_makes_no_du
         acked.iter().any(|s| *s > sent_at_kill + 1_000),
         "records sent after the kill are acknowledged"
     );
-    let missing = handled.wait_for_all(&acked, Duration::from_secs(60)).await;
-    assert!(
-        missing.is_empty(),
-        "acknowledged but never handled: {} (first {:?})",
-        missing.len(),
-        &missing[..missing.len().min(20)]
-    );
-    wait_committed_to_log_end(
-        &bootstrap,
-        GROUP,
-        TOPIC,
-        PARTITIONS,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_all_handled_and_committed(&handled, &acked, &bootstrap, GROUP, TOPIC, PARTITIONS).await;
     running.shutdown().await;
     let Verdict {
         log,
