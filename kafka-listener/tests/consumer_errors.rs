@@ -77,21 +77,15 @@ async fn refused_fetches_are_reported_counted_and_the_listener_goes_on() {
         .unwrap();
     let running = app.start().await.unwrap();
     let container = running.container("refused-fetch").expect("container");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let refusal = loop {
-        let errors = container.consumer_errors();
-        if let Some(e) = errors
-            .iter()
-            .find(|e| e.kind == ConsumerErrorKind::Authorization)
-        {
-            break e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no authorization error reported: {errors:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refusal = container
+        .wait_for_consumer_error(ConsumerErrorKind::Authorization, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no authorization error reported in 30 s: {:?}",
+                container.consumer_errors()
+            )
+        });
     assert!(
         refusal
             .message

@@ -225,21 +225,15 @@ async fn sasl_ssl_mutual_tls_bad_credentials_and_acls_on_a_secure_broker() {
     let missing = handled.wait_for_all(&want, Duration::from_secs(60)).await;
     assert!(missing.is_empty(), "allowed topic not handled: {missing:?}");
     let container = running.container("acl").expect("the acl container");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let refusal = loop {
-        let errors = container.consumer_errors();
-        if let Some(e) = errors
-            .iter()
-            .find(|e| e.kind == ConsumerErrorKind::Authorization)
-        {
-            break e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no authorization error reported in 30 s: {errors:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let refusal = container
+        .wait_for_consumer_error(ConsumerErrorKind::Authorization, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no authorization error reported in 30 s: {:?}",
+                container.consumer_errors()
+            )
+        });
     assert!(
         refusal
             .message

@@ -455,6 +455,26 @@ impl ListenerContainer {
             .collect()
     }
 
+    /// Waits up to `timeout` for a consumer error of `kind` (see
+    /// [`Self::consumer_errors`]) and returns the oldest one kept; `None`
+    /// when none came in time. Polls every 20 ms.
+    pub async fn wait_for_consumer_error(
+        &self,
+        kind: ConsumerErrorKind,
+        timeout: Duration,
+    ) -> Option<ConsumerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.consumer_errors().into_iter().find(|e| e.kind == kind) {
+                return Some(e);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until every consumer has at least one partition and together
     /// they hold `partitions` partitions (the group is stable), up to
     /// `timeout`; returns whether it happened.
