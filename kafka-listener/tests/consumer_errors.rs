@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kafka_listener::prelude::*;
 use kafka_listener::ConsumerErrorKind;
