@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use kafka_listener::prelude::*;
 use kafka_listener::ConsumerErrorKind;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use support::*;
 
@@ -20,35 +19,10 @@ async fn sink(meta: RecordMeta, seen: State<Seen>) {
     seen.push(meta.partition, meta.offset, 0);
 }
 
-/// The counter `kafka_listener_consumer_errors_total` of `listener` and
-/// `kind`.
-fn counted(snapshotter: &Snapshotter, listener: &str, kind: &str) -> u64 {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| {
-            let k = key.key();
-            k.name() == "kafka_listener_consumer_errors_total"
-                && k.labels()
-                    .any(|l| l.key() == "listener" && l.value() == listener)
-                && k.labels().any(|l| l.key() == "kind" && l.value() == kind)
-        })
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_fetches_are_reported_counted_and_the_listener_goes_on() {
     init_tracing();
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = install_debug_recorder();
     const TOPIC: &str = "ce.orders";
     // Error injection needs the embedded broker.
     let broker = embedded_broker(TOPIC, 1);
@@ -80,12 +54,7 @@ async fn refused_fetches_are_reported_counted_and_the_listener_goes_on() {
     let refusal = container
         .wait_for_consumer_error(ConsumerErrorKind::Authorization, Duration::from_secs(30))
         .await
-        .unwrap_or_else(|| {
-            panic!(
-                "no authorization error reported in 30 s: {:?}",
-                container.consumer_errors()
-            )
-        });
+        .expect("an authorization error reported within 30 s");
     assert!(
         refusal
             .message
@@ -95,7 +64,11 @@ async fn refused_fetches_are_reported_counted_and_the_listener_goes_on() {
     );
     assert!(refusal.at_ms > 0);
     assert!(
-        counted(&snapshotter, "refused-fetch", "authorization") >= 1,
+        counter_sum(
+            &snapshotter,
+            "kafka_listener_consumer_errors_total",
+            &[("listener", "refused-fetch"), ("kind", "authorization")],
+        ) >= 1,
         "counted in kafka_listener_consumer_errors_total"
     );
     // Once the broker serves the fetches again, every record is handled.

@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use kafka_listener::prelude::*;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::*;
 
 async fn sink(meta: RecordMeta, seen: State<Seen>) {
@@ -16,26 +15,13 @@ async fn sink(meta: RecordMeta, seen: State<Seen>) {
 }
 
 fn gaps(snapshotter: &metrics_util::debugging::Snapshotter) -> u64 {
-    snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == "kafka_listener_offset_gaps_total")
-        .map(|(.., value)| match value {
-            DebugValue::Counter(n) => n,
-            _ => 0,
-        })
-        .sum()
+    counter_sum(snapshotter, "kafka_listener_offset_gaps_total", &[])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_dropped_by_retention_before_they_were_consumed_are_counted() {
     init_tracing();
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = install_debug_recorder();
     const TOPIC: &str = "r.retention";
     // The embedded broker's 5 MiB per partition is the retention under
     // test (a real broker deletes whole segments every 5 minutes).

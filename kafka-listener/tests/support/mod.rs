@@ -803,3 +803,42 @@ pub fn postgres_url() -> Option<String> {
     }
     url
 }
+
+/// Installs a `metrics_util` debugging recorder as this test binary's
+/// global recorder and returns its snapshotter.
+///
+/// # Panics
+/// When a recorder is installed already (one per test binary).
+pub fn install_debug_recorder() -> metrics_util::debugging::Snapshotter {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    snapshotter
+}
+
+/// The counter `name` summed over every series whose labels include each
+/// `(key, value)` of `labels` (0 when there is none).
+pub fn counter_sum(
+    snapshotter: &metrics_util::debugging::Snapshotter,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> u64 {
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            let k = key.key();
+            k.name() == name
+                && labels
+                    .iter()
+                    .all(|(lk, lv)| k.labels().any(|l| l.key() == *lk && l.value() == *lv))
+        })
+        .map(|(.., value)| match value {
+            metrics_util::debugging::DebugValue::Counter(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
