@@ -12,21 +12,30 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use super::lanes::ContainerContext;
 
 impl ContainerContext {
-    /// Records this consumer's current assignment for
-    /// [`super::ListenerContainer::assigned_partitions`].
-    pub(super) fn set_assigned(&self, consumer: &BaseConsumer<Self>) {
-        let now: Vec<(String, i32)> = consumer
-            .assignment()
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Updates this consumer's assignment for
+    /// [`super::ListenerContainer::assigned_partitions`] from a rebalance
+    /// event: `Assign` adds its partitions, `Revoke` removes its partitions
+    /// (an eager rebalance revokes everything, an incremental one only
+    /// what moves). Derived from the event, not read back with
+    /// `assignment()`: that call waits on librdkafka's main thread, which
+    /// does not answer while the consumer closes, so a rebalance served
+    /// during close (dropping the consumer) would hang forever.
+    pub(super) fn update_assigned(&self, rebalance: &Rebalance<'_>) {
+        let (tpl, assign) = match rebalance {
+            Rebalance::Assign(tpl) => (tpl, true),
+            Rebalance::Revoke(tpl) => (tpl, false),
+            Rebalance::Error(_) => return,
+        };
         let mut all = crate::util::lock(&self.assigned);
-        if let Some(slot) = all.get_mut(self.slot) {
-            *slot = now;
+        let Some(slot) = all.get_mut(self.slot) else {
+            return;
+        };
+        for e in tpl.elements() {
+            let tp = (e.topic().to_owned(), e.partition());
+            slot.retain(|have| *have != tp);
+            if assign {
+                slot.push(tp);
+            }
         }
     }
 }
@@ -77,7 +86,6 @@ impl ConsumerContext for ContainerContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 self.lock().generation += 1;
-                self.set_assigned(consumer);
                 tracing::info!(consumer = %self.name, partitions = tpl.count(), "partitions revoked; draining and committing");
                 self.listener.metrics.rebalances.increment(1);
                 self.close_lanes(consumer, Some(tpl));
@@ -90,12 +98,9 @@ impl ConsumerContext for ContainerContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            self.set_assigned(consumer);
-        }
+        self.update_assigned(rebalance);
         if let Rebalance::Assign(tpl) = rebalance {
             self.lock().generation += 1;
-            self.set_assigned(consumer);
             // Remember where each partition should start, to notice records
             // lost to retention between the committed offset and the log
             // start (librdkafka resets to the earliest offset silently).
