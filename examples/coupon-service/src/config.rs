@@ -60,8 +60,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://coupon-service.db?mode=rwc";
 
 impl ServiceConfig {
     /// The Kafka configuration with the service's defaults applied:
-    /// `message.timeout.ms` from [`Self::send_timeout`], and on the embedded
-    /// broker `session.timeout.ms=10000` (see below).
+    /// `message.timeout.ms` from [`Self::send_timeout`], `linger.ms=1`, and
+    /// on the embedded broker `session.timeout.ms=10000` (see below); a
+    /// configured value wins.
     pub(crate) fn kafka_config(&self) -> KafkaConfig {
         let mut kafka = self.kafka.clone();
         // Measured on the embedded broker: when the 3 consumers of a fresh
@@ -71,6 +72,12 @@ impl ServiceConfig {
         if kafka.bootstrap().is_none() {
             kafka = kafka.consumer_default("session.timeout.ms", "10000");
         }
+        // Each 202 waits for the broker's ack of its request record, so the
+        // producer's `linger.ms` (librdkafka's default 5 ms) is in every
+        // request's latency. Measured with the closed loop of 64
+        // connections (docs/use-cases/coupon-issuance.md): 7,638 requests/s
+        // accepted at 5 ms, 11,133 at 1 ms; batches still form under load.
+        kafka = kafka.producer_default("linger.ms", "1");
         example_support::config::default_message_timeout(kafka, self.send_timeout)
     }
 }
@@ -100,6 +107,13 @@ mod tests {
         assert_eq!(
             config.kafka_config().consumer_value("session.timeout.ms"),
             Some("10000")
+        );
+        assert_eq!(config.kafka_config().producer_value("linger.ms"), Some("1"));
+        let mut lingering = config.clone();
+        lingering.kafka = lingering.kafka.producer_property("linger.ms", "20");
+        assert_eq!(
+            lingering.kafka_config().producer_value("linger.ms"),
+            Some("20")
         );
         let external = ServiceConfig {
             kafka: KafkaConfig::new().bootstrap_servers("broker:9092"),

@@ -226,7 +226,12 @@ async fn request_issue(
         return Err(ApiError::not_found(format!("no coupon `{coupon_id}`")));
     }
     let now = now_ms();
-    let inserted = app.db.mark_pending(&coupon_id, &body.user_id, now).await?;
+    app.pending
+        .insert(&coupon_id, &body.user_id, now)
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).with_retry_after(1)
+        })?;
     let event = IssueRequested {
         coupon_id,
         user_id: body.user_id,
@@ -251,14 +256,12 @@ async fn request_issue(
     };
     metrics::counter!("coupon_issue_requests_total", "outcome" => "unavailable").increment(1);
     tracing::warn!(coupon_id = %event.coupon_id, user_id = %event.user_id, error = %failure, "issue request not sent");
-    if inserted {
-        if let Err(e) = app
-            .db
-            .forget_pending(&event.coupon_id, &event.user_id)
-            .await
-        {
-            tracing::warn!(error = %e, "could not remove the pending row of a request that was not sent");
-        }
+    if let Err(e) = app
+        .db
+        .forget_pending(&event.coupon_id, &event.user_id, now)
+        .await
+    {
+        tracing::warn!(error = %e, "could not remove the pending row of a request that was not sent");
     }
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, failure).with_retry_after(1))
 }

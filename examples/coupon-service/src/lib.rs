@@ -46,6 +46,7 @@ mod http;
 mod lag;
 mod listener;
 pub mod load;
+mod pending;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,6 +200,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     let state = AppState {
         avro,
         db: db.clone(),
+        pending: pending::PendingWriter::start(db.clone()),
         lag: Arc::new(LagTracker::new(max_lag)),
         template: app.template(),
         send_timeout: config.send_timeout,

@@ -14,9 +14,10 @@ use kafka_listener::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Db, IssueOutcome};
+use crate::db::{Db, IssueOutcome, Request};
 use crate::lag::LagTracker;
 use crate::now_ms;
+use crate::pending::PendingWriter;
 
 /// The topic of issue requests: key = coupon id (UTF-8), value =
 /// [`IssueRequested`] as Avro in the Confluent wire format (subject
@@ -108,6 +109,8 @@ pub struct IssueRequested {
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) db: Db,
+    /// Writes the `pending` rows of accepted requests, many per statement.
+    pub(crate) pending: PendingWriter,
     pub(crate) lag: Arc<LagTracker>,
     pub(crate) template: KafkaTemplate,
     pub(crate) send_timeout: Duration,
@@ -129,60 +132,77 @@ struct UnknownCoupon(String);
 #[error("invalid request: {0}")]
 struct InvalidRequest(String);
 
-/// The `coupon-issuer` listener: one database transaction per request.
+/// The `coupon-issuer` listener: one database transaction per batch of
+/// requests (up to 500 of one partition, in offset order; see
+/// [`Db::issue_batch`](crate::db::Db::issue_batch)).
+///
+/// A request that cannot be valid (empty ids) or names a coupon that does
+/// not exist fails on its own: the requests before it are decided and
+/// committed, it goes to [`DLT`] at once (retrying cannot help), and the
+/// ones after it come again in the next batch.
 ///
 /// Retries: transient failures (a database that is busy or down) are tried
 /// 8 times with an exponential back-off from 100 ms to 5 s (with jitter;
-/// ~16 s in all) while the partition waits, so order is kept. What still
-/// fails goes to [`DLT`] (the offset is committed once the broker has it);
-/// [`dead_letters_spec`] stores it in the database and marks its request
-/// `failed`. Up to 10,000 records are queued per partition (the default
-/// `max_in_flight`).
+/// ~16 s in all) while the partition waits, so order is kept; the batch is
+/// decided again from the start, which changes nothing for what a failed
+/// transaction did not commit. What still fails goes to [`DLT`] (the
+/// offset is committed once the broker has it); [`dead_letters_spec`]
+/// stores it in the database and marks its request `failed`. Up to 10,000
+/// records are queued per partition (the default `max_in_flight`).
 ///
 /// The attribute's `concurrency` is the default of `LISTENER_CONCURRENCY`;
 /// the configured value is applied with
 /// `KafkaAppBuilder::customize_listener(LISTENER_ID, ...)`.
 #[kafka_listener(id = "coupon-issuer", topics = ["coupon.issue.requested"],
-                 group_id = "coupon-issuer", concurrency = 3,
+                 group_id = "coupon-issuer", concurrency = 3, batch = true,
                  retry(attempts = 8, initial = "100ms", max = "5s"), dead_letter = true)]
 pub(crate) async fn issue(
-    req: Avro<IssueRequested>,
-    meta: RecordMeta,
+    requests: Vec<Avro<IssueRequested>>,
+    metas: Vec<RecordMeta>,
     app: State<AppState>,
 ) -> Result<(), ListenerError> {
-    let result = decide(&req, &meta, &app).await;
-    if !matches!(&result, Err(e) if e.is_retryable()) {
-        app.lag.handled(meta.partition, meta.offset);
-    }
-    result
-}
-
-async fn decide(
-    req: &IssueRequested,
-    meta: &RecordMeta,
-    app: &AppState,
-) -> Result<(), ListenerError> {
-    if req.coupon_id.is_empty() || req.user_id.is_empty() {
-        return Err(ListenerError::fatal(InvalidRequest(
-            "empty coupon_id or user_id".into(),
-        )));
-    }
-    let outcome = app
-        .db
-        .issue(&app.events, req, meta.partition, meta.offset, now_ms())
-        .await?;
-    let label = match outcome {
-        IssueOutcome::Issued => "issued",
-        IssueOutcome::SoldOut => "sold_out",
-        IssueOutcome::AlreadyDecided => "duplicate",
-        IssueOutcome::UnknownCoupon => {
-            return Err(ListenerError::fatal(UnknownCoupon(req.coupon_id.clone())));
-        }
+    let invalid = requests
+        .iter()
+        .position(|r| r.coupon_id.is_empty() || r.user_id.is_empty());
+    let batch: Vec<Request<'_>> = requests[..invalid.unwrap_or(requests.len())]
+        .iter()
+        .zip(&metas)
+        .map(|(req, meta)| Request {
+            req,
+            partition: meta.partition,
+            offset: meta.offset,
+        })
+        .collect();
+    let outcomes = if batch.is_empty() {
+        Vec::new()
+    } else {
+        app.db
+            .issue_batch(&app.events, &batch, now_ms())
+            .await
+            .map_err(ListenerError::retryable)?
     };
-    metrics::counter!("coupon_issue_outcomes_total", "outcome" => label).increment(1);
-    tracing::debug!(coupon_id = %req.coupon_id, user_id = %req.user_id, partition = meta.partition,
-        offset = meta.offset, outcome = label, "request decided");
-    Ok(())
+    for (outcome, r) in outcomes.iter().zip(&batch) {
+        let label = match outcome {
+            IssueOutcome::Issued => "issued",
+            IssueOutcome::SoldOut => "sold_out",
+            IssueOutcome::AlreadyDecided => "duplicate",
+            IssueOutcome::UnknownCoupon => break,
+        };
+        metrics::counter!("coupon_issue_outcomes_total", "outcome" => label).increment(1);
+        app.lag.handled(r.partition, r.offset);
+        tracing::debug!(coupon_id = %r.req.coupon_id, user_id = %r.req.user_id, partition = r.partition,
+            offset = r.offset, outcome = label, "request decided");
+    }
+    if outcomes.last() == Some(&IssueOutcome::UnknownCoupon) {
+        let i = outcomes.len() - 1;
+        return Err(ListenerError::fatal(UnknownCoupon(requests[i].coupon_id.clone())).at_index(i));
+    }
+    match invalid {
+        Some(i) => Err(
+            ListenerError::fatal(InvalidRequest("empty coupon_id or user_id".into())).at_index(i),
+        ),
+        None => Ok(()),
+    }
 }
 
 /// The listener of [`DLT`]: stores each dead letter in the framework's

@@ -169,7 +169,8 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// Runs the load: creates `opts.coupons` coupons, fires the requests with
+/// Runs the load: creates `opts.coupons` coupons, waits until the listener
+/// decides requests ([`warm_up`]), fires the requests with
 /// `opts.concurrency` in flight (retrying a 429 or 503 up to 50 times after
 /// a pause), then polls `GET /coupons/{id}` until nothing is pending.
 ///
@@ -183,6 +184,8 @@ pub async fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
     let client = support::client(opts.concurrency)?;
     let prefix = support::run_prefix(opts.prefix.as_deref());
     let coupon_ids = create_coupons(&client, &base, &prefix, opts).await?;
+    let ready = warm_up(&client, &base, &prefix, opts).await?;
+    println!("warm-up: the listener decided its first requests after {ready:.2?}");
 
     let total = opts.users * opts.coupons;
     let started = Instant::now();

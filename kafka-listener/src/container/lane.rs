@@ -243,15 +243,12 @@ impl Lane<'_> {
         Ok(())
     }
 
-    /// Parallel lanes: handles one record (rate limit, retries, recoverer)
-    /// and marks it finished; its offset was registered with
-    /// `PartitionOffsets::begin` when it arrived.
+    /// Parallel lanes: handles one record (rate limit, retries, recoverer).
+    /// The caller marks it finished (in manual ack modes the
+    /// acknowledgment does).
     pub(super) async fn handle_one(&self, record: &ConsumerRecord) -> Result<(), Revoked> {
         self.admit(1).await?;
         let _ = self.attempts(std::slice::from_ref(record)).await?;
-        if !self.manual() {
-            self.shared.offsets.finish(record.offset);
-        }
         Ok(())
     }
 
