@@ -54,6 +54,11 @@ pub struct LoadOptions {
     /// Open loop: seconds to send for (`rate * duration` requests).
     #[arg(long, requires = "rate")]
     pub duration: Option<f64>,
+    /// Open loop: requests in flight at most (HTTP connections); a request
+    /// due while this many are unanswered waits, and its wait counts in its
+    /// latency.
+    #[arg(long, default_value_t = 256, requires = "rate")]
+    pub connections: usize,
     /// Open loop: write every request's latencies to this CSV file.
     #[arg(long, requires = "rate")]
     pub csv: Option<std::path::PathBuf>,
@@ -74,6 +79,7 @@ impl Default for LoadOptions {
             prefix: None,
             rate: None,
             duration: None,
+            connections: 256,
             csv: None,
             chart: None,
         }
@@ -432,9 +438,7 @@ pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
     let rate = opts.rate.expect("--rate");
     let duration = Duration::from_secs_f64(opts.duration.expect("--duration").max(0.0));
     let base = opts.url.trim_end_matches('/').to_owned();
-    // Enough idle connections for the requests in flight at this rate for
-    // a 100 ms answer.
-    let client = support::client((rate / 10.0).ceil() as usize)?;
+    let client = support::client(opts.connections)?;
     let prefix = support::run_prefix(opts.prefix.as_deref());
     let coupon_ids = create_coupons(&client, &base, &prefix, opts).await?;
     let coupons = coupon_ids.len().max(1);
@@ -442,7 +446,7 @@ pub async fn run_open(opts: &LoadOptions) -> Result<OpenLoopReport, LoadError> {
     println!("warm-up: the listener decided its first requests after {ready:.2?}");
 
     let started = Instant::now();
-    let fired = fire_at_rate(rate, duration, |n| {
+    let fired = fire_at_rate(rate, duration, opts.connections.max(1), |n| {
         let client = client.clone();
         let url = format!("{base}/coupons/{}/issue", coupon_ids[n % coupons]);
         let body = IssueBody {

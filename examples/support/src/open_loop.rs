@@ -13,10 +13,12 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use plotters::prelude::*;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use crate::load::percentile;
 
@@ -40,12 +42,23 @@ pub struct Fired<T> {
 
 /// Sends `task(i)` for `i` in `0..rate * duration` at a constant rate of
 /// `rate` requests per second (request `i` due `i / rate` seconds after the
-/// start), each in a task of its own, however many are still unanswered.
-/// Returns every request in index order once all have been answered.
+/// start), each in a task of its own, with at most `max_in_flight` of them
+/// running at once: a request due while that many are unanswered waits for
+/// one to finish, and its wait counts in its latency (as in wrk2, whose
+/// `-c` connections carry a constant rate). Without the bound a stall of
+/// the service would open a new connection per request, and the generator
+/// would measure its own connection storm. Returns every request in index
+/// order once all have been answered.
 ///
 /// # Panics
-/// When `rate` is not positive and finite, or a request task panics.
-pub async fn fire_at_rate<T, F, Fut>(rate: f64, duration: Duration, mut task: F) -> Vec<Fired<T>>
+/// When `rate` is not positive and finite, `max_in_flight` is 0, or a
+/// request task panics.
+pub async fn fire_at_rate<T, F, Fut>(
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+    mut task: F,
+) -> Vec<Fired<T>>
 where
     T: Send + 'static,
     F: FnMut(usize) -> Fut,
@@ -55,6 +68,8 @@ where
         rate.is_finite() && rate > 0.0,
         "the rate must be positive, got {rate}"
     );
+    assert!(max_in_flight > 0, "max_in_flight must be at least 1");
+    let slots = Arc::new(Semaphore::new(max_in_flight));
     let n = (rate * duration.as_secs_f64()).round() as usize;
     let start = tokio::time::Instant::now();
     let start_epoch_ms = epoch_ms(SystemTime::now());
@@ -64,7 +79,9 @@ where
         let due = start + intended;
         tokio::time::sleep_until(due).await;
         let request = task(index);
+        let slots = Arc::clone(&slots);
         running.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
             let value = request.await;
             Fired {
                 index,
@@ -303,7 +320,7 @@ mod tests {
         // 100/s for 0.5 s: 50 requests, request i due at i * 10 ms; each
         // takes 25 ms, so three are in flight at once (an open loop does
         // not wait for answers).
-        let fired = fire_at_rate(100.0, Duration::from_millis(500), |i| async move {
+        let fired = fire_at_rate(100.0, Duration::from_millis(500), 8, |i| async move {
             tokio::time::sleep(Duration::from_millis(25)).await;
             i * 2
         })
@@ -321,6 +338,25 @@ mod tests {
         }
         let first = fired[0].intended_epoch_ms;
         assert!((fired[49].intended_epoch_ms - first - 490.0).abs() < 1e-6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_bound_a_request_waits_and_its_wait_counts() {
+        // 100/s, each request 25 ms, one at a time: request i starts when
+        // i - 1 ends, at 25 * i ms, 15 * i ms after it was due.
+        let fired = fire_at_rate(100.0, Duration::from_millis(100), 1, |_| async move {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        })
+        .await;
+        assert_eq!(fired.len(), 10);
+        for (i, f) in fired.iter().enumerate() {
+            let expected = Duration::from_millis(25 + 15 * i as u64);
+            assert!(
+                f.latency >= expected && f.latency < expected + Duration::from_millis(3),
+                "request {i}: {:?}, expected {expected:?}",
+                f.latency
+            );
+        }
     }
 
     #[test]
