@@ -15,7 +15,7 @@
 //! same keys for the CPU-bound one, all produced before the runs. Each run
 //! is a new consumer group reading all of them; its rate is records over
 //! the time from the first record handled to the last. CPU-bound runs are
-//! the best of `BENCH_CPU_ROUNDS` (default 7), the modes taking turns
+//! the best of `BENCH_CPU_ROUNDS` (default 15), the modes taking turns
 //! round after round. Modes: `partition` (one at a
 //! time), `key` at `parallelism` 16, 64 and 256, `none` at 256.
 //! The last lines are `key_ordering_speedup=<key at 256 / partition>` for
@@ -151,7 +151,7 @@ fn main() {
     let records = env("BENCH_RECORDS", 20_000);
     let keys = env("BENCH_KEYS", 10_000);
     let cpu_records = env("BENCH_CPU_RECORDS", 50_000);
-    let rounds = env("BENCH_CPU_ROUNDS", 7).max(1);
+    let rounds = env("BENCH_CPU_ROUNDS", 15).max(1);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let broker = Arc::new(EmbeddedBroker::start().expect("broker"));

@@ -87,7 +87,7 @@ pub mod names {
     pub const OUTBOX_PUBLISHED: &str = "kafka_listener_outbox_published_total";
     /// `kafka_listener_outbox_send_failures_total`: outbox sends that failed (retried with back-off).
     pub const OUTBOX_SEND_FAILURES: &str = "kafka_listener_outbox_send_failures_total";
-    /// `kafka_listener_records_in_flight`: gauge, records being handled by listeners with `ordering = "key"` or `"none"`.
+    /// `kafka_listener_records_in_flight`: gauge, records being handled by listeners with `ordering = "key"` or `"none"` whose handler is waiting (a handler that finishes without waiting is never counted: the lane runs it to its end when it starts it).
     pub const RECORDS_IN_FLIGHT: &str = "kafka_listener_records_in_flight";
     /// `kafka_listener_keys_waiting`: gauge, records waiting behind a record of their key in flight (`ordering = "key"`).
     pub const KEYS_WAITING: &str = "kafka_listener_keys_waiting";

@@ -3,17 +3,21 @@
 //!
 //! # How a request flows
 //!
-//! 1. `POST /coupons/{id}/issue {"user_id"}` checks the coupon, records the
-//!    request as `pending`, sends an [`IssueRequested`] record (Avro, schema
+//! 1. `POST /coupons/{id}/issue {"user_id"}` checks the coupon (known in
+//!    memory once seen), records the request as `pending` (one statement
+//!    with the other handlers' rows; `pending.rs`), sends an
+//!    [`IssueRequested`] record (Avro, schema
 //!    in the Schema Registry) to [`TOPIC`] keyed by the coupon id, and
 //!    answers 202 only once the broker
 //!    acknowledged that record (503 with a JSON reason when it does not).
 //! 2. The key puts every request for one coupon on one partition, so one
-//!    consumer of the `coupon-issuer` group sees them one at a time in
-//!    request order: no lock is needed. Different coupons go in parallel.
-//! 3. The listener decides inside one database transaction: a conditional
-//!    `UPDATE coupons SET issued = issued + 1 WHERE coupon_id = $1 AND
-//!    issued < stock` and an insert into `coupon_issues`, whose primary key
+//!    consumer of the `coupon-issuer` group sees them in request order: no
+//!    lock is needed. Different coupons go in parallel.
+//! 3. The listener takes a batch of one partition's records and decides it
+//!    in one database transaction, in offset order: per coupon, it reads
+//!    `stock` and `issued` once, decides in memory, and writes `UPDATE
+//!    coupons SET issued = issued + k WHERE coupon_id = $1 AND issued =
+//!    <what it read>`; an insert into `coupon_issues`, whose primary key
 //!    `(coupon_id, user_id)` makes a redelivered or repeated request change
 //!    nothing. A request that finds no stock is recorded as `sold_out`.
 //!    An issue also writes a [`CouponIssued`] event to the outbox table in
