@@ -39,6 +39,10 @@ use proc_macro::TokenStream;
 ///      | rate_limit = "PERMITS/DURATION"     at most PERMITS records per DURATION window
 ///                                            (sliding, whole listener), e.g. "100/10s";
 ///                                            PERMITS >= 1, DURATION > 0; default none
+///      | filter = PATH                      a `fn(&ConsumerRecord) -> bool`: records it returns
+///                                            false for are acknowledged without reaching the
+///                                            function (Spring's `RecordFilterStrategy`, whose
+///                                            `filter` returns true to discard)
 ///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; "TOPIC" a valid topic
 ///                                            name; default false (log and skip)
 ///      | retry_topics(RETRY_TOPICS_KEY, ...) non-blocking retries (`@RetryableTopic`); needs `topics`

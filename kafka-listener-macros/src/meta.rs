@@ -142,6 +142,45 @@ impl Entry {
             .ok()
     }
 
+    /// A path: `key = some::function` (not a literal), or `None` after
+    /// recording why not.
+    pub(crate) fn path(&self, cx: &Ctxt, example: &str) -> Option<Path> {
+        let key = &self.key;
+        let parser = |input: ParseStream<'_>| {
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new_spanned(
+                    key,
+                    format!("`{key}` needs a path to a function, e.g. `{example}`"),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            if input.is_empty() {
+                return Err(syn::Error::new_spanned(
+                    key,
+                    format!("`{key}` needs a path to a function after `=`, e.g. `{example}`"),
+                ));
+            }
+            if !(input.peek(Ident::peek_any) || input.peek(Token![::])) || input.peek(LitBool) {
+                let value: TokenStream = input.parse()?;
+                return Err(syn::Error::new_spanned(
+                    &value,
+                    format!("`{key}` takes a path to a function, as in `{example}`, not `{value}`"),
+                ));
+            }
+            let path: Path = input.parse()?;
+            if !input.is_empty() {
+                return Err(input.error(format!(
+                    "unexpected tokens after the path of `{key}`; give the name of a function (closures are not supported: use `ListenerSpec::filter`), and separate attributes with `,`"
+                )));
+            }
+            Ok(path)
+        };
+        parser
+            .parse2(self.rest.clone())
+            .map_err(|e| cx.syn_error(e))
+            .ok()
+    }
+
     /// The entries inside `key(...)`, or `None` after recording why not.
     pub(crate) fn nested(&self, cx: &Ctxt, example: &str) -> Option<Vec<Entry>> {
         let key = &self.key;

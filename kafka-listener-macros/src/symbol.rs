@@ -44,6 +44,7 @@ pub(crate) const PROPERTIES: Symbol = Symbol("properties");
 pub(crate) const BATCH: Symbol = Symbol("batch");
 pub(crate) const RETRY: Symbol = Symbol("retry");
 pub(crate) const RATE_LIMIT: Symbol = Symbol("rate_limit");
+pub(crate) const FILTER: Symbol = Symbol("filter");
 pub(crate) const ORDERING: Symbol = Symbol("ordering");
 pub(crate) const PARALLELISM: Symbol = Symbol("parallelism");
 pub(crate) const ORDER_PARTITION: Symbol = Symbol("partition");

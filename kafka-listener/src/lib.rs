@@ -95,7 +95,7 @@ pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
 pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
-pub use crate::listener::{ListenerSpec, Ordering};
+pub use crate::listener::{ListenerSpec, Ordering, RecordFilter};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};

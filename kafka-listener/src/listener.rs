@@ -10,6 +10,7 @@ use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
 use crate::handler::{BatchHandler, ErasedHandler, Handler};
 use crate::rate_limit::RateLimit;
+use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
 use crate::retry::RetryPolicy;
 use crate::retry::{DeadLetter, RetryTopics};
@@ -110,7 +111,11 @@ pub struct ListenerSpec {
     pub(crate) dead_letter: Option<DeadLetter>,
     pub(crate) retry_topics: Option<RetryTopics>,
     pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) filter: Option<RecordFilter>,
 }
+
+/// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
+pub type RecordFilter = Arc<dyn Fn(&ConsumerRecord) -> bool + Send + Sync>;
 
 impl fmt::Debug for ListenerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -127,6 +132,7 @@ impl fmt::Debug for ListenerSpec {
             .field("dead_letter", &self.dead_letter)
             .field("retry_topics", &self.retry_topics)
             .field("rate_limit", &self.rate_limit)
+            .field("filter", &self.filter.is_some())
             .field("ordering", &self.ordering)
             .field("parallelism", &self.parallelism)
             .finish_non_exhaustive()
@@ -158,6 +164,7 @@ impl ListenerSpec {
             dead_letter: None,
             retry_topics: None,
             rate_limit: None,
+            filter: None,
         }
     }
 
@@ -306,6 +313,39 @@ impl ListenerSpec {
     /// budget is spent; the consumer stays in its group.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.rate_limit = Some(limit);
+        self
+    }
+
+    /// Hands the handler only the records `keep` returns `true` for; the
+    /// others are finished at once (their offsets are committed as if
+    /// handled, also in the manual ack modes, where they need no
+    /// acknowledgment) and counted in
+    /// `kafka_listener_records_filtered_total`. A batch listener gets its
+    /// batch without them (an index in `ListenerError::at_index` counts in
+    /// that filtered batch), and is not called when none is left.
+    ///
+    /// Spring Kafka's `RecordFilterStrategy` (`@KafkaListener(filter =
+    /// ...)`) with `ackDiscarded = true`; note that Spring's `filter`
+    /// returns `true` to *discard*, while `keep` returns `true` to keep,
+    /// as `Iterator::filter` does. The macro's `filter = path` names a
+    /// `fn(&ConsumerRecord) -> bool`.
+    ///
+    /// # Examples
+    /// ```
+    /// # use kafka_listener::prelude::*;
+    /// # async fn on_order(order: String) {}
+    /// // Only records with a `type` header of `paid`.
+    /// let spec = ListenerSpec::new("orders")
+    ///     .topics(["orders"])
+    ///     .filter(|r| r.headers().get_str("type") == Some("paid"))
+    ///     .handler(on_order);
+    /// # let _ = spec;
+    /// ```
+    pub fn filter(
+        mut self,
+        keep: impl Fn(&ConsumerRecord) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.filter = Some(Arc::new(keep));
         self
     }
 

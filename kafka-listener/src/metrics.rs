@@ -56,6 +56,8 @@ pub mod names {
     pub const RECORDS_PROCESSED: &str = "kafka_listener_records_processed_total";
     /// `kafka_listener_records_failed_total`: failed handler calls (each attempt).
     pub const RECORDS_FAILED: &str = "kafka_listener_records_failed_total";
+    /// `kafka_listener_records_filtered_total`: records the listener's filter (`ListenerSpec::filter`) kept from the handler.
+    pub const RECORDS_FILTERED: &str = "kafka_listener_records_filtered_total";
     /// `kafka_listener_records_retried_total`: retries after a back-off.
     pub const RECORDS_RETRIED: &str = "kafka_listener_records_retried_total";
     /// `kafka_listener_records_skipped_total`: records that failed for good with no dead-letter topic.
@@ -110,6 +112,7 @@ pub(crate) struct ListenerMetrics {
     pub(crate) processed: Counter,
     pub(crate) failed: Counter,
     pub(crate) retried: Counter,
+    pub(crate) filtered: Counter,
     pub(crate) handler_seconds: Histogram,
     pub(crate) commit_failures: Counter,
     pub(crate) rebalances: Counter,
@@ -127,6 +130,7 @@ impl ListenerMetrics {
             processed: counter!(RECORDS_PROCESSED, "listener" => l.clone()),
             failed: counter!(RECORDS_FAILED, "listener" => l.clone()),
             retried: counter!(RECORDS_RETRIED, "listener" => l.clone()),
+            filtered: counter!(RECORDS_FILTERED, "listener" => l.clone()),
             handler_seconds: histogram!(HANDLER_SECONDS, "listener" => l.clone()),
             commit_failures: counter!(COMMIT_FAILURES, "listener" => l.clone()),
             rebalances: counter!(REBALANCES, "listener" => l.clone()),

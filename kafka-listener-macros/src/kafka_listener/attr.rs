@@ -49,6 +49,7 @@ pub(crate) struct ListenerAttrs {
     pub(crate) batch: Option<Keyed<bool>>,
     pub(crate) retry: Option<Keyed<RetryAttrs>>,
     pub(crate) rate_limit: Option<Keyed<(u32, Duration)>>,
+    pub(crate) filter: Option<Keyed<Path>>,
     pub(crate) ordering: Option<Keyed<OrderingAttr>>,
     pub(crate) parallelism: Option<Keyed<usize>>,
     pub(crate) dead_letter: Option<Keyed<DeadLetterAttr>>,
@@ -248,6 +249,9 @@ impl KeyTable for ListenerAttrs {
         }),
         (RATE_LIMIT, |a, cx, e| {
             a.rate_limit = rate_limit(cx, e).map(|v| keyed(e, v));
+        }),
+        (FILTER, |a, cx, e| {
+            a.filter = e.path(cx, "filter = only_paid").map(|v| keyed(e, v));
         }),
         (ORDERING, |a, cx, e| {
             a.ordering = ordering(cx, e).map(|v| keyed(e, v));

@@ -88,6 +88,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         batch,
         retry,
         rate_limit: attrs.rate_limit.map(|k| k.value),
+        filter: attrs.filter.map(|k| k.value),
         ordering: attrs.ordering.map(|k| k.value),
         parallelism: attrs.parallelism.map(|k| k.value),
         dead_letter: attrs

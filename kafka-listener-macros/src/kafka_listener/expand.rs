@@ -121,6 +121,9 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         let topics = self::retry_topics(retry_topics, exports);
         calls.extend(quote!(.retry_topics(#topics)));
     }
+    if let Some(filter) = &listener.filter {
+        calls.extend(quote!(.filter(#filter)));
+    }
     if let Some(ordering) = listener.ordering {
         let ty = exports.path("Ordering");
         let variant = ordering.variant();

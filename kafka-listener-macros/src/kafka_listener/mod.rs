@@ -86,6 +86,8 @@ pub(crate) struct Listener {
     pub(crate) retry: Option<Retry>,
     /// `rate_limit = "M/N"`: permits and window.
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
+    /// `filter = path`: the record filter.
+    pub(crate) filter: Option<Path>,
     /// `ordering = "..."`.
     pub(crate) ordering: Option<attr::OrderingAttr>,
     /// `parallelism = N`.

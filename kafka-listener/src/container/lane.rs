@@ -247,14 +247,63 @@ impl Lane<'_> {
     /// The caller marks it finished (in manual ack modes the
     /// acknowledgment does).
     pub(super) async fn handle_one(&self, record: &ConsumerRecord) -> Result<(), Revoked> {
+        if !self.keeps(record) {
+            if self.manual() {
+                // Registered when it arrived; no acknowledgment will come.
+                self.shared.offsets.finish(record.offset);
+            }
+            return Ok(());
+        }
         self.admit(1).await?;
         let _ = self.attempts(std::slice::from_ref(record)).await?;
         Ok(())
     }
 
-    /// Handles the records (one record, or one batch), splitting a batch at a
-    /// failed index.
+    /// Whether the listener's filter keeps `record` (counted when not).
+    fn keeps(&self, record: &ConsumerRecord) -> bool {
+        let kept = self
+            .listener
+            .filter
+            .as_ref()
+            .is_none_or(|keep| keep(record));
+        if !kept {
+            self.listener.metrics.filtered.increment(1);
+        }
+        kept
+    }
+
+    /// Handles the records (one record, or one batch) the filter keeps,
+    /// splitting a batch at a failed index, and finishes the others.
     async fn process(&self, records: &[ConsumerRecord]) -> Result<(), Revoked> {
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let kept: Vec<ConsumerRecord>;
+        let handled = if self.listener.filter.is_some() {
+            kept = records.iter().filter(|r| self.keeps(r)).cloned().collect();
+            &kept[..]
+        } else {
+            records
+        };
+        if !handled.is_empty() {
+            self.process_kept(handled).await?;
+        }
+        if self.manual() {
+            // Records the filter dropped after the last one handled need no
+            // acknowledgment: finished here, committed once everything
+            // before them is.
+            if handled.last().map(|r| r.offset) != Some(last.offset) {
+                self.shared.offsets.begin(last.offset);
+                self.shared.offsets.finish(last.offset);
+            }
+        } else {
+            self.shared.offsets.complete_in_order(last.offset);
+        }
+        Ok(())
+    }
+
+    /// [`Self::process`] of the records the filter kept.
+    async fn process_kept(&self, records: &[ConsumerRecord]) -> Result<(), Revoked> {
         let Some(last) = records.last() else {
             return Ok(());
         };
@@ -279,12 +328,8 @@ impl Lane<'_> {
                 }
             }
         }
-        if self.manual() {
-            // Handled records are finished by the handler's acknowledgment;
-            // nothing more here.
-        } else {
-            self.shared.offsets.complete_in_order(last.offset);
-        }
+        // Handled records are finished by the caller, or in the manual ack
+        // modes by the handler's acknowledgment.
         Ok(())
     }
 

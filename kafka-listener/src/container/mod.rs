@@ -94,6 +94,8 @@ pub(crate) struct ListenerRuntime {
     /// Records may carry a `retry_topic-backoff-timestamp` to wait for.
     pub(crate) retry_topics: bool,
     pub(crate) rate_limiter: Option<RateLimiter>,
+    /// `ListenerSpec::filter`: `false` finishes a record unhandled.
+    pub(crate) filter: Option<crate::listener::RecordFilter>,
 }
 
 impl std::fmt::Debug for ListenerRuntime {
@@ -282,6 +284,7 @@ impl ListenerContainer {
             max_poll_records,
             commit_interval: spec.commit_interval,
             rate_limiter: spec.rate_limit.map(RateLimiter::new),
+            filter: spec.filter.take(),
         };
         Ok(Self {
             runtime: Arc::new(runtime),

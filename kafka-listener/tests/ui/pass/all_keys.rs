@@ -9,6 +9,10 @@ struct IssueRequested {
     coupon_id: String,
 }
 
+fn keep_all(record: &ConsumerRecord) -> bool {
+    record.offset() >= 0
+}
+
 #[kafka_listener(
     topics = ["coupon.issue.requested", "coupon.issue.retried"],
     group_id = "coupon-issuer",
@@ -20,6 +24,7 @@ struct IssueRequested {
     batch = false,
     retry(attempts = 5, backoff = "exponential", initial = "100ms", max = "10s", multiplier = 1.5, jitter = false),
     rate_limit = "100/10s",
+    filter = keep_all,
     ordering = "key",
     parallelism = 64,
     crate = "::kafka_listener",
@@ -38,6 +43,7 @@ fn main() {
     assert!(!spec.starts_automatically());
     let debug = format!("{spec:?}");
     assert!(debug.contains("ack_mode: Record"), "{debug}");
+    assert!(debug.contains("filter: true"), "{debug}");
     assert!(debug.contains("ordering: Key"), "{debug}");
     assert_eq!(spec.effective_parallelism(), 64);
     let policy = RetryPolicy::exponential(
