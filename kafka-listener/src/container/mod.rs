@@ -365,7 +365,8 @@ impl ListenerContainer {
                 join,
             });
         }
-        tracing::info!(listener = %self.id(), group = %self.group_id(), concurrency = self.runtime.concurrency, "listener started");
+        tracing::info!(listener = %self.id(), group = %self.group_id(), topics = ?self.subscription,
+            concurrency = self.runtime.concurrency, "listener started");
         Ok(())
     }
 
