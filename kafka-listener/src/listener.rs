@@ -381,6 +381,7 @@ impl ListenerSpec {
     /// Whether the handler's arguments need a `T` in the app state (for
     /// example `Avro<T>` an `AvroCodec`), found by running their start-up
     /// checks against a probe.
+    #[cfg(feature = "avro")]
     pub(crate) fn needs_state<T: 'static>(&self) -> bool {
         let info = ListenerInfo::new(&self.id, self.ack_mode, crate::state::StateMap::probe());
         if let Some(h) = &self.handler {

@@ -48,6 +48,7 @@ impl StateMap {
     /// remembers the types asked about: run listeners' start-up checks
     /// against it to learn which state they need (the app starts the
     /// embedded Schema Registry only for listeners that read Avro).
+    #[cfg(feature = "avro")]
     pub(crate) fn probe() -> Self {
         Self {
             values: FastMap::default(),
@@ -56,6 +57,7 @@ impl StateMap {
     }
 
     /// On a probe: whether a `T` was asked about.
+    #[cfg(feature = "avro")]
     pub(crate) fn was_asked<T: 'static>(&self) -> bool {
         self.asked
             .as_ref()
