@@ -7,7 +7,8 @@
 //! driver. A `PgPool` or `SqlitePool` is turned into an `AnyPool` to the
 //! same database, with the same connect options (as
 //! `ConnectOptions::to_url_lossy` writes them: host, port, user, password,
-//! database, SSL mode and certificate files; SQLite's file name and mode,
+//! database, SSL mode and certificate files, plus PostgreSQL's server
+//! options such as `search_path`, and its application name; SQLite's file name and mode,
 //! or sqlx's shared in-memory database of `sqlite::memory:`) and the same
 //! maximum number of connections. That second pool opens its connections
 //! lazily, on first use. The outbox's transactions (`EventTx`) are on it,
@@ -46,11 +47,18 @@ impl IntoAnyPool for &AnyPool {
     }
 }
 
-/// An `AnyPool` with the connect options and the limits of `pool`.
+/// An `AnyPool` with the connect options and the limits of `pool`, plus
+/// the URL parameters `extra` (what `to_url_lossy` leaves out).
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn same_database<DB: Database>(pool: &sqlx::Pool<DB>) -> Result<AnyPool, sqlx::Error> {
+fn same_database<DB: Database>(
+    pool: &sqlx::Pool<DB>,
+    extra: &[(&str, &str)],
+) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    let url = pool.connect_options().to_url_lossy();
+    let mut url = pool.connect_options().to_url_lossy();
+    for (k, v) in extra {
+        url.query_pairs_mut().append_pair(k, v);
+    }
     let options = AnyConnectOptions::from_url(&url)?;
     let limits: &PoolOptions<DB> = pool.options();
     Ok(AnyPoolOptions::new()
@@ -63,14 +71,24 @@ fn same_database<DB: Database>(pool: &sqlx::Pool<DB>) -> Result<AnyPool, sqlx::E
 #[cfg(feature = "postgres")]
 impl IntoAnyPool for sqlx::PgPool {
     fn into_any_pool(self) -> Result<AnyPool, sqlx::Error> {
-        same_database(&self)
+        (&self).into_any_pool()
     }
 }
 
+/// Keeps the server options (`-c search_path=...`: the outbox and the
+/// dead-letter table go to the pool's schema) and the application name.
 #[cfg(feature = "postgres")]
 impl IntoAnyPool for &sqlx::PgPool {
     fn into_any_pool(self) -> Result<AnyPool, sqlx::Error> {
-        same_database(self)
+        let options = self.connect_options();
+        let mut extra = Vec::new();
+        if let Some(o) = options.get_options() {
+            extra.push(("options", o));
+        }
+        if let Some(name) = options.get_application_name() {
+            extra.push(("application_name", name));
+        }
+        same_database(self, &extra)
     }
 }
 
@@ -87,7 +105,7 @@ impl IntoAnyPool for &sqlx::SqlitePool {
         let options = self.connect_options();
         let name = options.get_filename().to_string_lossy().into_owned();
         if !name.starts_with("file:") {
-            return same_database(self);
+            return same_database(self, &[]);
         }
         // `sqlite::memory:` is a shared-cache in-memory database that sqlx
         // names `file:sqlx-in-memory-<n>`: a second pool in this process

@@ -6,7 +6,7 @@
 use kafka_listener::dlq::DeadLetterStore;
 use kafka_listener::testing::{test_database_url, unique};
 use kafka_listener::{ConsumerRecord, TransactionalEvents};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
@@ -114,26 +114,54 @@ async fn the_outbox_runs_on_a_sqlite_pool_and_its_transactions_reach_the_same_da
     assert_eq!(outbox, 0, "the outbox table exists in the user's database");
 }
 
-async fn pg_pool() -> Option<PgPool> {
+/// A `PgPool` on `TEST_DATABASE_URL` whose `search_path` is a schema of
+/// this test's own (so that its tables meet no other test's), and that
+/// schema's name.
+async fn pg_pool(base: &str) -> Option<(PgPool, String)> {
     let Some(url) = test_database_url() else {
         eprintln!("TEST_DATABASE_URL is not set: the PgPool tests do not run");
         return None;
     };
-    Some(
-        PgPoolOptions::new()
-            .max_connections(2)
-            .connect(&url)
-            .await
-            .unwrap(),
+    let schema = unique(base).replace(['.', '-'], "_");
+    let admin = PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let options: PgConnectOptions = url.parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .unwrap();
+    Some((pool, schema))
+}
+
+async fn drop_schema(pool: &PgPool, schema: &str) {
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn in_schema(pool: &PgPool, schema: &str, table: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = $2)",
     )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn the_dead_letter_store_runs_on_a_pg_pool() {
-    let Some(pool) = pg_pool().await else { return };
-    let topic = unique("pools.pg");
+async fn the_dead_letter_store_runs_on_a_pg_pool_in_its_schema() {
+    let Some((pool, schema)) = pg_pool("pools_dlq").await else {
+        return;
+    };
     let store = DeadLetterStore::new(pool.clone()).await.unwrap();
-    store_and_count(store, &topic, |t| {
+    store_and_count(store, "orders", |t| {
         let pool = pool.clone();
         async move {
             sqlx::query_scalar("SELECT COUNT(*) FROM kafka_dead_letters WHERE original_topic = $1")
@@ -144,30 +172,23 @@ async fn the_dead_letter_store_runs_on_a_pg_pool() {
         }
     })
     .await;
+    assert!(
+        in_schema(&pool, &schema, "kafka_dead_letters").await,
+        "the table is in the pool's search_path schema {schema}"
+    );
+    drop_schema(&pool, &schema).await;
 }
 
 #[tokio::test]
-async fn the_outbox_runs_on_a_pg_pool() {
-    let Some(pool) = pg_pool().await else { return };
-    let table = unique("pools_outbox").replace(['.', '-'], "_");
-    let events = TransactionalEvents::builder(&pool)
-        .outbox_table(&table)
-        .build()
-        .await
-        .unwrap();
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = $1)")
-            .bind(&table)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+async fn the_outbox_runs_on_a_pg_pool_in_its_schema() {
+    let Some((pool, schema)) = pg_pool("pools_outbox").await else {
+        return;
+    };
+    let events = TransactionalEvents::builder(&pool).build().await.unwrap();
     assert!(
-        exists,
-        "the outbox table {table} is in the PgPool's database"
+        in_schema(&pool, &schema, events.outbox_table()).await,
+        "the outbox table is in the pool's search_path schema {schema}"
     );
     assert_eq!(events.unsent_count().await.unwrap(), 0);
-    sqlx::query(&format!("DROP TABLE {table}"))
-        .execute(&pool)
-        .await
-        .unwrap();
+    drop_schema(&pool, &schema).await;
 }
