@@ -351,3 +351,64 @@ async fn faults_on_a_real_cluster_and_unknown_listener_ids_are_refused_with_reas
         "{error}"
     );
 }
+
+/// A listener that uses `?` on `anyhow::Error` and on serde_json.
+async fn parse_amount(value: String) -> Result<(), ListenerError> {
+    use anyhow::Context as _;
+    if let Some(json) = value.strip_prefix("json:") {
+        // A deserialization error: Decode, never retried.
+        let _: u32 = serde_json::from_str(json)?;
+        return Ok(());
+    }
+    // Anything else through anyhow: Retryable, as Spring retries an exception.
+    let _: u32 = value.parse::<u32>().context("parsing the amount")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn question_mark_on_anyhow_retries_and_on_a_json_error_dead_letters_at_once() {
+    use kafka_listener::record::headers as h;
+    let (kafka, topic) = &embedded_with_topic("errors.anyhow", 1);
+    let spec = ListenerSpec::new("amounts")
+        .topics([topic])
+        .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
+        .dead_letter(DeadLetter::suffixed())
+        .handler(parse_amount);
+    let app = kafka.run_listener(spec, ()).await.unwrap();
+    let template = kafka.template().unwrap();
+    for value in ["12", "twelve", "json:{", "json:7"] {
+        template
+            .send(ProducerRecord::keyed(topic, value).value(value))
+            .await
+            .unwrap();
+    }
+    let b = kafka.bootstrap_servers();
+    testing::wait_committed(b, "amounts", topic, &[4], Duration::from_secs(30)).await;
+    let dead = testing::read_topic(b, &format!("{topic}-dlt"), 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let seen: Vec<(String, String, Option<i32>, String)> = dead
+        .iter()
+        .map(|r| {
+            let text = |k| r.headers().get_str(k).unwrap_or_default().to_owned();
+            (
+                String::from_utf8_lossy(r.value().unwrap()).into_owned(),
+                text(h::ERROR_KIND),
+                r.headers().get(h::ATTEMPTS).and_then(h::be_i32),
+                text(h::EXCEPTION_FQCN),
+            )
+        })
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (&seen[0].0[..], &seen[0].1[..], seen[0].2, &seen[0].3[..]),
+        ("twelve", "Retryable", Some(3), "anyhow::Error"),
+        "anyhow: retried, then dead-lettered"
+    );
+    assert_eq!(
+        (&seen[1].0[..], &seen[1].1[..], seen[1].2),
+        ("json:{", "Decode", Some(1)),
+        "serde_json: dead-lettered at once"
+    );
+    app.shutdown().await;
+}
