@@ -54,12 +54,20 @@ fn same_database<DB: Database>(
     pool: &sqlx::Pool<DB>,
     extra: &[(&str, &str)],
 ) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
     let mut url = pool.connect_options().to_url_lossy();
     for (k, v) in extra {
         url.query_pairs_mut().append_pair(k, v);
     }
-    let options = AnyConnectOptions::from_url(&url)?;
+    sqlx::any::install_default_drivers();
+    like(pool, AnyConnectOptions::from_url(&url)?)
+}
+
+/// A lazy `AnyPool` over `options` with the limits of `pool`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn like<DB: Database>(
+    pool: &sqlx::Pool<DB>,
+    options: AnyConnectOptions,
+) -> Result<AnyPool, sqlx::Error> {
     let limits: &PoolOptions<DB> = pool.options();
     Ok(AnyPoolOptions::new()
         .max_connections(limits.get_max_connections())
@@ -68,12 +76,19 @@ fn same_database<DB: Database>(
         .connect_lazy_with(options))
 }
 
-#[cfg(feature = "postgres")]
-impl IntoAnyPool for sqlx::PgPool {
-    fn into_any_pool(self) -> Result<AnyPool, sqlx::Error> {
-        (&self).into_any_pool()
-    }
+/// The pool types by value, as by reference.
+macro_rules! by_value {
+    ($($feature:literal => $pool:ty),*) => {$(
+        #[cfg(feature = $feature)]
+        impl IntoAnyPool for $pool {
+            fn into_any_pool(self) -> Result<AnyPool, sqlx::Error> {
+                (&self).into_any_pool()
+            }
+        }
+    )*};
 }
+
+by_value!("postgres" => sqlx::PgPool, "sqlite" => sqlx::SqlitePool);
 
 /// Keeps the server options (`-c search_path=...`: the outbox and the
 /// dead-letter table go to the pool's schema) and the application name.
@@ -89,13 +104,6 @@ impl IntoAnyPool for &sqlx::PgPool {
             extra.push(("application_name", name));
         }
         same_database(self, &extra)
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl IntoAnyPool for sqlx::SqlitePool {
-    fn into_any_pool(self) -> Result<AnyPool, sqlx::Error> {
-        (&self).into_any_pool()
     }
 }
 
@@ -120,11 +128,7 @@ impl IntoAnyPool for &sqlx::SqlitePool {
             ));
         }
         sqlx::any::install_default_drivers();
-        let any: AnyConnectOptions = format!("sqlite:{name}?mode=memory&cache=shared").parse()?;
-        let limits = self.options();
-        Ok(AnyPoolOptions::new()
-            .max_connections(limits.get_max_connections())
-            .acquire_timeout(limits.get_acquire_timeout())
-            .connect_lazy_with(any))
+        let any = format!("sqlite:{name}?mode=memory&cache=shared").parse()?;
+        like(self, any)
     }
 }
