@@ -51,7 +51,9 @@ async fn place(order: Json<OrderPlaced>, placed: State<Placed>) -> Result<(), Li
 async fn orders_are_placed_and_bad_ones_dead_lettered() {
     // The cluster of KAFKA_TEST_BOOTSTRAP_SERVERS, or an embedded broker.
     let kafka = TestKafka::start().unwrap();
-    kafka.create_topic("guide.orders", 1).unwrap();
+    // Fixed names: on a long-lived cluster, start from empty topics.
+    kafka.recreate_topic("guide.orders", 1).unwrap();
+    kafka.recreate_topic("guide.orders-dlt", 1).unwrap();
     let placed = Placed::default();
     let app = kafka
         .run_listeners(&["place"], placed.clone())

@@ -81,7 +81,7 @@ pub fn real_bootstrap() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Whether [`CI`](https://docs.github.com/actions)`=true` is set: there a
+/// Whether the environment has `CI=true` (as CI services set it): there a
 /// test that cannot run must fail, not skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -196,6 +196,22 @@ impl TestKafka {
             Some(b) => b.create_topic(topic, partitions),
             None => admin::create_topic(&self.bootstrap, topic, partitions),
         }
+    }
+
+    /// As [`TestKafka::create_topic`], but on a real cluster a topic of
+    /// that name is deleted first, with the groups' offsets of it: for the
+    /// fixed topic names of `#[kafka_listener]` functions, so that a test
+    /// can run again and again on a long-lived cluster. On the embedded
+    /// broker (new for each test) it only creates.
+    ///
+    /// # Errors
+    /// As [`TestKafka::create_topic`]; [`Error::Config`] when the topic
+    /// cannot be deleted.
+    pub fn recreate_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+        if self.is_real() {
+            admin::delete_topic(&self.bootstrap, topic)?;
+        }
+        self.create_topic(topic, partitions)
     }
 
     /// A [`KafkaConfig`] pointing at this broker, with a 6 s session

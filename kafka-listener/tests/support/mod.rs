@@ -55,10 +55,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::prelude::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use kafka_listener::testing::TestKafka;
@@ -176,55 +173,10 @@ impl TestBroker {
     /// that name is deleted first (for the fixed topic names of
     /// `#[kafka_listener]` functions, which [`unique`] cannot rename).
     pub fn create_fresh_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
-        if self.is_real() {
-            delete_real_topic(self.bootstrap_servers(), name)?;
-        }
-        self.create_topic(name, partitions)
+        self.kafka
+            .recreate_topic(name, partitions)
+            .map_err(|e| e.to_string())
     }
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-fn delete_real_topic(bootstrap: &str, name: &str) -> Result<(), String> {
-    let admin = admin(bootstrap);
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let result = futures::executor::block_on(admin.delete_topics(&[name], &options))
-        .map_err(|e| format!("delete topic {name}: {e}"))?;
-    match result.into_iter().next() {
-        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => {}
-        Some(Err((_, code))) => return Err(format!("delete topic {name}: {code:?}")),
-        None => {}
-    }
-    // Wait until the metadata no longer shows it.
-    let consumer = plain_consumer(bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let md = consumer
-            .fetch_metadata(Some(name), Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        if md
-            .topics()
-            .iter()
-            .all(|t| t.name() != name || t.error().is_some() || t.partitions().is_empty())
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("topic {name} still listed 30 s after its deletion"))
-}
-
-fn plain_consumer(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .expect("consumer")
 }
 
 /// A broker for one test (the switch, see the module docs) with `topic`
