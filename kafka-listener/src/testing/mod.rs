@@ -3,7 +3,9 @@
 //!
 //! - [`TestKafka::start`]: the cluster named by `KAFKA_TEST_BOOTSTRAP_SERVERS`
 //!   ([`BOOTSTRAP_ENV`]), or else a new embedded broker;
-//!   [`TestKafka::embedded`] always the embedded broker (for faults).
+//!   [`TestKafka::embedded`] always the embedded broker (for faults);
+//!   [`TestKafka::create_topic`], [`TestKafka::recreate_topic`] (empty even
+//!   on a long-lived cluster).
 //! - [`TestKafka::run_listener`] / [`TestKafka::run_listeners`]: an app on
 //!   that broker with one `ListenerSpec`, or with chosen `#[kafka_listener]`
 //!   functions, started.
