@@ -414,3 +414,28 @@ async fn question_mark_on_anyhow_retries_and_on_a_json_error_dead_letters_at_onc
     );
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_trip_time_delays_every_answer_of_the_broker() {
+    let (kafka, topic) = &embedded_with_topic("faults.rtt", 1);
+    let template = kafka.template().unwrap();
+    send(&template, topic, 0..1).await; // connections and metadata are warm
+    let faults = kafka.faults().unwrap();
+    faults.round_trip_time(Duration::from_millis(400)).unwrap();
+    let slow = std::time::Instant::now();
+    send(&template, topic, 1..2).await;
+    let slow = slow.elapsed();
+    faults.round_trip_time(Duration::ZERO).unwrap();
+    send(&template, topic, 2..3).await; // the last delayed answer drains
+    let fast = std::time::Instant::now();
+    send(&template, topic, 3..4).await;
+    let fast = fast.elapsed();
+    assert!(
+        slow >= Duration::from_millis(400),
+        "a send took {slow:?} at 400 ms round trip"
+    );
+    assert!(
+        fast < Duration::from_millis(200),
+        "a send took {fast:?} without the delay"
+    );
+}
