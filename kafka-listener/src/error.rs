@@ -28,9 +28,12 @@ pub enum ErrorKind {
 
 /// The error a listener returns for one record (or one batch).
 ///
-/// Any `std::error::Error + Send + Sync + 'static` converts into it with `?`
-/// and counts as [`ErrorKind::Retryable`], as any exception does in Spring
-/// Kafka. Use [`ListenerError::fatal`] for failures that retrying cannot fix.
+/// Any `std::error::Error + Send + Sync + 'static`, `anyhow::Error`, a
+/// `Box<dyn Error + Send + Sync>` or a message (`String`, `&str`) converts
+/// into it with `?` and counts as [`ErrorKind::Retryable`], as any
+/// exception does in Spring Kafka, unless it is (or was caused by) a
+/// deserialization error, which is [`ErrorKind::Decode`]. Use
+/// [`ListenerError::fatal`] for failures that retrying cannot fix.
 ///
 /// `ListenerError` deliberately does not implement `std::error::Error`
 /// itself (like `anyhow::Error`), so that the blanket `From` impl exists;
@@ -123,15 +126,46 @@ impl ListenerError {
     }
 }
 
-impl<E: StdError + Send + Sync + 'static> From<E> for ListenerError {
+/// `?` on anything that converts into a [`BoxError`]: every
+/// `std::error::Error + Send + Sync + 'static`, `anyhow::Error`,
+/// `Box<dyn Error + Send + Sync>`, `String` and `&str`.
+///
+/// The kind follows Spring Kafka's `DefaultErrorHandler`: retryable, unless
+/// the error or one of its causes is a deserialization error (an
+/// [`ExtractError`] not marked retryable, or a `serde_json` syntax, data or
+/// end-of-input error), which is [`ErrorKind::Decode`] and never retried.
+/// `anyhow::Error` needs no feature: it converts into a `BoxError`, and its
+/// chain of causes is walked the same way.
+impl<E: Into<BoxError>> From<E> for ListenerError {
     fn from(error: E) -> Self {
+        let source = error.into();
         Self {
-            kind: ErrorKind::Retryable,
+            kind: default_kind(&*source),
             type_name: std::any::type_name::<E>(),
-            source: Box::new(error),
+            source,
             index: None,
         }
     }
+}
+
+/// Spring Kafka's default classification: an error is retryable unless it
+/// or one of its causes is a deserialization error.
+fn default_kind(error: &(dyn StdError + 'static)) -> ErrorKind {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(extract) = e.downcast_ref::<ExtractError>() {
+            if !extract.is_retryable() {
+                return ErrorKind::Decode;
+            }
+        }
+        if let Some(json) = e.downcast_ref::<serde_json::Error>() {
+            if !json.is_io() {
+                return ErrorKind::Decode;
+            }
+        }
+        next = e.source();
+    }
+    ErrorKind::Retryable
 }
 
 impl ListenerError {
@@ -278,3 +312,68 @@ pub enum Error {
 
 /// Result with the framework's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("database down")]
+    struct DbDown;
+
+    fn listener(step: u8) -> Result<(), ListenerError> {
+        match step {
+            0 => Err(DbDown)?,
+            1 => Err(anyhow::anyhow!("no stock").context("issuing coupon c1"))?,
+            2 => {
+                let parsed: serde_json::Value = serde_json::from_str("{not json")?;
+                drop(parsed);
+            }
+            3 => Err(
+                anyhow::Error::new(serde_json::from_str::<u8>("x").unwrap_err())
+                    .context("reading the payload"),
+            )?,
+            4 => Err(ExtractError::new::<String>("no value"))?,
+            5 => Err(format!("plain message {step}"))?,
+            _ => Err(Box::<dyn StdError + Send + Sync>::from("boxed"))?,
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn question_mark_converts_std_errors_anyhow_and_messages_with_spring_kinds() {
+        let kinds: Vec<(ErrorKind, String)> = (0..=6)
+            .map(|step| {
+                let e = listener(step).unwrap_err();
+                (e.kind(), e.to_string())
+            })
+            .collect();
+        assert_eq!(kinds[0], (ErrorKind::Retryable, "database down".into()));
+        assert_eq!(kinds[1], (ErrorKind::Retryable, "issuing coupon c1".into()));
+        assert_eq!(kinds[2].0, ErrorKind::Decode, "a serde_json syntax error");
+        assert_eq!(
+            kinds[3],
+            (ErrorKind::Decode, "reading the payload".into()),
+            "anyhow's chain is walked down to the serde_json error"
+        );
+        assert_eq!(kinds[4].0, ErrorKind::Decode, "an ExtractError");
+        assert_eq!(kinds[5], (ErrorKind::Retryable, "plain message 5".into()));
+        assert_eq!(kinds[6], (ErrorKind::Retryable, "boxed".into()));
+    }
+
+    #[test]
+    fn the_type_name_and_the_chain_survive_the_conversion() {
+        let e = listener(0).unwrap_err();
+        assert!(e.type_name().ends_with("DbDown"), "{}", e.type_name());
+        assert!(e.is::<DbDown>());
+        let e = listener(1).unwrap_err();
+        assert_eq!(e.type_name(), "anyhow::Error");
+        assert_eq!(
+            e.chain(),
+            "anyhow::Error: issuing coupon c1\ncaused by: no stock"
+        );
+        let retryable = ExtractError::new::<String>("registry down").retryable();
+        let e: ListenerError = retryable.into();
+        assert_eq!(e.kind(), ErrorKind::Retryable, "a retryable ExtractError");
+    }
+}

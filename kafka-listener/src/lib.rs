@@ -43,6 +43,8 @@
 // modules listed before it (tests/layers.rs checks this).
 //
 // base
+#[cfg(any(feature = "after-commit", feature = "dead-letter-store"))]
+pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod record;
@@ -74,6 +76,8 @@ pub mod embedded;
 #[cfg(feature = "after-commit")]
 pub mod after_commit;
 mod app;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod topics;
 
 pub use crate::ack::AckMode;
@@ -89,6 +93,8 @@ pub use crate::container::{
     ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
 };
 pub use crate::context::{ListenerContext, ListenerInfo};
+#[cfg(any(feature = "after-commit", feature = "dead-letter-store"))]
+pub use crate::db::IntoAnyPool;
 pub use crate::dlq::DeadLetterRecoverer;
 pub use crate::error::{BoxError, Error, ErrorKind, ExtractError, ListenerError, Result};
 pub use crate::extract::{

@@ -418,6 +418,18 @@ impl ListenerSpec {
         self.auto_startup
     }
 
+    /// Whether the handler's arguments need a `T` in the app state (for
+    /// example `Avro<T>` an `AvroCodec`), found by running their start-up
+    /// checks against a probe.
+    #[cfg(feature = "avro")]
+    pub(crate) fn needs_state<T: 'static>(&self) -> bool {
+        let info = ListenerInfo::new(&self.id, self.ack_mode, crate::state::StateMap::probe());
+        if let Some(h) = &self.handler {
+            let _ = h.validate(&info);
+        }
+        info.state().was_asked::<T>()
+    }
+
     /// Checks the spec and its handler's arguments against `info`.
     ///
     /// # Errors

@@ -2,6 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::util::FastMap;
 
@@ -9,6 +10,8 @@ use crate::util::FastMap;
 #[derive(Default)]
 pub struct StateMap {
     values: FastMap<TypeId, (&'static str, Box<dyn Any + Send + Sync>)>,
+    /// A probe (`StateMap::probe`): the types asked about.
+    asked: Option<Mutex<Vec<TypeId>>>,
 }
 
 impl StateMap {
@@ -34,7 +37,31 @@ impl StateMap {
 
     /// Whether a value of type `T` was stored.
     pub fn contains<T: 'static>(&self) -> bool {
+        if let Some(asked) = &self.asked {
+            crate::util::lock(asked).push(TypeId::of::<T>());
+            return true;
+        }
         self.values.contains_key(&TypeId::of::<T>())
+    }
+
+    /// An empty map that answers yes to every [`StateMap::contains`] and
+    /// remembers the types asked about: run listeners' start-up checks
+    /// against it to learn which state they need (the app starts the
+    /// embedded Schema Registry only for listeners that read Avro).
+    #[cfg(feature = "avro")]
+    pub(crate) fn probe() -> Self {
+        Self {
+            values: FastMap::default(),
+            asked: Some(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// On a probe: whether a `T` was asked about.
+    #[cfg(feature = "avro")]
+    pub(crate) fn was_asked<T: 'static>(&self) -> bool {
+        self.asked
+            .as_ref()
+            .is_some_and(|a| crate::util::lock(a).contains(&TypeId::of::<T>()))
     }
 }
 

@@ -378,3 +378,68 @@ async fn beside_a_real_broker_an_avro_listener_without_a_registry_url_names_the_
     assert!(err.contains("SCHEMA_REGISTRY_URL"), "{err}");
     assert!(err.contains("embedded registry starts only"), "{err}");
 }
+
+async fn plain_order(_order: Json<serde_json::Value>, _meta: RecordMeta) {}
+
+/// On the embedded broker the registry starts only for an app that uses
+/// Avro: a listener taking `Avro<T>` (behind other arguments), or
+/// `KafkaAppBuilder::avro()`; an app of JSON listeners starts none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_registry_starts_only_for_an_app_that_uses_avro() {
+    init_tracing();
+    let kafka = kafka_listener::testing::TestKafka::embedded().unwrap();
+    let built = |spec: ListenerSpec, avro: bool| {
+        let builder = kafka.app().without_discovered_listeners().listener(spec);
+        let builder = if avro { builder.avro() } else { builder };
+        builder.build()
+    };
+    let json = || {
+        ListenerSpec::new("json")
+            .topics(["t.json"])
+            .handler(plain_order)
+    };
+    let app = built(json(), false).await.unwrap();
+    assert!(
+        app.embedded_schema_registry().is_none(),
+        "JSON only: no registry"
+    );
+    assert!(app.avro_codec().is_none());
+    let app = built(json(), true).await.unwrap();
+    assert!(
+        app.embedded_schema_registry().is_some(),
+        "asked for with .avro()"
+    );
+    let avro = ListenerSpec::new("avro")
+        .topics(["t.avro"])
+        .handler(|_meta: RecordMeta, order: Avro<OrderV1>| async move { drop(order) });
+    let app = built(avro, false).await.unwrap();
+    assert!(
+        app.embedded_schema_registry().is_some(),
+        "a listener reads Avro"
+    );
+    assert!(app.avro_codec().is_some());
+}
+
+/// Regression (fuzz/fuzz_targets/avro_wire.rs): an array block count of
+/// 536,870,912 in a 12-byte record made apache-avro reserve ~30 GB and
+/// abort the process. The codec caps its allocations: the record is a
+/// poison pill with a reason, and the process lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_block_count_is_a_decode_error_not_an_abort() {
+    let registry = EmbeddedSchemaRegistry::start().await.unwrap();
+    let codec = AvroCodec::from_config(&KafkaConfig::new(), registry.url()).unwrap();
+    let id = codec
+        .client()
+        .register("tags-value", r#"{"type":"array","items":"string"}"#)
+        .await
+        .unwrap();
+    codec.schema(id).await.unwrap();
+    // Block count -536870912 (zig-zag 0xffffffff03: a count with a byte size), size 0.
+    let hostile = wire::encode(id, &[0xff, 0xff, 0xff, 0xff, 0x03, 0x00]);
+    let error = codec.decode_cached::<Vec<String>>(&hostile).unwrap_err();
+    assert!(!error.is_retryable(), "a poison pill");
+    let text = error.to_string();
+    assert!(text.contains("allocat"), "{text}");
+    let fine = wire::encode(id, &[0x02, 0x02, b'a', 0x00]);
+    assert_eq!(codec.decode_cached::<Vec<String>>(&fine).unwrap(), ["a"]);
+}

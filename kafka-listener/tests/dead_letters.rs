@@ -15,10 +15,14 @@ use std::time::{Duration, Instant};
 
 use kafka_listener::prelude::*;
 use kafka_listener::record::headers as h;
+use kafka_listener::testing;
 use kafka_listener::{DeadLetter, ProducerRecord};
 use rdkafka::Message;
 use serde::Deserialize;
 use support::*;
+
+/// How long a test waits for a commit.
+const WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Deserialize)]
 struct Msg {
@@ -54,23 +58,6 @@ async fn always_fails(
 ) -> Result<(), ListenerError> {
     calls.push(&meta, msg.seq);
     Err(Down(msg.seq).into())
-}
-
-async fn wait_committed(
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-    want: &[i64],
-) -> Vec<i64> {
-    let start = Instant::now();
-    loop {
-        let got = committed(bootstrap, group, topic, partitions);
-        if got == want || start.elapsed() > Duration::from_secs(15) {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,18 +154,14 @@ async fn a_record_that_always_fails_is_tried_attempts_times_then_dead_lettered_w
     assert_eq!(header(l, h::ERROR_KIND).as_deref(), Some(&b"Retryable"[..]));
     assert_eq!(header(l, h::ATTEMPTS), Some(3i32.to_be_bytes().to_vec()));
     let b = app.bootstrap_servers().to_owned();
-    assert_eq!(
-        wait_committed(
-            &b,
-            &unique("always-group"),
-            topic,
-            2,
-            &[-1, sent.offset + 1]
-        )
-        .await,
-        vec![-1, sent.offset + 1],
-        "committed past the dead letter"
-    );
+    testing::wait_committed(
+        &b,
+        &unique("always-group"),
+        topic,
+        &[-1, sent.offset + 1],
+        WAIT,
+    )
+    .await;
     app.shutdown().await;
 }
 
@@ -225,10 +208,7 @@ async fn a_record_that_fails_twice_then_succeeds_is_not_dead_lettered() {
         .unwrap();
     produce(&app.template(), topic, 0..2, 1).await;
     let b = app.bootstrap_servers().to_owned();
-    assert_eq!(
-        wait_committed(&b, &unique("twice"), topic, 1, &[2]).await,
-        vec![2]
-    );
+    testing::wait_committed(&b, &unique("twice"), topic, &[2], WAIT).await;
     assert_eq!(calls.snapshot().len(), 6, "three calls per record");
     assert_eq!(
         log_end(&b, &format!("{topic}-dlt"), 1),
@@ -294,10 +274,7 @@ async fn a_poison_pill_is_dead_lettered_with_its_bytes_and_the_partition_moves_o
         Some(1i32.to_be_bytes().to_vec()),
         "never retried"
     );
-    assert_eq!(
-        wait_committed(&b, &unique("poison"), topic, 1, &[4]).await,
-        vec![4]
-    );
+    testing::wait_committed(&b, &unique("poison"), topic, &[4], WAIT).await;
     app.shutdown().await;
 }
 
@@ -359,10 +336,7 @@ async fn a_dead_letter_the_broker_refuses_leaves_the_offset_uncommitted_and_is_p
         read_topic_async(&b, &format!("{topic}-dlt"), 1, 1, Duration::from_secs(20)).await;
     assert_eq!(letters.len(), 1, "published once the broker accepts it");
     assert_eq!(letters[0].payload(), Some(&b"x"[..]));
-    assert_eq!(
-        wait_committed(&b, &unique("refused"), topic, 1, &[1]).await,
-        vec![1]
-    );
+    testing::wait_committed(&b, &unique("refused"), topic, &[1], WAIT).await;
     assert_eq!(calls.snapshot().len(), 1, "the handler is not called again");
     app.shutdown().await;
 }
@@ -416,10 +390,7 @@ async fn a_back_off_longer_than_max_poll_interval_causes_no_rebalance() {
     assert!(got[1].0 - got[0].0 >= Duration::from_secs(9));
     assert!(!lost, "the partition was never revoked");
     let b = app.bootstrap_servers().to_owned();
-    assert_eq!(
-        wait_committed(&b, &unique("slow"), topic, 1, &[1]).await,
-        vec![1]
-    );
+    testing::wait_committed(&b, &unique("slow"), topic, &[1], WAIT).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(calls.snapshot().len(), 2, "no redelivery after a rebalance");
     app.shutdown().await;

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. Keep in step with lib.rs and docs/src/architecture.md.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["util", "error", "metrics", "record", "state"]),
+    (
+        "base",
+        &["util", "error", "metrics", "record", "state", "db"],
+    ),
     (
         "settings",
         &["config", "retry", "rate_limit", "ack", "context"],
@@ -25,7 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("failure paths", &["dlq", "retry_topics"]),
     ("container", &["container"]),
     ("dev", &["embedded"]),
-    ("top", &["topics", "app", "after_commit"]),
+    ("top", &["topics", "app", "after_commit", "testing"]),
 ];
 
 fn order() -> Vec<&'static str> {
@@ -180,8 +183,8 @@ fn no_source_file_is_over_600_lines() {
     assert!(long.is_empty(), "split by concern: {long:?}");
 }
 
-#[test]
-fn default_features_bring_no_database_http_or_registry_client() {
+/// The crates of `cargo tree -p kafka-listener -e normal` with `features`.
+fn normal_dependencies(features: &[&str]) -> BTreeSet<String> {
     let out = std::process::Command::new(env!("CARGO"))
         .args([
             "tree",
@@ -192,6 +195,7 @@ fn default_features_bring_no_database_http_or_registry_client() {
             "--prefix",
             "none",
         ])
+        .args(features.iter().flat_map(|f| ["--features", *f]))
         .args([
             "--manifest-path",
             concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
@@ -204,15 +208,35 @@ fn default_features_bring_no_database_http_or_registry_client() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tree = String::from_utf8(out.stdout).unwrap();
-    let crates: BTreeSet<&str> = tree
+    let crates: BTreeSet<String> = tree
         .lines()
         .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
         .collect();
     assert!(
         crates.contains("rdkafka"),
         "the tree lists the runtime: {crates:?}"
     );
+    crates
+}
+
+#[test]
+fn default_features_bring_no_database_http_or_registry_client() {
+    let crates = normal_dependencies(&[]);
     for heavy in ["sqlx", "axum", "hyper", "reqwest", "apache-avro"] {
         assert!(!crates.contains(heavy), "`{heavy}` is in the default build");
     }
+}
+
+#[test]
+fn the_embedded_broker_brings_no_http_server_or_registry() {
+    // The README's dependency line: the embedded broker without Avro.
+    let crates = normal_dependencies(&["embedded", "test-support"]);
+    for heavy in ["sqlx", "axum", "hyper", "reqwest", "apache-avro"] {
+        assert!(!crates.contains(heavy), "`{heavy}` comes with `embedded`");
+    }
+    assert!(
+        normal_dependencies(&["embedded", "avro"]).contains("axum"),
+        "the embedded Schema Registry's server comes with `avro`"
+    );
 }

@@ -15,6 +15,10 @@
 pub mod cluster;
 pub mod scenario;
 
+/// Waiting for an effect, and the PostgreSQL switch: the public test
+/// support of `kafka-listener` (feature `test-support`).
+pub use kafka_listener::testing::{poll, test_database_url, wait_until, POLL_INTERVAL};
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,9 +29,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// How often [`poll`] and [`wait_until`] probe.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Installs a `tracing` subscriber writing to the test's output, filtered by
 /// `RUST_LOG` (default `warn`); does nothing when one is installed already.
@@ -51,22 +52,6 @@ pub fn unique(prefix: &str) -> String {
         example_support::now_ms(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// `TEST_DATABASE_URL` (a PostgreSQL server for the tests that want one), or
-/// `None` when it is unset or blank: the caller prints that it skipped.
-///
-/// # Panics
-/// With `CI=true` and no `TEST_DATABASE_URL`: CI runs every PostgreSQL test,
-/// never a skip dressed as a pass.
-pub fn test_database_url() -> Option<String> {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI");
-    }
-    url
 }
 
 /// A fresh SQLite database file in the temp directory, named
@@ -159,44 +144,6 @@ async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     let resp = request.send().await.expect("HTTP request");
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-/// Probes every [`POLL_INTERVAL`] until `probe` gives a value.
-///
-/// # Panics
-/// After `timeout`, naming `what` was waited for.
-pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Checks every [`POLL_INTERVAL`] until `check` holds.
-///
-/// # Panics
-/// After `timeout`, naming `what` was waited for.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    poll(timeout, what, || {
-        let f = check();
-        async move { f.await.then_some(()) }
-    })
-    .await
 }
 
 /// Awaits `shutdown` and prints `<test>: ran <since started>, shutdown

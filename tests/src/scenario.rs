@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use crate::cluster::{launcher_or_skip, Cluster};
+/// Offsets, from `kafka-listener`'s public test support.
+pub use kafka_listener::testing::{committed, log_end, try_committed, wait_committed_to_log_end};
 
 /// The value of every scenario record: `{"seq": n}`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -212,64 +214,6 @@ impl Load {
         self.stop.store(true, Ordering::Release);
         self.task.await.expect("the load task")
     }
-}
-
-/// The committed offsets of `group` on `topic`'s partitions
-/// `0..partitions` (-1 where nothing is committed). Blocking.
-///
-/// # Panics
-/// When they cannot be fetched within 10 s.
-pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    try_committed(bootstrap, group, topic, partitions, Duration::from_secs(10))
-        .expect("committed offsets")
-}
-
-/// As [`committed`], or `None` when the broker does not answer in
-/// `timeout`.
-pub fn try_committed(
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) -> Option<Vec<i64>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .ok()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer.committed_offsets(tpl, timeout).ok()?;
-    Some(
-        (0..partitions)
-            .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => -1,
-            })
-            .collect(),
-    )
-}
-
-/// The log end offset of each partition of `topic`. Blocking.
-///
-/// # Panics
-/// When the watermarks cannot be fetched within 10 s.
-pub fn log_end(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("a consumer");
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
-        })
-        .collect()
 }
 
 /// Every record of `topic` from the beginning to the log end as
@@ -485,41 +429,6 @@ pub async fn scenario_cluster(
     let cluster = Cluster::start(&launcher, nodes, props);
     cluster.create_topic(topic, partitions, replication).await;
     Some(cluster)
-}
-
-/// Waits until `group` has committed the log end of every partition of
-/// `topic` (`0..partitions`): everything it was given is finished.
-///
-/// # Panics
-/// When the committed offsets do not reach the log end within `timeout`.
-pub async fn wait_committed_to_log_end(
-    bootstrap: &str,
-    group: &str,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-) {
-    let end = blocking({
-        let (b, t) = (bootstrap.to_owned(), topic.to_owned());
-        move || log_end(&b, &t, partitions)
-    })
-    .await;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let now = blocking({
-            let (b, g, t) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
-            move || committed(&b, &g, &t, partitions)
-        })
-        .await;
-        if now == end {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "committed {now:?}, log end {end:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// What [`assert_no_loss`] read and counted.

@@ -20,7 +20,7 @@ use crate::state::StateMap;
 /// Builds [`TransactionalEvents`].
 #[derive(Debug)]
 pub struct TransactionalEventsBuilder {
-    pool: AnyPool,
+    pool: Result<AnyPool, sqlx::Error>,
     state: StateMap,
     table: String,
 }
@@ -48,16 +48,19 @@ impl TransactionalEventsBuilder {
     /// (a `State<T>` not registered), [`Error::Config`] for an invalid table
     /// name, a database other than SQLite and PostgreSQL, or an outbox event
     /// name used by two types (or invalid), [`Error::Database`] when the
-    /// table cannot be created.
+    /// table cannot be created or the pool given to
+    /// [`TransactionalEvents::builder`] cannot be shared
+    /// ([`crate::IntoAnyPool`]).
     pub async fn build(self) -> Result<TransactionalEvents, Error> {
+        let pool = self.pool?;
         let handlers = Handlers::discover(&self.state)?;
         outbox::check_names()?;
-        let backend = Backend::of(&self.pool).await?;
+        let backend = Backend::of(&pool).await?;
         let table = OutboxTable::new(&self.table, backend)?;
-        table.create(&self.pool).await?;
+        table.create(&pool).await?;
         Ok(TransactionalEvents {
             inner: Arc::new(Inner {
-                pool: self.pool,
+                pool,
                 state: self.state,
                 handlers,
                 table,
@@ -72,8 +75,9 @@ impl TransactionalEventsBuilder {
 /// relay. Cheap to clone.
 ///
 /// It takes an `AnyPool` (SQLite or PostgreSQL through
-/// `sqlx::any::install_default_drivers()`): the outbox SQL is the same on
-/// both, with `$1` placeholders, which SQLite also accepts.
+/// `sqlx::any::install_default_drivers()`), a `PgPool` or a `SqlitePool`
+/// ([`crate::IntoAnyPool`]): the outbox SQL is the same on both
+/// databases, with `$1` placeholders, which SQLite also accepts.
 #[derive(Clone)]
 pub struct TransactionalEvents {
     inner: Arc<Inner>,
@@ -119,16 +123,20 @@ pub struct Published {
 }
 
 impl TransactionalEvents {
-    /// A builder over `pool`.
-    pub fn builder(pool: AnyPool) -> TransactionalEventsBuilder {
+    /// A builder over `pool`: an `AnyPool`, a `PgPool` (feature
+    /// `postgres`) or a `SqlitePool` (feature `sqlite`), by value or by
+    /// reference ([`crate::IntoAnyPool`]; a conversion error is reported by
+    /// [`TransactionalEventsBuilder::build`]).
+    pub fn builder(pool: impl crate::IntoAnyPool) -> TransactionalEventsBuilder {
         TransactionalEventsBuilder {
-            pool,
+            pool: pool.into_any_pool(),
             state: StateMap::new(),
             table: DEFAULT_OUTBOX_TABLE.to_owned(),
         }
     }
 
-    /// The pool.
+    /// The pool (the `AnyPool` made from the one given to
+    /// [`TransactionalEvents::builder`]).
     pub fn pool(&self) -> &AnyPool {
         &self.inner.pool
     }

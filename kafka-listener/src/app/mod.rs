@@ -50,6 +50,8 @@ pub struct KafkaAppBuilder {
     only: Option<Vec<String>>,
     customizers: Vec<Customizer>,
     embedded: bool,
+    #[cfg(feature = "avro")]
+    avro: bool,
     #[cfg(feature = "embedded")]
     given_broker: Option<Arc<EmbeddedBroker>>,
     #[cfg(all(feature = "avro", feature = "embedded"))]
@@ -105,6 +107,17 @@ impl KafkaAppBuilder {
     #[cfg(all(feature = "avro", feature = "embedded"))]
     pub fn embedded_schema_registry(mut self, registry: Arc<EmbeddedSchemaRegistry>) -> Self {
         self.given_registry = Some(registry);
+        self
+    }
+
+    /// Says the app uses Avro even if none of its listeners reads it (an
+    /// app that only sends Avro with [`KafkaTemplate::send_avro`]): on the
+    /// embedded broker with no registry URL, the embedded Schema Registry
+    /// then starts. Without this call it starts only when a listener takes
+    /// `Avro<T>` or `AvroKey<K>`: nothing starts that the app does not use.
+    #[cfg(feature = "avro")]
+    pub fn avro(mut self) -> Self {
+        self.avro = true;
         self
     }
 
@@ -173,9 +186,11 @@ impl KafkaAppBuilder {
     /// listener topic not declared, with 1 partition) and creates the
     /// template. With the `avro` feature it puts an [`crate::AvroCodec`]
     /// over the configured Schema Registry in the app state and the
-    /// template; with no registry URL, on the embedded broker only, it
-    /// starts the embedded Schema Registry (an embedded registry beside a
-    /// real broker would write schema ids that no other service can read).
+    /// template; with no registry URL, on the embedded broker only and
+    /// when the app uses Avro (a listener takes `Avro<T>` or `AvroKey<K>`,
+    /// or [`Self::avro`] was called), it starts the embedded Schema
+    /// Registry (an embedded registry beside a real broker would write
+    /// schema ids that no other service can read).
     ///
     /// # Errors
     /// [`Error::Config`] for a setting that cannot be honoured
@@ -296,7 +311,13 @@ impl KafkaAppBuilder {
                     let url = registry_url(&r);
                     (Some(r), Some(url))
                 }
-                (None, None) => embedded_schema_registry(embedded.is_some()).await?,
+                (None, None) => {
+                    let uses_avro = self.avro
+                        || listeners
+                            .iter()
+                            .any(|l| l.needs_state::<crate::avro::AvroCodec>());
+                    embedded_schema_registry(embedded.is_some() && uses_avro).await?
+                }
             };
             if let Some(url) = url {
                 let codec = crate::avro::AvroCodec::from_config(&self.config, &url)?;
@@ -357,12 +378,13 @@ fn embedded_bootstrap(broker: &EmbeddedBroker) -> String {
 }
 
 /// With no registry URL: the embedded Schema Registry beside the embedded
-/// broker (and its URL), nothing beside a real broker.
+/// broker when the app uses Avro (and its URL), nothing beside a real
+/// broker or in an app without Avro.
 #[cfg(all(feature = "avro", feature = "embedded"))]
 async fn embedded_schema_registry(
-    on_embedded_broker: bool,
+    start: bool,
 ) -> Result<(Option<Arc<EmbeddedSchemaRegistry>>, Option<String>)> {
-    if !on_embedded_broker {
+    if !start {
         return Ok((None, None));
     }
     let r = EmbeddedSchemaRegistry::start().await?;
@@ -373,7 +395,7 @@ async fn embedded_schema_registry(
 
 #[cfg(all(feature = "avro", not(feature = "embedded")))]
 async fn embedded_schema_registry(
-    _on_embedded_broker: bool,
+    _start: bool,
 ) -> Result<(Option<Arc<EmbeddedSchemaRegistry>>, Option<String>)> {
     Ok((None, None))
 }

@@ -190,9 +190,26 @@ fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) ->
     Arc::clone(crate::util::lock(map).entry(key).or_default())
 }
 
+/// The most apache-avro may allocate for one length or block count while
+/// decoding: 16 MiB (its own default is 512 MiB).
+///
+/// apache-avro checks an array's or a map's block count against this
+/// figure as if it were bytes, then reserves that many values of 32 to 56
+/// bytes each: with its default, a hostile 20-byte record asked for 30 GB
+/// and aborted the process (found by `fuzz/fuzz_targets/avro_wire.rs`).
+/// At 16 MiB the worst reservation is under 1 GiB of address space, which
+/// is never touched, and a string or bytes field may still be 16 MiB, far
+/// above Kafka's default record size (1 MiB). The setting is global and the
+/// first call wins: an app that needs more calls
+/// `apache_avro::util::max_allocation_bytes(n)` before it creates a codec.
+pub const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
+
 impl AvroCodec {
-    /// A codec over `client` with `settings`.
+    /// A codec over `client` with `settings`. The first codec of the
+    /// process caps apache-avro's allocations at [`MAX_AVRO_ALLOCATION`]
+    /// unless the app set its own cap first.
     pub fn new(client: SchemaRegistryClient, settings: AvroSettings) -> Self {
+        apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         Self {
             inner: Arc::new(Inner {
                 client,

@@ -71,7 +71,7 @@ pub use apache_avro::{AvroSchema, Schema};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart};
+pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart, MAX_AVRO_ALLOCATION};
 pub use self::logical::TimestampMillis;
 pub use self::schema_registry_client::{
     RegisteredSchema, SchemaRegistryClient, SchemaRegistryError, CONTENT_TYPE,

@@ -35,16 +35,39 @@ impl KafkaConfig {
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"));
+        let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
         let entries = if yaml {
-            let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-            yaml_entries(&text).map_err(fail)?
+            let text = String::from_utf8(text).map_err(|e| fail(e.to_string()))?;
+            yaml_entries(&text)
         } else {
-            let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-            java_properties::read(std::io::BufReader::new(file))
-                .map_err(|e| fail(e.to_string()))?
-                .into_iter()
-                .collect()
+            properties_entries(&text)
         };
+        Self::from_entries(entries.map_err(fail)?).map_err(|e| fail(e.to_string()))
+    }
+
+    /// As [`Self::from_file`], from the text of a Java `.properties` file
+    /// (for example one compiled in with `include_str!`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the text cannot be parsed or a setting cannot
+    /// be honoured.
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        Self::from_entries(properties_entries(text.as_bytes()).map_err(Error::Config)?)
+    }
+
+    /// As [`Self::from_file`], from the text of a YAML file (Spring Boot's
+    /// `application.yml`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the text is not YAML, has a key that is not a
+    /// scalar, or a setting cannot be honoured.
+    pub fn from_yaml_str(text: &str) -> Result<Self> {
+        Self::from_entries(yaml_entries(text).map_err(Error::Config)?)
+    }
+
+    /// The settings of a file's entries; in a Spring Boot file (any
+    /// `spring.kafka.*` key) only the `spring.kafka.*` ones.
+    fn from_entries(entries: BTreeMap<String, String>) -> Result<Self> {
         let spring_file = entries.keys().any(|k| k.starts_with("spring.kafka."));
         let mut config = Self::default();
         for (k, v) in entries {
@@ -53,9 +76,18 @@ impl KafkaConfig {
             }
             config = config.setting(&k, v);
         }
-        config.validate().map_err(|e| fail(e.to_string()))?;
+        config.validate()?;
         Ok(config)
     }
+}
+
+/// The entries of a Java `.properties` text (ISO 8859-1 escapes, as
+/// `java-properties` reads them).
+fn properties_entries(bytes: &[u8]) -> std::result::Result<BTreeMap<String, String>, String> {
+    Ok(java_properties::read(bytes)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect())
 }
 
 /// The YAML documents of `text` as flat `dotted.key -> value` entries.

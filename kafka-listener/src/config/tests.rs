@@ -208,3 +208,27 @@ fn an_application_yml_is_read_as_the_properties_file_is() {
     assert_eq!(c.consumer_value("server.port"), None);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn properties_and_yaml_text_parse_as_their_files_do() {
+    let c = KafkaConfig::from_properties_str(
+        "bootstrap.servers=b1:9092\nconsumer.max.poll.interval.ms : 60000\n",
+    )
+    .unwrap();
+    assert_eq!(c.bootstrap_servers.as_deref(), Some("b1:9092"));
+    assert_eq!(c.consumer_properties["max.poll.interval.ms"], "60000");
+    let y = KafkaConfig::from_yaml_str(
+        "spring:\n  kafka:\n    bootstrap-servers: b2:9092\n    consumer:\n      group-id: g\n",
+    )
+    .unwrap();
+    assert_eq!(y.bootstrap_servers.as_deref(), Some("b2:9092"));
+    assert_eq!(y.consumer_properties["group.id"], "g");
+    let e = KafkaConfig::from_yaml_str("a: [1, 2\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("configuration: "), "{e}");
+    let e = KafkaConfig::from_properties_str("spring.kafka.nope=1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spring.kafka.nope"), "{e}");
+}

@@ -71,6 +71,16 @@ pub(crate) enum Subscription {
     Pattern(String),
 }
 
+/// For the start-up log: `a,b` or `pattern ^a\..*`.
+impl std::fmt::Display for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subscription::Topics(t) => f.write_str(&t.join(",")),
+            Subscription::Pattern(p) => write!(f, "pattern {p}"),
+        }
+    }
+}
+
 /// A listener ready to run, shared by its consumers and lanes.
 pub(crate) struct ListenerRuntime {
     pub(crate) info: ListenerInfo,
@@ -368,7 +378,8 @@ impl ListenerContainer {
                 join,
             });
         }
-        tracing::info!(listener = %self.id(), group = %self.group_id(), concurrency = self.runtime.concurrency, "listener started");
+        tracing::info!(listener = %self.id(), group = %self.group_id(), topics = %self.subscription,
+            concurrency = self.runtime.concurrency, "listener started");
         Ok(())
     }
 

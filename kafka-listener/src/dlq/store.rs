@@ -116,13 +116,17 @@ const COLUMNS: &str = "id, dlt_topic, dlt_partition, dlt_offset, original_topic,
     exception_stacktrace, error_kind, attempts, stored_at, replayed_at";
 
 impl DeadLetterStore {
-    /// A store over `pool` (SQLite or PostgreSQL; install the drivers with
-    /// `sqlx::any::install_default_drivers` first); creates
+    /// A store over `pool`, SQLite or PostgreSQL: an `AnyPool` (install
+    /// the drivers with `sqlx::any::install_default_drivers` first), a
+    /// `PgPool` (feature `postgres`) or a `SqlitePool` (feature `sqlite`),
+    /// by value or by reference ([`crate::IntoAnyPool`]); creates
     /// `kafka_dead_letters` if it is missing.
     ///
     /// # Errors
-    /// [`StoreError::Database`] when the table cannot be created.
-    pub async fn new(pool: AnyPool) -> Result<Self, StoreError> {
+    /// [`StoreError::Database`] when the table cannot be created, or the
+    /// pool cannot be shared ([`crate::IntoAnyPool::into_any_pool`]).
+    pub async fn new(pool: impl crate::IntoAnyPool) -> Result<Self, StoreError> {
+        let pool = pool.into_any_pool()?;
         let conn = pool.acquire().await?;
         let blob = if conn.backend_name() == "PostgreSQL" {
             "BYTEA"

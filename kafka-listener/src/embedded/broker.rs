@@ -55,7 +55,8 @@ impl EmbeddedBroker {
         let bootstrap = ready_rx
             .recv()
             .map_err(|_| Error::Embedded("the broker thread died".into()))??;
-        tracing::info!("embedded Kafka broker started: bootstrap.servers={bootstrap}");
+        // The app says it at WARN with what it means (records lost at exit).
+        tracing::debug!("embedded Kafka broker started: bootstrap.servers={bootstrap}");
         Ok(Self {
             bootstrap,
             jobs: Some(jobs_tx),

@@ -78,7 +78,7 @@ pub async fn with_test_infra(
     broker: &TestBroker,
 ) -> kafka_listener::KafkaAppBuilder {
     match broker.embedded() {
-        Some(embedded) => builder.embedded_broker(embedded),
+        Some(embedded) => builder.embedded_broker(embedded).avro(),
         None => builder.embedded_schema_registry(Arc::new(
             kafka_listener::embedded::EmbeddedSchemaRegistry::start()
                 .await

@@ -55,14 +55,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::prelude::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic as RdNewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-/// The variable naming a real cluster to run the suite on.
-pub const BOOTSTRAP_ENV: &str = "KAFKA_TEST_BOOTSTRAP_SERVERS";
+use kafka_listener::testing::TestKafka;
+/// The variable naming a real cluster to run the suite on, what it names,
+/// and the offsets of a group and a topic: the public test support
+/// (`kafka_listener::testing`).
+pub use kafka_listener::testing::{committed, log_end, real_bootstrap, BOOTSTRAP_ENV};
 /// The marker of CI's embedded pass: tests that need a real broker pass at
 /// once, saying they run in the real-broker pass.
 pub const EMBEDDED_PASS_ENV: &str = "KAFKA_TEST_EMBEDDED_PASS";
@@ -76,14 +76,6 @@ pub fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// The real cluster's bootstrap servers, from `KAFKA_TEST_BOOTSTRAP_SERVERS`.
-pub fn real_bootstrap() -> Option<String> {
-    std::env::var(BOOTSTRAP_ENV)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 /// Whether this run talks to a real cluster.
@@ -116,53 +108,47 @@ pub fn unique(base: &str) -> String {
 /// The broker of one test: a real cluster or an embedded broker.
 #[derive(Debug)]
 pub struct TestBroker {
-    bootstrap: String,
-    embedded: Option<Arc<EmbeddedBroker>>,
+    kafka: TestKafka,
 }
 
 impl TestBroker {
     /// The switch: the real cluster of `KAFKA_TEST_BOOTSTRAP_SERVERS`, or a
     /// new embedded broker.
     pub fn start() -> Self {
-        match real_bootstrap() {
-            Some(bootstrap) => Self {
-                bootstrap,
-                embedded: None,
-            },
-            None => Self::start_embedded(),
+        Self {
+            kafka: TestKafka::start().expect("test broker"),
         }
     }
 
     /// Always an embedded broker (for fault injection).
     pub fn start_embedded() -> Self {
-        let broker = EmbeddedBroker::start().expect("embedded broker");
         Self {
-            bootstrap: broker.bootstrap_servers().to_owned(),
-            embedded: Some(Arc::new(broker)),
+            kafka: TestKafka::embedded().expect("embedded broker"),
         }
     }
 
     /// The embedded broker, to hand to an app
     /// (`KafkaAppBuilder::embedded_broker`); `None` on a real cluster.
     pub fn embedded(&self) -> Option<Arc<EmbeddedBroker>> {
-        self.embedded.clone()
+        self.kafka.embedded_broker().cloned()
     }
 
     /// `host:port[,...]`.
     pub fn bootstrap_servers(&self) -> &str {
-        &self.bootstrap
+        self.kafka.bootstrap_servers()
     }
 
     /// Whether this is a real cluster.
     pub fn is_real(&self) -> bool {
-        self.embedded.is_none()
+        self.kafka.is_real()
     }
 
     /// The embedded broker; panics on a real cluster (a test that injects
     /// faults must start with [`embedded_broker`]).
     pub fn mock(&self) -> &EmbeddedBroker {
-        self.embedded
-            .as_deref()
+        self.kafka
+            .embedded_broker()
+            .map(|b| &**b)
             .expect("fault injection needs the embedded broker (embedded_broker())")
     }
 
@@ -178,116 +164,19 @@ impl TestBroker {
     /// left as it is. On a real cluster, waits until every partition has a
     /// leader (30 s at most).
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
-        match &self.embedded {
-            Some(b) => b.create_topic(name, partitions).map_err(|e| e.to_string()),
-            None => {
-                create_real_topic(&self.bootstrap, name, partitions)?;
-                wait_for_leaders(&self.bootstrap, name, partitions)
-            }
-        }
+        self.kafka
+            .create_topic(name, partitions)
+            .map_err(|e| e.to_string())
     }
 
     /// Like [`TestBroker::create_topic`], but on a real cluster a topic of
     /// that name is deleted first (for the fixed topic names of
     /// `#[kafka_listener]` functions, which [`unique`] cannot rename).
     pub fn create_fresh_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
-        if self.is_real() {
-            delete_real_topic(&self.bootstrap, name)?;
-        }
-        self.create_topic(name, partitions)
+        self.kafka
+            .recreate_topic(name, partitions)
+            .map_err(|e| e.to_string())
     }
-}
-
-fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("admin client")
-}
-
-fn create_real_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), String> {
-    let admin = admin(bootstrap);
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // -1: the broker's default.replication.factor (KIP-464).
-        let topic = RdNewTopic::new(name, partitions, TopicReplication::Fixed(-1));
-        let result = futures::executor::block_on(admin.create_topics([&topic], &options))
-            .map_err(|e| format!("create topic {name}: {e}"))?;
-        match result.into_iter().next() {
-            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => return Ok(()),
-            // A topic of that name is still being deleted: try again.
-            Some(Err((_, code))) if Instant::now() < deadline => {
-                tracing::info!(topic = name, ?code, "create topic: trying again");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Some(Err((_, code))) => return Err(format!("create topic {name}: {code:?}")),
-            None => return Err(format!("create topic {name}: no result")),
-        }
-    }
-}
-
-fn delete_real_topic(bootstrap: &str, name: &str) -> Result<(), String> {
-    let admin = admin(bootstrap);
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let result = futures::executor::block_on(admin.delete_topics(&[name], &options))
-        .map_err(|e| format!("delete topic {name}: {e}"))?;
-    match result.into_iter().next() {
-        Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) => {}
-        Some(Err((_, code))) => return Err(format!("delete topic {name}: {code:?}")),
-        None => {}
-    }
-    // Wait until the metadata no longer shows it.
-    let consumer = plain_consumer(bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let md = consumer
-            .fetch_metadata(Some(name), Duration::from_secs(5))
-            .map_err(|e| e.to_string())?;
-        if md
-            .topics()
-            .iter()
-            .all(|t| t.name() != name || t.error().is_some() || t.partitions().is_empty())
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("topic {name} still listed 30 s after its deletion"))
-}
-
-fn plain_consumer(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .expect("consumer")
-}
-
-/// Waits until the metadata of `topic` shows `partitions` partitions, each
-/// with a leader.
-fn wait_for_leaders(bootstrap: &str, topic: &str, partitions: i32) -> Result<(), String> {
-    let consumer = plain_consumer(bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
-            Ok(md) => {
-                if let Some(t) = md.topics().iter().find(|t| t.name() == topic) {
-                    let ready = t.error().is_none()
-                        && t.partitions().len() == partitions as usize
-                        && t.partitions().iter().all(|p| p.leader() >= 0);
-                    if ready {
-                        return Ok(());
-                    }
-                    last = format!("{:?} / {} partitions", t.error(), t.partitions().len());
-                }
-            }
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("topic {topic} has no leaders after 30 s: {last}"))
 }
 
 /// A broker for one test (the switch, see the module docs) with `topic`
@@ -443,42 +332,6 @@ pub async fn produce(
         v.sort();
     }
     by_partition
-}
-
-/// The committed offsets of `group` on `topic`'s partitions `0..partitions`
-/// (-1 where nothing is committed).
-pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => -1,
-        })
-        .collect()
-}
-
-/// The high watermark (log end offset) of each partition.
-pub fn log_end(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let consumer = plain_consumer(bootstrap);
-    (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
-        })
-        .collect()
 }
 
 /// What a test listener saw: (partition, offset, seq) in handling order.
@@ -795,13 +648,7 @@ pub fn assert_zero_lag(broker: &TestBroker, group: &str, topic: &str, partitions
 /// With `CI=true` and no `TEST_DATABASE_URL`: CI runs every PostgreSQL test,
 /// never a skip dressed as a pass.
 pub fn postgres_url() -> Option<String> {
-    let url = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty());
-    if url.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests must run in CI");
-    }
-    url
+    kafka_listener::testing::test_database_url()
 }
 
 /// Installs a `metrics_util` debugging recorder as this test binary's
