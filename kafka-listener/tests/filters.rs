@@ -5,18 +5,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_listener::prelude::*;
 use kafka_listener::Ordering;
-use serde::Deserialize;
 use support::*;
-
-#[derive(Debug, Deserialize)]
-struct Msg {
-    seq: u64,
-}
 
 /// Keeps the records whose `seq` is even; a record that is not JSON is
 /// kept (the handler's extractor then deals with it).
@@ -34,17 +28,6 @@ async fn record_listener(msg: Json<Msg>, meta: RecordMeta, seen: State<Seen>) {
 async fn manual_listener(msg: Json<Msg>, meta: RecordMeta, ack: Acknowledgment, seen: State<Seen>) {
     seen.push(meta.partition, meta.offset, msg.seq);
     ack.acknowledge();
-}
-
-#[derive(Debug, Clone, Default)]
-struct Batches(Arc<Mutex<Vec<Vec<u64>>>>);
-
-async fn batch_listener(batch: Vec<Json<Msg>>, seen: State<Batches>) {
-    let Batches(inner) = &*seen;
-    inner
-        .lock()
-        .unwrap()
-        .push(batch.iter().map(|m| m.seq).collect());
 }
 
 #[kafka_listener(topics = ["f.macro"], filter = even)]

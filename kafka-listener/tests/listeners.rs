@@ -8,24 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_listener::prelude::*;
-use serde::Deserialize;
 use support::*;
-
-#[derive(Debug, Deserialize)]
-struct Msg {
-    seq: u64,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Batches(Arc<Mutex<Vec<Vec<u64>>>>);
-
-async fn batch_listener(batch: Vec<Json<Msg>>, seen: State<Batches>) {
-    let Batches(inner) = &*seen;
-    inner
-        .lock()
-        .unwrap()
-        .push(batch.iter().map(|m| m.seq).collect());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_listener_gets_every_record_once_in_order_in_batches_of_at_most_max_batch() {

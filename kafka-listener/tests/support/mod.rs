@@ -63,6 +63,25 @@ use kafka_listener::testing::TestKafka;
 /// and the offsets of a group and a topic: the public test support
 /// (`kafka_listener::testing`).
 pub use kafka_listener::testing::{committed, log_end, real_bootstrap, BOOTSTRAP_ENV};
+/// The JSON value [`produce`] sends: `{"seq": i}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct Msg {
+    pub seq: u64,
+}
+
+/// What [`batch_listener`] saw: each batch's seqs, in call order.
+#[derive(Debug, Clone, Default)]
+pub struct Batches(pub Arc<Mutex<Vec<Vec<u64>>>>);
+
+/// A batch listener that records each batch's seqs in its [`Batches`].
+pub async fn batch_listener(batch: Vec<Json<Msg>>, seen: State<Batches>) {
+    let Batches(inner) = &*seen;
+    inner
+        .lock()
+        .unwrap()
+        .push(batch.iter().map(|m| m.seq).collect());
+}
+
 /// The marker of CI's embedded pass: tests that need a real broker pass at
 /// once, saying they run in the real-broker pass.
 pub const EMBEDDED_PASS_ENV: &str = "KAFKA_TEST_EMBEDDED_PASS";
