@@ -279,11 +279,20 @@ impl Lane<'_> {
             return Ok(());
         };
         let kept: Vec<ConsumerRecord>;
-        let handled = if self.listener.filter.is_some() {
-            kept = records.iter().filter(|r| self.keeps(r)).cloned().collect();
-            &kept[..]
-        } else {
-            records
+        let handled: &[ConsumerRecord] = match records {
+            _ if self.listener.filter.is_none() => records,
+            // A record listener's one record: no copy.
+            [one] => {
+                if self.keeps(one) {
+                    records
+                } else {
+                    &[]
+                }
+            }
+            _ => {
+                kept = records.iter().filter(|r| self.keeps(r)).cloned().collect();
+                &kept
+            }
         };
         if !handled.is_empty() {
             self.process_kept(handled).await?;
