@@ -64,6 +64,7 @@ mod handler;
 mod listener;
 mod producer;
 mod recover;
+mod transaction;
 // failure paths
 pub mod dlq;
 mod retry_topics;
@@ -88,6 +89,7 @@ pub use crate::after_commit::{
 pub use crate::app::{shutdown_signal, KafkaApp, KafkaAppBuilder, ListenerRegistry, RunningApp};
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
+pub use crate::config::IsolationLevel;
 pub use crate::config::KafkaConfig;
 pub use crate::container::{
     ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
@@ -138,6 +140,7 @@ pub mod __private {
     pub use inventory;
 
     pub use crate::ack::AckMode;
+    pub use crate::config::IsolationLevel;
     #[cfg(feature = "embedded")]
     pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ack::AckMode;
+use crate::config::IsolationLevel;
 use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
 use crate::handler::{BatchHandler, ErasedHandler, Handler};
@@ -112,6 +113,8 @@ pub struct ListenerSpec {
     pub(crate) retry_topics: Option<RetryTopics>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) filter: Option<RecordFilter>,
+    pub(crate) transactional: bool,
+    pub(crate) isolation_level: Option<IsolationLevel>,
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -135,6 +138,8 @@ impl fmt::Debug for ListenerSpec {
             .field("filter", &self.filter.is_some())
             .field("ordering", &self.ordering)
             .field("parallelism", &self.parallelism)
+            .field("transactional", &self.transactional)
+            .field("isolation_level", &self.isolation_level)
             .finish_non_exhaustive()
     }
 }
@@ -165,6 +170,8 @@ impl ListenerSpec {
             retry_topics: None,
             rate_limit: None,
             filter: None,
+            transactional: false,
+            isolation_level: None,
         }
     }
 
@@ -349,6 +356,45 @@ impl ListenerSpec {
         self
     }
 
+    /// Handles each record (or batch) in a Kafka transaction, exactly once
+    /// from input offsets to output records (Spring's
+    /// `KafkaTransactionManager`, EOS mode V2 / KIP-447):
+    ///
+    /// - the transaction begins before the handler runs; every
+    ///   `KafkaTemplate` send the handler makes (in its own task) joins it;
+    /// - on `Ok` the record's next offset is sent to the transaction with
+    ///   the consumer's group metadata (`send_offsets_to_transaction`) and
+    ///   the transaction commits: the output and the consumed offset
+    ///   become visible together, or not at all;
+    /// - on `Err` it aborts, and the record is retried by the listener's
+    ///   retry policy, each attempt in a transaction of its own; when it
+    ///   fails for good, the recoverer (the dead-letter send) and the
+    ///   offset commit are one transaction too.
+    ///
+    /// The consumer does not commit offsets itself. Records of one
+    /// consumer run one transaction at a time (one transactional producer
+    /// per consumer, `transactional.id` `<prefix><listener id>.<consumer
+    /// index>`): use `concurrency` to run more at once. Needs
+    /// [`crate::KafkaConfig::transaction_id_prefix`], an automatic ack mode
+    /// (`record` or `batch`) and `ordering = "partition"`; checked at start.
+    /// Readers of the output topics should use `read_committed` (the
+    /// default here, see [`Self::isolation_level`]).
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
+        self
+    }
+
+    /// The consumer's `isolation.level`. The default is
+    /// [`IsolationLevel::ReadCommitted`], librdkafka's default and not the
+    /// Java client's (`read_uncommitted`): a listener never sees records
+    /// of aborted transactions, at the cost of waiting for open
+    /// transactions to end. A listener property or consumer setting
+    /// `isolation.level` is overridden by this one.
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = Some(level);
+        self
+    }
+
     /// Records that fail for good go to a dead-letter topic:
     /// [`DeadLetter::suffixed`] is `<topic>-dlt`, [`DeadLetter::topic`] a
     /// named topic. The app creates it at start (with the source topic's
@@ -471,6 +517,20 @@ impl ListenerSpec {
                 "`ordering = \"{}\"` is for record listeners; a batch listener gets one partition's records in offset order",
                 self.ordering
             )));
+        }
+        if self.transactional {
+            if self.ack_mode.is_manual() {
+                return Err(fail(format!(
+                    "`transactional = true` commits offsets in the transaction; ack mode `{}` needs `record` or `batch`",
+                    self.ack_mode
+                )));
+            }
+            if self.ordering != Ordering::Partition {
+                return Err(fail(format!(
+                    "`transactional = true` handles one partition's records one transaction at a time; `ordering = \"{}\"` needs `\"partition\"`",
+                    self.ordering
+                )));
+            }
         }
         match &self.handler {
             None => Err(fail("no handler".into())),

@@ -22,7 +22,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "records in and out",
         &[
-            "extract", "handler", "recover", "listener", "avro", "producer",
+            "extract",
+            "handler",
+            "recover",
+            "listener",
+            "avro",
+            "transaction",
+            "producer",
         ],
     ),
     ("failure paths", &["dlq", "retry_topics"]),

@@ -124,6 +124,14 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
     if let Some(filter) = &listener.filter {
         calls.extend(quote!(.filter(#filter)));
     }
+    if let Some(transactional) = listener.transactional {
+        calls.extend(quote!(.transactional(#transactional)));
+    }
+    if let Some(isolation) = listener.isolation {
+        let ty = exports.path("IsolationLevel");
+        let variant = isolation.variant();
+        calls.extend(quote!(.isolation_level(#ty::#variant)));
+    }
     if let Some(ordering) = listener.ordering {
         let ty = exports.path("Ordering");
         let variant = ordering.variant();

@@ -88,6 +88,10 @@ pub(crate) struct Listener {
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
     /// `filter = path`: the record filter.
     pub(crate) filter: Option<Path>,
+    /// `transactional = true`.
+    pub(crate) transactional: Option<bool>,
+    /// `isolation = "..."`.
+    pub(crate) isolation: Option<attr::IsolationAttr>,
     /// `ordering = "..."`.
     pub(crate) ordering: Option<attr::OrderingAttr>,
     /// `parallelism = N`.
