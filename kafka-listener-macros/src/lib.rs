@@ -49,6 +49,9 @@ use proc_macro::TokenStream;
 ///      | isolation = "read_committed" | "read_uncommitted"
 ///                                            the consumer's isolation.level; default
 ///                                            read_committed
+///      | seek = "beginning" | "end"          where each partition starts whenever it is assigned
+///                                            (Spring's ConsumerSeekAware); default: the
+///                                            committed offset
 ///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; "TOPIC" a valid topic
 ///                                            name; default false (log and skip)
 ///      | retry_topics(RETRY_TOPICS_KEY, ...) non-blocking retries (`@RetryableTopic`); needs `topics`

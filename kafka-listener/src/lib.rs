@@ -89,8 +89,8 @@ pub use crate::after_commit::{
 pub use crate::app::{shutdown_signal, KafkaApp, KafkaAppBuilder, ListenerRegistry, RunningApp};
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
-pub use crate::config::IsolationLevel;
 pub use crate::config::KafkaConfig;
+pub use crate::config::{IsolationLevel, SeekPosition};
 pub use crate::container::{
     ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
 };
@@ -140,7 +140,7 @@ pub mod __private {
     pub use inventory;
 
     pub use crate::ack::AckMode;
-    pub use crate::config::IsolationLevel;
+    pub use crate::config::{IsolationLevel, SeekPosition};
     #[cfg(feature = "embedded")]
     pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};

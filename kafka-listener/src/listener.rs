@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ack::AckMode;
-use crate::config::IsolationLevel;
+use crate::config::{IsolationLevel, SeekPosition};
 use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
 use crate::handler::{BatchHandler, ErasedHandler, Handler};
@@ -115,6 +115,7 @@ pub struct ListenerSpec {
     pub(crate) filter: Option<RecordFilter>,
     pub(crate) transactional: bool,
     pub(crate) isolation_level: Option<IsolationLevel>,
+    pub(crate) seek_on_assignment: Option<SeekPosition>,
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -140,6 +141,7 @@ impl fmt::Debug for ListenerSpec {
             .field("parallelism", &self.parallelism)
             .field("transactional", &self.transactional)
             .field("isolation_level", &self.isolation_level)
+            .field("seek_on_assignment", &self.seek_on_assignment)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +174,7 @@ impl ListenerSpec {
             filter: None,
             transactional: false,
             isolation_level: None,
+            seek_on_assignment: None,
         }
     }
 
@@ -392,6 +395,18 @@ impl ListenerSpec {
     /// `isolation.level` is overridden by this one.
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.isolation_level = Some(level);
+        self
+    }
+
+    /// Seeks each partition to `position` whenever it is assigned to this
+    /// listener (at start and after every rebalance), instead of starting
+    /// from the committed offset: Spring's `ConsumerSeekAware`
+    /// `onPartitionsAssigned` with `seekToBeginning` / `seekToEnd`. An
+    /// in-memory read model rebuilt from its events at each start uses
+    /// [`SeekPosition::Beginning`]. The macro's `seek = "beginning" |
+    /// "end"`. Run-time seeks: `ListenerContainer::seek` and its siblings.
+    pub fn seek_on_assignment(mut self, position: SeekPosition) -> Self {
+        self.seek_on_assignment = Some(position);
         self
     }
 

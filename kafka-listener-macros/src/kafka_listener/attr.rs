@@ -52,6 +52,7 @@ pub(crate) struct ListenerAttrs {
     pub(crate) filter: Option<Keyed<Path>>,
     pub(crate) transactional: Option<Keyed<bool>>,
     pub(crate) isolation: Option<Keyed<IsolationAttr>>,
+    pub(crate) seek: Option<Keyed<SeekAttr>>,
     pub(crate) ordering: Option<Keyed<OrderingAttr>>,
     pub(crate) parallelism: Option<Keyed<usize>>,
     pub(crate) dead_letter: Option<Keyed<DeadLetterAttr>>,
@@ -263,6 +264,9 @@ impl KeyTable for ListenerAttrs {
         (ISOLATION, |a, cx, e| {
             a.isolation = isolation(cx, e).map(|v| keyed(e, v));
         }),
+        (SEEK, |a, cx, e| {
+            a.seek = seek(cx, e).map(|v| keyed(e, v));
+        }),
         (ORDERING, |a, cx, e| {
             a.ordering = ordering(cx, e).map(|v| keyed(e, v));
         }),
@@ -433,6 +437,51 @@ fn isolation(cx: &Ctxt, entry: &Entry) -> Option<IsolationAttr> {
                 "unknown isolation level `{}`; expected one of: {}",
                 lit.value(),
                 symbol::one_of(IsolationAttr::ALL.iter().map(|(symbol, _, _)| symbol))
+            ),
+        );
+    }
+    found
+}
+
+/// `seek = "beginning" | "end"`: where each assigned partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeekAttr {
+    Beginning,
+    End,
+}
+
+impl SeekAttr {
+    /// Every spelling with its value and the runtime's variant.
+    pub(crate) const ALL: [(Symbol, SeekAttr, &'static str); 2] = [
+        (SEEK_BEGINNING, SeekAttr::Beginning, "Beginning"),
+        (SEEK_END, SeekAttr::End, "End"),
+    ];
+
+    /// The variant of `SeekPosition` in the runtime crate.
+    pub(crate) fn variant(self) -> proc_macro2::Ident {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, v, _)| *v == self)
+            .map(|(_, _, n)| *n)
+            .expect("every value is listed");
+        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+    }
+}
+
+fn seek(cx: &Ctxt, entry: &Entry) -> Option<SeekAttr> {
+    let lit = entry.string(cx, r#"seek = "beginning""#)?;
+    let value = lit.value().to_ascii_lowercase();
+    let found = SeekAttr::ALL
+        .iter()
+        .find(|(symbol, _, _)| symbol.as_str() == value)
+        .map(|(_, o, _)| *o);
+    if found.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown seek position `{}`; expected one of: {} (an offset or a timestamp: `ListenerContainer::seek` at run time)",
+                lit.value(),
+                symbol::one_of(SeekAttr::ALL.iter().map(|(symbol, _, _)| symbol))
             ),
         );
     }

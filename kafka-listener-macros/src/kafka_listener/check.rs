@@ -118,6 +118,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         filter: attrs.filter.map(|k| k.value),
         transactional: attrs.transactional.map(|k| k.value),
         isolation: attrs.isolation.map(|k| k.value),
+        seek: attrs.seek.map(|k| k.value),
         ordering: attrs.ordering.map(|k| k.value),
         parallelism: attrs.parallelism.map(|k| k.value),
         dead_letter: attrs

@@ -132,6 +132,11 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         let variant = isolation.variant();
         calls.extend(quote!(.isolation_level(#ty::#variant)));
     }
+    if let Some(seek) = listener.seek {
+        let ty = exports.path("SeekPosition");
+        let variant = seek.variant();
+        calls.extend(quote!(.seek_on_assignment(#ty::#variant)));
+    }
     if let Some(ordering) = listener.ordering {
         let ty = exports.path("Ordering");
         let variant = ordering.variant();

@@ -92,6 +92,8 @@ pub(crate) struct Listener {
     pub(crate) transactional: Option<bool>,
     /// `isolation = "..."`.
     pub(crate) isolation: Option<attr::IsolationAttr>,
+    /// `seek = "..."`.
+    pub(crate) seek: Option<attr::SeekAttr>,
     /// `ordering = "..."`.
     pub(crate) ordering: Option<attr::OrderingAttr>,
     /// `parallelism = N`.

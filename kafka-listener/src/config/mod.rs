@@ -7,7 +7,9 @@
 mod file;
 mod isolation;
 mod names;
+mod seek;
 pub use self::isolation::IsolationLevel;
+pub use self::seek::SeekPosition;
 
 use std::collections::BTreeMap;
 use std::fmt;

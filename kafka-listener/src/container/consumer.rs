@@ -78,6 +78,7 @@ pub(crate) fn run(
             match control.try_recv() {
                 Ok(Control::PauseAll) => ctx.set_paused_all(&consumer, true),
                 Ok(Control::ResumeAll) => ctx.set_paused_all(&consumer, false),
+                Ok(Control::Seek(request)) => ctx.seek(&consumer, &request),
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
             }
         }

@@ -20,10 +20,11 @@ use crate::ack::{CommitSignal, PartitionOffsets};
 use crate::util::FastMap;
 
 /// Requests from the container to its consumer threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Control {
     PauseAll,
     ResumeAll,
+    Seek(super::seek::SeekRequest),
 }
 
 pub(super) struct LaneEntry {

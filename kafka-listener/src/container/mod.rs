@@ -15,6 +15,7 @@ mod keyed;
 mod lane;
 mod lanes;
 mod rebalance;
+mod seek;
 mod tx;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +108,8 @@ pub(crate) struct ListenerRuntime {
     pub(crate) rate_limiter: Option<RateLimiter>,
     /// `ListenerSpec::filter`: `false` finishes a record unhandled.
     pub(crate) filter: Option<crate::listener::RecordFilter>,
+    /// `ListenerSpec::seek_on_assignment`.
+    pub(crate) seek_on_assignment: Option<crate::config::SeekPosition>,
     /// `ListenerSpec::transactional`: the template whose transactional
     /// producers the consumers use.
     pub(crate) transactions: Option<KafkaTemplate>,
@@ -316,6 +319,7 @@ impl ListenerContainer {
             commit_interval: spec.commit_interval,
             rate_limiter: spec.rate_limit.map(RateLimiter::new),
             filter: spec.filter.take(),
+            seek_on_assignment: spec.seek_on_assignment,
             transactions,
         };
         Ok(Self {
@@ -555,7 +559,7 @@ impl ListenerContainer {
 
     fn send(&self, control: Control) {
         for c in crate::util::lock(&self.consumers).iter() {
-            let _ = c.control.send(control);
+            let _ = c.control.send(control.clone());
         }
     }
 }

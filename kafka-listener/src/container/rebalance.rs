@@ -5,8 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::lanes::ContainerContext;
@@ -82,6 +83,58 @@ impl ClientContext for ContainerContext {
 }
 
 impl ConsumerContext for ContainerContext {
+    /// rdkafka's default rebalance (pre-rebalance callback, `assign` or
+    /// `incremental_assign`, post-rebalance callback), with the assigned
+    /// partitions' offsets set first when the listener seeks on
+    /// assignment: Spring's `onPartitionsAssigned` seek. (A seek after the
+    /// assignment is refused while the partition is not fetching yet.)
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if let (true, Some(position)) = (assign, self.listener.seek_on_assignment) {
+            match super::seek::resolve(consumer, tpl, position) {
+                Ok(at) => {
+                    // In place: `tpl` is librdkafka's own list.
+                    for e in at.elements() {
+                        if let Err(err) =
+                            tpl.set_partition_offset(e.topic(), e.partition(), e.offset())
+                        {
+                            tracing::error!(topic = e.topic(), partition = e.partition(), error = %err, "setting the seek position failed");
+                        }
+                    }
+                    tracing::info!(listener = %self.listener.info.id, consumer = %self.name, %position, "assigned partitions start at the seek position");
+                }
+                Err(e) => {
+                    tracing::error!(listener = %self.listener.info.id, %position, error = %e, "cannot resolve the seek position; the partitions start at their committed offsets");
+                }
+            }
+        }
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            _ => Rebalance::Error(rdkafka::error::KafkaError::Rebalance(err.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match (&rebalance, cooperative) {
+            (Rebalance::Assign(tpl), true) => consumer.incremental_assign(tpl),
+            (Rebalance::Assign(tpl), false) => consumer.assign(tpl),
+            (_, true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
+        };
+        if let Err(e) = result {
+            tracing::error!(consumer = %self.name, error = %e, assign, "applying the rebalance failed");
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -101,12 +154,19 @@ impl ConsumerContext for ContainerContext {
         self.update_assigned(rebalance);
         if let Rebalance::Assign(tpl) = rebalance {
             self.lock().generation += 1;
-            // Remember where each partition should start, to notice records
-            // lost to retention between the committed offset and the log
-            // start (librdkafka resets to the earliest offset silently).
-            if let Ok(committed) =
-                consumer.committed_offsets((*tpl).clone(), Duration::from_secs(5))
-            {
+            // With `seek_on_assignment` the partitions were assigned at
+            // that position (`rebalance`): no committed offset to expect.
+            let committed = match self.listener.seek_on_assignment {
+                None => consumer
+                    .committed_offsets((*tpl).clone(), Duration::from_secs(5))
+                    .ok(),
+                Some(_) => None,
+            };
+            if let Some(committed) = committed {
+                // Remember where each partition should start, to notice
+                // records lost to retention between the committed offset
+                // and the log start (librdkafka resets to the earliest
+                // offset silently).
                 let mut table = self.lock();
                 for e in committed.elements() {
                     if let Offset::Offset(o) = e.offset() {

@@ -26,6 +26,7 @@ fn keep_all(record: &ConsumerRecord) -> bool {
     rate_limit = "100/10s",
     filter = keep_all,
     isolation = "read_uncommitted",
+    seek = "beginning",
     ordering = "key",
     parallelism = 64,
     crate = "::kafka_listener",
@@ -47,6 +48,7 @@ fn main() {
     assert!(debug.contains("filter: true"), "{debug}");
     assert!(debug.contains("isolation_level: Some(ReadUncommitted)"), "{debug}");
     assert!(debug.contains("transactional: false"), "{debug}");
+    assert!(debug.contains("seek_on_assignment: Some(Beginning)"), "{debug}");
     assert!(debug.contains("ordering: Key"), "{debug}");
     assert_eq!(spec.effective_parallelism(), 64);
     let policy = RetryPolicy::exponential(
