@@ -99,6 +99,14 @@ pub(crate) struct OwnedContext {
 }
 
 impl OwnedContext {
+    pub(crate) fn info(&self) -> &ListenerInfo {
+        &self.info
+    }
+
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
     pub(crate) fn borrow(&self) -> ListenerContext<'_> {
         ListenerContext {
             info: &self.info,

@@ -61,6 +61,7 @@ pub mod retry;
 pub mod avro;
 pub mod extract;
 mod handler;
+mod intercept;
 mod listener;
 mod producer;
 mod recover;
@@ -103,6 +104,7 @@ pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
 pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
+pub use crate::intercept::{ListenerRequest, ListenerService};
 pub use crate::listener::{ListenerSpec, Ordering, RecordFilter};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;

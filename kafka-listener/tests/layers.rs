@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "extract",
             "handler",
+            "intercept",
             "recover",
             "listener",
             "avro",

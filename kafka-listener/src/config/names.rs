@@ -449,7 +449,8 @@ pub(crate) fn spring_env(name: &str) -> Option<String> {
         }
     }
     let env = |k: &str| k.to_ascii_uppercase().replace(['.', '-'], "_");
-    std::iter::once("bootstrap-servers")
+    ["bootstrap-servers", "producer.transaction-id-prefix"]
+        .into_iter()
         .chain(SPRING.iter().map(|(k, ..)| *k))
         .chain(SPRING_REFUSED.iter().map(|(k, _)| *k))
         .chain(SPRING_IGNORED.iter().map(|(k, _)| *k))

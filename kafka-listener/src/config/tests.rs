@@ -69,13 +69,13 @@ fn properties_file_splits_client_kinds_and_reports_bad_lines() {
     let bad = dir.join("bad.properties");
     std::fs::write(
         &bad,
-        "bootstrap.servers=b1:9092\nspring.kafka.producer.transaction-id-prefix=tx-\n",
+        "bootstrap.servers=b1:9092\nspring.kafka.consumer.enable-auto-commit=true\n",
     )
     .unwrap();
     let e = KafkaConfig::from_file(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.properties"), "{e}");
     assert!(
-        e.contains("spring.kafka.producer.transaction-id-prefix"),
+        e.contains("spring.kafka.consumer.enable-auto-commit"),
         "{e}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -175,12 +175,41 @@ fn settings_that_cannot_be_honoured_fail_validation() {
     assert!(e.contains("JKS"), "{e}");
     assert!(e.contains("enable-auto-commit"), "{e}");
     let e = KafkaConfig::from_vars(vars(&[(
-        "SPRING_KAFKA_PRODUCER_TRANSACTION_ID_PREFIX",
-        "tx",
+        "SPRING_KAFKA_CONSUMER_ENABLE_AUTO_COMMIT",
+        "true",
     )]))
     .unwrap_err()
     .to_string();
-    assert!(e.contains("transaction-id-prefix"), "{e}");
+    assert!(e.contains("enable-auto-commit"), "{e}");
+}
+
+#[test]
+fn the_transaction_id_prefix_comes_from_spring_keys_and_the_environment() {
+    let c = KafkaConfig::from_vars(vars(&[(
+        "SPRING_KAFKA_PRODUCER_TRANSACTION_ID_PREFIX",
+        "tx-",
+    )]))
+    .unwrap();
+    assert_eq!(c.transaction_prefix(), Some("tx-"));
+    let c = KafkaConfig::from_vars(vars(&[
+        ("SPRING_KAFKA_PRODUCER_TRANSACTION_ID_PREFIX", "spring-"),
+        ("KAFKA_TRANSACTION_ID_PREFIX", "ours-"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.transaction_prefix(),
+        Some("ours-"),
+        "this crate's variable wins"
+    );
+    let c = KafkaConfig::new().setting("spring.kafka.producer.transaction-id-prefix", "file-");
+    assert_eq!(c.transaction_prefix(), Some("file-"));
+    assert_eq!(
+        KafkaConfig::new()
+            .transaction_id_prefix("  ")
+            .transaction_prefix(),
+        None,
+        "blank is no prefix"
+    );
 }
 
 #[test]

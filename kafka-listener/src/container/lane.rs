@@ -436,12 +436,44 @@ impl Lane<'_> {
             ack,
             attempt,
         };
+        if let Some(service) = &self.listener.service {
+            return self.call_layers(service.clone(), records, &ctx).await;
+        }
         let fut: std::thread::Result<BoxFuture<Result<(), ListenerError>>> =
-            std::panic::catch_unwind(AssertUnwindSafe(|| match &self.listener.handler {
+            std::panic::catch_unwind(AssertUnwindSafe(|| match &*self.listener.handler {
                 ErasedHandler::Record { call, .. } => call(last, &ctx),
                 ErasedHandler::Batch { call, .. } => call(records, &ctx),
             }));
         let fut = match fut {
+            Ok(fut) => fut,
+            Err(panic) => return Err(panicked(panic)),
+        };
+        match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(panicked(panic)),
+        }
+    }
+
+    /// [`Self::call`] through the listener's layers.
+    async fn call_layers(
+        &self,
+        mut service: crate::intercept::ListenerService,
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> Result<(), ListenerError> {
+        use tower::{Service, ServiceExt};
+        let batch = self.listener.handler.is_batch();
+        let records = if batch {
+            records.to_vec()
+        } else {
+            vec![records[records.len() - 1].clone()]
+        };
+        let request = crate::intercept::ListenerRequest::new(records, batch, ctx.to_owned());
+        let ready = match AssertUnwindSafe(service.ready()).catch_unwind().await {
+            Ok(ready) => ready?,
+            Err(panic) => return Err(panicked(panic)),
+        };
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| ready.call(request))) {
             Ok(fut) => fut,
             Err(panic) => return Err(panicked(panic)),
         };

@@ -86,7 +86,10 @@ impl std::fmt::Display for Subscription {
 /// A listener ready to run, shared by its consumers and lanes.
 pub(crate) struct ListenerRuntime {
     pub(crate) info: ListenerInfo,
-    pub(crate) handler: ErasedHandler,
+    pub(crate) handler: Arc<ErasedHandler>,
+    /// The handler inside the listener's layers (`ListenerSpec::layer`);
+    /// `None` without layers.
+    pub(crate) service: Option<crate::intercept::ListenerService>,
     pub(crate) retry: RetryPolicy,
     /// Attempts of records whose back-off a revoke cut short.
     pub(crate) retry_memory: lane::RetryMemory,
@@ -301,10 +304,12 @@ impl ListenerContainer {
             tracing::warn!(listener = %info.id,
                 "no dead-letter topic: records that fail for good are logged at error level and skipped");
         }
+        let handler = Arc::new(spec.handler.take().expect("validated"));
         let runtime = ListenerRuntime {
             metrics: ListenerMetrics::new(&info.id),
             info,
-            handler: spec.handler.take().expect("validated"),
+            service: crate::intercept::service(&handler, &spec.layers),
+            handler,
             retry,
             retry_memory: lane::RetryMemory::default(),
             not_retryable: std::mem::take(&mut spec.not_retryable),

@@ -1,6 +1,8 @@
 //! Listener descriptors: what `#[kafka_listener]` registers, or what code
 //! builds with [`ListenerSpec::new`].
 
+mod validate;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +118,7 @@ pub struct ListenerSpec {
     pub(crate) transactional: bool,
     pub(crate) isolation_level: Option<IsolationLevel>,
     pub(crate) seek_on_assignment: Option<SeekPosition>,
+    pub(crate) layers: Vec<crate::intercept::BoxedLayer>,
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -142,6 +145,7 @@ impl fmt::Debug for ListenerSpec {
             .field("transactional", &self.transactional)
             .field("isolation_level", &self.isolation_level)
             .field("seek_on_assignment", &self.seek_on_assignment)
+            .field("layers", &self.layers.len())
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +179,7 @@ impl ListenerSpec {
             transactional: false,
             isolation_level: None,
             seek_on_assignment: None,
+            layers: Vec::new(),
         }
     }
 
@@ -410,6 +415,31 @@ impl ListenerSpec {
         self
     }
 
+    /// Wraps each handler call in `layer`, a tower layer over
+    /// [`crate::ListenerService`] (Spring's `RecordInterceptor` and
+    /// `BatchInterceptor`; see [`crate::ListenerRequest`]). Layers added
+    /// first are outermost. Tower's middleware that keeps the inner
+    /// service's error (`ConcurrencyLimitLayer`, `RateLimitLayer`,
+    /// `layer_fn`) fits as it is; one that answers `BoxError`
+    /// (`TimeoutLayer`) does not (the guide's "Interceptors" section shows
+    /// a timeout with tokio instead).
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<crate::intercept::ListenerService> + Send + Sync + 'static,
+        L::Service: tower::Service<
+                crate::intercept::ListenerRequest,
+                Response = (),
+                Error = crate::error::ListenerError,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<crate::intercept::ListenerRequest>>::Future: Send + 'static,
+    {
+        self.layers.push(crate::intercept::boxed(layer));
+        self
+    }
+
     /// Records that fail for good go to a dead-letter topic:
     /// [`DeadLetter::suffixed`] is `<topic>-dlt`, [`DeadLetter::topic`] a
     /// named topic. The app creates it at start (with the source topic's
@@ -489,68 +519,6 @@ impl ListenerSpec {
             let _ = h.validate(&info);
         }
         info.state().was_asked::<T>()
-    }
-
-    /// Checks the spec and its handler's arguments against `info`.
-    ///
-    /// # Errors
-    /// [`Error::Listener`] for no topics, both topics and a pattern,
-    /// concurrency 0, no handler, or an argument that cannot work (see
-    /// [`crate::extract::FromRecord::validate`]).
-    pub(crate) fn validate(&self, info: &ListenerInfo) -> Result<()> {
-        let fail = |reason: String| Error::Listener {
-            listener: self.id.clone(),
-            reason,
-        };
-        if self.topics.is_empty() && self.topic_pattern.is_none() {
-            return Err(fail("no `topics` and no `topic_pattern`".into()));
-        }
-        if !self.topics.is_empty() && self.topic_pattern.is_some() {
-            return Err(fail("both `topics` and `topic_pattern`; give one".into()));
-        }
-        if self.retry_topics.is_some() && self.topics.is_empty() {
-            return Err(fail(
-                "`retry_topics` needs `topics`: the retry topics are named after them".into(),
-            ));
-        }
-        if self.concurrency == 0 {
-            return Err(fail("`concurrency` must be at least 1".into()));
-        }
-        if self.parallelism == Some(0) {
-            return Err(fail("`parallelism` must be at least 1".into()));
-        }
-        if self.ordering == Ordering::Partition && self.effective_parallelism() > 1 {
-            return Err(fail(format!(
-                "`parallelism = {}` needs `ordering = \"key\"` or `\"none\"`: with `ordering = \"partition\"` one partition's records run one at a time",
-                self.effective_parallelism()
-            )));
-        }
-        if self.ordering != Ordering::Partition
-            && self.handler.as_ref().is_some_and(|h| h.is_batch())
-        {
-            return Err(fail(format!(
-                "`ordering = \"{}\"` is for record listeners; a batch listener gets one partition's records in offset order",
-                self.ordering
-            )));
-        }
-        if self.transactional {
-            if self.ack_mode.is_manual() {
-                return Err(fail(format!(
-                    "`transactional = true` commits offsets in the transaction; ack mode `{}` needs `record` or `batch`",
-                    self.ack_mode
-                )));
-            }
-            if self.ordering != Ordering::Partition {
-                return Err(fail(format!(
-                    "`transactional = true` handles one partition's records one transaction at a time; `ordering = \"{}\"` needs `\"partition\"`",
-                    self.ordering
-                )));
-            }
-        }
-        match &self.handler {
-            None => Err(fail("no handler".into())),
-            Some(h) => h.validate(info).map_err(fail),
-        }
     }
 }
 

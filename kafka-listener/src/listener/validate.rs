@@ -1,0 +1,69 @@
+//! The start-up checks of a [`ListenerSpec`].
+
+use super::{ListenerSpec, Ordering};
+use crate::context::ListenerInfo;
+use crate::error::{Error, Result};
+
+impl ListenerSpec {
+    /// Checks the spec and its handler's arguments against `info`.
+    ///
+    /// # Errors
+    /// [`Error::Listener`] for no topics, both topics and a pattern,
+    /// concurrency 0, no handler, or an argument that cannot work (see
+    /// [`crate::extract::FromRecord::validate`]).
+    pub(crate) fn validate(&self, info: &ListenerInfo) -> Result<()> {
+        let fail = |reason: String| Error::Listener {
+            listener: self.id.clone(),
+            reason,
+        };
+        if self.topics.is_empty() && self.topic_pattern.is_none() {
+            return Err(fail("no `topics` and no `topic_pattern`".into()));
+        }
+        if !self.topics.is_empty() && self.topic_pattern.is_some() {
+            return Err(fail("both `topics` and `topic_pattern`; give one".into()));
+        }
+        if self.retry_topics.is_some() && self.topics.is_empty() {
+            return Err(fail(
+                "`retry_topics` needs `topics`: the retry topics are named after them".into(),
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(fail("`concurrency` must be at least 1".into()));
+        }
+        if self.parallelism == Some(0) {
+            return Err(fail("`parallelism` must be at least 1".into()));
+        }
+        if self.ordering == Ordering::Partition && self.effective_parallelism() > 1 {
+            return Err(fail(format!(
+                "`parallelism = {}` needs `ordering = \"key\"` or `\"none\"`: with `ordering = \"partition\"` one partition's records run one at a time",
+                self.effective_parallelism()
+            )));
+        }
+        if self.ordering != Ordering::Partition
+            && self.handler.as_ref().is_some_and(|h| h.is_batch())
+        {
+            return Err(fail(format!(
+                "`ordering = \"{}\"` is for record listeners; a batch listener gets one partition's records in offset order",
+                self.ordering
+            )));
+        }
+        if self.transactional {
+            if self.ack_mode.is_manual() {
+                return Err(fail(format!(
+                    "`transactional = true` commits offsets in the transaction; ack mode `{}` needs `record` or `batch`",
+                    self.ack_mode
+                )));
+            }
+            if self.ordering != Ordering::Partition {
+                return Err(fail(format!(
+                    "`transactional = true` handles one partition's records one transaction at a time; `ordering = \"{}\"` needs `\"partition\"`",
+                    self.ordering
+                )));
+            }
+        }
+        match &self.handler {
+            None => Err(fail("no handler".into())),
+            Some(h) => h.validate(info).map_err(fail),
+        }
+    }
+}
