@@ -1,37 +1,246 @@
 //! Listener functions as handlers: any `async fn` whose arguments are
 //! extractors and whose output is `()` or `Result<(), E>` with
-//! `E: Into<ListenerError>`.
+//! `E: Into<ListenerError>`, or a reply ([`IntoReply`]: `Json<T>`,
+//! [`Reply`], `String`, ...) for a listener with a reply destination
+//! (`reply = true` or `send_to = "topic"`, see [`crate::ReplyingKafkaTemplate`]
+//! for the request side).
 
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use serde::Serialize;
+
 use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::ListenerError;
-use crate::extract::{join_prepared, FromBatch, FromRecord};
+use crate::extract::{join_prepared, FromBatch, FromRecord, Json};
 use crate::record::ConsumerRecord;
 
 use crate::util::BoxFuture;
 
-/// What a listener function may return.
+/// What a listener function may return: `()`, `Result<(), E>`, or a reply
+/// value ([`IntoReply`]) alone or in a `Result<_, E>`, with
+/// `E: Into<ListenerError>`.
 #[diagnostic::on_unimplemented(
-    message = "a listener must return `()` or `Result<(), E>` with `E: Into<ListenerError>`, not `{Self}`",
+    message = "a listener must return `()`, `Result<(), E>` with `E: Into<ListenerError>`, or a reply (`Json<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these), not `{Self}`",
     label = "invalid listener return type"
 )]
 pub trait IntoListenerResult {
-    /// Converts to the container's result.
-    fn into_listener_result(self) -> Result<(), ListenerError>;
+    /// Whether this type carries a reply: such a listener needs a reply
+    /// destination (`reply = true` or `send_to`), checked at start-up
+    /// (and by `#[kafka_listener]` at compile time).
+    const REPLIES: bool = false;
+
+    /// Converts to the container's result: the reply to send, if any.
+    ///
+    /// # Errors
+    /// The listener's error, or a reply that cannot be encoded (a
+    /// [`crate::ErrorKind::Fatal`] error).
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError>;
 }
 
 impl IntoListenerResult for () {
-    fn into_listener_result(self) -> Result<(), ListenerError> {
-        Ok(())
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(None)
     }
 }
 
 impl<E: Into<ListenerError>> IntoListenerResult for Result<(), E> {
-    fn into_listener_result(self) -> Result<(), ListenerError> {
-        self.map_err(Into::into)
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.map(|()| None).map_err(Into::into)
     }
+}
+
+impl<R: IntoReply> IntoListenerResult for R {
+    const REPLIES: bool = true;
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.into_reply()
+    }
+}
+
+impl<R: IntoReply, E: Into<ListenerError>> IntoListenerResult for Result<R, E> {
+    const REPLIES: bool = true;
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.map_err(Into::into)?.into_reply()
+    }
+}
+
+/// Marks the return types of a listener without a reply destination, `()`
+/// and `Result<(), E>`: what `#[kafka_listener]` checks when neither
+/// `reply` nor `send_to` is given.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this listener returns `{Self}`, but it has no reply destination",
+    label = "a listener without `reply` or `send_to` returns `()` or `Result<(), E>` with `E: Into<ListenerError>`",
+    note = "to send the returned value as a reply, add `reply = true` (to the request's `kafka_replyTopic` header, Spring's `@SendTo`) or `send_to = \"topic\"`"
+)]
+pub trait NoReply: IntoListenerResult {}
+impl NoReply for () {}
+impl<E: Into<ListenerError>> NoReply for Result<(), E> {}
+
+/// Marks the return types that carry a reply: what `#[kafka_listener]`
+/// checks when `reply` or `send_to` is given.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a listener with `reply` or `send_to` returns its reply, not `{Self}`",
+    label = "return a reply: `Json<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one (`None` sends nothing), or a `Result<_, E>` of these",
+    note = "a listener that only consumes has neither `reply` nor `send_to`"
+)]
+pub trait ReturnsReply: IntoListenerResult {}
+impl<R: IntoReply> ReturnsReply for R {}
+impl<R: IntoReply, E: Into<ListenerError>> ReturnsReply for Result<R, E> {}
+
+/// A value a listener can return as its reply (Spring's `@SendTo` method
+/// return value): sent to the reply destination through the app's
+/// template, with the request's correlation id (see [`Reply`]).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent as a reply",
+    label = "a reply is `Json<T>` (`T: Serialize`), `Reply`, `String`, `Vec<u8>`, `Bytes` or an `Option` of one"
+)]
+pub trait IntoReply {
+    /// The reply record's value and headers; `None` sends nothing.
+    ///
+    /// # Errors
+    /// A value that cannot be encoded ([`crate::ErrorKind::Fatal`]).
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError>;
+}
+
+/// What a listener sends back: a value, and optionally a key and headers.
+///
+/// The reply record goes to the reply destination: the request's
+/// `kafka_replyTopic` header (`reply = true`, Spring's `@SendTo` without a
+/// value) or a fixed topic (`send_to = "topic"`), on the partition in the
+/// request's `kafka_replyPartition` header if it has one. It carries the
+/// request's `kafka_correlationId` header unchanged, and the request's key
+/// unless [`Reply::key`] sets one, as Spring's
+/// `MessagingMessageListenerAdapter` does (see
+/// [`crate::record::headers::CORRELATION_ID`] for the encodings).
+///
+/// # Examples
+/// ```
+/// use kafka_listener::prelude::*;
+/// use kafka_listener::Reply;
+///
+/// async fn price(req: Json<serde_json::Value>) -> Result<Reply, ListenerError> {
+///     Ok(Reply::json(&serde_json::json!({"price": 42}))?.header("source", "rust"))
+/// }
+/// # let _ = ListenerSpec::new("price").topics(["prices"]).reply_to_request().handler(price);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<(String, Bytes)>,
+}
+
+impl Reply {
+    /// A reply whose value is `value` serialized as JSON (what
+    /// `JsonSerializer` or a `StringSerializer` of JSON text gives a Spring
+    /// requester).
+    ///
+    /// # Errors
+    /// A [`crate::ErrorKind::Fatal`] error when `value` cannot be
+    /// serialized.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, ListenerError> {
+        let bytes = serde_json::to_vec(value).map_err(ListenerError::fatal)?;
+        Ok(Self::bytes(bytes))
+    }
+
+    /// A reply whose value is `value` as it is (a `String` is UTF-8, what
+    /// Java's `StringDeserializer` reads).
+    pub fn bytes(value: impl Into<Bytes>) -> Self {
+        Self {
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A reply with no value (a tombstone).
+    pub fn tombstone() -> Self {
+        Self::default()
+    }
+
+    /// The reply record's key, instead of the request's.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header to the reply record (after `kafka_correlationId`).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// The key set with [`Reply::key`], if any.
+    pub fn key_bytes(&self) -> Option<&Bytes> {
+        self.key.as_ref()
+    }
+
+    /// The value; `None` for a tombstone.
+    pub fn value(&self) -> Option<&Bytes> {
+        self.value.as_ref()
+    }
+
+    /// The headers added with [`Reply::header`], in order.
+    pub fn headers(&self) -> &[(String, Bytes)] {
+        &self.headers
+    }
+
+    /// The key, value and headers, for the code that sends it.
+    pub(crate) fn into_parts(self) -> (Option<Bytes>, Option<Bytes>, Vec<(String, Bytes)>) {
+        (self.key, self.value, self.headers)
+    }
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(Some(self))
+    }
+}
+
+impl<T: Serialize> IntoReply for Json<T> {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Reply::json(&self.0).map(Some)
+    }
+}
+
+impl IntoReply for String {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(Some(Reply::bytes(self)))
+    }
+}
+
+impl IntoReply for Vec<u8> {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(Some(Reply::bytes(self)))
+    }
+}
+
+impl IntoReply for Bytes {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(Some(Reply::bytes(self)))
+    }
+}
+
+impl<R: IntoReply> IntoReply for Option<R> {
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        match self {
+            None => Ok(None),
+            Some(r) => r.into_reply(),
+        }
+    }
+}
+
+/// The error of a reply that has nowhere to go: the handler returned one,
+/// but the listener was not started with a reply destination bound (a
+/// container built without the app).
+fn unbound_reply() -> ListenerError {
+    ListenerError::fatal(
+        "the listener returned a reply but has no reply destination bound; give it `reply = true` \
+         or `send_to = \"topic\"` (ListenerSpec::reply_to_request / send_to) and start it through \
+         KafkaApp",
+    )
 }
 
 /// A record listener: an async function of up to 12 [`FromRecord`]
@@ -66,6 +275,19 @@ pub trait Handler<Args>: Send + Sync + 'static {
     /// # Errors
     /// The first argument that cannot work with this listener, and why.
     fn validate(info: &ListenerInfo) -> Result<(), String>;
+
+    /// Whether the function returns a reply ([`IntoListenerResult::REPLIES`]).
+    #[doc(hidden)]
+    const REPLIES: bool;
+
+    /// As [`Handler::call`], handing back the reply the function returned
+    /// (sent by the listener's reply destination).
+    #[doc(hidden)]
+    fn call_replying(
+        &self,
+        record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> BoxFuture<Result<Option<Reply>, ListenerError>>;
 }
 
 /// A batch listener: an async function of up to 12 [`FromBatch`]
@@ -96,6 +318,19 @@ pub trait BatchHandler<Args>: Send + Sync + 'static {
     /// # Errors
     /// The first argument that cannot work with this listener, and why.
     fn validate(info: &ListenerInfo) -> Result<(), String>;
+
+    /// Whether the function returns a reply; batch listeners cannot reply,
+    /// which the app checks at start-up.
+    #[doc(hidden)]
+    const REPLIES: bool;
+}
+
+/// The container's result of a call whose reply has nowhere to go.
+fn without_reply(result: Result<Option<Reply>, ListenerError>) -> Result<(), ListenerError> {
+    match result? {
+        None => Ok(()),
+        Some(_) => Err(unbound_reply()),
+    }
 }
 
 macro_rules! impl_handlers {
@@ -109,6 +344,19 @@ macro_rules! impl_handlers {
             $($ty: FromRecord,)*
         {
             fn call(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> {
+                $(
+                    let $ty = match $ty::from_record(record, ctx) {
+                        Ok(v) => v,
+                        Err(e) => return Box::pin(std::future::ready(Err(ListenerError::decode(e)))),
+                    };
+                )*
+                let fut = (self)($($ty),*);
+                Box::pin(async move { without_reply(fut.await.into_listener_result()) })
+            }
+
+            const REPLIES: bool = R::REPLIES;
+
+            fn call_replying(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<Option<Reply>, ListenerError>> {
                 $(
                     let $ty = match $ty::from_record(record, ctx) {
                         Ok(v) => v,
@@ -148,8 +396,10 @@ macro_rules! impl_handlers {
                     };
                 )*
                 let fut = (self)($($ty),*);
-                Box::pin(async move { fut.await.into_listener_result() })
+                Box::pin(async move { without_reply(fut.await.into_listener_result()) })
             }
+
+            const REPLIES: bool = R::REPLIES;
 
             #[allow(unused_mut)]
             fn prepare(records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> Option<BoxFuture<Result<(), ListenerError>>> {
@@ -180,10 +430,14 @@ impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 
-type RecordCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+pub(crate) type RecordCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
     + Send
     + Sync;
 type BatchCall = dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+    + Send
+    + Sync;
+/// A record handler's call that hands back its reply.
+pub(crate) type ReplyingCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<Option<Reply>, ListenerError>>
     + Send
     + Sync;
 
@@ -192,10 +446,15 @@ pub(crate) enum ErasedHandler {
     Record {
         call: Box<RecordCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
+        /// For a function that returns a reply: its call with the reply,
+        /// from which the app builds `call` for the reply destination
+        /// (`crate::reply::bind`).
+        replying: Option<Arc<ReplyingCall>>,
     },
     Batch {
         call: Box<BatchCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
+        replies: bool,
     },
 }
 
@@ -205,6 +464,21 @@ impl ErasedHandler {
     /// the returned future.
     pub(crate) fn record<H: Handler<A>, A: 'static>(handler: H) -> Self {
         let handler = Arc::new(handler);
+        let replying: Option<Arc<ReplyingCall>> = H::REPLIES.then(|| {
+            let handler = Arc::clone(&handler);
+            let call: Arc<ReplyingCall> = Arc::new(move |r, c| match H::prepare(r, c) {
+                None => handler.call_replying(r, c),
+                Some(prepared) => {
+                    let (handler, record, owned) = (Arc::clone(&handler), r.clone(), c.to_owned());
+                    Box::pin(async move {
+                        prepared.await?;
+                        let call = handler.call_replying(&record, &owned.borrow());
+                        call.await
+                    })
+                }
+            });
+            call
+        });
         ErasedHandler::Record {
             call: Box::new(move |r, c| match H::prepare(r, c) {
                 None => handler.call(r, c),
@@ -218,6 +492,7 @@ impl ErasedHandler {
                 }
             }),
             validate: <H as Handler<A>>::validate,
+            replying,
         }
     }
 
@@ -238,6 +513,15 @@ impl ErasedHandler {
                 }
             }),
             validate: <H as BatchHandler<A>>::validate,
+            replies: <H as BatchHandler<A>>::REPLIES,
+        }
+    }
+
+    /// Whether the function returns a reply.
+    pub(crate) fn replies(&self) -> bool {
+        match self {
+            ErasedHandler::Record { replying, .. } => replying.is_some(),
+            ErasedHandler::Batch { replies, .. } => *replies,
         }
     }
 

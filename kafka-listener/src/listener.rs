@@ -112,6 +112,19 @@ pub struct ListenerSpec {
     pub(crate) retry_topics: Option<RetryTopics>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) filter: Option<RecordFilter>,
+    pub(crate) reply_to: Option<ReplyTo>,
+}
+
+/// Where a listener's return value goes (Spring's `@SendTo`); see
+/// [`ListenerSpec::reply_to_request`] and [`ListenerSpec::send_to`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyTo {
+    /// The topic in the request's `kafka_replyTopic` header (`reply = true`;
+    /// Spring's `@SendTo` without a value).
+    Request,
+    /// A fixed topic (`send_to = "topic"`; Spring's `@SendTo("topic")`).
+    Topic(String),
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -133,6 +146,7 @@ impl fmt::Debug for ListenerSpec {
             .field("retry_topics", &self.retry_topics)
             .field("rate_limit", &self.rate_limit)
             .field("filter", &self.filter.is_some())
+            .field("reply_to", &self.reply_to)
             .field("ordering", &self.ordering)
             .field("parallelism", &self.parallelism)
             .finish_non_exhaustive()
@@ -165,6 +179,7 @@ impl ListenerSpec {
             retry_topics: None,
             rate_limit: None,
             filter: None,
+            reply_to: None,
         }
     }
 
@@ -349,6 +364,38 @@ impl ListenerSpec {
         self
     }
 
+    /// Sends the handler's return value (a [`crate::IntoReply`]: `Json<T>`,
+    /// [`crate::Reply`], `String`, ...) to the topic in the request's
+    /// `kafka_replyTopic` header, with the request's `kafka_correlationId`
+    /// header copied, on the partition in its `kafka_replyPartition` header
+    /// if it has one: Spring's `@SendTo` without a value, answering a
+    /// Spring (or our) `ReplyingKafkaTemplate`. The macro's `reply = true`.
+    ///
+    /// The reply is sent through the app's template before the record
+    /// counts as handled; a failed send is a retryable error (the handler
+    /// runs again). A request without a `kafka_replyTopic` header fails with
+    /// a fatal error (dead-letter topic if there is one), where Spring only
+    /// logs at debug level.
+    pub fn reply_to_request(mut self) -> Self {
+        self.reply_to = Some(ReplyTo::Request);
+        self
+    }
+
+    /// Sends the handler's return value to `topic` (Spring's
+    /// `@SendTo("topic")`), with the request's `kafka_correlationId` header
+    /// copied and on the partition in its `kafka_replyPartition` header if
+    /// it has one; otherwise as [`Self::reply_to_request`]. The macro's
+    /// `send_to = "topic"`. The app does not create the topic.
+    pub fn send_to(mut self, topic: impl Into<String>) -> Self {
+        self.reply_to = Some(ReplyTo::Topic(topic.into()));
+        self
+    }
+
+    /// The reply destination, if the listener replies.
+    pub fn reply_destination(&self) -> Option<&ReplyTo> {
+        self.reply_to.as_ref()
+    }
+
     /// Records that fail for good go to a dead-letter topic:
     /// [`DeadLetter::suffixed`] is `<topic>-dlt`, [`DeadLetter::topic`] a
     /// named topic. The app creates it at start (with the source topic's
@@ -474,7 +521,29 @@ impl ListenerSpec {
         }
         match &self.handler {
             None => Err(fail("no handler".into())),
-            Some(h) => h.validate(info).map_err(fail),
+            Some(h) => {
+                self.validate_reply(h).map_err(fail)?;
+                h.validate(info).map_err(fail)
+            }
+        }
+    }
+
+    /// The reply destination against what the handler returns.
+    fn validate_reply(&self, handler: &ErasedHandler) -> std::result::Result<(), String> {
+        match (&self.reply_to, handler.replies()) {
+            (_, true) if handler.is_batch() => Err(
+                "a batch listener cannot return a reply; return `()` or `Result<(), E>`, or make it a record listener".into(),
+            ),
+            (None, true) => Err(
+                "the handler returns a reply value but the listener has no reply destination: add `reply = true` (the request's `kafka_replyTopic`) or `send_to = \"topic\"` (ListenerSpec::reply_to_request / send_to)".into(),
+            ),
+            (Some(ReplyTo::Topic(t)), _) if t.trim().is_empty() => {
+                Err("`send_to` needs a topic name".into())
+            }
+            (Some(_), false) => Err(
+                "the listener has a reply destination (`reply` / `send_to`) but its handler returns no reply: return `Json<T>`, `Reply`, `String`, ... (or `Result<_, E>` of one)".into(),
+            ),
+            _ => Ok(()),
         }
     }
 }

@@ -22,7 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "records in and out",
         &[
-            "extract", "handler", "recover", "listener", "avro", "producer",
+            "extract", "handler", "recover", "listener", "avro", "producer", "reply",
         ],
     ),
     ("failure paths", &["dlq", "retry_topics"]),
