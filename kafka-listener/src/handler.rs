@@ -94,8 +94,8 @@ impl<R: IntoReply, E: Into<ListenerError>> ReturnsReply for Result<R, E> {}
 /// return value): sent to the reply destination through the app's
 /// template, with the request's correlation id (see [`Reply`]).
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be sent as a reply",
-    label = "a reply is `Json<T>` (`T: Serialize`), `Reply`, `String`, `Vec<u8>`, `Bytes` or an `Option` of one"
+    message = "`{Self}` is neither `()`, `Result<(), E>` nor a reply, so a listener cannot return it",
+    label = "a listener returns `()` or `Result<(), E>`; one with `reply` or `send_to` returns a reply: `Json<T>` (`T: Serialize`), `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these"
 )]
 pub trait IntoReply {
     /// The reply record's value and headers; `None` sends nothing.
