@@ -207,10 +207,10 @@ impl Shared {
             return;
         };
         let waiting = lock(&self.pending).remove(&id);
-        match waiting.map(|tx| tx.send(reply)) {
-            Some(Ok(())) => {}
+        match waiting.map(|tx| tx.send(reply).is_ok()) {
+            Some(true) => {}
             // The request gave up between the lookup and the send.
-            Some(Err(_)) => self.late.increment(1),
+            Some(false) => self.late.increment(1),
             None if lock(&self.timed_out).1.contains(&id) => {
                 self.late.increment(1);
                 tracing::warn!(reply_topic = %self.reply_topic, correlation_id = %hex(&id), "late reply dropped: its request timed out");
