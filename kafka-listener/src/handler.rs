@@ -5,6 +5,7 @@
 //! (`reply = true` or `send_to = "topic"`, see [`crate::ReplyingKafkaTemplate`]
 //! for the request side).
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::util::BoxFuture;
 /// value ([`IntoReply`]) alone or in a `Result<_, E>`, with
 /// `E: Into<ListenerError>`.
 #[diagnostic::on_unimplemented(
-    message = "a listener must return `()`, `Result<(), E>` with `E: Into<ListenerError>`, or a reply (`Json<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these), not `{Self}`",
+    message = "a listener must return `()`, `Result<(), E>` with `E: Into<ListenerError>`, or a reply (`Json<T>`, `Avro<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these), not `{Self}`",
     label = "invalid listener return type"
 )]
 pub trait IntoListenerResult {
@@ -83,7 +84,7 @@ impl<E: Into<ListenerError>> NoReply for Result<(), E> {}
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "a listener with `reply` or `send_to` returns its reply, not `{Self}`",
-    label = "return a reply: `Json<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one (`None` sends nothing), or a `Result<_, E>` of these",
+    label = "return a reply: `Json<T>`, `Avro<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one (`None` sends nothing), or a `Result<_, E>` of these",
     note = "a listener that only consumes has neither `reply` nor `send_to`"
 )]
 pub trait ReturnsReply: IntoListenerResult {}
@@ -95,7 +96,7 @@ impl<R: IntoReply, E: Into<ListenerError>> ReturnsReply for Result<R, E> {}
 /// template, with the request's correlation id (see [`Reply`]).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is neither `()`, `Result<(), E>` nor a reply, so a listener cannot return it",
-    label = "a listener returns `()` or `Result<(), E>`; one with `reply` or `send_to` returns a reply: `Json<T>` (`T: Serialize`), `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these"
+    label = "a listener returns `()` or `Result<(), E>`; one with `reply` or `send_to` returns a reply: `Json<T>` (`T: Serialize`), `Avro<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these"
 )]
 pub trait IntoReply {
     /// The reply record's value and headers; `None` sends nothing.
@@ -126,11 +127,46 @@ pub trait IntoReply {
 /// }
 /// # let _ = ListenerSpec::new("price").topics(["prices"]).reply_to_request().handler(price);
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub struct Reply {
     key: Option<Bytes>,
-    value: Option<Bytes>,
+    value: ReplyValue,
     headers: Vec<(String, Bytes)>,
+}
+
+/// Encodes a reply value when it is sent: given the app's codec (type
+/// erased: the `AvroCodec` with the `avro` feature) and the reply topic.
+pub(crate) type EncodeValue = Box<
+    dyn FnOnce(Option<&(dyn Any + Send + Sync)>, &str) -> BoxFuture<Result<Bytes, ListenerError>>
+        + Send,
+>;
+
+/// A reply's value: bytes, or encoded when the topic is known (Avro, whose
+/// subject is named after the topic).
+#[derive(Default)]
+pub(crate) enum ReplyValue {
+    /// The value as it is; `None` for a tombstone.
+    #[default]
+    Tombstone,
+    /// The value as it is.
+    Bytes(Bytes),
+    /// Encoded at send time.
+    Encode(EncodeValue),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match &self.value {
+            ReplyValue::Tombstone => "tombstone".to_owned(),
+            ReplyValue::Bytes(b) => format!("{} bytes", b.len()),
+            ReplyValue::Encode(_) => "encoded when sent".to_owned(),
+        };
+        f.debug_struct("Reply")
+            .field("key", &self.key)
+            .field("value", &value)
+            .field("headers", &self.headers)
+            .finish()
+    }
 }
 
 impl Reply {
@@ -150,7 +186,15 @@ impl Reply {
     /// Java's `StringDeserializer` reads).
     pub fn bytes(value: impl Into<Bytes>) -> Self {
         Self {
-            value: Some(value.into()),
+            value: ReplyValue::Bytes(value.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A reply whose value `encode` makes when it is sent (Avro).
+    pub(crate) fn encoded(encode: EncodeValue) -> Self {
+        Self {
+            value: ReplyValue::Encode(encode),
             ..Self::default()
         }
     }
@@ -177,9 +221,13 @@ impl Reply {
         self.key.as_ref()
     }
 
-    /// The value; `None` for a tombstone.
+    /// The value; `None` for a tombstone, and for a value encoded when it
+    /// is sent (`Avro<T>`).
     pub fn value(&self) -> Option<&Bytes> {
-        self.value.as_ref()
+        match &self.value {
+            ReplyValue::Bytes(b) => Some(b),
+            ReplyValue::Tombstone | ReplyValue::Encode(_) => None,
+        }
     }
 
     /// The headers added with [`Reply::header`], in order.
@@ -188,7 +236,7 @@ impl Reply {
     }
 
     /// The key, value and headers, for the code that sends it.
-    pub(crate) fn into_parts(self) -> (Option<Bytes>, Option<Bytes>, Vec<(String, Bytes)>) {
+    pub(crate) fn into_parts(self) -> (Option<Bytes>, ReplyValue, Vec<(String, Bytes)>) {
         (self.key, self.value, self.headers)
     }
 }

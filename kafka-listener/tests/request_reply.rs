@@ -460,3 +460,53 @@ async fn a_missing_reply_topic_is_a_start_up_error() {
     assert!(err.contains("no partition 5"), "{err}");
     app.shutdown().await;
 }
+
+/// Answers with Avro, encoded under the reply topic's value subject.
+#[cfg(feature = "avro")]
+async fn avro_answer(ask: Json<Ask>) -> Avro<support::avro::OrderV1> {
+    Avro(support::avro::OrderV1 {
+        id: format!("o{}", ask.n),
+        amount_cents: ask.n as i64 * 100,
+    })
+}
+
+#[cfg(feature = "avro")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_avro_reply_is_encoded_with_the_apps_codec_under_the_reply_topic() {
+    init_tracing();
+    let requests = &unique("rr.avro.requests");
+    let replies = &unique("rr.avro.replies");
+    let broker = broker(requests, 1);
+    broker.create_topic(replies, 1).unwrap();
+    let spec = ListenerSpec::new("avro-answerer")
+        .group_id(unique("avro-answerer"))
+        .topics([requests])
+        .reply_to_request()
+        .handler(avro_answer);
+    let app = support::avro::app(&broker, config(&broker), vec![spec]).await;
+    let codec = app.avro_codec().expect("the app's codec");
+    let app = app.start().await.unwrap();
+    let template = replying(&broker, &app, replies).await;
+    for n in 1..4u64 {
+        let reply = template
+            .send_and_receive(request(requests, n), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let bytes = reply.value().expect("a value");
+        assert_eq!(bytes[0], 0, "the Confluent wire format's magic byte");
+        let order: support::avro::OrderV1 = codec.decode(bytes).await.unwrap();
+        assert_eq!(
+            order,
+            support::avro::OrderV1 {
+                id: format!("o{n}"),
+                amount_cents: n as i64 * 100
+            }
+        );
+    }
+    let subjects = codec.client().subjects().await.unwrap();
+    assert!(
+        subjects.contains(&format!("{replies}-value")),
+        "registered under the reply topic: {subjects:?}"
+    );
+    app.shutdown().await;
+}

@@ -1,25 +1,4 @@
-//! Request/reply over Kafka, compatible with Spring for Apache Kafka:
-//! [`ReplyingKafkaTemplate`] sends a request and awaits its reply (Spring's
-//! `ReplyingKafkaTemplate.sendAndReceive`), and a listener with a reply
-//! destination (`reply = true` / `send_to = "topic"`, Spring's `@SendTo`)
-//! sends its return value back.
-//!
-//! # Headers (Spring's names and encodings)
-//!
-//! | header | encoding | written by |
-//! |---|---|---|
-//! | `kafka_replyTopic` | UTF-8 topic name (Spring: `topic.getBytes(UTF_8)`) | the requester |
-//! | `kafka_replyPartition` | 4-byte big-endian int (Spring: `ByteBuffer.putInt`, read with `ByteBuffer.wrap(..).getInt()`) | the requester, when it reads one partition of its reply topic |
-//! | `kafka_correlationId` | opaque bytes: 16 bytes of a random (version 4) UUID, most significant long first, as Spring's `ReplyingKafkaTemplate.createCorrelationId` | the requester; the replier copies it unchanged |
-//!
-//! Sources: `org.springframework.kafka.support.KafkaHeaders` (`REPLY_TOPIC`,
-//! `REPLY_PARTITION`, `CORRELATION_ID`),
-//! `org.springframework.kafka.requestreply.ReplyingKafkaTemplate`
-//! (`sendAndReceive` adds the headers; `onMessage` matches a reply by the
-//! bytes of its `kafka_correlationId`), and
-//! `org.springframework.kafka.listener.adapter.MessagingMessageListenerAdapter`
-//! (`@SendTo`: copies the correlation id, sends to the partition of
-//! `kafka_replyPartition` if present, keys the reply with the request's key).
+//! The asking side: [`ReplyingKafkaTemplate`] and its reply consumer.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -34,128 +13,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::oneshot;
 
 use crate::config::KafkaConfig;
-use crate::error::{Error, ListenerError, Result};
-use crate::handler::{ErasedHandler, Reply};
-use crate::listener::{ListenerSpec, ReplyTo};
+use crate::error::{Error, Result};
 use crate::metrics::names::REPLIES_DROPPED;
 use crate::producer::{KafkaTemplate, ProducerRecord};
-use crate::record::headers::{be_i32, CORRELATION_ID, REPLY_PARTITION, REPLY_TOPIC};
+use crate::record::headers::{CORRELATION_ID, REPLY_PARTITION, REPLY_TOPIC};
 use crate::record::ConsumerRecord;
 use crate::util::lock;
-
-/// Where one reply goes, read from its request.
-#[derive(Debug)]
-struct Route {
-    topic: String,
-    partition: Option<i32>,
-    key: Option<Bytes>,
-    correlation_id: Option<Bytes>,
-}
-
-/// The reply route of `request`: the destination topic, the partition of
-/// `kafka_replyPartition` (both destinations, as Spring's `setPartition`),
-/// the request's key and its `kafka_correlationId`.
-fn route(request: &ConsumerRecord, to: &ReplyTo) -> std::result::Result<Route, String> {
-    let headers = request.headers();
-    let topic = match to {
-        ReplyTo::Topic(t) => t.clone(),
-        ReplyTo::Request => match headers.get(REPLY_TOPIC) {
-            None => {
-                return Err(format!(
-                    "the request has no `{REPLY_TOPIC}` header, so the reply has nowhere to go \
-                     (`reply = true` answers a ReplyingKafkaTemplate; use `send_to = \"topic\"` \
-                     for a fixed reply topic)"
-                ))
-            }
-            Some(v) => match std::str::from_utf8(v) {
-                Ok(t) if !t.is_empty() => t.to_owned(),
-                _ => {
-                    return Err(format!(
-                        "the request's `{REPLY_TOPIC}` header is not a topic name (UTF-8)"
-                    ))
-                }
-            },
-        },
-    };
-    let partition = match headers.get(REPLY_PARTITION) {
-        None => None,
-        Some(v) => Some(be_i32(v).ok_or_else(|| {
-            format!(
-                "the request's `{REPLY_PARTITION}` header has {} bytes, not a 4-byte big-endian int",
-                v.len()
-            )
-        })?),
-    };
-    Ok(Route {
-        topic,
-        partition,
-        key: request.key().cloned(),
-        correlation_id: headers.get(CORRELATION_ID).map(Bytes::copy_from_slice),
-    })
-}
-
-/// The reply record: `reply`'s value, its key or the request's, the
-/// correlation id first and then `reply`'s headers.
-fn reply_record(route: Route, reply: Reply) -> ProducerRecord {
-    let (key, value, headers) = reply.into_parts();
-    let mut record = match key.or(route.key) {
-        Some(k) => ProducerRecord::keyed(route.topic, k),
-        None => ProducerRecord::keyless(route.topic),
-    };
-    if let Some(v) = value {
-        record = record.value(v);
-    }
-    if let Some(id) = route.correlation_id {
-        record = record.header(CORRELATION_ID, id);
-    }
-    for (k, v) in headers {
-        record = record.header(k, v);
-    }
-    if let Some(p) = route.partition {
-        record = record.partition(p);
-    }
-    record
-}
-
-/// Gives a replying record listener its reply destination: its call then
-/// sends the handler's reply through `template` (awaiting the broker's
-/// acknowledgment) before the record counts as handled. A failed send is a
-/// retryable error; a request the reply cannot be routed for (no
-/// `kafka_replyTopic` with `reply = true`, a malformed
-/// `kafka_replyPartition`) a fatal one. Specs without a destination, or
-/// whose handler does not reply, are left as they are (start-up
-/// validation reports the mismatch).
-pub(crate) fn bind(spec: &mut ListenerSpec, template: &KafkaTemplate) {
-    let Some(to) = spec.reply_to.clone() else {
-        return;
-    };
-    let Some(ErasedHandler::Record {
-        call,
-        replying: Some(replying),
-        ..
-    }) = &mut spec.handler
-    else {
-        return;
-    };
-    let replying = Arc::clone(replying);
-    let template = template.clone();
-    *call = Box::new(move |request, ctx| {
-        let route = route(request, &to);
-        let reply = replying(request, ctx);
-        let template = template.clone();
-        Box::pin(async move {
-            let Some(reply) = reply.await? else {
-                return Ok(());
-            };
-            let record = reply_record(route.map_err(ListenerError::fatal)?, reply);
-            template
-                .send(record)
-                .await
-                .map_err(ListenerError::retryable)?;
-            Ok(())
-        })
-    });
-}
 
 /// How many timed-out correlation ids a template remembers, to tell a late
 /// reply from an unknown one.
@@ -592,34 +455,6 @@ impl ReplyingKafkaTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_route_follows_springs_headers() {
-        let request = ConsumerRecord::new("requests", 0, 7)
-            .with_key("k1")
-            .with_header(REPLY_TOPIC, "replies")
-            .with_header(REPLY_PARTITION, 2i32.to_be_bytes().to_vec())
-            .with_header(CORRELATION_ID, vec![1u8, 2, 3]);
-        let r = route(&request, &ReplyTo::Request).unwrap();
-        assert_eq!(r.topic, "replies");
-        assert_eq!(r.partition, Some(2));
-        assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
-        assert_eq!(r.correlation_id.as_deref(), Some(&[1u8, 2, 3][..]));
-        let fixed = route(&request, &ReplyTo::Topic("audit".into())).unwrap();
-        assert_eq!((fixed.topic.as_str(), fixed.partition), ("audit", Some(2)));
-    }
-
-    #[test]
-    fn a_request_without_a_reply_topic_or_with_a_bad_partition_has_no_route() {
-        let bare = ConsumerRecord::new("requests", 0, 7);
-        let e = route(&bare, &ReplyTo::Request).unwrap_err();
-        assert!(e.contains("kafka_replyTopic"), "{e}");
-        let bad = bare
-            .with_header(REPLY_TOPIC, "replies")
-            .with_header(REPLY_PARTITION, vec![0u8, 1]);
-        let e = route(&bad, &ReplyTo::Request).unwrap_err();
-        assert!(e.contains("2 bytes"), "{e}");
-    }
 
     #[test]
     fn correlation_ids_are_version_4_uuids() {
