@@ -151,6 +151,7 @@ pub(crate) enum ReplyValue {
     /// The value as it is.
     Bytes(Bytes),
     /// Encoded at send time.
+    #[cfg_attr(not(feature = "avro"), allow(dead_code))]
     Encode(EncodeValue),
 }
 
@@ -192,6 +193,7 @@ impl Reply {
     }
 
     /// A reply whose value `encode` makes when it is sent (Avro).
+    #[cfg_attr(not(feature = "avro"), allow(dead_code))]
     pub(crate) fn encoded(encode: EncodeValue) -> Self {
         Self {
             value: ReplyValue::Encode(encode),
