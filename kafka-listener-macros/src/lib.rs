@@ -48,6 +48,12 @@ use proc_macro::TokenStream;
 ///                                            copied (Spring's `@SendTo`); record listeners only
 ///      | send_to = "TOPIC"                   send the return value to TOPIC, a valid topic name
 ///                                            (Spring's `@SendTo("TOPIC")`); not with `reply`
+///      | transactional = BOOL                each record (or batch) in a Kafka transaction with
+///                                            its offset (exactly once; needs a transactional.id
+///                                            prefix, ack mode record or batch, ordering partition)
+///      | isolation = "read_committed" | "read_uncommitted"
+///                                            the consumer's isolation.level; default
+///                                            read_committed
 ///      | dead_letter = BOOL | "TOPIC"        true: "<topic>-dlt"; "TOPIC" a valid topic
 ///                                            name; default false (log and skip)
 ///      | retry_topics(RETRY_TOPICS_KEY, ...) non-blocking retries (`@RetryableTopic`); needs `topics`

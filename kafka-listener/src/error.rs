@@ -321,6 +321,21 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// A Kafka transaction could not be initialized, begun, committed or
+    /// aborted (`crate::KafkaTemplate::in_transaction`, a
+    /// `transactional = true` listener). The transaction was aborted: none
+    /// of its records is visible to `read_committed` consumers.
+    #[error("transaction of `{transactional_id}` failed in {operation}: {source}")]
+    Transaction {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// The librdkafka call that failed (`init_transactions`,
+        /// `send_offsets_to_transaction`, `commit_transaction`, ...).
+        operation: &'static str,
+        /// Why it failed.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
 }
 
 /// Result with the framework's [`Error`].

@@ -65,6 +65,7 @@ mod listener;
 mod producer;
 mod recover;
 pub mod reply;
+mod transaction;
 // failure paths
 pub mod dlq;
 mod retry_topics;
@@ -89,6 +90,7 @@ pub use crate::after_commit::{
 pub use crate::app::{shutdown_signal, KafkaApp, KafkaAppBuilder, ListenerRegistry, RunningApp};
 #[cfg(feature = "avro")]
 pub use crate::avro::{Avro, AvroCodec, AvroKey};
+pub use crate::config::IsolationLevel;
 pub use crate::config::KafkaConfig;
 pub use crate::container::{
     ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
@@ -101,8 +103,8 @@ pub use crate::error::{BoxError, Error, ErrorKind, ExtractError, ListenerError, 
 pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
-pub use crate::handler::{BatchHandler, Handler, IntoListenerResult, IntoReply, Reply};
-pub use crate::listener::{ListenerSpec, Ordering, RecordFilter, ReplyTo};
+pub use crate::handler::{BatchHandler, Handler, IntoListenerResult, IntoReply, Reply, ReplyTo};
+pub use crate::listener::{ListenerSpec, Ordering, RecordFilter};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};
@@ -140,6 +142,7 @@ pub mod __private {
     pub use inventory;
 
     pub use crate::ack::AckMode;
+    pub use crate::config::IsolationLevel;
     #[cfg(feature = "embedded")]
     pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ack::AckMode;
+use crate::config::IsolationLevel;
 use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
-use crate::handler::{BatchHandler, ErasedHandler, Handler};
+use crate::handler::{BatchHandler, ErasedHandler, Handler, ReplyTo};
 use crate::rate_limit::RateLimit;
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
@@ -113,18 +114,8 @@ pub struct ListenerSpec {
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) filter: Option<RecordFilter>,
     pub(crate) reply_to: Option<ReplyTo>,
-}
-
-/// Where a listener's return value goes (Spring's `@SendTo`); see
-/// [`ListenerSpec::reply_to_request`] and [`ListenerSpec::send_to`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ReplyTo {
-    /// The topic in the request's `kafka_replyTopic` header (`reply = true`;
-    /// Spring's `@SendTo` without a value).
-    Request,
-    /// A fixed topic (`send_to = "topic"`; Spring's `@SendTo("topic")`).
-    Topic(String),
+    pub(crate) transactional: bool,
+    pub(crate) isolation_level: Option<IsolationLevel>,
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -149,6 +140,8 @@ impl fmt::Debug for ListenerSpec {
             .field("reply_to", &self.reply_to)
             .field("ordering", &self.ordering)
             .field("parallelism", &self.parallelism)
+            .field("transactional", &self.transactional)
+            .field("isolation_level", &self.isolation_level)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +173,8 @@ impl ListenerSpec {
             rate_limit: None,
             filter: None,
             reply_to: None,
+            transactional: false,
+            isolation_level: None,
         }
     }
 
@@ -364,36 +359,43 @@ impl ListenerSpec {
         self
     }
 
-    /// Sends the handler's return value (a [`crate::IntoReply`]: `Json<T>`,
-    /// [`crate::Reply`], `String`, ...) to the topic in the request's
-    /// `kafka_replyTopic` header, with the request's `kafka_correlationId`
-    /// header copied, on the partition in its `kafka_replyPartition` header
-    /// if it has one: Spring's `@SendTo` without a value, answering a
-    /// Spring (or our) `ReplyingKafkaTemplate`. The macro's `reply = true`.
+    /// Handles each record (or batch) in a Kafka transaction, exactly once
+    /// from input offsets to output records (Spring's
+    /// `KafkaTransactionManager`, EOS mode V2 / KIP-447):
     ///
-    /// The reply is sent through the app's template before the record
-    /// counts as handled; a failed send is a retryable error (the handler
-    /// runs again). A request without a `kafka_replyTopic` header fails with
-    /// a fatal error (dead-letter topic if there is one), where Spring only
-    /// logs at debug level.
-    pub fn reply_to_request(mut self) -> Self {
-        self.reply_to = Some(ReplyTo::Request);
+    /// - the transaction begins before the handler runs; every
+    ///   `KafkaTemplate` send the handler makes (in its own task) joins it;
+    /// - on `Ok` the record's next offset is sent to the transaction with
+    ///   the consumer's group metadata (`send_offsets_to_transaction`) and
+    ///   the transaction commits: the output and the consumed offset
+    ///   become visible together, or not at all;
+    /// - on `Err` it aborts, and the record is retried by the listener's
+    ///   retry policy, each attempt in a transaction of its own; when it
+    ///   fails for good, the recoverer (the dead-letter send) and the
+    ///   offset commit are one transaction too.
+    ///
+    /// The consumer does not commit offsets itself. Records of one
+    /// consumer run one transaction at a time (one transactional producer
+    /// per consumer, `transactional.id` `<prefix><listener id>.<consumer
+    /// index>`): use `concurrency` to run more at once. Needs
+    /// [`crate::KafkaConfig::transaction_id_prefix`], an automatic ack mode
+    /// (`record` or `batch`) and `ordering = "partition"`; checked at start.
+    /// Readers of the output topics should use `read_committed` (the
+    /// default here, see [`Self::isolation_level`]).
+    pub fn transactional(mut self, transactional: bool) -> Self {
+        self.transactional = transactional;
         self
     }
 
-    /// Sends the handler's return value to `topic` (Spring's
-    /// `@SendTo("topic")`), with the request's `kafka_correlationId` header
-    /// copied and on the partition in its `kafka_replyPartition` header if
-    /// it has one; otherwise as [`Self::reply_to_request`]. The macro's
-    /// `send_to = "topic"`. The app does not create the topic.
-    pub fn send_to(mut self, topic: impl Into<String>) -> Self {
-        self.reply_to = Some(ReplyTo::Topic(topic.into()));
+    /// The consumer's `isolation.level`. The default is
+    /// [`IsolationLevel::ReadCommitted`], librdkafka's default and not the
+    /// Java client's (`read_uncommitted`): a listener never sees records
+    /// of aborted transactions, at the cost of waiting for open
+    /// transactions to end. A listener property or consumer setting
+    /// `isolation.level` is overridden by this one.
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = Some(level);
         self
-    }
-
-    /// The reply destination, if the listener replies.
-    pub fn reply_destination(&self) -> Option<&ReplyTo> {
-        self.reply_to.as_ref()
     }
 
     /// Records that fail for good go to a dead-letter topic:
@@ -518,6 +520,20 @@ impl ListenerSpec {
                 "`ordering = \"{}\"` is for record listeners; a batch listener gets one partition's records in offset order",
                 self.ordering
             )));
+        }
+        if self.transactional {
+            if self.ack_mode.is_manual() {
+                return Err(fail(format!(
+                    "`transactional = true` commits offsets in the transaction; ack mode `{}` needs `record` or `batch`",
+                    self.ack_mode
+                )));
+            }
+            if self.ordering != Ordering::Partition {
+                return Err(fail(format!(
+                    "`transactional = true` handles one partition's records one transaction at a time; `ordering = \"{}\"` needs `\"partition\"`",
+                    self.ordering
+                )));
+            }
         }
         match &self.handler {
             None => Err(fail("no handler".into())),

@@ -59,6 +59,8 @@ pub mod names {
     pub const RECORDS_FAILED: &str = "kafka_listener_records_failed_total";
     /// `kafka_listener_records_filtered_total`: records the listener's filter (`ListenerSpec::filter`) kept from the handler.
     pub const RECORDS_FILTERED: &str = "kafka_listener_records_filtered_total";
+    /// `kafka_listener_transactions_total{listener, outcome}`: Kafka transactions of a `transactional = true` listener, by `outcome` (`committed`, `aborted`).
+    pub const TRANSACTIONS: &str = "kafka_listener_transactions_total";
     /// `kafka_listener_records_retried_total`: retries after a back-off.
     pub const RECORDS_RETRIED: &str = "kafka_listener_records_retried_total";
     /// `kafka_listener_records_skipped_total`: records that failed for good with no dead-letter topic.
@@ -119,6 +121,8 @@ pub(crate) struct ListenerMetrics {
     pub(crate) failed: Counter,
     pub(crate) retried: Counter,
     pub(crate) filtered: Counter,
+    pub(crate) transactions_committed: Counter,
+    pub(crate) transactions_aborted: Counter,
     pub(crate) handler_seconds: Histogram,
     pub(crate) commit_failures: Counter,
     pub(crate) rebalances: Counter,
@@ -137,6 +141,8 @@ impl ListenerMetrics {
             failed: counter!(RECORDS_FAILED, "listener" => l.clone()),
             retried: counter!(RECORDS_RETRIED, "listener" => l.clone()),
             filtered: counter!(RECORDS_FILTERED, "listener" => l.clone()),
+            transactions_committed: counter!(TRANSACTIONS, "listener" => l.clone(), "outcome" => "committed"),
+            transactions_aborted: counter!(TRANSACTIONS, "listener" => l.clone(), "outcome" => "aborted"),
             handler_seconds: histogram!(HANDLER_SECONDS, "listener" => l.clone()),
             commit_failures: counter!(COMMIT_FAILURES, "listener" => l.clone()),
             rebalances: counter!(REBALANCES, "listener" => l.clone()),

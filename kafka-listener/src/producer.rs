@@ -2,6 +2,7 @@
 //! the record.
 
 use std::fmt;
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,7 +11,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::context::{ListenerContext, ListenerInfo};
+use crate::error::{Error, ExtractError, Result};
+use crate::extract::{FromBatch, FromRecord};
+use crate::record::ConsumerRecord;
+use crate::transaction::TRANSACTION;
 
 /// One record to send. There is no constructor without a decision about
 /// the key: [`ProducerRecord::keyed`] keeps per-key order (records of one
@@ -146,6 +151,9 @@ pub struct SendResult {
 pub struct KafkaTemplate {
     producer: FutureProducer,
     queue_timeout: Duration,
+    /// Transactional producers, when a `transactional.id` prefix is
+    /// configured.
+    transactions: Option<std::sync::Arc<crate::transaction::Transactions>>,
     #[cfg(feature = "avro")]
     avro: Option<crate::avro::AvroCodec>,
 }
@@ -166,9 +174,31 @@ impl KafkaTemplate {
         Ok(Self {
             producer: config.create()?,
             queue_timeout: Duration::from_secs(5),
+            transactions: None,
             #[cfg(feature = "avro")]
             avro: None,
         })
+    }
+
+    /// Enables transactions ([`Self::in_transaction`], `transactional =
+    /// true` listeners): their producers are made from `config` (the
+    /// template's own configuration) with a `transactional.id` of `prefix`
+    /// followed by a suffix per producer. Spring's
+    /// `spring.kafka.producer.transaction-id-prefix`; the app's template
+    /// gets it from [`crate::KafkaConfig::transaction_id_prefix`]. The
+    /// prefix must differ between instances of an app that run at once
+    /// (a producer fences an older one with the same id).
+    pub fn with_transactions(mut self, config: &ClientConfig, prefix: impl Into<String>) -> Self {
+        self.transactions = Some(std::sync::Arc::new(crate::transaction::Transactions::new(
+            config.clone(),
+            prefix.into(),
+        )));
+        self
+    }
+
+    /// The transactional producers' settings, if enabled.
+    pub(crate) fn transactions(&self) -> Option<&crate::transaction::Transactions> {
+        self.transactions.as_deref()
     }
 
     /// Uses `codec` for the Avro sends ([`Self::send_avro`]); the app's
@@ -246,7 +276,10 @@ impl KafkaTemplate {
         self.send(record).await
     }
 
-    /// Sends `record` and waits for the broker's acknowledgment.
+    /// Sends `record` and waits for the broker's acknowledgment. Inside a
+    /// Kafka transaction ([`Self::in_transaction`], a `transactional =
+    /// true` listener) the record is part of the transaction: visible to
+    /// `read_committed` consumers only once it commits.
     ///
     /// # Errors
     /// [`Error::Send`] when the broker did not acknowledge the record within
@@ -272,7 +305,11 @@ impl KafkaTemplate {
         if let Some(t) = record.timestamp {
             fr = fr.timestamp(t);
         }
-        match self.producer.send(fr, self.queue_timeout).await {
+        // Inside a transaction (crate::transaction), the transaction's
+        // producer sends: the record becomes visible when it commits.
+        let in_tx = TRANSACTION.try_with(FutureProducer::clone).ok();
+        let producer = in_tx.as_ref().unwrap_or(&self.producer);
+        match producer.send(fr, self.queue_timeout).await {
             Ok(d) => Ok(SendResult {
                 topic: record.topic,
                 partition: d.partition,
@@ -311,5 +348,108 @@ impl KafkaTemplate {
     /// The underlying rdkafka producer.
     pub fn producer(&self) -> &FutureProducer {
         &self.producer
+    }
+}
+
+impl KafkaTemplate {
+    /// Runs `work` in a Kafka transaction (Spring's
+    /// `KafkaTemplate.executeInTransaction`): every send of the template
+    /// (any template of this task) made by `work` becomes visible to
+    /// `read_committed` consumers when `work` returns `Ok` and the commit
+    /// succeeds, and never when it returns `Err`: the transaction is then
+    /// aborted and the error returned.
+    ///
+    /// Called inside a transaction already (a `transactional = true`
+    /// listener), `work` joins it instead of beginning its own.
+    ///
+    /// The producer comes from a pool of producers whose
+    /// `transactional.id` is the configured prefix
+    /// ([`crate::KafkaConfig::transaction_id_prefix`]) followed by
+    /// `template-<n>`.
+    ///
+    /// # Errors
+    /// `work`'s error; [`Error::Config`] (as `E`) when no prefix is
+    /// configured; [`Error::Transaction`] (as `E`) when the transaction
+    /// cannot begin or commit.
+    pub async fn in_transaction<T, E, F, Fut>(&self, work: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(KafkaTemplate) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: From<Error>,
+    {
+        if TRANSACTION.try_with(|_| ()).is_ok() {
+            return work(self.clone()).await;
+        }
+        let Some(transactions) = self.transactions() else {
+            return Err(Error::Config(
+                "KafkaTemplate::in_transaction needs a transactional.id prefix: set \
+                 KAFKA_TRANSACTION_ID_PREFIX, spring.kafka.producer.transaction-id-prefix or \
+                 KafkaConfig::transaction_id_prefix"
+                    .into(),
+            )
+            .into());
+        };
+        let producer = transactions.take();
+        let result = async {
+            let tx = producer.begin().await?;
+            match tx.scope(work(self.clone())).await {
+                Ok(value) => {
+                    tx.commit(None).await?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    tx.abort().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        transactions.give_back(producer);
+        result
+    }
+}
+
+/// The app's template as a listener argument: `async fn f(order: Json<Order>,
+/// template: KafkaTemplate)`. In a `transactional = true` listener its sends
+/// join the record's transaction (so does any template's send in the
+/// listener's task).
+///
+/// # Errors
+/// The listener refuses to start when the app has no template in its state
+/// (only a hand-made `StateMap` lacks it).
+impl FromRecord for KafkaTemplate {
+    fn from_record(
+        _record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> std::result::Result<Self, ExtractError> {
+        ctx.info
+            .state
+            .get::<KafkaTemplate>()
+            .cloned()
+            .ok_or_else(|| ExtractError::new::<Self>("the app registered no KafkaTemplate"))
+    }
+
+    fn validate(info: &ListenerInfo) -> std::result::Result<(), String> {
+        if info.state.contains::<KafkaTemplate>() {
+            Ok(())
+        } else {
+            Err("`KafkaTemplate` is used but the app state has none (KafkaApp registers its template)".into())
+        }
+    }
+}
+
+impl FromBatch for KafkaTemplate {
+    fn from_batch(
+        records: &[ConsumerRecord],
+        ctx: &ListenerContext<'_>,
+    ) -> std::result::Result<Self, ExtractError> {
+        match records.last() {
+            Some(last) => <Self as FromRecord>::from_record(last, ctx),
+            None => Err(ExtractError::new::<Self>("empty batch")),
+        }
+    }
+
+    fn validate(info: &ListenerInfo) -> std::result::Result<(), String> {
+        <Self as FromRecord>::validate(info)
     }
 }

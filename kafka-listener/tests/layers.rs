@@ -22,7 +22,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "records in and out",
         &[
-            "extract", "handler", "recover", "listener", "avro", "producer", "reply",
+            "extract",
+            "handler",
+            "recover",
+            "listener",
+            "avro",
+            "transaction",
+            "producer",
+            "reply",
         ],
     ),
     ("failure paths", &["dlq", "retry_topics"]),

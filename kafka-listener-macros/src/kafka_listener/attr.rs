@@ -52,6 +52,8 @@ pub(crate) struct ListenerAttrs {
     pub(crate) filter: Option<Keyed<Path>>,
     pub(crate) reply: Option<Keyed<bool>>,
     pub(crate) send_to: Option<Keyed<LitStr>>,
+    pub(crate) transactional: Option<Keyed<bool>>,
+    pub(crate) isolation: Option<Keyed<IsolationAttr>>,
     pub(crate) ordering: Option<Keyed<OrderingAttr>>,
     pub(crate) parallelism: Option<Keyed<usize>>,
     pub(crate) dead_letter: Option<Keyed<DeadLetterAttr>>,
@@ -261,6 +263,14 @@ impl KeyTable for ListenerAttrs {
         (SEND_TO, |a, cx, e| {
             a.send_to = send_to(cx, e).map(|v| keyed(e, v));
         }),
+        (TRANSACTIONAL, |a, cx, e| {
+            a.transactional = e
+                .boolean(cx, "transactional = true")
+                .map(|v| keyed(e, v.value));
+        }),
+        (ISOLATION, |a, cx, e| {
+            a.isolation = isolation(cx, e).map(|v| keyed(e, v));
+        }),
         (ORDERING, |a, cx, e| {
             a.ordering = ordering(cx, e).map(|v| keyed(e, v));
         }),
@@ -381,6 +391,60 @@ fn at_least<N: TryFrom<u64>>(cx: &Ctxt, entry: &Entry, example: &str, min: u64) 
             None
         }
     }
+}
+
+/// `isolation = "read_committed" | "read_uncommitted"`: the consumer's
+/// `isolation.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IsolationAttr {
+    ReadCommitted,
+    ReadUncommitted,
+}
+
+impl IsolationAttr {
+    /// Every spelling with its value and the runtime's variant.
+    pub(crate) const ALL: [(Symbol, IsolationAttr, &'static str); 2] = [
+        (
+            READ_COMMITTED,
+            IsolationAttr::ReadCommitted,
+            "ReadCommitted",
+        ),
+        (
+            READ_UNCOMMITTED,
+            IsolationAttr::ReadUncommitted,
+            "ReadUncommitted",
+        ),
+    ];
+
+    /// The variant of `IsolationLevel` in the runtime crate.
+    pub(crate) fn variant(self) -> proc_macro2::Ident {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, v, _)| *v == self)
+            .map(|(_, _, n)| *n)
+            .expect("every value is listed");
+        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+    }
+}
+
+fn isolation(cx: &Ctxt, entry: &Entry) -> Option<IsolationAttr> {
+    let lit = entry.string(cx, r#"isolation = "read_committed""#)?;
+    let value = lit.value().to_ascii_lowercase();
+    let found = IsolationAttr::ALL
+        .iter()
+        .find(|(symbol, _, _)| symbol.as_str() == value)
+        .map(|(_, o, _)| *o);
+    if found.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown isolation level `{}`; expected one of: {}",
+                lit.value(),
+                symbol::one_of(IsolationAttr::ALL.iter().map(|(symbol, _, _)| symbol))
+            ),
+        );
+    }
+    found
 }
 
 /// `ordering = "partition" | "key" | "none"`.

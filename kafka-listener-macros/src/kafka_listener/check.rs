@@ -81,6 +81,32 @@ fn reply(cx: &Ctxt, attrs: &ListenerAttrs, batch: bool, func: &ItemFn) -> Option
     Some(value)
 }
 
+/// `transactional = true` against `ack_mode` and `ordering`.
+fn transactional(cx: &Ctxt, attrs: &ListenerAttrs) {
+    if !attrs.transactional.as_ref().is_some_and(|t| t.value) {
+        return;
+    }
+    if let Some(mode) = attrs.ack_mode.as_ref().filter(|m| m.value.is_manual()) {
+        cx.error_spanned_by(
+            &mode.key,
+            "`transactional = true` commits each record's offset in its transaction; use ack mode \"record\" or \"batch\", not a manual one",
+        );
+    }
+    if let Some(o) = attrs
+        .ordering
+        .as_ref()
+        .filter(|o| o.value != OrderingAttr::Partition)
+    {
+        cx.error_spanned_by(
+            &o.key,
+            format!(
+                "`transactional = true` runs one partition's records one transaction at a time; `ordering = \"{}\"` needs `\"partition\"`",
+                o.value.name()
+            ),
+        );
+    }
+}
+
 /// Checks `attrs` and `func`; the listener when nothing was wrong.
 pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<Listener> {
     let ack_mode = attrs.ack_mode.as_ref().map(|k| k.value);
@@ -100,6 +126,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         .and_then(|r| retry_topics(cx, r, attrs.topic_pattern.is_some()));
     parallelism(cx, &attrs, batch);
     let reply = reply(cx, &attrs, batch, &func);
+    transactional(cx, &attrs);
     if cx.has_errors() {
         return None;
     }
@@ -123,6 +150,8 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         rate_limit: attrs.rate_limit.map(|k| k.value),
         filter: attrs.filter.map(|k| k.value),
         reply,
+        transactional: attrs.transactional.map(|k| k.value),
+        isolation: attrs.isolation.map(|k| k.value),
         ordering: attrs.ordering.map(|k| k.value),
         parallelism: attrs.parallelism.map(|k| k.value),
         dead_letter: attrs

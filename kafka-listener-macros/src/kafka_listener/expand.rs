@@ -129,6 +129,14 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         Some(ReplyAttr::Topic(topic)) => calls.extend(quote!(.send_to(#topic))),
         None => {}
     }
+    if let Some(transactional) = listener.transactional {
+        calls.extend(quote!(.transactional(#transactional)));
+    }
+    if let Some(isolation) = listener.isolation {
+        let ty = exports.path("IsolationLevel");
+        let variant = isolation.variant();
+        calls.extend(quote!(.isolation_level(#ty::#variant)));
+    }
     if let Some(ordering) = listener.ordering {
         let ty = exports.path("Ordering");
         let variant = ordering.variant();

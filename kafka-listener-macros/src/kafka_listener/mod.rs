@@ -90,6 +90,10 @@ pub(crate) struct Listener {
     pub(crate) filter: Option<Path>,
     /// `reply = true` or `send_to = "topic"`: where the return value goes.
     pub(crate) reply: Option<ReplyAttr>,
+    /// `transactional = true`.
+    pub(crate) transactional: Option<bool>,
+    /// `isolation = "..."`.
+    pub(crate) isolation: Option<attr::IsolationAttr>,
     /// `ordering = "..."`.
     pub(crate) ordering: Option<attr::OrderingAttr>,
     /// `parallelism = N`.

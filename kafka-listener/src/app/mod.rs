@@ -296,7 +296,11 @@ impl KafkaAppBuilder {
         crate::topics::create_topics(&self.config, &bootstrap, embedded.as_deref(), &topics)
             .await?;
         #[allow(unused_mut)]
-        let mut template = KafkaTemplate::new(&self.config.producer_config(&bootstrap))?;
+        let producer_config = self.config.producer_config(&bootstrap);
+        let mut template = KafkaTemplate::new(&producer_config)?;
+        if let Some(prefix) = self.config.transaction_prefix() {
+            template = template.with_transactions(&producer_config, prefix);
+        }
         #[allow(unused_mut)]
         let mut state = StateMap::new();
         #[cfg(feature = "avro")]
@@ -326,6 +330,8 @@ impl KafkaAppBuilder {
             }
             served
         };
+        // `KafkaTemplate` as a listener argument.
+        state.insert(template.clone());
         Ok(KafkaApp {
             config: self.config,
             infra: Infra {

@@ -5,7 +5,9 @@
 //! ([`names`]).
 
 mod file;
+mod isolation;
 mod names;
+pub use self::isolation::IsolationLevel;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -74,6 +76,8 @@ pub struct KafkaConfig {
     pub(crate) schema_registry_url: Option<String>,
     /// The drain timeout of a stopping container.
     pub(crate) shutdown_timeout: Option<Duration>,
+    /// The `transactional.id` prefix of the transactional producers.
+    pub(crate) transaction_id_prefix: Option<String>,
     /// Whether the embedded broker may start when no bootstrap servers are
     /// configured.
     pub(crate) embedded: Option<bool>,
@@ -162,6 +166,9 @@ impl KafkaConfig {
             match names::spring(rest, &value) {
                 Ok((names::Target::Bootstrap, v)) => self.bootstrap_servers = Some(v),
                 Ok((names::Target::RegistryUrl, v)) => self.schema_registry_url = Some(v),
+                Ok((names::Target::TransactionIdPrefix, v)) => {
+                    self.transaction_id_prefix = Some(v).filter(|v| !v.is_empty());
+                }
                 Ok((names::Target::Common(k), v)) => self.put(Scope::Common, &k, &v),
                 Ok((names::Target::Consumer(k), v)) => self.put(Scope::Consumer, &k, &v),
                 Ok((names::Target::Producer(k), v)) => self.put(Scope::Producer, &k, &v),
@@ -300,6 +307,9 @@ impl KafkaConfig {
         if over.shutdown_timeout.is_some() {
             self.shutdown_timeout = over.shutdown_timeout;
         }
+        if over.transaction_id_prefix.is_some() {
+            self.transaction_id_prefix = over.transaction_id_prefix;
+        }
         if over.embedded.is_some() {
             self.embedded = over.embedded;
         }
@@ -353,6 +363,7 @@ impl KafkaConfig {
     /// | `KAFKA_CONSUMER_<NAME>` / `KAFKA_PRODUCER_<NAME>` | the same, consumers or producers only |
     /// | `SCHEMA_REGISTRY_URL` | Schema Registry URL (also `KAFKA_PROPERTY_SCHEMA_REGISTRY_URL`) |
     /// | `KAFKA_SHUTDOWN_TIMEOUT` | drain timeout, humantime (`10s`, `500ms`) |
+    /// | `KAFKA_TRANSACTION_ID_PREFIX` | the `transactional.id` prefix ([`Self::transaction_id_prefix`]) |
     ///
     /// # Errors
     /// [`Error::Config`] for a `KAFKA_SHUTDOWN_TIMEOUT` that is not a
@@ -400,6 +411,10 @@ impl KafkaConfig {
                 if !v.trim().is_empty() && config.schema_registry_url.is_none() {
                     config.schema_registry_url = Some(v);
                 }
+            } else if k == "KAFKA_TRANSACTION_ID_PREFIX" {
+                if !v.trim().is_empty() {
+                    config.transaction_id_prefix = Some(v.trim().to_owned());
+                }
             } else if k == "KAFKA_SHUTDOWN_TIMEOUT" {
                 let d = humantime::parse_duration(&v)
                     .map_err(|e| Error::Config(format!("KAFKA_SHUTDOWN_TIMEOUT=`{v}`: {e}")))?;
@@ -414,6 +429,26 @@ impl KafkaConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Enables Kafka transactions: the app's template gets transactional
+    /// producers whose `transactional.id` starts with `prefix`
+    /// (`<prefix><listener id>.<consumer index>` for a `transactional =
+    /// true` listener, `<prefix>template-<n>` for
+    /// [`crate::KafkaTemplate::in_transaction`]). Spring Boot's
+    /// `spring.kafka.producer.transaction-id-prefix`; also
+    /// `KAFKA_TRANSACTION_ID_PREFIX`. Two instances of an app that run at
+    /// once need different prefixes (a new producer fences an old one with
+    /// the same id), and an instance that restarts should keep its prefix
+    /// (so that its new producers abort what the old ones left open).
+    pub fn transaction_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.transaction_id_prefix = Some(prefix.into()).filter(|p| !p.trim().is_empty());
+        self
+    }
+
+    /// The configured `transactional.id` prefix, if any.
+    pub fn transaction_prefix(&self) -> Option<&str> {
+        self.transaction_id_prefix.as_deref()
     }
 
     /// The drain timeout in effect.
@@ -540,6 +575,7 @@ impl fmt::Debug for KafkaConfig {
                 &self.schema_registry_url.as_deref().map(redact_url),
             )
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("transaction_id_prefix", &self.transaction_id_prefix)
             .field("embedded", &self.embedded)
             .finish()
     }

@@ -12,6 +12,8 @@ pub(crate) enum Target {
     Bootstrap,
     /// The Schema Registry URL.
     RegistryUrl,
+    /// The `transactional.id` prefix of the transactional producers.
+    TransactionIdPrefix,
     /// A librdkafka property for every client.
     Common(String),
     /// A librdkafka property for consumers.
@@ -189,16 +191,10 @@ const SPRING: &[(&str, Scope, &str, Value)] = &[
 ];
 
 /// Spring keys this crate cannot honour, with why.
-const SPRING_REFUSED: &[(&str, &str)] = &[
-    (
-        "consumer.enable-auto-commit",
-        "auto-commit is always off: the container commits the offsets of finished records",
-    ),
-    (
-        "producer.transaction-id-prefix",
-        "KafkaTemplate has no Kafka transactions; use the transactional outbox (#[after_commit])",
-    ),
-];
+const SPRING_REFUSED: &[(&str, &str)] = &[(
+    "consumer.enable-auto-commit",
+    "auto-commit is always off: the container commits the offsets of finished records",
+)];
 
 /// Spring keys without a meaning here.
 const SPRING_IGNORED: &[(&str, &str)] = &[
@@ -271,6 +267,9 @@ pub(crate) fn spring(rest: &str, value: &str) -> Result<(Target, String), String
     let full = format!("spring.kafka.{rest}");
     if rest == "bootstrap-servers" {
         return Ok((Target::Bootstrap, value.to_owned()));
+    }
+    if rest == "producer.transaction-id-prefix" {
+        return Ok((Target::TransactionIdPrefix, value.trim().to_owned()));
     }
     for (prefix, scope) in [
         ("properties.", Scope::Common),
@@ -487,7 +486,10 @@ mod tests {
                 .0,
             Target::RegistryUrl
         );
-        assert!(spring("producer.transaction-id-prefix", "tx-").is_err());
+        assert_eq!(
+            spring("producer.transaction-id-prefix", " tx- ").unwrap(),
+            (Target::TransactionIdPrefix, "tx-".to_owned())
+        );
         assert!(spring("consumer.enable-auto-commit", "true").is_err());
         assert!(spring("consumer.enable-auto-commit", "false").is_ok());
         let typo = spring("consumer.group_id", "g").unwrap_err();

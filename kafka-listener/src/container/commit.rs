@@ -21,6 +21,12 @@ impl ContainerContext {
         force: bool,
         only: Option<&TopicPartitionList>,
     ) {
+        if self.tx.is_some() {
+            // The offsets were committed with each transaction; a commit
+            // here could land after a later transaction's and move the
+            // group's offset back.
+            return;
+        }
         let mut table = self.lock();
         let mut tpl = TopicPartitionList::new();
         for (topic, lanes) in table.topics.iter_mut() {

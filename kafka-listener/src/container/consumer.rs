@@ -117,6 +117,9 @@ pub(crate) fn run(
         }
         let burst = msgs.len();
         if burst > 0 {
+            if let Some(tx) = &ctx.tx {
+                tx.refresh(&consumer, ctx.lock().generation);
+            }
             ctx.dispatch(&consumer, &msgs, generation);
             msgs.clear();
         }

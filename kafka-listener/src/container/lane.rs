@@ -32,11 +32,19 @@ pub(crate) struct LaneShared {
     /// Records handed to the lane and not yet finished: the consumer thread
     /// pauses the partition when this reaches `max_in_flight`.
     pub(crate) queued: AtomicUsize,
+    /// The consumer's transactional producer (`transactional = true`).
+    pub(crate) tx: Option<Arc<super::tx::ConsumerTx>>,
 }
 
 impl LaneShared {
-    pub(crate) fn new(topic: Arc<str>, partition: i32, offsets: Arc<PartitionOffsets>) -> Self {
+    pub(crate) fn new(
+        topic: Arc<str>,
+        partition: i32,
+        offsets: Arc<PartitionOffsets>,
+        tx: Option<Arc<super::tx::ConsumerTx>>,
+    ) -> Self {
         Self {
+            tx,
             topic,
             partition,
             offsets,
@@ -370,7 +378,8 @@ impl Lane<'_> {
             // than the rest of the bookkeeping on a virtual machine.
             let timed = attempt > 1 || self.timing_tick();
             let started = timed.then(Instant::now);
-            let result = self.call(records, attempt).await;
+            let next = records[records.len() - 1].offset + 1;
+            let result = self.in_transaction(next, self.call(records, attempt)).await;
             if let Some(started) = started {
                 m.handler_seconds.record(started.elapsed().as_secs_f64());
             }
@@ -382,10 +391,11 @@ impl Lane<'_> {
                 Err(err) => err,
             };
             m.failed.increment(1);
-            if let Some(i) = err
-                .index()
-                .filter(|&i| records.len() > 1 && i < records.len() && !self.manual())
-            {
+            // In a transaction the whole batch was aborted: it goes again
+            // as one.
+            if let Some(i) = err.index().filter(|&i| {
+                records.len() > 1 && i < records.len() && !self.manual() && self.shared.tx.is_none()
+            }) {
                 return Ok(Err(i));
             }
             let classified_fatal =
@@ -454,12 +464,16 @@ impl Lane<'_> {
         let mut tries = 0u32;
         for record in records {
             loop {
-                match self
-                    .listener
-                    .recoverer
-                    .recover(record, err, attempts, &self.listener.info)
-                    .await
-                {
+                // A transactional listener's dead letter and the record's
+                // offset commit together.
+                let recovered = self.in_transaction(record.offset + 1, async {
+                    self.listener
+                        .recoverer
+                        .recover(record, err, attempts, &self.listener.info)
+                        .await
+                        .map_err(ListenerError::from)
+                });
+                match recovered.await {
                     Ok(()) => break,
                     Err(e) => {
                         tries += 1;

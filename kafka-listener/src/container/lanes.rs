@@ -79,6 +79,8 @@ pub(crate) struct ContainerContext {
     pub(super) progress: Progress,
     pub(super) lag: Lag,
     pub(super) errors: super::errors::Errors,
+    /// This consumer's transactional producer (`transactional = true`).
+    pub(super) tx: Option<Arc<super::tx::ConsumerTx>>,
 }
 
 impl ContainerContext {
@@ -89,8 +91,10 @@ impl ContainerContext {
         name: String,
         observed: Observed,
         slot: usize,
+        tx: Option<Arc<super::tx::ConsumerTx>>,
     ) -> Self {
         Self {
+            tx,
             progress: observed.progress,
             lag: observed.lag,
             errors: observed.errors,
@@ -127,7 +131,12 @@ impl ContainerContext {
         // The lane's own copy of the topic name: every record of the lane
         // holds it, and a count shared by all lanes would bounce between
         // the tokio workers.
-        let shared = Arc::new(LaneShared::new(Arc::from(&**topic), partition, offsets));
+        let shared = Arc::new(LaneShared::new(
+            Arc::from(&**topic),
+            partition,
+            offsets,
+            self.tx.clone(),
+        ));
         let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
         let task = self

@@ -15,6 +15,7 @@ mod keyed;
 mod lane;
 mod lanes;
 mod rebalance;
+mod tx;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -106,6 +107,9 @@ pub(crate) struct ListenerRuntime {
     pub(crate) rate_limiter: Option<RateLimiter>,
     /// `ListenerSpec::filter`: `false` finishes a record unhandled.
     pub(crate) filter: Option<crate::listener::RecordFilter>,
+    /// `ListenerSpec::transactional`: the template whose transactional
+    /// producers the consumers use.
+    pub(crate) transactions: Option<KafkaTemplate>,
 }
 
 impl std::fmt::Debug for ListenerRuntime {
@@ -198,6 +202,20 @@ impl ListenerContainer {
             state,
         };
         spec.validate(&info)?;
+        let transactions = if spec.transactional {
+            if template.transactions().is_none() {
+                return Err(Error::Listener {
+                    listener: spec.id.clone(),
+                    reason: "`transactional = true` needs a transactional.id prefix: set \
+                             KAFKA_TRANSACTION_ID_PREFIX, spring.kafka.producer.transaction-id-prefix \
+                             or KafkaConfig::transaction_id_prefix"
+                        .into(),
+                });
+            }
+            Some(template.clone())
+        } else {
+            None
+        };
         let hint = spec.dead_letter_hint();
         let retry_topics = spec.retry_topics.take();
         if let Some(rt) = &retry_topics {
@@ -248,6 +266,9 @@ impl ListenerContainer {
                 })?,
         };
         client_config.remove("max.poll.records");
+        if let Some(level) = spec.isolation_level {
+            client_config.set("isolation.level", level.as_str());
+        }
         if client_config
             .get("enable.auto.commit")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
@@ -295,6 +316,7 @@ impl ListenerContainer {
             commit_interval: spec.commit_interval,
             rate_limiter: spec.rate_limit.map(RateLimiter::new),
             filter: spec.filter.take(),
+            transactions,
         };
         Ok(Self {
             runtime: Arc::new(runtime),
@@ -350,6 +372,12 @@ impl ListenerContainer {
                 name.clone(),
                 self.observed.clone(),
                 i,
+                self.runtime.transactions.as_ref().map(|t| {
+                    let producers = t.transactions().expect("checked in new");
+                    Arc::new(tx::ConsumerTx::new(
+                        producers.producer(&format!("{}.{i}", self.runtime.info.id)),
+                    ))
+                }),
             );
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));

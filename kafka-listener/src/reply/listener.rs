@@ -8,11 +8,47 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::ListenerError;
+use crate::handler::ReplyTo;
 use crate::handler::{ErasedHandler, Reply, ReplyValue};
-use crate::listener::{ListenerSpec, ReplyTo};
+use crate::listener::ListenerSpec;
 use crate::producer::{KafkaTemplate, ProducerRecord};
 use crate::record::headers::{be_i32, CORRELATION_ID, REPLY_PARTITION, REPLY_TOPIC};
 use crate::record::ConsumerRecord;
+
+/// The reply destination of a listener (Spring's `@SendTo`).
+impl ListenerSpec {
+    /// Sends the handler's return value (a [`crate::IntoReply`]: `Json<T>`,
+    /// [`crate::Reply`], `String`, ...) to the topic in the request's
+    /// `kafka_replyTopic` header, with the request's `kafka_correlationId`
+    /// header copied, on the partition in its `kafka_replyPartition` header
+    /// if it has one: Spring's `@SendTo` without a value, answering a
+    /// Spring (or our) `ReplyingKafkaTemplate`. The macro's `reply = true`.
+    ///
+    /// The reply is sent through the app's template before the record
+    /// counts as handled; a failed send is a retryable error (the handler
+    /// runs again). A request without a `kafka_replyTopic` header fails with
+    /// a fatal error (dead-letter topic if there is one), where Spring only
+    /// logs at debug level.
+    pub fn reply_to_request(mut self) -> Self {
+        self.reply_to = Some(ReplyTo::Request);
+        self
+    }
+
+    /// Sends the handler's return value to `topic` (Spring's
+    /// `@SendTo("topic")`), with the request's `kafka_correlationId` header
+    /// copied and on the partition in its `kafka_replyPartition` header if
+    /// it has one; otherwise as [`Self::reply_to_request`]. The macro's
+    /// `send_to = "topic"`. The app does not create the topic.
+    pub fn send_to(mut self, topic: impl Into<String>) -> Self {
+        self.reply_to = Some(ReplyTo::Topic(topic.into()));
+        self
+    }
+
+    /// The reply destination, if the listener replies.
+    pub fn reply_destination(&self) -> Option<&ReplyTo> {
+        self.reply_to.as_ref()
+    }
+}
 
 /// Where one reply goes, read from its request.
 #[derive(Debug)]

@@ -296,6 +296,17 @@ impl TestKafka {
         KafkaTemplate::new(&self.config().producer_config(&self.bootstrap))
     }
 
+    /// As [`Self::template`], with transactions
+    /// ([`KafkaTemplate::in_transaction`]) whose `transactional.id`s start
+    /// with `prefix`.
+    ///
+    /// # Errors
+    /// As [`Self::template`].
+    pub fn transactional_template(&self, prefix: &str) -> Result<KafkaTemplate> {
+        let config = self.config().producer_config(&self.bootstrap);
+        Ok(KafkaTemplate::new(&config)?.with_transactions(&config, prefix))
+    }
+
     /// Forces a rebalance of `group` on `topics`: a consumer of its own
     /// joins the group, holds what it is assigned for `hold`, and leaves
     /// (two rebalances for the group's members). It reads nothing for the

@@ -25,6 +25,7 @@ fn keep_all(record: &ConsumerRecord) -> bool {
     retry(attempts = 5, backoff = "exponential", initial = "100ms", max = "10s", multiplier = 1.5, jitter = false),
     rate_limit = "100/10s",
     filter = keep_all,
+    isolation = "read_uncommitted",
     ordering = "key",
     parallelism = 64,
     crate = "::kafka_listener",
@@ -44,6 +45,8 @@ fn main() {
     let debug = format!("{spec:?}");
     assert!(debug.contains("ack_mode: Record"), "{debug}");
     assert!(debug.contains("filter: true"), "{debug}");
+    assert!(debug.contains("isolation_level: Some(ReadUncommitted)"), "{debug}");
+    assert!(debug.contains("transactional: false"), "{debug}");
     assert!(debug.contains("ordering: Key"), "{debug}");
     assert_eq!(spec.effective_parallelism(), 64);
     let policy = RetryPolicy::exponential(
