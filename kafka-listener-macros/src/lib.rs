@@ -43,6 +43,11 @@ use proc_macro::TokenStream;
 ///                                            false for are acknowledged without reaching the
 ///                                            function (Spring's `RecordFilterStrategy`, whose
 ///                                            `filter` returns true to discard)
+///      | reply = BOOL                        true: send the return value to the request's
+///                                            `kafka_replyTopic` header, its `kafka_correlationId`
+///                                            copied (Spring's `@SendTo`); record listeners only
+///      | send_to = "TOPIC"                   send the return value to TOPIC, a valid topic name
+///                                            (Spring's `@SendTo("TOPIC")`); not with `reply`
 ///      | transactional = BOOL                each record (or batch) in a Kafka transaction with
 ///                                            its offset (exactly once; needs a transactional.id
 ///                                            prefix, ack mode record or batch, ordering partition)
@@ -82,7 +87,10 @@ use proc_macro::TokenStream;
 /// The function is an `async fn`, not generic, without `self`, with at most
 /// 12 arguments, each an extractor: `FromRecord` for a record listener,
 /// `FromBatch` (such as `Vec<Json<T>>`) for a batch listener. It returns
-/// `()` or `Result<(), E>` with `E: Into<ListenerError>`.
+/// `()` or `Result<(), E>` with `E: Into<ListenerError>`; with `reply` or
+/// `send_to` it returns the reply instead: `Json<T>`, `Reply`, `String`,
+/// `Vec<u8>`, `Bytes`, an `Option` of one (`None` sends nothing), or a
+/// `Result<_, E>` of these.
 ///
 /// # Semantics
 ///

@@ -299,6 +299,19 @@ pub enum Error {
     /// `avro`): `Error::registry_error` returns it typed.
     #[error(transparent)]
     SchemaRegistry(BoxError),
+    /// No reply came within the timeout of
+    /// `ReplyingKafkaTemplate::send_and_receive` (Spring's
+    /// `KafkaReplyTimeoutException`). A reply that comes later is dropped
+    /// and counted in `kafka_listener_replies_dropped_total{reason="late"}`.
+    #[error("no reply on `{reply_topic}` within {timeout:?} to the request sent to `{topic}`")]
+    ReplyTimeout {
+        /// The topic the request was sent to.
+        topic: String,
+        /// The topic the reply was awaited on.
+        reply_topic: String,
+        /// The timeout given.
+        timeout: std::time::Duration,
+    },
     /// The broker did not acknowledge a record that was sent.
     #[error("send to `{topic}` failed: {source}")]
     Send {

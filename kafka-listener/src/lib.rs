@@ -65,6 +65,7 @@ mod intercept;
 mod listener;
 mod producer;
 mod recover;
+pub mod reply;
 mod transaction;
 // failure paths
 pub mod dlq;
@@ -103,13 +104,14 @@ pub use crate::error::{BoxError, Error, ErrorKind, ExtractError, ListenerError, 
 pub use crate::extract::{
     Acknowledgment, FromBatch, FromRecord, Json, Key, KeyDecode, RecordMeta, State,
 };
-pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
+pub use crate::handler::{BatchHandler, Handler, IntoListenerResult, IntoReply, Reply, ReplyTo};
 pub use crate::intercept::{ListenerRequest, ListenerService};
 pub use crate::listener::{ListenerSpec, Ordering, RecordFilter};
 pub use crate::producer::{KafkaTemplate, ProducerRecord, SendResult};
 pub use crate::rate_limit::RateLimit;
 pub use crate::record::{ConsumerRecord, Header, Headers};
 pub use crate::recover::{LoggingRecoverer, Recoverer};
+pub use crate::reply::{ReplyingKafkaTemplate, ReplyingTemplateBuilder};
 pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
 pub use crate::state::StateMap;
 pub use crate::topics::NewTopic;
@@ -130,7 +132,7 @@ pub mod prelude {
     pub use crate::{
         AckMode, Acknowledgment, ConsumerRecord, DeadLetter, Headers, Json, KafkaApp, KafkaConfig,
         KafkaTemplate, Key, ListenerError, ListenerSpec, NewTopic, ProducerRecord, RecordMeta,
-        RetryPolicy, RetryTopics, State,
+        Reply, ReplyingKafkaTemplate, RetryPolicy, RetryTopics, State,
     };
     #[cfg(feature = "avro")]
     pub use crate::{Avro, AvroKey};
@@ -146,7 +148,7 @@ pub mod __private {
     #[cfg(feature = "embedded")]
     pub use crate::embedded::Mock;
     pub use crate::extract::{FromBatch, FromRecord};
-    pub use crate::handler::{BatchHandler, Handler, IntoListenerResult};
+    pub use crate::handler::{BatchHandler, Handler, IntoListenerResult, NoReply, ReturnsReply};
     pub use crate::listener::{registered_listeners, ListenerRegistration, ListenerSpec, Ordering};
     pub use crate::rate_limit::RateLimit;
     pub use crate::record::headers::{be_i32, be_i64};
@@ -189,4 +191,12 @@ pub mod __private {
 
     /// Compile-time check of the return type.
     pub const fn assert_listener_result<T: IntoListenerResult>() {}
+
+    /// Compile-time check of the return type of a listener without a reply
+    /// destination: `()` or `Result<(), E>`.
+    pub const fn assert_no_reply<T: NoReply>() {}
+
+    /// Compile-time check of the return type of a listener with `reply` or
+    /// `send_to`: a reply.
+    pub const fn assert_reply<T: ReturnsReply>() {}
 }

@@ -16,6 +16,7 @@
 //! | `kafka_listener_records_in_flight` | gauge | `listener` | records being handled at once (`ordering = "key"` or `"none"`) |
 //! | `kafka_listener_keys_waiting` | gauge | `listener` | records waiting behind a record of their key (`ordering = "key"`) |
 //! | `kafka_listener_oldest_in_flight_seconds` | gauge | `listener`, `topic`, `partition` | age of the oldest record in flight in a parallel lane |
+//! | `kafka_listener_replies_dropped_total` | counter | `reply_topic`, `reason` | replies a `ReplyingKafkaTemplate` read and dropped: `late` (its request had timed out), `unknown` (no request of this template has its correlation id: another requester's, or a duplicate), `no_correlation_id` (no `kafka_correlationId` header) |
 //! | `kafka_listener_offset_gaps_total` | counter | `listener` | offsets skipped between the committed or last handled offset and the next record: records lost to retention (logged at error level), compaction, transaction markers |
 
 //!
@@ -97,6 +98,11 @@ pub mod names {
     pub const KEYS_WAITING: &str = "kafka_listener_keys_waiting";
     /// `kafka_listener_oldest_in_flight_seconds`: gauge per partition, age of the oldest record in flight (parallel lanes; updated every second).
     pub const OLDEST_IN_FLIGHT_SECONDS: &str = "kafka_listener_oldest_in_flight_seconds";
+    /// `kafka_listener_replies_dropped_total`: replies a
+    /// `ReplyingKafkaTemplate` read and dropped, by `reply_topic` and
+    /// `reason`: `late` (the request had timed out), `unknown` (no pending
+    /// request has the correlation id), `no_correlation_id`.
+    pub const REPLIES_DROPPED: &str = "kafka_listener_replies_dropped_total";
     /// `kafka_listener_outbox_unknown_event_total`: outbox rows whose event name this binary does not know (left unsent).
     pub const OUTBOX_UNKNOWN_EVENT: &str = "kafka_listener_outbox_unknown_event_total";
 }

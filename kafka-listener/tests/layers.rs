@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "avro",
             "transaction",
             "producer",
+            "reply",
         ],
     ),
     ("failure paths", &["dlq", "retry_topics"]),

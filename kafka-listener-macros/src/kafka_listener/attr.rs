@@ -50,6 +50,8 @@ pub(crate) struct ListenerAttrs {
     pub(crate) retry: Option<Keyed<RetryAttrs>>,
     pub(crate) rate_limit: Option<Keyed<(u32, Duration)>>,
     pub(crate) filter: Option<Keyed<Path>>,
+    pub(crate) reply: Option<Keyed<bool>>,
+    pub(crate) send_to: Option<Keyed<LitStr>>,
     pub(crate) transactional: Option<Keyed<bool>>,
     pub(crate) isolation: Option<Keyed<IsolationAttr>>,
     pub(crate) seek: Option<Keyed<SeekAttr>>,
@@ -255,6 +257,12 @@ impl KeyTable for ListenerAttrs {
         }),
         (FILTER, |a, cx, e| {
             a.filter = e.path(cx, "filter = only_paid").map(|v| keyed(e, v));
+        }),
+        (REPLY, |a, cx, e| {
+            a.reply = e.boolean(cx, "reply = true").map(|v| keyed(e, v.value));
+        }),
+        (SEND_TO, |a, cx, e| {
+            a.send_to = send_to(cx, e).map(|v| keyed(e, v));
         }),
         (TRANSACTIONAL, |a, cx, e| {
             a.transactional = e
@@ -663,6 +671,18 @@ fn dead_letter(cx: &Ctxt, entry: &Entry) -> Option<DeadLetterAttr> {
             "`true`, `false` or a topic name",
             r#"dead_letter = true` or `dead_letter = "orders-dlt""#,
         ),
+    }
+}
+
+/// `send_to = "topic"`: a valid topic name.
+fn send_to(cx: &Ctxt, entry: &Entry) -> Option<LitStr> {
+    let lit = entry.non_empty_string(cx, r#"send_to = "prices.replies""#)?;
+    match topic_name_error(&lit.value()) {
+        Some(reason) => {
+            cx.error_spanned_by(&lit, reason);
+            None
+        }
+        None => Some(lit),
     }
 }
 

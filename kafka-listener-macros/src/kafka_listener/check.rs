@@ -12,7 +12,7 @@ use syn::{FnArg, ItemFn, LitStr, Type};
 use super::attr::{
     AckMode, BackOffKind, DeadLetterAttr, ListenerAttrs, OrderingAttr, RetryAttrs, RetryTopicsAttrs,
 };
-use super::{Listener, Retry, RetryTopics, TopicSource};
+use super::{Listener, ReplyAttr, Retry, RetryTopics, TopicSource};
 use crate::ctxt::Ctxt;
 use crate::meta::Keyed;
 use crate::symbol::*;
@@ -47,6 +47,38 @@ fn parallelism(cx: &Ctxt, attrs: &ListenerAttrs, batch: bool) {
             );
         }
     }
+}
+
+/// `reply` and `send_to`: at most one, not with `batch = true`, and only on
+/// a function that returns something (whether it is a reply is checked by
+/// the assertion on the return type).
+fn reply(cx: &Ctxt, attrs: &ListenerAttrs, batch: bool, func: &ItemFn) -> Option<ReplyAttr> {
+    let on = attrs.reply.as_ref().filter(|k| k.value);
+    let (key, value) = match (on, &attrs.send_to) {
+        (None, None) => return None,
+        (Some(r), Some(s)) => {
+            cx.error_spanned_by(
+                &s.key,
+                "`send_to` and `reply = true` both say where the reply goes; give one: `reply = true` answers on the request's `kafka_replyTopic`, `send_to = \"topic\"` on a fixed topic",
+            );
+            (&r.key, ReplyAttr::Request)
+        }
+        (Some(r), None) => (&r.key, ReplyAttr::Request),
+        (None, Some(s)) => (&s.key, ReplyAttr::Topic(s.value.clone())),
+    };
+    if batch {
+        cx.error_spanned_by(
+            key,
+            format!("`{key}` is for record listeners: a batch listener (`batch = true`) cannot send a reply"),
+        );
+    }
+    if matches!(func.sig.output, syn::ReturnType::Default) {
+        cx.error_spanned_by(
+            key,
+            format!("`{key}` sends the function's return value, but `{}` returns nothing; return the reply, e.g. `-> Json<Answer>` or `-> Result<Json<Answer>, ListenerError>`", func.sig.ident),
+        );
+    }
+    Some(value)
 }
 
 /// `transactional = true` against `ack_mode` and `ordering`.
@@ -93,6 +125,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         .as_ref()
         .and_then(|r| retry_topics(cx, r, attrs.topic_pattern.is_some()));
     parallelism(cx, &attrs, batch);
+    let reply = reply(cx, &attrs, batch, &func);
     transactional(cx, &attrs);
     if cx.has_errors() {
         return None;
@@ -116,6 +149,7 @@ pub(crate) fn listener(cx: &Ctxt, attrs: ListenerAttrs, func: ItemFn) -> Option<
         retry,
         rate_limit: attrs.rate_limit.map(|k| k.value),
         filter: attrs.filter.map(|k| k.value),
+        reply,
         transactional: attrs.transactional.map(|k| k.value),
         isolation: attrs.isolation.map(|k| k.value),
         seek: attrs.seek.map(|k| k.value),

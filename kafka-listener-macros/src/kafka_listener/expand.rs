@@ -12,7 +12,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Path, ReturnType, Type};
 
 use super::attr::{BackOffKind, DeadLetterAttr};
-use super::{Listener, Retry, RetryTopics, TopicSource};
+use super::{Listener, ReplyAttr, Retry, RetryTopics, TopicSource};
 use crate::util::private;
 
 /// The table of paths into the runtime crate that generated code uses (as
@@ -123,6 +123,11 @@ fn settings(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
     }
     if let Some(filter) = &listener.filter {
         calls.extend(quote!(.filter(#filter)));
+    }
+    match &listener.reply {
+        Some(ReplyAttr::Request) => calls.extend(quote!(.reply_to_request())),
+        Some(ReplyAttr::Topic(topic)) => calls.extend(quote!(.send_to(#topic))),
+        None => {}
     }
     if let Some(transactional) = listener.transactional {
         calls.extend(quote!(.transactional(#transactional)));
@@ -240,7 +245,12 @@ fn assertions(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
         }
     }
     if let ReturnType::Type(_, ty) = &listener.func.sig.output {
-        tokens.extend(assertion(exports, "assert_listener_result", ty));
+        let check = if listener.reply.is_some() {
+            "assert_reply"
+        } else {
+            "assert_no_reply"
+        };
+        tokens.extend(assertion(exports, check, ty));
     }
     tokens
 }

@@ -88,6 +88,8 @@ pub(crate) struct Listener {
     pub(crate) rate_limit: Option<(u32, std::time::Duration)>,
     /// `filter = path`: the record filter.
     pub(crate) filter: Option<Path>,
+    /// `reply = true` or `send_to = "topic"`: where the return value goes.
+    pub(crate) reply: Option<ReplyAttr>,
     /// `transactional = true`.
     pub(crate) transactional: Option<bool>,
     /// `isolation = "..."`.
@@ -128,4 +130,13 @@ pub(crate) struct Retry {
 pub(crate) struct RetryTopics {
     pub(crate) attempts: Option<u32>,
     pub(crate) delays: Option<Vec<Duration>>,
+}
+
+/// A listener's reply destination.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyAttr {
+    /// `reply = true`: the request's `kafka_replyTopic` header.
+    Request,
+    /// `send_to = "topic"`.
+    Topic(syn::LitStr),
 }

@@ -213,7 +213,7 @@ fn every_error_is_reported_at_once() {
         "`topics` is empty",
         "`concurrency` must be at least 1",
         "unknown ack mode `auto`",
-        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `filter`, `transactional`, `isolation`, `seek`, `ordering`, `parallelism`, `dead_letter`, `retry_topics`, `crate`",
+        "unknown attribute `colour`; expected one of: `topics`, `topic_pattern`, `group_id`, `id`, `concurrency`, `ack_mode`, `auto_startup`, `properties`, `batch`, `retry`, `rate_limit`, `filter`, `reply`, `send_to`, `transactional`, `isolation`, `seek`, `ordering`, `parallelism`, `dead_letter`, `retry_topics`, `crate`",
         "`concurrency` is specified more than once",
         "`attempts` expects an integer, found a string",
         "a listener must be an `async fn`",

@@ -10,7 +10,7 @@ const _: () = {
     const _: () = ::kafka_listener::__private::assert_from_record::<Json<Payment>>();
     const _: () = ::kafka_listener::__private::assert_from_record::<Key<String>>();
     const _: () = ::kafka_listener::__private::assert_from_record::<Acknowledgment>();
-    const _: () = ::kafka_listener::__private::assert_listener_result::<
+    const _: () = ::kafka_listener::__private::assert_no_reply::<
         Result<(), ListenerError>,
     >();
     fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {

@@ -12,7 +12,7 @@ const _: () = {
     >();
     const _: () = ::kafka_listener::__private::assert_from_record::<RecordMeta>();
     const _: () = ::kafka_listener::__private::assert_from_record::<State<App>>();
-    const _: () = ::kafka_listener::__private::assert_listener_result::<
+    const _: () = ::kafka_listener::__private::assert_no_reply::<
         Result<(), ListenerError>,
     >();
     fn __kafka_listener_factory() -> ::kafka_listener::__private::ListenerSpec {

@@ -516,7 +516,8 @@ impl KafkaApp {
         let mut containers = Vec::with_capacity(self.listeners.len());
         let mut seen = std::collections::HashSet::new();
         let mut failed = None;
-        for spec in self.listeners {
+        for mut spec in self.listeners {
+            crate::reply::bind(&mut spec, &self.infra.template);
             if !seen.insert(spec.id().to_owned()) {
                 failed = Some(Error::Listener {
                     listener: spec.id().to_owned(),

@@ -70,6 +70,7 @@ use std::ops::{Deref, DerefMut};
 pub use apache_avro::{AvroSchema, Schema};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 pub use self::codec::{AvroCodec, AvroSettings, DecodeError, RecordPart, MAX_AVRO_ALLOCATION};
 pub use self::logical::TimestampMillis;
@@ -80,6 +81,7 @@ pub use self::subject::SubjectNameStrategy;
 use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::{ExtractError, ListenerError};
 use crate::extract::FromRecord;
+use crate::handler::{IntoReply, Reply};
 use crate::record::ConsumerRecord;
 use crate::util::BoxFuture;
 
@@ -93,6 +95,39 @@ use crate::util::BoxFuture;
 /// codec in its state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Avro<T>(pub T);
+
+/// A listener's reply as Avro (Confluent wire format): encoded when it
+/// is sent, with the app's codec, its schema registered (or looked up)
+/// under the reply topic's value subject (`<reply topic>-value` by
+/// default). A registry that cannot be reached is a retryable error; a
+/// value the schema refuses, or an app without a Schema Registry, a fatal
+/// one.
+impl<T> IntoReply for Avro<T>
+where
+    T: Serialize + AvroSchema + Send + Sync + 'static,
+{
+    fn into_reply(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(Some(Reply::encoded(Box::new(move |codec, topic| {
+            let codec = codec.and_then(|c| c.downcast_ref::<AvroCodec>()).cloned();
+            let topic = topic.to_owned();
+            Box::pin(async move {
+                let codec = codec.ok_or_else(|| {
+                    ListenerError::fatal(
+                        "an Avro reply needs the app's Schema Registry (SCHEMA_REGISTRY_URL, or \
+                         KafkaAppBuilder::avro with the embedded broker)",
+                    )
+                })?;
+                match codec.encode(&topic, RecordPart::Value, &self.0).await {
+                    Ok(bytes) => Ok(Bytes::from(bytes)),
+                    Err(e @ crate::error::Error::SchemaRegistry(_)) => {
+                        Err(ListenerError::retryable(e))
+                    }
+                    Err(e) => Err(ListenerError::fatal(e)),
+                }
+            })
+        }))))
+    }
+}
 
 /// The record key, Avro in the Confluent wire format (subject `<topic>-key`
 /// by default), decoded into `K`. Errors as for [`Avro`]; a record without a

@@ -11,7 +11,7 @@ use crate::ack::AckMode;
 use crate::config::{IsolationLevel, SeekPosition};
 use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
-use crate::handler::{BatchHandler, ErasedHandler, Handler};
+use crate::handler::{BatchHandler, ErasedHandler, Handler, ReplyTo};
 use crate::rate_limit::RateLimit;
 use crate::record::ConsumerRecord;
 use crate::recover::Recoverer;
@@ -115,6 +115,7 @@ pub struct ListenerSpec {
     pub(crate) retry_topics: Option<RetryTopics>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) filter: Option<RecordFilter>,
+    pub(crate) reply_to: Option<ReplyTo>,
     pub(crate) transactional: bool,
     pub(crate) isolation_level: Option<IsolationLevel>,
     pub(crate) seek_on_assignment: Option<SeekPosition>,
@@ -140,6 +141,7 @@ impl fmt::Debug for ListenerSpec {
             .field("retry_topics", &self.retry_topics)
             .field("rate_limit", &self.rate_limit)
             .field("filter", &self.filter.is_some())
+            .field("reply_to", &self.reply_to)
             .field("ordering", &self.ordering)
             .field("parallelism", &self.parallelism)
             .field("transactional", &self.transactional)
@@ -176,6 +178,7 @@ impl ListenerSpec {
             retry_topics: None,
             rate_limit: None,
             filter: None,
+            reply_to: None,
             transactional: false,
             isolation_level: None,
             seek_on_assignment: None,

@@ -3,6 +3,7 @@
 use super::{ListenerSpec, Ordering};
 use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
+use crate::handler::{ErasedHandler, ReplyTo};
 
 impl ListenerSpec {
     /// Checks the spec and its handler's arguments against `info`.
@@ -63,7 +64,29 @@ impl ListenerSpec {
         }
         match &self.handler {
             None => Err(fail("no handler".into())),
-            Some(h) => h.validate(info).map_err(fail),
+            Some(h) => {
+                self.validate_reply(h).map_err(fail)?;
+                h.validate(info).map_err(fail)
+            }
+        }
+    }
+
+    /// The reply destination against what the handler returns.
+    fn validate_reply(&self, handler: &ErasedHandler) -> std::result::Result<(), String> {
+        match (&self.reply_to, handler.replies()) {
+            (_, true) if handler.is_batch() => Err(
+                "a batch listener cannot return a reply; return `()` or `Result<(), E>`, or make it a record listener".into(),
+            ),
+            (None, true) => Err(
+                "the handler returns a reply value but the listener has no reply destination: add `reply = true` (the request's `kafka_replyTopic`) or `send_to = \"topic\"` (ListenerSpec::reply_to_request / send_to)".into(),
+            ),
+            (Some(ReplyTo::Topic(t)), _) if t.trim().is_empty() => {
+                Err("`send_to` needs a topic name".into())
+            }
+            (Some(_), false) => Err(
+                "the listener has a reply destination (`reply` / `send_to`) but its handler returns no reply: return `Json<T>`, `Reply`, `String`, ... (or `Result<_, E>` of one)".into(),
+            ),
+            _ => Ok(()),
         }
     }
 }

@@ -17,6 +17,9 @@
 //! | `kafka_dlt-exception-stacktrace` | UTF-8: the error chain, one cause per line |
 //! | `retry_topic-attempts` | 4-byte big-endian int: the delivery attempt (Spring's `RetryTopicHeaders`) |
 //! | `retry_topic-backoff-timestamp` | 8-byte big-endian long: when the record is due, ms since the Unix epoch |
+//! | `kafka_replyTopic` | UTF-8 topic name: where a request wants its reply (`ReplyingKafkaTemplate`) |
+//! | `kafka_replyPartition` | 4-byte big-endian int: the partition of the reply topic the requester reads |
+//! | `kafka_correlationId` | opaque bytes (Spring: the 16 bytes of a random UUID), copied unchanged from request to reply |
 //!
 //! Ours, not Spring's: `kafka_listener-dlt-error-kind` (`Retryable`,
 //! `Fatal` or `Decode`), `kafka_listener-dlt-attempts` (4-byte big-endian
@@ -161,6 +164,23 @@ pub const RETRY_TOPIC_ATTEMPTS: &str = "retry_topic-attempts";
 /// big-endian long, when a record on a retry topic is due (ms since the
 /// Unix epoch).
 pub const RETRY_TOPIC_BACKOFF_TIMESTAMP: &str = "retry_topic-backoff-timestamp";
+
+/// `KafkaHeaders.REPLY_TOPIC`: the topic a request's reply goes to, as
+/// UTF-8 bytes. Spring's `ReplyingKafkaTemplate` writes
+/// `topic.getBytes(StandardCharsets.UTF_8)` of its reply container's topic;
+/// its `@SendTo` listener reads it back as a UTF-8 string.
+pub const REPLY_TOPIC: &str = "kafka_replyTopic";
+/// `KafkaHeaders.REPLY_PARTITION`: the partition of the reply topic, a
+/// 4-byte big-endian int. Spring's `ReplyingKafkaTemplate` writes it (only
+/// when its reply container is assigned one partition) and
+/// `MessagingMessageListenerAdapter.setPartition` reads it with
+/// `ByteBuffer.wrap(bytes).getInt()`.
+pub const REPLY_PARTITION: &str = "kafka_replyPartition";
+/// `KafkaHeaders.CORRELATION_ID`: the `byte[]` that pairs a reply with its
+/// request. Spring's `ReplyingKafkaTemplate.createCorrelationId` gives the
+/// 16 bytes of a random UUID (most then least significant long, big-endian);
+/// a replier copies the bytes unchanged, whatever their length.
+pub const CORRELATION_ID: &str = "kafka_correlationId";
 
 /// The original coordinates a dead letter carries.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,9 @@
 //! Listener functions as handlers: any `async fn` whose arguments are
 //! extractors and whose output is `()` or `Result<(), E>` with
-//! `E: Into<ListenerError>`.
+//! `E: Into<ListenerError>`, or a reply ([`IntoReply`]: `Json<T>`,
+//! [`Reply`], `String`, ...) for a listener with a reply destination
+//! (`reply = true` or `send_to = "topic"`, see [`crate::ReplyingKafkaTemplate`]
+//! for the request side).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,25 +15,55 @@ use crate::record::ConsumerRecord;
 
 use crate::util::BoxFuture;
 
-/// What a listener function may return.
+mod reply;
+
+pub(crate) use self::reply::{unbound_reply, ReplyValue};
+pub use self::reply::{IntoReply, NoReply, Reply, ReplyTo, ReturnsReply};
+
+/// What a listener function may return: `()`, `Result<(), E>`, or a reply
+/// value ([`IntoReply`]) alone or in a `Result<_, E>`, with
+/// `E: Into<ListenerError>`.
 #[diagnostic::on_unimplemented(
-    message = "a listener must return `()` or `Result<(), E>` with `E: Into<ListenerError>`, not `{Self}`",
+    message = "a listener must return `()`, `Result<(), E>` with `E: Into<ListenerError>`, or a reply (`Json<T>`, `Avro<T>`, `Reply`, `String`, `Vec<u8>`, `Bytes`, an `Option` of one, or a `Result<_, E>` of these), not `{Self}`",
     label = "invalid listener return type"
 )]
 pub trait IntoListenerResult {
-    /// Converts to the container's result.
-    fn into_listener_result(self) -> Result<(), ListenerError>;
+    /// Whether this type carries a reply: such a listener needs a reply
+    /// destination (`reply = true` or `send_to`), checked at start-up
+    /// (and by `#[kafka_listener]` at compile time).
+    const REPLIES: bool = false;
+
+    /// Converts to the container's result: the reply to send, if any.
+    ///
+    /// # Errors
+    /// The listener's error, or a reply that cannot be encoded (a
+    /// [`crate::ErrorKind::Fatal`] error).
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError>;
 }
 
 impl IntoListenerResult for () {
-    fn into_listener_result(self) -> Result<(), ListenerError> {
-        Ok(())
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        Ok(None)
     }
 }
 
 impl<E: Into<ListenerError>> IntoListenerResult for Result<(), E> {
-    fn into_listener_result(self) -> Result<(), ListenerError> {
-        self.map_err(Into::into)
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.map(|()| None).map_err(Into::into)
+    }
+}
+
+impl<R: IntoReply> IntoListenerResult for R {
+    const REPLIES: bool = true;
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.into_reply()
+    }
+}
+
+impl<R: IntoReply, E: Into<ListenerError>> IntoListenerResult for Result<R, E> {
+    const REPLIES: bool = true;
+    fn into_listener_result(self) -> Result<Option<Reply>, ListenerError> {
+        self.map_err(Into::into)?.into_reply()
     }
 }
 
@@ -66,6 +99,19 @@ pub trait Handler<Args>: Send + Sync + 'static {
     /// # Errors
     /// The first argument that cannot work with this listener, and why.
     fn validate(info: &ListenerInfo) -> Result<(), String>;
+
+    /// Whether the function returns a reply ([`IntoListenerResult::REPLIES`]).
+    #[doc(hidden)]
+    const REPLIES: bool;
+
+    /// As [`Handler::call`], handing back the reply the function returned
+    /// (sent by the listener's reply destination).
+    #[doc(hidden)]
+    fn call_replying(
+        &self,
+        record: &ConsumerRecord,
+        ctx: &ListenerContext<'_>,
+    ) -> BoxFuture<Result<Option<Reply>, ListenerError>>;
 }
 
 /// A batch listener: an async function of up to 12 [`FromBatch`]
@@ -96,6 +142,19 @@ pub trait BatchHandler<Args>: Send + Sync + 'static {
     /// # Errors
     /// The first argument that cannot work with this listener, and why.
     fn validate(info: &ListenerInfo) -> Result<(), String>;
+
+    /// Whether the function returns a reply; batch listeners cannot reply,
+    /// which the app checks at start-up.
+    #[doc(hidden)]
+    const REPLIES: bool;
+}
+
+/// The container's result of a call whose reply has nowhere to go.
+fn without_reply(result: Result<Option<Reply>, ListenerError>) -> Result<(), ListenerError> {
+    match result? {
+        None => Ok(()),
+        Some(_) => Err(unbound_reply()),
+    }
 }
 
 macro_rules! impl_handlers {
@@ -109,6 +168,19 @@ macro_rules! impl_handlers {
             $($ty: FromRecord,)*
         {
             fn call(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>> {
+                $(
+                    let $ty = match $ty::from_record(record, ctx) {
+                        Ok(v) => v,
+                        Err(e) => return Box::pin(std::future::ready(Err(ListenerError::decode(e)))),
+                    };
+                )*
+                let fut = (self)($($ty),*);
+                Box::pin(async move { without_reply(fut.await.into_listener_result()) })
+            }
+
+            const REPLIES: bool = R::REPLIES;
+
+            fn call_replying(&self, record: &ConsumerRecord, ctx: &ListenerContext<'_>) -> BoxFuture<Result<Option<Reply>, ListenerError>> {
                 $(
                     let $ty = match $ty::from_record(record, ctx) {
                         Ok(v) => v,
@@ -148,8 +220,10 @@ macro_rules! impl_handlers {
                     };
                 )*
                 let fut = (self)($($ty),*);
-                Box::pin(async move { fut.await.into_listener_result() })
+                Box::pin(async move { without_reply(fut.await.into_listener_result()) })
             }
+
+            const REPLIES: bool = R::REPLIES;
 
             #[allow(unused_mut)]
             fn prepare(records: &[ConsumerRecord], ctx: &ListenerContext<'_>) -> Option<BoxFuture<Result<(), ListenerError>>> {
@@ -180,10 +254,14 @@ impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
 impl_handlers!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
 
-type RecordCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+pub(crate) type RecordCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
     + Send
     + Sync;
 type BatchCall = dyn Fn(&[ConsumerRecord], &ListenerContext<'_>) -> BoxFuture<Result<(), ListenerError>>
+    + Send
+    + Sync;
+/// A record handler's call that hands back its reply.
+pub(crate) type ReplyingCall = dyn Fn(&ConsumerRecord, &ListenerContext<'_>) -> BoxFuture<Result<Option<Reply>, ListenerError>>
     + Send
     + Sync;
 
@@ -192,10 +270,15 @@ pub(crate) enum ErasedHandler {
     Record {
         call: Box<RecordCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
+        /// For a function that returns a reply: its call with the reply,
+        /// from which the app builds `call` for the reply destination
+        /// (`crate::reply::bind`).
+        replying: Option<Arc<ReplyingCall>>,
     },
     Batch {
         call: Box<BatchCall>,
         validate: fn(&ListenerInfo) -> Result<(), String>,
+        replies: bool,
     },
 }
 
@@ -205,6 +288,21 @@ impl ErasedHandler {
     /// the returned future.
     pub(crate) fn record<H: Handler<A>, A: 'static>(handler: H) -> Self {
         let handler = Arc::new(handler);
+        let replying: Option<Arc<ReplyingCall>> = H::REPLIES.then(|| {
+            let handler = Arc::clone(&handler);
+            let call: Arc<ReplyingCall> = Arc::new(move |r, c| match H::prepare(r, c) {
+                None => handler.call_replying(r, c),
+                Some(prepared) => {
+                    let (handler, record, owned) = (Arc::clone(&handler), r.clone(), c.to_owned());
+                    Box::pin(async move {
+                        prepared.await?;
+                        let call = handler.call_replying(&record, &owned.borrow());
+                        call.await
+                    })
+                }
+            });
+            call
+        });
         ErasedHandler::Record {
             call: Box::new(move |r, c| match H::prepare(r, c) {
                 None => handler.call(r, c),
@@ -218,6 +316,7 @@ impl ErasedHandler {
                 }
             }),
             validate: <H as Handler<A>>::validate,
+            replying,
         }
     }
 
@@ -238,6 +337,15 @@ impl ErasedHandler {
                 }
             }),
             validate: <H as BatchHandler<A>>::validate,
+            replies: <H as BatchHandler<A>>::REPLIES,
+        }
+    }
+
+    /// Whether the function returns a reply.
+    pub(crate) fn replies(&self) -> bool {
+        match self {
+            ErasedHandler::Record { replying, .. } => replying.is_some(),
+            ErasedHandler::Batch { replies, .. } => *replies,
         }
     }
 
