@@ -28,6 +28,16 @@ const PARTITIONS: i32 = 2;
 /// records of aborted transactions included (transaction markers are not
 /// records).
 fn read_uncommitted(bootstrap: &str, topic: &str, at_least: usize) -> Vec<String> {
+    read_uncommitted_within(bootstrap, topic, at_least, Duration::from_secs(20))
+}
+
+/// As [`read_uncommitted`], reading for at most `within`.
+fn read_uncommitted_within(
+    bootstrap: &str,
+    topic: &str,
+    at_least: usize,
+    within: Duration,
+) -> Vec<String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", testing::unique("reader"))
@@ -41,7 +51,7 @@ fn read_uncommitted(bootstrap: &str, topic: &str, at_least: usize) -> Vec<String
             .unwrap();
     }
     consumer.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + within;
     let mut out = Vec::new();
     while out.len() < at_least && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
@@ -386,4 +396,127 @@ async fn a_listener_reads_uncommitted_records_only_when_asked() {
         // The mock cluster does not hide aborted records.
         eprintln!("embedded broker: read_committed isolation is asserted in the real-broker pass");
     }
+}
+
+/// A batch: one output per input in the batch's transaction; the first
+/// call of the batch holding `in-7` fails after its sends.
+async fn transform_batch(
+    values: Vec<String>,
+    template: KafkaTemplate,
+    pipeline: State<Pipeline>,
+) -> Result<(), ListenerError> {
+    let first_try = values
+        .iter()
+        .any(|v| v == "in-7" && pipeline.attempts.next(v) == 1);
+    for v in &values {
+        template
+            .send(ProducerRecord::keyed(&pipeline.output, "k").value(format!("out-{v}")))
+            .await?;
+    }
+    if first_try {
+        return Err(ListenerError::retryable("the batch with in-7 fails once"));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_batch_commits_or_aborts_as_one() {
+    let kafka = TestKafka::start().unwrap();
+    let (input, output) = (testing::unique("txb.in"), testing::unique("txb.out"));
+    kafka.create_topic(&input, 1).unwrap();
+    kafka.create_topic(&output, 1).unwrap();
+    let n = 20usize;
+    let template = kafka.template().unwrap();
+    for i in 0..n {
+        template
+            .send(ProducerRecord::keyed(&input, "k").value(format!("in-{i}")))
+            .await
+            .unwrap();
+    }
+    let group = testing::unique("tx-batch");
+    let pipeline = Pipeline {
+        output: output.clone(),
+        attempts: Attempts::default(),
+    };
+    let spec = ListenerSpec::new("tx-batch")
+        .group_id(&group)
+        .topics([&input])
+        .transactional(true)
+        .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
+        .batch_handler(transform_batch);
+    let app = kafka
+        .app()
+        .config(
+            kafka
+                .config()
+                .transaction_id_prefix(testing::unique("txb-")),
+        )
+        .without_discovered_listeners()
+        .listener(spec)
+        .build()
+        .await
+        .unwrap()
+        .state(pipeline.clone())
+        .start()
+        .await
+        .unwrap();
+    // The retry of the batch with in-7 happened; then every output was
+    // sent, the failed batch's twice (the aborted sends stay in the log).
+    testing::wait_until(Duration::from_secs(30), "in-7 retried", || {
+        let tries = pipeline.attempts.0.lock().unwrap().get("in-7").copied();
+        async move { tries >= Some(2) }
+    })
+    .await;
+    // At least the n outputs and the failed try's own sends: read all that
+    // is there once the writes have settled.
+    read_uncommitted(kafka.bootstrap_servers(), &output, n + 1);
+    let all = read_uncommitted_within(
+        kafka.bootstrap_servers(),
+        &output,
+        usize::MAX,
+        Duration::from_secs(3),
+    );
+    assert!(
+        all.len() > n,
+        "the failed batch's sends are in the log: {all:?}"
+    );
+    assert_eq!(
+        all.iter().filter(|v| *v == "out-in-7").count(),
+        2,
+        "{all:?}"
+    );
+    for i in 0..n {
+        assert!(
+            all.contains(&format!("out-in-{i}")),
+            "out-in-{i} missing: {all:?}"
+        );
+    }
+    if kafka.is_real() {
+        let committed_out = read_topic(
+            kafka.bootstrap_servers(),
+            &output,
+            2 * n,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let mut expected: Vec<String> = (0..n).map(|i| format!("out-in-{i}")).collect();
+        expected.sort();
+        assert_eq!(
+            values(&committed_out),
+            expected,
+            "each batch's outputs once"
+        );
+        testing::wait_committed(
+            kafka.bootstrap_servers(),
+            &group,
+            &input,
+            &[n as i64],
+            Duration::from_secs(30),
+        )
+        .await;
+    } else {
+        eprintln!("embedded broker: read_committed isolation and transactional offsets are asserted in the real-broker pass");
+    }
+    app.shutdown().await;
 }
