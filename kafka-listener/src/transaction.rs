@@ -254,6 +254,12 @@ impl ActiveTransaction {
     /// Aborts: nothing sent in the transaction becomes visible to
     /// `read_committed` consumers, and no offset moves.
     pub(crate) async fn abort(mut self) {
+        self.abort_or_drop().await;
+    }
+
+    /// Aborts; when that fails, drops the producer (the next transaction
+    /// makes it anew).
+    async fn abort_or_drop(&mut self) {
         let p = self.producer.clone();
         match blocking(move || p.abort_transaction(TRANSACTION_TIMEOUT)).await {
             Ok(()) => self.finish(),
@@ -271,14 +277,7 @@ impl ActiveTransaction {
             self.drop_producer();
             return;
         }
-        let p = self.producer.clone();
-        match blocking(move || p.abort_transaction(TRANSACTION_TIMEOUT)).await {
-            Ok(()) => self.finish(),
-            Err(e) => {
-                tracing::warn!(transactional_id = %self.id, error = %e, "aborting the transaction failed; the producer is made anew");
-                self.drop_producer();
-            }
-        }
+        self.abort_or_drop().await;
     }
 
     fn finish(&mut self) {

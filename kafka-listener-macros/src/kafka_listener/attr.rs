@@ -183,12 +183,7 @@ impl OrderingAttr {
 
     /// The variant of `Ordering` in the runtime crate.
     pub(crate) fn variant(self) -> proc_macro2::Ident {
-        let name = Self::ALL
-            .iter()
-            .find(|(_, o, _)| *o == self)
-            .map(|(_, _, v)| *v)
-            .expect("listed");
-        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+        variant_in(&Self::ALL, &self)
     }
 
     /// The spelling in `ordering = "..."`.
@@ -397,6 +392,46 @@ fn at_least<N: TryFrom<u64>>(cx: &Ctxt, entry: &Entry, example: &str, min: u64) 
     }
 }
 
+/// The value of a `key = "name"` whose name is one of `all`'s spellings
+/// (case-insensitive), or `None` after reporting the valid ones: `what`
+/// names the value in the message, `hint` follows the list.
+fn choice<T: Copy>(
+    cx: &Ctxt,
+    entry: &Entry,
+    example: &str,
+    what: &str,
+    all: &[(Symbol, T, &'static str)],
+    hint: &str,
+) -> Option<T> {
+    let lit = entry.string(cx, example)?;
+    let value = lit.value().to_ascii_lowercase();
+    let found = all
+        .iter()
+        .find(|(symbol, _, _)| symbol.as_str() == value)
+        .map(|(_, v, _)| *v);
+    if found.is_none() {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "unknown {what} `{}`; expected one of: {}{hint}",
+                lit.value(),
+                symbol::one_of(all.iter().map(|(symbol, _, _)| symbol))
+            ),
+        );
+    }
+    found
+}
+
+/// The runtime crate's variant for `value`, as `all` names it.
+fn variant_in<T: PartialEq>(all: &[(Symbol, T, &'static str)], value: &T) -> proc_macro2::Ident {
+    let name = all
+        .iter()
+        .find(|(_, v, _)| v == value)
+        .map(|(_, _, n)| *n)
+        .expect("every value is listed");
+    proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+}
+
 /// `isolation = "read_committed" | "read_uncommitted"`: the consumer's
 /// `isolation.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,33 +457,20 @@ impl IsolationAttr {
 
     /// The variant of `IsolationLevel` in the runtime crate.
     pub(crate) fn variant(self) -> proc_macro2::Ident {
-        let name = Self::ALL
-            .iter()
-            .find(|(_, v, _)| *v == self)
-            .map(|(_, _, n)| *n)
-            .expect("every value is listed");
-        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+        variant_in(&Self::ALL, &self)
     }
 }
 
 fn isolation(cx: &Ctxt, entry: &Entry) -> Option<IsolationAttr> {
-    let lit = entry.string(cx, r#"isolation = "read_committed""#)?;
-    let value = lit.value().to_ascii_lowercase();
-    let found = IsolationAttr::ALL
-        .iter()
-        .find(|(symbol, _, _)| symbol.as_str() == value)
-        .map(|(_, o, _)| *o);
-    if found.is_none() {
-        cx.error_spanned_by(
-            &lit,
-            format!(
-                "unknown isolation level `{}`; expected one of: {}",
-                lit.value(),
-                symbol::one_of(IsolationAttr::ALL.iter().map(|(symbol, _, _)| symbol))
-            ),
-        );
-    }
-    found
+    let example = r#"isolation = "read_committed""#;
+    choice(
+        cx,
+        entry,
+        example,
+        "isolation level",
+        &IsolationAttr::ALL,
+        "",
+    )
 }
 
 /// `seek = "beginning" | "end"`: where each assigned partition starts.
@@ -467,54 +489,32 @@ impl SeekAttr {
 
     /// The variant of `SeekPosition` in the runtime crate.
     pub(crate) fn variant(self) -> proc_macro2::Ident {
-        let name = Self::ALL
-            .iter()
-            .find(|(_, v, _)| *v == self)
-            .map(|(_, _, n)| *n)
-            .expect("every value is listed");
-        proc_macro2::Ident::new(name, proc_macro2::Span::call_site())
+        variant_in(&Self::ALL, &self)
     }
 }
 
 fn seek(cx: &Ctxt, entry: &Entry) -> Option<SeekAttr> {
-    let lit = entry.string(cx, r#"seek = "beginning""#)?;
-    let value = lit.value().to_ascii_lowercase();
-    let found = SeekAttr::ALL
-        .iter()
-        .find(|(symbol, _, _)| symbol.as_str() == value)
-        .map(|(_, o, _)| *o);
-    if found.is_none() {
-        cx.error_spanned_by(
-            &lit,
-            format!(
-                "unknown seek position `{}`; expected one of: {} (an offset or a timestamp: `ListenerContainer::seek` at run time)",
-                lit.value(),
-                symbol::one_of(SeekAttr::ALL.iter().map(|(symbol, _, _)| symbol))
-            ),
-        );
-    }
-    found
+    let hint = " (an offset or a timestamp: `ListenerContainer::seek` at run time)";
+    choice(
+        cx,
+        entry,
+        r#"seek = "beginning""#,
+        "seek position",
+        &SeekAttr::ALL,
+        hint,
+    )
 }
 
 /// `ordering = "partition" | "key" | "none"`.
 fn ordering(cx: &Ctxt, entry: &Entry) -> Option<OrderingAttr> {
-    let lit = entry.string(cx, r#"ordering = "key""#)?;
-    let value = lit.value().to_ascii_lowercase();
-    let found = OrderingAttr::ALL
-        .iter()
-        .find(|(symbol, _, _)| symbol.as_str() == value)
-        .map(|(_, o, _)| *o);
-    if found.is_none() {
-        cx.error_spanned_by(
-            &lit,
-            format!(
-                "unknown ordering `{}`; expected one of: {}",
-                lit.value(),
-                symbol::one_of(OrderingAttr::ALL.iter().map(|(symbol, _, _)| symbol))
-            ),
-        );
-    }
-    found
+    choice(
+        cx,
+        entry,
+        r#"ordering = "key""#,
+        "ordering",
+        &OrderingAttr::ALL,
+        "",
+    )
 }
 
 fn ack_mode(cx: &Ctxt, entry: &Entry) -> Option<AckMode> {
