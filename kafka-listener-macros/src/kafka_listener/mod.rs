@@ -3,6 +3,7 @@
 
 mod attr;
 mod check;
+mod choices;
 mod expand;
 #[cfg(test)]
 mod tests;
