@@ -70,6 +70,32 @@ fn values(records: &[ConsumerRecord]) -> Vec<String> {
     v
 }
 
+/// Starts an app that runs only `spec`, with `state`, and a
+/// `transactional.id` prefix unique to this run that starts with `prefix`.
+async fn start_transactional<S: Clone + Send + Sync + 'static>(
+    kafka: &TestKafka,
+    spec: ListenerSpec,
+    state: S,
+    prefix: &str,
+) -> kafka_listener::RunningApp {
+    kafka
+        .app()
+        .config(
+            kafka
+                .config()
+                .transaction_id_prefix(testing::unique(prefix)),
+        )
+        .without_discovered_listeners()
+        .listener(spec)
+        .build()
+        .await
+        .unwrap()
+        .state(state)
+        .start()
+        .await
+        .unwrap()
+}
+
 #[derive(Clone, Default)]
 struct Attempts(Arc<Mutex<HashMap<String, u32>>>);
 
@@ -135,18 +161,7 @@ async fn output_and_offsets_commit_together_and_aborted_sends_stay_invisible() {
         .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
         .dead_letter(DeadLetter::suffixed())
         .handler(transform);
-    let app = kafka
-        .app()
-        .config(kafka.config().transaction_id_prefix(testing::unique("tx-")))
-        .without_discovered_listeners()
-        .listener(spec)
-        .build()
-        .await
-        .unwrap()
-        .state(pipeline.clone())
-        .start()
-        .await
-        .unwrap();
+    let app = start_transactional(&kafka, spec, pipeline.clone(), "tx-").await;
 
     let template = kafka.template().unwrap();
     let n = 30;
@@ -444,22 +459,7 @@ async fn a_transactional_batch_commits_or_aborts_as_one() {
         .transactional(true)
         .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
         .batch_handler(transform_batch);
-    let app = kafka
-        .app()
-        .config(
-            kafka
-                .config()
-                .transaction_id_prefix(testing::unique("txb-")),
-        )
-        .without_discovered_listeners()
-        .listener(spec)
-        .build()
-        .await
-        .unwrap()
-        .state(pipeline.clone())
-        .start()
-        .await
-        .unwrap();
+    let app = start_transactional(&kafka, spec, pipeline.clone(), "txb-").await;
     // The retry of the batch with in-7 happened; then every output was
     // sent, the failed batch's twice (the aborted sends stay in the log).
     testing::wait_until(Duration::from_secs(30), "in-7 retried", || {
@@ -545,26 +545,7 @@ async fn a_transactional_listeners_reply_commits_with_its_offset() {
         .reply_to_request()
         .retry(RetryPolicy::fixed(3, Duration::from_millis(20)))
         .handler(double);
-    let pipeline = Pipeline {
-        output: replies.clone(),
-        attempts: Attempts::default(),
-    };
-    let app = kafka
-        .app()
-        .config(
-            kafka
-                .config()
-                .transaction_id_prefix(testing::unique("txr-")),
-        )
-        .without_discovered_listeners()
-        .listener(spec)
-        .build()
-        .await
-        .unwrap()
-        .state(pipeline)
-        .start()
-        .await
-        .unwrap();
+    let app = start_transactional(&kafka, spec, (), "txr-").await;
     let replying = kafka_listener::ReplyingKafkaTemplate::builder(app.template(), &replies)
         .kafka_config(&kafka.config(), kafka.bootstrap_servers())
         .start()
