@@ -66,6 +66,7 @@ mod listener;
 mod producer;
 mod recover;
 pub mod reply;
+pub mod trace;
 mod transaction;
 // failure paths
 pub mod dlq;

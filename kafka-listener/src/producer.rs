@@ -15,6 +15,7 @@ use crate::context::{ListenerContext, ListenerInfo};
 use crate::error::{Error, ExtractError, Result};
 use crate::extract::{FromBatch, FromRecord};
 use crate::record::ConsumerRecord;
+use crate::trace::{TraceContext, TRACEPARENT};
 use crate::transaction::TRANSACTION;
 
 /// One record to send. There is no constructor without a decision about
@@ -281,16 +282,31 @@ impl KafkaTemplate {
     /// true` listener) the record is part of the transaction: visible to
     /// `read_committed` consumers only once it commits.
     ///
+    /// A record without a `traceparent` header gets the current trace's
+    /// `traceparent` and `tracestate` ([`crate::trace`]: W3C Trace
+    /// Context, as Spring Kafka's observation writes them).
+    ///
     /// # Errors
     /// [`Error::Send`] when the broker did not acknowledge the record within
     /// `message.timeout.ms` (librdkafka default 300 s) or refused it.
     pub async fn send(&self, record: ProducerRecord) -> Result<SendResult> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 2);
         for (k, v) in &record.headers {
             headers = headers.insert(Header {
                 key: k,
                 value: v.as_deref(),
             });
+        }
+        // The current trace (crate::trace), unless the record has its own.
+        if !record.headers.iter().any(|(k, _)| k == TRACEPARENT) {
+            if let Some(cx) = TraceContext::current() {
+                for (k, v) in cx.headers() {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+            }
         }
         let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
         if let Some(k) = record.key.as_deref() {

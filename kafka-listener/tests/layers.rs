@@ -28,6 +28,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "recover",
             "listener",
             "avro",
+            "trace",
             "transaction",
             "producer",
             "reply",

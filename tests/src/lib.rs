@@ -41,6 +41,41 @@ pub fn init_logs() {
         .try_init();
 }
 
+/// `CARGO_TARGET_DIR` (relative to the workspace root) or `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    let root = cluster::workspace_root();
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
+/// Builds a binary with `cargo build <args>` (in the workspace root) and
+/// returns its path in the debug profile: the apps' binaries, which a test
+/// runs as child processes. Panics when the build fails.
+pub fn build(args: &[&str], bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .arg("build")
+        .args(args)
+        .current_dir(cluster::workspace_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo build {args:?} failed");
+    let path = target_dir().join("debug").join(bin);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A TCP port free on 127.0.0.1 at the time of the call.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`
 /// (so parallel tests and repeated runs against one database do not
 /// collide).

@@ -28,8 +28,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +37,7 @@ use std::time::{Duration, Instant};
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
-use kafka_listener_tests::{read_topic, test_bootstrap, unique, AppOnCluster};
+use kafka_listener_tests::{build, free_port, read_topic, test_bootstrap, unique, AppOnCluster};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -48,39 +47,6 @@ const USERS_PER_COUPON: usize = 150;
 const CONCURRENCY: usize = 16;
 /// The service is killed once this many requests were accepted.
 const KILL_AFTER_ACCEPTED: usize = 60;
-
-/// The workspace root (the parent of this package).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-/// `CARGO_TARGET_DIR` (relative to the workspace root) or `<root>/target`.
-fn target_dir() -> PathBuf {
-    let root = workspace_root();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-/// Builds a binary with `cargo build <args>` and returns its path in the
-/// debug profile.
-fn build(args: &[&str], bin: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .arg("build")
-        .args(args)
-        .current_dir(workspace_root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build {args:?} failed");
-    let path = target_dir().join("debug").join(bin);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
 
 /// Child processes, killed (SIGKILL) when dropped, also on panic; the
 /// first is `dev-broker` when `.1` is set.
@@ -115,14 +81,6 @@ impl Drop for Children {
             let _ = child.wait();
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `dev-broker` with the service's topics; returns its bootstrap

@@ -59,7 +59,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub(crate) use example_support::now_ms;
-pub use example_support::telemetry::init_tracing;
+pub use example_support::telemetry::{init_telemetry, init_tracing};
 pub use example_support::ServiceError;
 
 pub use crate::config::{ServiceConfig, DEFAULT_ADMIT_RATE, DEFAULT_DATABASE_URL};

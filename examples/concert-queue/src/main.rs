@@ -100,8 +100,12 @@ impl ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    concert_queue::init_tracing();
     let parsed = Cli::parse();
+    // Logs, and traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _telemetry = match concert_queue::init_telemetry("concert-queue") {
+        Ok(guard) => guard,
+        Err(e) => return cli::exit_code("concert-queue", Err(e)),
+    };
     let result = match parsed.command {
         None => serve(&parsed.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,

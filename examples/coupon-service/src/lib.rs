@@ -63,7 +63,7 @@ use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 
 pub(crate) use example_support::now_ms;
-pub use example_support::telemetry::init_tracing;
+pub use example_support::telemetry::{init_telemetry, init_tracing};
 pub use example_support::ServiceError;
 
 pub use crate::config::{ServiceConfig, DEFAULT_DATABASE_URL};

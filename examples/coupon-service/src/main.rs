@@ -85,8 +85,12 @@ impl ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    coupon_service::init_tracing();
     let parsed = Cli::parse();
+    // Logs, and traces over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let _telemetry = match coupon_service::init_telemetry("coupon-service") {
+        Ok(guard) => guard,
+        Err(e) => return cli::exit_code("coupon-service", Err(e)),
+    };
     let result = match parsed.command {
         None => serve(&parsed.serve).await,
         Some(Command::Serve(args)) => serve(&args).await,

@@ -221,7 +221,49 @@ where
                 "method not allowed on this route",
             )
         })
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// Runs each request in an `http.request` span (OpenTelemetry's HTTP
+/// server conventions: `otel.name` `POST /coupons/{coupon_id}/issue`, kind
+/// server, `http.request.method`, `http.route`,
+/// `http.response.status_code`) that continues the request's W3C
+/// `traceparent`/`tracestate` headers when it has them
+/// ([`kafka_listener::trace::continue_in`]): what the handler sends to
+/// Kafka carries the request's trace.
+async fn trace_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (span, parent) = request_span(&request);
+    let response =
+        kafka_listener::trace::continue_in(span.clone(), parent, next.run(request)).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+/// The span of [`trace_request`] and the trace the request came with.
+fn request_span(
+    request: &axum::extract::Request,
+) -> (tracing::Span, Option<kafka_listener::trace::TraceContext>) {
+    use kafka_listener::trace::{TraceContext, TRACEPARENT, TRACESTATE};
+    // No route (a 404): the method alone names the span, as the
+    // conventions ask (a path would give a name per URL).
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("", |p| p.as_str());
+    let text = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let parent = TraceContext::from_headers(text(TRACEPARENT), text(TRACESTATE));
+    let name = format!("{} {route}", request.method());
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = name.trim_end(),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    (span, parent)
 }
 
 /// How long [`HttpServer::shutdown`] waits for the requests in hand.

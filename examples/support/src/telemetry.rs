@@ -16,6 +16,19 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// The apps' `main`: logs as [`init_tracing`] and, when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
+/// is set, traces exported over OTLP/HTTP as `service` (or
+/// `OTEL_SERVICE_NAME`): HTTP requests, listener calls and the records
+/// between them in one trace ([`kafka_listener::trace::otel`]). Keep the
+/// guard until the app has stopped: dropping it sends the last spans.
+///
+/// # Errors
+/// A message naming the variables when they do not make an exporter.
+pub fn init_telemetry(service: &str) -> Result<kafka_listener::trace::otel::TracingGuard, String> {
+    kafka_listener::trace::otel::init_tracing(service).map_err(|e| e.to_string())
+}
+
 /// The process-wide Prometheus recorder, installed on first use; `None`
 /// when another global `metrics` recorder was installed first (a warning
 /// says so once).

@@ -96,6 +96,7 @@ mod tests {
             sent_at: None,
             attempts: 0,
             last_error: None,
+            trace: None,
         }
     }
 

@@ -135,6 +135,7 @@ mod keys;
 mod leader;
 mod outbox;
 mod relay;
+mod table;
 mod tx;
 
 use std::time::{SystemTime, UNIX_EPOCH};

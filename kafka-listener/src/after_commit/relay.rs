@@ -482,10 +482,14 @@ impl Relay {
                 row.event_type, row.event_type
             )));
         };
-        let record = ProducerRecord::keyed(row.topic.clone(), row.key.clone())
+        let mut record = ProducerRecord::keyed(row.topic.clone(), row.key.clone())
             .header(EVENT_ID_HEADER, row.event_id.clone())
             .header(EVENT_TYPE_HEADER, event.name)
             .timestamp(row.created_at);
+        // The publisher's trace goes on in the record (crate::trace).
+        for (name, value) in row.trace.iter().flat_map(|t| t.headers()) {
+            record = record.header(name, value);
+        }
         match event.format {
             ValueFormat::Json => Ok(record.value(row.payload.clone())),
             #[cfg(feature = "avro")]

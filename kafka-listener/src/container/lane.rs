@@ -426,7 +426,18 @@ impl Lane<'_> {
         }
     }
 
+    /// [`Self::call_in_span`] in the record's trace span
+    /// (crate::trace).
     async fn call(&self, records: &[ConsumerRecord], attempt: u32) -> Result<(), ListenerError> {
+        let fut = self.call_in_span(records, attempt);
+        crate::trace::in_record_span(&self.listener.info, records, fut).await
+    }
+
+    async fn call_in_span(
+        &self,
+        records: &[ConsumerRecord],
+        attempt: u32,
+    ) -> Result<(), ListenerError> {
         let last = records.last().expect("non-empty");
         let ack = self
             .manual()

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::ack::AckMode;
 use crate::config::{IsolationLevel, SeekPosition};
-use crate::context::ListenerInfo;
 use crate::error::{Error, Result};
 use crate::handler::{BatchHandler, ErasedHandler, Handler, ReplyTo};
 use crate::rate_limit::RateLimit;
@@ -517,7 +516,11 @@ impl ListenerSpec {
     /// checks against a probe.
     #[cfg(feature = "avro")]
     pub(crate) fn needs_state<T: 'static>(&self) -> bool {
-        let info = ListenerInfo::new(&self.id, self.ack_mode, crate::state::StateMap::probe());
+        let info = crate::context::ListenerInfo::new(
+            &self.id,
+            self.ack_mode,
+            crate::state::StateMap::probe(),
+        );
         if let Some(h) = &self.handler {
             let _ = h.validate(&info);
         }
