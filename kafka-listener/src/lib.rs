@@ -80,6 +80,8 @@ pub mod embedded;
 #[cfg(feature = "after-commit")]
 pub mod after_commit;
 mod app;
+#[cfg(feature = "console")]
+pub mod console;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod topics;
@@ -95,7 +97,8 @@ pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
 pub use crate::config::{IsolationLevel, SeekPosition};
 pub use crate::container::{
-    ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, PartitionLag,
+    ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, ListenerCounts,
+    PartitionLag, PartitionStatus, RateLimitBudget,
 };
 pub use crate::context::{ListenerContext, ListenerInfo};
 #[cfg(any(feature = "after-commit", feature = "dead-letter-store"))]

@@ -127,6 +127,19 @@ pub(crate) struct ListenerMetrics {
     pub(crate) commit_failures: Counter,
     pub(crate) rebalances: Counter,
     pub(crate) offset_gaps: Counter,
+    /// The processed and failed counts again, readable in process (the
+    /// operator console's records/s and failures; a `metrics` counter
+    /// cannot be read back).
+    pub(crate) tally: std::sync::Arc<Tally>,
+}
+
+/// Records processed and failed handler calls of one listener since it was
+/// built, as the counters `kafka_listener_records_processed_total` and
+/// `kafka_listener_records_failed_total` count them.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) processed: std::sync::atomic::AtomicU64,
+    pub(crate) failed: std::sync::atomic::AtomicU64,
 }
 
 impl ListenerMetrics {
@@ -147,6 +160,7 @@ impl ListenerMetrics {
             commit_failures: counter!(COMMIT_FAILURES, "listener" => l.clone()),
             rebalances: counter!(REBALANCES, "listener" => l.clone()),
             offset_gaps: counter!(OFFSET_GAPS, "listener" => l),
+            tally: Default::default(),
         }
     }
 }

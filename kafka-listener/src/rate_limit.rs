@@ -130,6 +130,21 @@ impl RateLimiter {
         }
     }
 
+    /// The limit it enforces.
+    pub(crate) fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Permits left in the window ending `now` (read-only: takes none).
+    pub(crate) fn available(&self, now: Instant) -> u32 {
+        let admitted = crate::util::lock(&self.admitted);
+        let live = admitted
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < self.limit.per)
+            .count();
+        self.limit.permits.saturating_sub(live as u32)
+    }
+
     /// Takes a permit now (`Ok`) or says how long until one frees up (`Err`).
     pub(crate) fn try_acquire(&self, now: Instant) -> Result<(), Duration> {
         let mut admitted = crate::util::lock(&self.admitted);

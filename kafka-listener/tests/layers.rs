@@ -37,7 +37,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("failure paths", &["dlq", "retry_topics"]),
     ("container", &["container"]),
     ("dev", &["embedded"]),
-    ("top", &["topics", "app", "after_commit", "testing"]),
+    (
+        "top",
+        &["topics", "app", "after_commit", "console", "testing"],
+    ),
 ];
 
 fn order() -> Vec<&'static str> {

@@ -132,6 +132,12 @@ pub async fn connect(url: &str) -> sqlx::AnyPool {
         .expect("test connects to the database")
 }
 
+/// The console token the tests start the apps with (`name:secret`).
+pub const CONSOLE_TOKEN: &str = "tests:console-secret";
+
+/// The secret of [`CONSOLE_TOKEN`], as `Authorization: Bearer` carries it.
+pub const CONSOLE_SECRET: &str = "console-secret";
+
 /// An HTTP client for an app's API at `base`; each request may take 30 s.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -146,6 +152,21 @@ impl Api {
     pub fn new(base: String) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self { client, base }
+    }
+
+    /// A client for the API at `base` that sends
+    /// `Authorization: Bearer <secret>` with every request (the apps'
+    /// console token, which `/admin/*` needs too).
+    pub fn with_bearer(base: String, secret: &str) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = format!("Bearer {secret}").parse().expect("a header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .expect("an HTTP client");
         Self { client, base }

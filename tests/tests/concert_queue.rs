@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use concert_queue::{RunningService, ServiceConfig, GROUP_ID, LISTENER_ID, TOPIC};
 use example_support::now_ms;
+use kafka_listener::console::ConsoleToken;
 use kafka_listener::embedded::EmbeddedBroker;
 use kafka_listener::KafkaConfig;
 use kafka_listener_tests::{
     connect, init_logs, skip_to_end, stop_timed, test_bootstrap, test_database_url, unique,
-    wait_until, Api, AppLock, SqliteFile,
+    wait_until, Api, AppLock, SqliteFile, CONSOLE_SECRET, CONSOLE_TOKEN,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -157,6 +158,7 @@ async fn start(db: &TempDb, tweak: impl FnOnce(&mut ServiceConfig)) -> Harness {
         database_url: db.url.clone(),
         kafka: kafka(db.real_bootstrap()),
         metrics: false,
+        console_token: ConsoleToken::parse(CONSOLE_TOKEN),
         ..ServiceConfig::default()
     };
     tweak(&mut config);
@@ -164,7 +166,7 @@ async fn start(db: &TempDb, tweak: impl FnOnce(&mut ServiceConfig)) -> Harness {
         .await
         .expect("concert-queue starts");
     Harness {
-        api: Api::new(service.base_url()),
+        api: Api::with_bearer(service.base_url(), CONSOLE_SECRET),
         service,
         started: Instant::now(),
         base: db.base(),

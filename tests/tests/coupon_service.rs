@@ -22,10 +22,11 @@ use coupon_service::{
 };
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, TimestampMillis};
+use kafka_listener::console::ConsoleToken;
 use kafka_listener::KafkaConfig;
 use kafka_listener_tests::{
     connect, init_logs, poll, read_topic, stop_timed, test_bootstrap, test_database_url, unique,
-    wait_until, Api, AppOnCluster, SqliteFile,
+    wait_until, Api, AppOnCluster, SqliteFile, CONSOLE_SECRET, CONSOLE_TOKEN,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -86,6 +87,7 @@ async fn start_with(
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         database_url: database_url.clone(),
         kafka,
+        console_token: ConsoleToken::parse(CONSOLE_TOKEN),
         ..ServiceConfig::default()
     };
     tweak(&mut config);
@@ -93,7 +95,7 @@ async fn start_with(
         .await
         .expect("coupon-service starts");
     Harness {
-        api: Api::new(service.base_url()),
+        api: Api::with_bearer(service.base_url(), CONSOLE_SECRET),
         service,
         database_url,
         _sqlite: sqlite,
@@ -564,6 +566,26 @@ async fn dead_letters_are_stored_and_replayed() {
 
     h.create_coupon(&coupon, 1).await;
     let id = letter["id"].as_str().unwrap();
+    // The admin routes need the console token: 401 without, 403 when wrong.
+    let replay = h.api.url(&format!("/admin/dead-letters/{id}/replay"));
+    let bare = reqwest::Client::new();
+    let refused = bare.post(&replay).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let refused = bare
+        .get(h.api.url("/admin/dead-letters"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let reason: Value = refused.json().await.unwrap();
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the console's"),
+        "{reason}"
+    );
     let (status, body) = h
         .api
         .post(&format!("/admin/dead-letters/{id}/replay"), json!({}))

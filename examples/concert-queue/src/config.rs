@@ -52,6 +52,10 @@ pub struct ServiceConfig {
     /// Serve `GET /metrics` in the Prometheus text format (installs a global
     /// `metrics` recorder once per process).
     pub metrics: bool,
+    /// The token of the operator console at `/console`
+    /// (`CONSOLE_TOKEN`: `name:secret` or a bare secret); `None` leaves the
+    /// console read-only and refuses `/admin/*`.
+    pub console_token: Option<ConsoleToken>,
 }
 
 impl Default for ServiceConfig {
@@ -67,6 +71,7 @@ impl Default for ServiceConfig {
             admit_on_start: true,
             declare_topic: true,
             metrics: true,
+            console_token: None,
         }
     }
 }

@@ -20,13 +20,27 @@ use crate::now_ms;
 use crate::position::Source;
 
 /// The router over `state`, with `/health`, the JSON 404 and 405 and,
-/// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]).
-pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
+/// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]),
+/// the operator `console` at `/console`, and `/admin/*` behind the
+/// console's token (401/403 with a JSON reason, see
+/// [`kafka_listener::console::guard`]).
+pub(crate) fn router(
+    state: AppState,
+    metrics: Option<PrometheusHandle>,
+    console: kafka_listener::console::Console,
+) -> Router {
+    let admin = Router::new()
+        .route("/admin/admission/start", post(start_admission))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            kafka_listener::console::guard,
+        ));
     let routes = Router::new()
         .route("/queue/tokens", post(enqueue))
         .route("/queue/tokens/{token_id}", get(get_token))
         .route("/queue/stats", get(stats))
-        .route("/admin/admission/start", post(start_admission));
+        .merge(admin)
+        .nest("/console", console.router());
     example_support::http::router(routes, state, metrics)
 }
 

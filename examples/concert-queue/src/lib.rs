@@ -54,6 +54,7 @@ use std::time::Duration;
 use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use example_support::telemetry;
+use kafka_listener::console::Console;
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -213,7 +214,12 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         }
     });
 
-    let http = http.serve(http::router(state, metrics));
+    // The operator console at /console (no dead-letter store here).
+    let mut console = Console::builder(app.registry().clone());
+    if let Some(token) = config.console_token.clone() {
+        console = console.token(token);
+    }
+    let http = http.serve(http::router(state, metrics, console.build()));
     tracing::info!(
         "concert-queue listening on {} (bootstrap.servers={}, admitting {} per window)",
         http.base_url(),

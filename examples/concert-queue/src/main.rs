@@ -67,6 +67,10 @@ struct ServeArgs {
     /// Do not serve GET /metrics.
     #[arg(long)]
     no_metrics: bool,
+    /// The operator console's token at /console (`name:secret` or a secret);
+    /// unset: the console is read-only.
+    #[arg(long, env = "CONSOLE_TOKEN", hide_env_values = true)]
+    console_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,6 +98,10 @@ impl ServeArgs {
             admit_on_start: !self.paused,
             declare_topic: true,
             metrics: !self.no_metrics,
+            console_token: self
+                .console_token
+                .as_deref()
+                .and_then(kafka_listener::console::ConsoleToken::parse),
         })
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kafka_listener::console::ConsoleToken;
 use kafka_listener::KafkaConfig;
 
 /// Settings of one coupon-service instance.
@@ -38,6 +39,10 @@ pub struct ServiceConfig {
     /// Serve `GET /metrics` in the Prometheus text format (installs a global
     /// `metrics` recorder once per process).
     pub metrics: bool,
+    /// The token of the operator console at `/console`
+    /// (`CONSOLE_TOKEN`: `name:secret` or a bare secret); `None` leaves the
+    /// console read-only and refuses `/admin/*`.
+    pub console_token: Option<ConsoleToken>,
 }
 
 impl Default for ServiceConfig {
@@ -50,6 +55,7 @@ impl Default for ServiceConfig {
             concurrency: 3,
             max_lag: Some(20_000),
             metrics: true,
+            console_token: None,
         }
     }
 }

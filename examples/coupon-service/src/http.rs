@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use example_support::http::{check_id, ApiError, ApiJson, ApiPath};
+use kafka_listener::console::Console;
 use kafka_listener::dlq::{StoreError, StoredDeadLetter};
 use kafka_listener::ProducerRecord;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -19,15 +20,29 @@ use crate::listener::{AppState, IssueRequested, TOPIC};
 use crate::now_ms;
 
 /// The router over `state`, with `/health`, the JSON 404 and 405 and,
-/// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]).
-pub(crate) fn router(state: AppState, metrics: Option<PrometheusHandle>) -> Router {
+/// with a Prometheus handle, `/metrics` (see [`example_support::http::router`]),
+/// the operator `console` at `/console`, and `/admin/*` behind the
+/// console's token (401/403 with a JSON reason, see
+/// [`kafka_listener::console::guard`]).
+pub(crate) fn router(
+    state: AppState,
+    metrics: Option<PrometheusHandle>,
+    console: Console,
+) -> Router {
+    let admin = Router::new()
+        .route("/admin/dead-letters", get(list_dead_letters))
+        .route("/admin/dead-letters/{id}/replay", post(replay_dead_letter))
+        .route_layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            kafka_listener::console::guard,
+        ));
     let routes = Router::new()
         .route("/coupons", post(create_coupon))
         .route("/coupons/{coupon_id}", get(get_coupon))
         .route("/coupons/{coupon_id}/issue", post(request_issue))
         .route("/coupons/{coupon_id}/issues/{user_id}", get(get_status))
-        .route("/admin/dead-letters", get(list_dead_letters))
-        .route("/admin/dead-letters/{id}/replay", post(replay_dead_letter));
+        .merge(admin)
+        .nest("/console", console.router());
     example_support::http::router(routes, state, metrics)
 }
 

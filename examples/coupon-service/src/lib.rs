@@ -59,6 +59,7 @@ use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use example_support::telemetry;
 use kafka_listener::after_commit::{RelayConfig, TransactionalEvents};
+use kafka_listener::console::Console;
 use kafka_listener::dlq::{DeadLetterStore, StoreError};
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 
@@ -221,7 +222,14 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         .start()
         .await?;
 
-    let http = http.serve(http::router(state, metrics));
+    // The operator console at /console; its token also guards /admin/*.
+    let mut console = Console::builder(app.registry().clone())
+        .dead_letters(state.dead_letters.clone(), app.template())
+        .avro(state.avro.clone());
+    if let Some(token) = config.console_token.clone() {
+        console = console.token(token);
+    }
+    let http = http.serve(http::router(state, metrics, console.build()));
     tracing::info!(
         "coupon-service listening on {} (bootstrap.servers={})",
         http.base_url(),

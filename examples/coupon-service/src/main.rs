@@ -58,6 +58,10 @@ struct ServeArgs {
     /// Do not serve GET /metrics.
     #[arg(long)]
     no_metrics: bool,
+    /// The operator console's token at /console (`name:secret` or a secret);
+    /// unset: the console is read-only.
+    #[arg(long, env = "CONSOLE_TOKEN", hide_env_values = true)]
+    console_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -79,6 +83,10 @@ impl ServeArgs {
             concurrency: self.concurrency,
             max_lag: (self.max_lag > 0).then_some(self.max_lag),
             metrics: !self.no_metrics,
+            console_token: self
+                .console_token
+                .as_deref()
+                .and_then(kafka_listener::console::ConsoleToken::parse),
         })
     }
 }

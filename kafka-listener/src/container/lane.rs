@@ -386,11 +386,15 @@ impl Lane<'_> {
             let err = match result {
                 Ok(()) => {
                     m.processed.increment(records.len() as u64);
+                    m.tally
+                        .processed
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
                     return Ok(Ok(()));
                 }
                 Err(err) => err,
             };
             m.failed.increment(1);
+            m.tally.failed.fetch_add(1, Ordering::Relaxed);
             // In a transaction the whole batch was aborted: it goes again
             // as one.
             if let Some(i) = err.index().filter(|&i| {

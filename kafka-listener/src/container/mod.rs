@@ -14,6 +14,7 @@ mod errors;
 mod keyed;
 mod lane;
 mod lanes;
+mod observe;
 mod rebalance;
 mod seek;
 mod tx;
@@ -29,6 +30,7 @@ use rdkafka::ClientConfig;
 use self::consumer::StopGate;
 pub use self::errors::{ConsumerError, ConsumerErrorKind};
 use self::lanes::{ContainerContext, Control};
+pub use self::observe::{ListenerCounts, PartitionStatus, RateLimitBudget};
 use crate::context::ListenerInfo;
 use crate::dlq::DeadLetterRecoverer;
 use crate::error::{Error, Result};
@@ -53,8 +55,9 @@ pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
 pub(crate) type Progress =
     Arc<Mutex<std::collections::HashMap<(String, i32), Arc<crate::ack::PartitionOffsets>>>>;
 
-/// The lag per `(topic, partition)` at librdkafka's last statistics.
-pub(crate) type Lag = Arc<Mutex<std::collections::HashMap<(String, i32), i64>>>;
+/// The lag per `(topic, partition)` at librdkafka's last statistics, with
+/// the log end and committed offsets it came from.
+pub(crate) type Lag = Arc<Mutex<std::collections::HashMap<(String, i32), observe::Watermarks>>>;
 
 /// What a container's consumers report for its observers: assignments,
 /// finished offsets and lag.
@@ -487,7 +490,7 @@ impl ListenerContainer {
             .map(|((t, p), l)| PartitionLag {
                 topic: t.clone(),
                 partition: *p,
-                lag: *l,
+                lag: l.lag,
             })
             .collect();
         out.sort();

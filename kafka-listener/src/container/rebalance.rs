@@ -71,7 +71,14 @@ impl ClientContext for ContainerContext {
                     .filter(|&o| o >= 0)
                     .unwrap_or_else(|| p.committed_offset.max(p.lo_offset).max(0));
                 let behind = (p.hi_offset - finished).max(0);
-                lag.insert(key, behind);
+                lag.insert(
+                    key,
+                    super::observe::Watermarks {
+                        lag: behind,
+                        log_end: p.hi_offset,
+                        committed: p.committed_offset,
+                    },
+                );
                 metrics::gauge!(crate::metrics::names::CONSUMER_LAG,
                     "listener" => self.listener.info.id.to_string(),
                     "topic" => topic.clone(),

@@ -9,6 +9,8 @@
 //! (sqlx; SQLite and PostgreSQL) and replays a stored dead letter to its
 //! original topic.
 
+#[cfg(feature = "dead-letter-store")]
+mod admin;
 pub(crate) mod headers;
 mod recoverer;
 #[cfg(feature = "dead-letter-store")]
@@ -16,6 +18,8 @@ mod replay;
 #[cfg(feature = "dead-letter-store")]
 mod store;
 
+#[cfg(feature = "dead-letter-store")]
+pub use self::admin::{AuditEntry, DeadLetterFilter};
 pub use self::recoverer::DeadLetterRecoverer;
 #[cfg(feature = "dead-letter-store")]
 pub use self::store::{DeadLetterStore, StoreError, StoredDeadLetter};

@@ -111,7 +111,7 @@ pub struct DeadLetterStore {
     pub(super) pool: AnyPool,
 }
 
-const COLUMNS: &str = "id, dlt_topic, dlt_partition, dlt_offset, original_topic, original_partition, original_offset, \
+pub(super) const COLUMNS: &str = "id, dlt_topic, dlt_partition, dlt_offset, original_topic, original_partition, original_offset, \
     original_timestamp, consumer_group, record_key, payload, headers, exception_fqcn, exception_message, \
     exception_stacktrace, error_kind, attempts, stored_at, replayed_at";
 
@@ -278,7 +278,7 @@ impl DeadLetterStore {
     }
 }
 
-fn row(r: &sqlx::any::AnyRow) -> Result<StoredDeadLetter, sqlx::Error> {
+pub(super) fn row(r: &sqlx::any::AnyRow) -> Result<StoredDeadLetter, sqlx::Error> {
     let headers: String = r.try_get("headers")?;
     let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
     Ok(StoredDeadLetter {
