@@ -176,6 +176,12 @@ async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: im
     }
 }
 
+/// The listener `id` in a `GET /api/listeners` answer.
+fn listener_in(all: &Value, id: &str) -> Value {
+    let listeners = all["listeners"].as_array().unwrap();
+    listeners.iter().find(|l| l["id"] == id).unwrap().clone()
+}
+
 fn state_of(v: &Value) -> &str {
     v["state"].as_str().unwrap_or("?")
 }
@@ -195,13 +201,7 @@ async fn listener_views_actions_and_token_checks() {
     let (s, all) = send(r, get("/console/api/listeners")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(all["read_only"], false);
-    let me = all["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == f.id.as_str())
-        .unwrap()
-        .clone();
+    let me = listener_in(&all, &f.id);
     assert_eq!(
         (
             state_of(&me),
@@ -235,47 +235,48 @@ async fn listener_views_actions_and_token_checks() {
 
     // The token and cross-site checks, on pause.
     let pause = || post(format!("{base}/pause"), json!({}));
-    let (s, e) = send(
-        r,
-        Call {
-            auth: None,
-            ..pause()
-        },
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED, "{e}");
-    let (s, e) = send(
-        r,
-        Call {
-            auth: Some("wrong"),
-            ..pause()
-        },
-    )
-    .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(
-        e["error"].as_str().unwrap().contains("not the console's"),
-        "{e}"
-    );
-    let (s, e) = send(
-        r,
-        Call {
-            origin: Some("https://evil.example"),
-            ..pause()
-        },
-    )
-    .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(e["error"].as_str().unwrap().contains("cross-site"), "{e}");
-    let (s, _) = send(
-        r,
-        Call {
-            body: None,
-            ..pause()
-        },
-    )
-    .await;
-    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let refusals = [
+        (
+            Call {
+                auth: None,
+                ..pause()
+            },
+            StatusCode::UNAUTHORIZED,
+            "Authorization: Bearer",
+        ),
+        (
+            Call {
+                auth: Some("wrong"),
+                ..pause()
+            },
+            StatusCode::FORBIDDEN,
+            "not the console's",
+        ),
+        (
+            Call {
+                origin: Some("https://evil.example"),
+                ..pause()
+            },
+            StatusCode::FORBIDDEN,
+            "cross-site",
+        ),
+        (
+            Call {
+                body: None,
+                ..pause()
+            },
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+    ];
+    for (call, status, reason) in refusals {
+        let (s, e) = send(r, call).await;
+        assert_eq!(s, status, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains(reason),
+            "{reason}: {e}"
+        );
+    }
     assert!(
         !f.app.registry().is_paused(&f.id).unwrap(),
         "no refused call paused it"
@@ -467,13 +468,7 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
     .await;
     assert_eq!(l["dead_letters"].as_array().unwrap().len(), 0);
     let (_, all) = send(r, get("/console/api/listeners")).await;
-    let me = all["listeners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == f.id.as_str())
-        .unwrap()
-        .clone();
+    let me = listener_in(&all, &f.id);
     assert_eq!(me["dead_letters"], 5);
     assert!(me["failures"].as_u64().unwrap() >= 5);
 

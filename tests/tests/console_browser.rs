@@ -50,17 +50,15 @@ struct Browser {
     http: reqwest::Client,
     session: String,
     _driver: Driver,
-    _profile: tempdir::Dir,
+    _profile: Profile,
 }
 
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
+/// The browser's profile directory, removed on drop.
+struct Profile(std::path::PathBuf);
 
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -134,7 +132,7 @@ impl Browser {
             http,
             session,
             _driver: driver,
-            _profile: tempdir::Dir(profile),
+            _profile: Profile(profile),
         }
     }
 

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kafka_listener::console::ConsoleToken;
 use kafka_listener::{KafkaConfig, RateLimit};
 
 /// Settings of one concert-queue instance.

@@ -58,6 +58,7 @@ fn view(console: &Console, c: &ListenerContainer, dead: &HashMap<String, i64>) -
         failures: counts.failed,
         dead_letters: console
             .inner
+            .settings
             .store
             .as_ref()
             .map(|_| dead.get(c.group_id()).copied().unwrap_or(0)),
@@ -69,6 +70,7 @@ pub(super) async fn overview(console: &Console) -> Vec<ListenerView> {
     let dead = letters::counts_by_group(console).await;
     console
         .inner
+        .settings
         .registry
         .containers()
         .iter()
@@ -101,6 +103,7 @@ pub(super) fn container(
 ) -> Result<Arc<ListenerContainer>, ConsoleError> {
     console
         .inner
+        .settings
         .registry
         .container(id)
         .ok_or_else(|| ConsoleError::not_found(format!("no listener `{id}`")))

@@ -40,7 +40,10 @@ pub(super) struct ReplayJob {
 }
 
 fn store(console: &Console) -> Result<(&DeadLetterStore, &KafkaTemplate), ConsoleError> {
-    match (&console.inner.store, &console.inner.template) {
+    match (
+        &console.inner.settings.store,
+        &console.inner.settings.template,
+    ) {
         (Some(s), Some(t)) => Ok((s, t)),
         _ => Err(ConsoleError::not_found(
             "this console has no dead-letter store (ConsoleBuilder::dead_letters)",
@@ -63,7 +66,7 @@ pub(super) async fn audit<T, E: std::fmt::Display>(
     };
     tracing::info!(action, target, actor, result = %outcome, "console action");
     let entry = AuditEntry::now(action, target, actor, &outcome);
-    if let Some(store) = &console.inner.store {
+    if let Some(store) = &console.inner.settings.store {
         if let Err(e) = store.record_audit(&entry).await {
             tracing::error!(error = %e, "console: the audit entry could not be stored");
         }
@@ -81,7 +84,7 @@ pub(super) async fn audit_entries(
     console: &Console,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, ConsoleError> {
-    if let Some(store) = &console.inner.store {
+    if let Some(store) = &console.inner.settings.store {
         return Ok(store.audit_log(limit as i64).await?);
     }
     Ok(lock(&console.inner.audit)
@@ -105,7 +108,7 @@ pub(super) async fn audit_api(
 /// or when the store fails).
 pub(super) async fn counts_by_group(console: &Console) -> HashMap<String, i64> {
     let mut out = HashMap::new();
-    let Some(store) = &console.inner.store else {
+    let Some(store) = &console.inner.settings.store else {
         return out;
     };
     match store.find(&DeadLetterFilter::default()).await {
@@ -208,7 +211,7 @@ async fn decoded(console: &Console, bytes: &[u8]) -> serde_json::Value {
 /// Confluent-framed Avro decoded with the writer schema from the registry.
 #[cfg(feature = "avro")]
 async fn avro_json(console: &Console, bytes: &[u8]) -> Option<serde_json::Value> {
-    let codec = console.inner.avro.as_ref()?;
+    let codec = console.inner.settings.avro.as_ref()?;
     let (id, mut body) = crate::avro::wire::decode(bytes).ok()?;
     let schema = codec.schema(id).await.ok()?;
     let value = apache_avro::from_avro_datum(&schema, &mut body, None).ok()?;
@@ -361,7 +364,7 @@ pub(super) async fn replay_selection(
     if selection.ids.is_empty() {
         return Err(ConsoleError::bad_request("`ids` is empty"));
     }
-    let rate = selection.rate.unwrap_or(console.inner.replay_rate);
+    let rate = selection.rate.unwrap_or(console.inner.settings.replay_rate);
     if !(rate.is_finite() && rate > 0.0) {
         return Err(ConsoleError::bad_request(
             "`rate` must be a positive number of records per second",

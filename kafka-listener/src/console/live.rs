@@ -101,7 +101,7 @@ fn take_sample(inner: &Inner) -> Sample {
     let mut total_rate = 0.0;
     let mut total_lag = 0;
     let mut rates = lock(&inner.live.rates);
-    for c in inner.registry.containers() {
+    for c in inner.settings.registry.containers() {
         let processed = c.counts().processed;
         let rate = match rates.get(c.id()) {
             Some(&(then, before, _)) => {
@@ -114,6 +114,7 @@ fn take_sample(inner: &Inner) -> Sample {
             }
             None => 0.0,
         };
+        let rate = (rate * 100.0).round() / 100.0;
         rates.insert(c.id().to_owned(), (now, processed, rate));
         total_rate += rate;
         total_lag += c.lag().iter().map(|l| l.lag).sum::<i64>();

@@ -61,17 +61,10 @@ pub struct Console {
     inner: Arc<Inner>,
 }
 
-/// What the handlers share.
+/// What the handlers share: the settings as built, and the live state.
 #[derive(Debug)]
 struct Inner {
-    registry: ListenerRegistry,
-    store: Option<DeadLetterStore>,
-    template: Option<KafkaTemplate>,
-    token: Option<ConsoleToken>,
-    asyncapi: Option<serde_json::Value>,
-    replay_rate: f64,
-    #[cfg(feature = "avro")]
-    avro: Option<crate::avro::AvroCodec>,
+    settings: ConsoleBuilder,
     live: live::Live,
     jobs: Mutex<Vec<letters::ReplayJob>>,
     /// The audit log when there is no store (newest last, at most 1000).
@@ -111,7 +104,7 @@ impl Console {
 
     /// Whether actions are refused because no token is configured.
     pub fn is_read_only(&self) -> bool {
-        self.inner.token.is_none()
+        self.inner.settings.token.is_none()
     }
 
     /// The router to mount, e.g. `.nest("/console", console.router())`:
@@ -161,7 +154,7 @@ impl Console {
     /// [`ConsoleError`]: 403 across sites or in read-only mode, 401 without
     /// `Authorization: Bearer`, 403 with a wrong secret.
     pub fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<String, ConsoleError> {
-        auth::authorize(self.inner.token.as_ref(), headers)
+        auth::authorize(self.inner.settings.token.as_ref(), headers)
     }
 }
 
@@ -229,15 +222,8 @@ impl ConsoleBuilder {
     pub fn build(self) -> Console {
         Console {
             inner: Arc::new(Inner {
-                registry: self.registry,
-                store: self.store,
-                template: self.template,
-                token: self.token,
-                asyncapi: self.asyncapi,
-                replay_rate: self.replay_rate,
-                #[cfg(feature = "avro")]
-                avro: self.avro,
                 live: live::Live::new(self.sample_interval),
+                settings: self,
                 jobs: Mutex::new(Vec::new()),
                 audit: Mutex::new(std::collections::VecDeque::new()),
             }),

@@ -93,7 +93,7 @@ fn page(console: &Console, base: &Base, title: &str, body: &str) -> Html<String>
         r#"<form id="token-form" class="banner"><label>Console token <input type="password" name="token" autocomplete="off"></label> <button type="submit">Use</button> <span id="token-state"></span></form>"#.to_owned()
     };
     let b = esc(&base.0);
-    let asyncapi = if console.inner.asyncapi.is_some() {
+    let asyncapi = if console.inner.settings.asyncapi.is_some() {
         format!(r#" <a href="{b}/asyncapi">AsyncAPI</a>"#)
     } else {
         String::new()
@@ -119,6 +119,33 @@ fn page(console: &Console, base: &Base, title: &str, body: &str) -> Html<String>
     ))
 }
 
+/// A listener's fields as the pages show them: (JSON name, label).
+const FIELDS: [(&str, &str); 8] = [
+    ("group", "group"),
+    ("topics", "topics"),
+    ("state", "state"),
+    ("consumers", "consumers"),
+    ("records_per_second", "records/s"),
+    ("lag", "lag"),
+    ("failures", "failures"),
+    ("dead_letters", "dead letters"),
+];
+
+/// The values of [`FIELDS`] for `l`, escaped: (JSON name, value).
+fn fields(l: &api::ListenerView) -> [(&'static str, String); 8] {
+    let values = [
+        esc(&l.group),
+        esc(&l.topics.join(", ")),
+        l.state.to_owned(),
+        l.consumers.to_string(),
+        l.records_per_second.to_string(),
+        l.lag.to_string(),
+        l.failures.to_string(),
+        opt(l.dead_letters),
+    ];
+    std::array::from_fn(|i| (FIELDS[i].0, values[i].clone()))
+}
+
 /// `GET /`: the listeners, live charts of throughput and lag.
 pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Html<String> {
     let mut rows = String::new();
@@ -128,27 +155,27 @@ pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Htm
             .iter()
             .map(|a| button(&format!("listeners/{id}/{a}"), a, None))
             .collect();
+        let cells: String = fields(&l)
+            .iter()
+            .map(|(name, value)| format!(r#"<td data-field="{name}">{value}</td>"#))
+            .collect();
         let _ = write!(
             rows,
-            r#"<tr data-listener="{}"><td><a href="{b}/listeners/{id}">{}</a></td><td>{}</td><td>{}</td><td data-field="state">{}</td><td data-field="consumers">{}</td><td data-field="records_per_second">{}</td><td data-field="lag">{}</td><td data-field="failures">{}</td><td data-field="dead_letters">{}</td><td>{actions}</td></tr>"#,
+            r#"<tr data-listener="{}"><td><a href="{b}/listeners/{id}">{}</a></td>{cells}<td>{actions}</td></tr>"#,
             esc(&l.id),
             esc(&l.id),
-            esc(&l.group),
-            esc(&l.topics.join(", ")),
-            l.state,
-            l.consumers,
-            l.records_per_second,
-            l.lag,
-            l.failures,
-            opt(l.dead_letters),
             b = esc(&base.0),
         );
     }
     let body = format!(
         r#"<section class="charts"><figure><figcaption>Records/s (15 min)</figcaption><svg id="chart-rate" viewBox="0 0 300 80"></svg></figure>
 <figure><figcaption>Lag (15 min)</figcaption><svg id="chart-lag" viewBox="0 0 300 80"></svg></figure></section>
-<table id="listeners"><thead><tr><th>id</th><th>group</th><th>topics</th><th>state</th><th>consumers</th><th>records/s</th><th>lag</th><th>failures</th><th>dead letters</th><th>actions</th></tr></thead>
-<tbody>{rows}</tbody></table>"#
+<table id="listeners"><thead><tr><th>id</th>{heads}<th>actions</th></tr></thead>
+<tbody>{rows}</tbody></table>"#,
+        heads = FIELDS
+            .iter()
+            .map(|(_, label)| format!("<th>{label}</th>"))
+            .collect::<String>(),
     );
     page(&console, &base, "Listeners", &body)
 }
@@ -194,17 +221,15 @@ pub(super) async fn listener(
         .iter()
         .map(|a| button(&format!("listeners/{sid}/{a}"), a, None))
         .collect();
+    let facts: String = fields(l)
+        .iter()
+        .zip(FIELDS)
+        .map(|((_, value), (_, label))| format!("<dt>{label}</dt><dd>{value}</dd>"))
+        .collect();
     let body = format!(
-        r#"<dl><dt>group</dt><dd>{}</dd><dt>topics</dt><dd>{}</dd><dt>state</dt><dd id="state">{}</dd><dt>consumers</dt><dd>{}</dd><dt>records/s</dt><dd>{}</dd><dt>lag</dt><dd>{}</dd><dt>failures</dt><dd>{}</dd><dt>rate limit</dt><dd>{}</dd></dl>
+        r#"<dl>{facts}<dt>rate limit</dt><dd>{}</dd></dl>
 <p>{actions}</p>
 <table id="partitions"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>fetch</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
-        esc(&l.group),
-        esc(&l.topics.join(", ")),
-        l.state,
-        l.consumers,
-        l.records_per_second,
-        l.lag,
-        l.failures,
         esc(&budget),
     );
     Ok(page(&console, &base, &format!("Listener {}", l.id), &body))
@@ -225,10 +250,11 @@ pub(super) async fn dead_letters(
     base: Base,
     Query(q): Query<PageFilter>,
 ) -> Result<Html<String>, ConsoleError> {
-    let mut filter = DeadLetterFilter::default();
-    filter.topic = q.topic;
-    filter.error_kind = q.error_kind;
-    let mut filter = letters::normalized(filter);
+    let mut filter = letters::normalized(DeadLetterFilter {
+        topic: q.topic,
+        error_kind: q.error_kind,
+        ..DeadLetterFilter::default()
+    });
     let minutes = q.minutes.and_then(|m| m.trim().parse::<i64>().ok());
     if let Some(m) = minutes {
         filter.since = Some(crate::util::now_ms() - m * 60_000);
@@ -299,7 +325,7 @@ pub(super) async fn dead_letters(
             Some("Replay the selected dead letters?")
         )
         .replace("<button", r#"<button data-selection="true""#),
-        console.inner.replay_rate,
+        console.inner.settings.replay_rate,
         list.len(),
     );
     Ok(page(&console, &base, "Dead letters", &body))
@@ -423,6 +449,7 @@ pub(super) async fn audit(
 fn asyncapi_doc(console: &Console) -> Result<&serde_json::Value, ConsoleError> {
     console
         .inner
+        .settings
         .asyncapi
         .as_ref()
         .ok_or_else(|| ConsoleError::not_found("no AsyncAPI document (ConsoleBuilder::asyncapi)"))
