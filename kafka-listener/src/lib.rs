@@ -97,8 +97,8 @@ pub use crate::avro::{Avro, AvroCodec, AvroKey};
 pub use crate::config::KafkaConfig;
 pub use crate::config::{IsolationLevel, SeekPosition};
 pub use crate::container::{
-    ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer, ListenerCounts,
-    PartitionLag, PartitionStatus, RateLimitBudget,
+    BackingOff, ConsumerError, ConsumerErrorKind, FinishedOffset, ListenerContainer,
+    ListenerCounts, PartitionLag, PartitionStatus, RateLimitBudget,
 };
 pub use crate::context::{ListenerContext, ListenerInfo};
 #[cfg(any(feature = "after-commit", feature = "dead-letter-store"))]

@@ -87,8 +87,12 @@ async fn send(router: &Router, call: Call<'_>) -> (StatusCode, Value) {
 }
 
 /// Counts handled records; fails every record of `fail` topics that is
-/// not a replay (so it is dead-lettered at once).
+/// not a replay (so it is dead-lettered at once), and backs off on a record
+/// keyed `slow`.
 async fn handle(record: ConsumerRecord, seen: State<Seen>) -> Result<(), ListenerError> {
+    if record.key().is_some_and(|k| k.as_ref() == b"slow") {
+        return Err(ListenerError::retryable(std::io::Error::other("slow")));
+    }
     if record.topic().contains(".fail") && record.headers().get(REPLAYED_FROM).is_none() {
         return Err(ListenerError::fatal(std::io::Error::other("not yet")));
     }
@@ -100,13 +104,19 @@ struct Fixture {
     app: RunningApp,
     router: Router,
     seen: Seen,
-    store: DeadLetterStore,
     topic: String,
     id: String,
     _broker: std::sync::Arc<TestBroker>,
 }
 
 async fn fixture(name: &str, token: Option<ConsoleToken>) -> Fixture {
+    fixture_on("sqlite::memory:", name, token).await
+}
+
+/// [`fixture`] with the store on the database `url`; on PostgreSQL (shared
+/// with the tests running at the same time) this topic's letters and audit
+/// entries from earlier runs are removed first.
+async fn fixture_on(url: &str, name: &str, token: Option<ConsoleToken>) -> Fixture {
     sqlx::any::install_default_drivers();
     let topic = unique(name);
     let id = format!("{topic}-listener");
@@ -114,10 +124,17 @@ async fn fixture(name: &str, token: Option<ConsoleToken>) -> Fixture {
     broker.create_topic(&format!("{topic}-dlt"), 3).unwrap();
     let pool = AnyPoolOptions::new()
         .max_connections(1)
-        .connect("sqlite::memory:")
+        .connect(url)
         .await
         .unwrap();
-    let store = DeadLetterStore::new(pool).await.unwrap();
+    let store = DeadLetterStore::new(pool.clone()).await.unwrap();
+    store.audit_log(1).await.unwrap();
+    for sql in [
+        "DELETE FROM kafka_dead_letters WHERE original_topic = $1",
+        "DELETE FROM kafka_console_audit WHERE target LIKE $1 || '-dlt-%'",
+    ] {
+        sqlx::query(sql).bind(&topic).execute(&pool).await.unwrap();
+    }
     let seen = Seen::default();
     let config = consumer_property(config(&broker), "statistics.interval.ms", "200");
     let app = KafkaApp::builder()
@@ -127,6 +144,7 @@ async fn fixture(name: &str, token: Option<ConsoleToken>) -> Fixture {
             ListenerSpec::new(id.clone())
                 .topics([topic.clone()])
                 .dead_letter(DeadLetter::suffixed())
+                .retry(RetryPolicy::fixed(2, Duration::from_secs(60)))
                 .handler(handle),
         )
         .listener(store.listener(&format!("{topic}-store"), [format!("{topic}-dlt")]))
@@ -138,7 +156,7 @@ async fn fixture(name: &str, token: Option<ConsoleToken>) -> Fixture {
         .await
         .unwrap();
     let mut console = Console::builder(app.registry().clone())
-        .dead_letters(store.clone(), app.template())
+        .dead_letters(store, app.template())
         .sample_interval(Duration::from_millis(200))
         .asyncapi(json!({
             "asyncapi": "3.0.0",
@@ -158,7 +176,6 @@ async fn fixture(name: &str, token: Option<ConsoleToken>) -> Fixture {
         app,
         router,
         seen,
-        store,
         topic,
         id,
         _broker: broker,
@@ -380,6 +397,33 @@ async fn listener_views_actions_and_token_checks() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
+    // A record that fails shows in its partition while it backs off (on
+    // another partition than the one sought four times just now: that one
+    // was seen to stop fetching for 15 s or more after such a burst).
+    let other = (partition as i32 + 1) % 3;
+    let slow = ProducerRecord::keyed(f.topic.clone(), "slow")
+        .value("{}")
+        .partition(other);
+    let sent = f.app.template().send(slow).await.unwrap();
+    wait_until("the back-off in the partition view", || async {
+        let (_, d) = send(r, get(base.clone())).await;
+        let parts = d["partitions"].as_array().unwrap().clone();
+        parts.iter().any(|p| {
+            p["partition"] == sent.partition
+                && p["backing_off"]["offset"] == sent.offset
+                && p["backing_off"]["key"] == "slow"
+                && p["backing_off"]["attempt"] == 1
+                && p["backing_off"]["retry_at_ms"].as_i64() > Some(0)
+                && p["in_flight"].as_u64() >= Some(1)
+        })
+    })
+    .await;
+    let (_, page) = send(r, get(format!("/console/listeners/{}", f.id))).await;
+    assert!(
+        page.as_str().unwrap().contains("backing off: offset"),
+        "{page}"
+    );
+
     // The audit log names every action and the token.
     let (_, a) = send(r, get("/console/api/audit")).await;
     let actions: Vec<&str> = a["audit"]
@@ -436,11 +480,35 @@ async fn without_a_token_the_console_is_read_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_replayed_paced_and_deleted() {
     init_tracing();
-    let f = fixture("console.fail", Some(ConsoleToken::parse(SECRET).unwrap())).await;
+    dead_letters_scenario("sqlite::memory:", "console.fail").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_on_postgres() {
+    init_tracing();
+    let Some(url) = postgres_url() else {
+        eprintln!("TEST_DATABASE_URL is not set; skipping the console's PostgreSQL store test");
+        return;
+    };
+    dead_letters_scenario(&url, "console.pg.fail").await;
+}
+
+/// This test's letters (the table may be shared).
+async fn mine(f: &Fixture) -> Vec<Value> {
+    let (_, l) = send(
+        &f.router,
+        get(format!("/console/api/dead-letters?topic={}", f.topic)),
+    )
+    .await;
+    l["dead_letters"].as_array().unwrap().clone()
+}
+
+async fn dead_letters_scenario(url: &str, name: &str) {
+    let f = fixture_on(url, name, Some(ConsoleToken::parse(SECRET).unwrap())).await;
     let r = &f.router;
     produce(&f.app.template(), &f.topic, 0..5, 5).await;
     wait_until("5 stored dead letters", || async {
-        f.store.list().await.unwrap().len() == 5
+        mine(&f).await.len() == 5
     })
     .await;
 
@@ -457,9 +525,23 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
         .map(|d| d["id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 5);
-    let (_, l) = send(r, get("/console/api/dead-letters?error_kind=Retryable")).await;
+    let (_, l) = send(
+        r,
+        get(format!(
+            "/console/api/dead-letters?error_kind=Retryable&topic={}",
+            f.topic
+        )),
+    )
+    .await;
     assert_eq!(l["dead_letters"].as_array().unwrap().len(), 0);
-    let (_, l) = send(r, get("/console/api/dead-letters?error_kind=Fatal&topic=")).await;
+    let (_, l) = send(
+        r,
+        get(format!(
+            "/console/api/dead-letters?error_kind=Fatal&consumer_group=&topic={}",
+            f.topic
+        )),
+    )
+    .await;
     assert_eq!(l["dead_letters"].as_array().unwrap().len(), 5);
     let (_, l) = send(
         r,
@@ -520,7 +602,7 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
         f.seen.wait_for(Duration::from_secs(20), |n| n >= 1).await,
         1
     );
-    assert_eq!(f.store.list().await.unwrap().len(), 4);
+    assert_eq!(mine(&f).await.len(), 4);
 
     // Delete one; again is a 404.
     let delete = post(
@@ -541,7 +623,7 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    assert_eq!(f.store.list().await.unwrap().len(), 3);
+    assert_eq!(mine(&f).await.len(), 3);
 
     // A paced selection: 3 at 5/s take at least 400 ms (the first at once).
     let started = Instant::now();
@@ -579,7 +661,7 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
         f.seen.wait_for(Duration::from_secs(20), |n| n >= 4).await,
         4
     );
-    assert!(f.store.list().await.unwrap().is_empty());
+    assert!(mine(&f).await.is_empty());
     let (s, _) = send(
         r,
         post(
@@ -592,7 +674,17 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
 
     // Every replay and delete is in the audit table, by token "default".
     let (_, a) = send(r, get("/console/api/audit")).await;
-    let entries = a["audit"].as_array().unwrap();
+    let entries: Vec<&Value> = a["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}-dlt-", f.topic))
+        })
+        .collect();
     assert_eq!(
         entries
             .iter()
@@ -606,7 +698,8 @@ async fn dead_letters_are_listed_replayed_paced_and_deleted() {
         "the second one failed"
     );
     assert!(entries.iter().all(|e| e["actor"] == "default"));
-    let (s, page) = send(r, get("/console/dead-letters")).await;
+    let page = format!("/console/dead-letters?topic={}", f.topic);
+    let (s, page) = send(r, get(page)).await;
     assert_eq!(s, StatusCode::OK);
     assert!(page.as_str().unwrap().contains("0 dead letters."));
     f.app.shutdown().await;

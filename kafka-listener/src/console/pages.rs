@@ -13,6 +13,7 @@ use axum::Json;
 
 use super::auth::ConsoleError;
 use super::{api, letters, Console};
+use crate::container::BackingOff;
 use crate::dlq::DeadLetterFilter;
 
 /// Where the console is mounted (`/console`), from the request's original
@@ -180,6 +181,22 @@ pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Htm
     page(&console, &base, "Listeners", &body)
 }
 
+/// A partition's state: paused, backing off (the record, its key and
+/// attempt, when it is tried again), or fetching.
+fn fetch(paused: bool, backing_off: Option<&BackingOff>) -> String {
+    match (backing_off, paused) {
+        (Some(b), _) => format!(
+            "backing off: offset {}, key {}, attempt {}, again at {}",
+            b.offset,
+            opt(b.key.as_deref()),
+            b.attempt,
+            time(b.retry_at_ms)
+        ),
+        (None, true) => "paused".to_owned(),
+        (None, false) => "fetching".to_owned(),
+    }
+}
+
 /// `GET /listeners/{id}`: the partitions, each with a seek form.
 pub(super) async fn listener(
     State(console): State<Console>,
@@ -193,7 +210,7 @@ pub(super) async fn listener(
     for (i, p) in d.partitions.iter().enumerate() {
         let _ = write!(
             rows,
-            r#"<tr data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>
+            r#"<tr data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>
 <td><form id="seek-{i}" class="seek"><input type="hidden" name="topic" value="{topic}"><input type="hidden" name="partition" value="{part}">
 <select name="position"><option>beginning</option><option>end</option><option>offset</option><option>timestamp</option></select>
 <input name="value" placeholder="offset or ms" size="12"> {}</form></td></tr>"#,
@@ -202,7 +219,9 @@ pub(super) async fn listener(
             p.finished,
             p.log_end,
             p.lag,
-            if d.paused { "paused" } else { "fetching" },
+            p.in_flight,
+            opt(p.oldest_in_flight_ms),
+            fetch(d.paused, p.backing_off.as_ref()),
             button(
                 &format!("listeners/{sid}/seek"),
                 "seek",
@@ -229,7 +248,7 @@ pub(super) async fn listener(
     let body = format!(
         r#"<dl>{facts}<dt>rate limit</dt><dd>{}</dd></dl>
 <p>{actions}</p>
-<table id="partitions"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>fetch</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
+<table id="partitions"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>in flight</th><th>oldest (ms)</th><th>state</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
         esc(&budget),
     );
     Ok(page(&console, &base, &format!("Listener {}", l.id), &body))

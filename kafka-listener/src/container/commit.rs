@@ -141,7 +141,7 @@ impl ContainerContext {
                 let key = (topic.to_string(), *partition);
                 if progress
                     .get(&key)
-                    .is_some_and(|o| Arc::ptr_eq(o, &entry.shared.offsets))
+                    .is_some_and(|o| Arc::ptr_eq(o, &entry.shared))
                 {
                     progress.remove(&key);
                 }

@@ -340,6 +340,8 @@ pub(super) async fn run(lane: &Lane<'_>, mut rx: mpsc::UnboundedReceiver<Burst>)
             _ = tick.tick() => {
                 let oldest = k.in_flight.iter().map(|f| f.started).min();
                 k.gauges.oldest.set(oldest.map_or(0.0, |t| t.elapsed().as_secs_f64()));
+                crate::util::lock(&shared.watch).oldest_since_ms =
+                    oldest.map(|t| crate::util::now_ms() - t.elapsed().as_millis() as i64);
             }
         }
     }

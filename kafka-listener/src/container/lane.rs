@@ -4,7 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -34,6 +34,8 @@ pub(crate) struct LaneShared {
     pub(crate) queued: AtomicUsize,
     /// The consumer's transactional producer (`transactional = true`).
     pub(crate) tx: Option<Arc<super::tx::ConsumerTx>>,
+    /// What observers see of the lane ([`super::observe`]).
+    pub(crate) watch: Mutex<super::observe::LaneWatch>,
 }
 
 impl LaneShared {
@@ -51,6 +53,7 @@ impl LaneShared {
             revoked: AtomicBool::new(false),
             wake: Notify::new(),
             queued: AtomicUsize::new(0),
+            watch: Mutex::default(),
         }
     }
 
@@ -416,7 +419,11 @@ impl Lane<'_> {
                         offset = first.offset, attempt, delay_ms = delay.as_millis() as u64, error = %err,
                         "listener failed; retrying after back-off");
                     m.retried.increment(1);
-                    if !self.shared.pause(delay).await {
+                    let watched = super::observe::BackingOff::new(first, attempt, delay);
+                    crate::util::lock(&self.shared.watch).backing_off = Some(watched);
+                    let resumed = self.shared.pause(delay).await;
+                    crate::util::lock(&self.shared.watch).ended(first.offset);
+                    if !resumed {
                         self.listener.retry_memory.remember(&records[0], attempt);
                         return Err(Revoked);
                     }

@@ -127,8 +127,6 @@ impl ContainerContext {
             Arc::clone(&self.signal),
             self.listener.info.ack_mode.is_immediate(),
         ));
-        crate::util::lock(&self.progress)
-            .insert((topic.to_string(), partition), Arc::clone(&offsets));
         // The lane's own copy of the topic name: every record of the lane
         // holds it, and a count shared by all lanes would bounce between
         // the tokio workers.
@@ -138,6 +136,8 @@ impl ContainerContext {
             offsets,
             self.tx.clone(),
         ));
+        crate::util::lock(&self.progress)
+            .insert((topic.to_string(), partition), Arc::clone(&shared));
         let (tx, rx) = mpsc::unbounded_channel();
         let (exit_tx, exit) = std::sync::mpsc::sync_channel(0);
         let task = self

@@ -30,7 +30,7 @@ use rdkafka::ClientConfig;
 use self::consumer::StopGate;
 pub use self::errors::{ConsumerError, ConsumerErrorKind};
 use self::lanes::{ContainerContext, Control};
-pub use self::observe::{ListenerCounts, PartitionStatus, RateLimitBudget};
+pub use self::observe::{BackingOff, ListenerCounts, PartitionStatus, RateLimitBudget};
 use crate::context::ListenerInfo;
 use crate::dlq::DeadLetterRecoverer;
 use crate::error::{Error, Result};
@@ -50,10 +50,10 @@ pub(crate) const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// Each consumer's assigned `(topic, partition)`s, indexed by consumer.
 pub(crate) type Assignments = Arc<Mutex<Vec<Vec<(String, i32)>>>>;
 
-/// The offset tracker of every partition whose lane runs, by topic and
-/// partition.
+/// Every partition whose lane runs (its offsets, in-flight count and what
+/// it backs off on), by topic and partition.
 pub(crate) type Progress =
-    Arc<Mutex<std::collections::HashMap<(String, i32), Arc<crate::ack::PartitionOffsets>>>>;
+    Arc<Mutex<std::collections::HashMap<(String, i32), Arc<lane::LaneShared>>>>;
 
 /// The lag per `(topic, partition)` at librdkafka's last statistics, with
 /// the log end and committed offsets it came from.
@@ -468,7 +468,7 @@ impl ListenerContainer {
             .map(|((t, p), o)| FinishedOffset {
                 topic: t.clone(),
                 partition: *p,
-                offset: o.committable(),
+                offset: o.offsets.committable(),
             })
             .collect();
         out.sort();

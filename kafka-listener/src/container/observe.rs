@@ -3,10 +3,64 @@
 //! listener's record counts and its rate-limit budget.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{ListenerContainer, Subscription};
 use crate::rate_limit::RateLimit;
+use crate::record::ConsumerRecord;
+use crate::util::now_ms;
+
+/// What a lane shows its observers; written on the slow paths only (a
+/// back-off, the parallel lanes' once-a-second tick).
+#[derive(Debug, Default)]
+pub(crate) struct LaneWatch {
+    /// The record waiting out a back-off (the last one, in a parallel lane).
+    pub(crate) backing_off: Option<BackingOff>,
+    /// When the oldest record in flight started, ms since the Unix epoch
+    /// (parallel lanes, updated every second).
+    pub(crate) oldest_since_ms: Option<i64>,
+}
+
+impl LaneWatch {
+    /// The back-off of `offset` is over.
+    pub(crate) fn ended(&mut self, offset: i64) {
+        if self
+            .backing_off
+            .as_ref()
+            .is_some_and(|b| b.offset == offset)
+        {
+            self.backing_off = None;
+        }
+    }
+}
+
+/// A record of a partition waiting out a back-off before its next attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct BackingOff {
+    /// Its offset.
+    pub offset: i64,
+    /// Its key as UTF-8 (lossy; at most 200 bytes), if it has one.
+    pub key: Option<String>,
+    /// The attempt that failed (1 = the first call).
+    pub attempt: u32,
+    /// When the next attempt starts, ms since the Unix epoch.
+    pub retry_at_ms: i64,
+}
+
+impl BackingOff {
+    pub(crate) fn new(record: &ConsumerRecord, attempt: u32, delay: Duration) -> Self {
+        let key = record
+            .key()
+            .map(|k| String::from_utf8_lossy(&k[..k.len().min(200)]).into_owned());
+        Self {
+            offset: record.offset(),
+            key,
+            attempt,
+            retry_at_ms: now_ms() + delay.as_millis() as i64,
+        }
+    }
+}
 
 /// One partition's offsets at librdkafka's last statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +96,16 @@ pub struct PartitionStatus {
     /// Records between the finished offset and the log end (0 when the log
     /// end is not known yet).
     pub lag: i64,
+    /// Records handed to the partition's lane and not finished yet (being
+    /// handled or queued behind the one in hand).
+    pub in_flight: usize,
+    /// How long the oldest record in flight has been handled, ms, for
+    /// parallel lanes (`ordering = "key"` or `"none"`) as of their last
+    /// once-a-second tick; `None` for an ordered lane (which does not read
+    /// the clock per record) and while nothing is in flight.
+    pub oldest_in_flight_ms: Option<i64>,
+    /// The record waiting out a back-off, if any.
+    pub backing_off: Option<BackingOff>,
 }
 
 /// Records a listener handled and failed since its container was built
@@ -123,14 +187,22 @@ impl ListenerContainer {
                     log_end: -1,
                     committed: -1,
                 });
+                let lane = progress.get(&key);
+                let watch = lane.map(|l| crate::util::lock(&l.watch));
+                let backing_off = watch.as_ref().and_then(|w| w.backing_off.clone());
+                let since = watch.as_ref().and_then(|w| w.oldest_since_ms);
+                let now = now_ms();
                 PartitionStatus {
                     topic: topic.clone(),
                     partition: *partition,
                     consumer,
                     committed: w.committed,
-                    finished: progress.get(&key).map_or(-1, |o| o.committable()),
+                    finished: lane.map_or(-1, |l| l.offsets.committable()),
                     log_end: w.log_end,
                     lag: w.lag,
+                    in_flight: lane.map_or(0, |l| l.queued.load(Ordering::Acquire)),
+                    oldest_in_flight_ms: since.map(|t| (now - t).max(0)),
+                    backing_off,
                 }
             })
             .collect();

@@ -67,7 +67,7 @@ impl ClientContext for ContainerContext {
                 let key = (topic.clone(), partition);
                 let finished = progress
                     .get(&key)
-                    .map(|o| o.committable())
+                    .map(|o| o.offsets.committable())
                     .filter(|&o| o >= 0)
                     .unwrap_or_else(|| p.committed_offset.max(p.lo_offset).max(0));
                 let behind = (p.hi_offset - finished).max(0);
