@@ -158,6 +158,7 @@ async fn fixture_on(url: &str, name: &str, token: Option<ConsoleToken>) -> Fixtu
     let mut console = Console::builder(app.registry().clone())
         .dead_letters(store, app.template())
         .sample_interval(Duration::from_millis(200))
+        .topics(&KafkaConfig::new(), broker.bootstrap_servers())
         .asyncapi(json!({
             "asyncapi": "3.0.0",
             "info": {"title": "orders", "version": "1"},
@@ -733,6 +734,39 @@ async fn live_events_history_pages_and_asyncapi() {
         String::from_utf8_lossy(&second).contains(r#""sample":{"at""#),
         "a sample is pushed"
     );
+
+    // Pages cannot be framed by another site, and load only their own files.
+    let req = Request::get("/console").body(Body::empty()).unwrap();
+    let page = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+        "{csp}"
+    );
+
+    // The cluster's topics, with this test's three partitions.
+    produce(&f.app.template(), &f.topic, 0..4, 4).await;
+    let (s, t) = send(r, get("/console/api/topics")).await;
+    assert_eq!(s, StatusCode::OK);
+    let topic = t["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["topic"] == f.topic.as_str())
+        .unwrap();
+    let parts = topic["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(
+        parts
+            .iter()
+            .map(|p| p["log_end"].as_i64().unwrap() - p["log_start"].as_i64().unwrap())
+            .sum::<i64>(),
+        4
+    );
+    let (_, page) = send(r, get("/console/topics")).await;
+    let rows = format!(r#"<tr data-topic="{}">"#, f.topic);
+    assert_eq!(page.as_str().unwrap().matches(&rows).count(), 3);
 
     let (_, h) = send(r, get("/console/api/history")).await;
     assert_eq!(h["interval_ms"], 200);

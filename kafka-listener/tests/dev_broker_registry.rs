@@ -55,3 +55,39 @@ async fn dev_broker_prints_and_serves_a_schema_registry() {
     assert_eq!(client.schema_by_id(id).await.unwrap(), r#""string""#);
     child.kill().await.unwrap();
 }
+
+/// With `--console-port`, the console's topics page lists the broker's
+/// topics with their partitions.
+#[tokio::test]
+async fn dev_broker_serves_the_console_topics_page() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dev-broker"))
+        .args(["--topic", "orders:2", "--console-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dev-broker starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    while lines.len() < 3 {
+        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("dev-broker prints its addresses within 30 s")
+            .unwrap()
+            .expect("a line");
+        lines.push(line);
+    }
+    let url = lines[2]
+        .strip_prefix("console.url=")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let page = reqwest::get(url).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert_eq!(
+        page.matches(r#"<tr data-topic="orders">"#).count(),
+        2,
+        "{page}"
+    );
+    assert!(page.contains("Read-only"), "no token: read-only");
+    child.kill().await.unwrap();
+}

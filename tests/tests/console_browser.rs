@@ -267,7 +267,6 @@ async fn console_shows_listener_and_replays_a_dead_letter_from_the_page() {
         .goto(&format!("{base}/console/listeners/{LISTENER_ID}"))
         .await;
     assert_eq!(browser.all("tr[data-partition]").await.len(), 3);
-    browser.screenshot("listener").await;
 
     // A request for a coupon that does not exist yet, written directly.
     let coupon = unique("ghost");
@@ -355,9 +354,21 @@ async fn console_shows_listener_and_replays_a_dead_letter_from_the_page() {
         "the replay audited with the token's name:\n{audit}"
     );
     browser.screenshot("audit").await;
+    browser
+        .goto(&format!("{base}/console/listeners/{LISTENER_ID}"))
+        .await;
+    browser.screenshot("listener").await;
     browser.goto(&format!("{base}/console")).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     browser.screenshot("listeners").await;
+    browser.goto(&format!("{base}/console/topics")).await;
+    let rows = format!(r#"tr[data-topic="{TOPIC}"]"#);
+    assert_eq!(
+        browser.all(&rows).await.len(),
+        3,
+        "the request topic's partitions"
+    );
+    browser.screenshot("topics").await;
     browser.quit().await;
     service.shutdown().await;
 }

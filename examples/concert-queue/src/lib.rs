@@ -215,7 +215,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     });
 
     // The operator console at /console (no dead-letter store here).
-    let mut console = Console::builder(app.registry().clone());
+    let mut console =
+        Console::builder(app.registry().clone()).topics(&kafka, app.bootstrap_servers());
     if let Some(token) = config.console_token.clone() {
         console = console.token(token);
     }

@@ -225,7 +225,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     // The operator console at /console; its token also guards /admin/*.
     let mut console = Console::builder(app.registry().clone())
         .dead_letters(state.dead_letters.clone(), app.template())
-        .avro(state.avro.clone());
+        .avro(state.avro.clone())
+        .topics(&config.kafka_config(), app.bootstrap_servers());
     if let Some(token) = config.console_token.clone() {
         console = console.token(token);
     }

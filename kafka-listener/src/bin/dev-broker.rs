@@ -11,7 +11,10 @@
 //!
 //! Prints `bootstrap.servers=127.0.0.1:PORT` and
 //! `schema.registry.url=http://127.0.0.1:PORT` on standard output once
-//! ready and serves until SIGINT or SIGTERM. Point apps at them with
+//! ready and serves until SIGINT or SIGTERM. With `--console-port PORT` it
+//! also serves the operator console's topics page (partitions, log start
+//! and end offsets; no listeners run in this process) and prints
+//! `console.url=http://127.0.0.1:PORT/console/topics`. Point apps at them with
 //! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` so that they can be
 //! restarted (or killed) without losing the broker's data or the schemas.
 
@@ -34,6 +37,10 @@ struct Args {
     /// The loopback port of the Schema Registry (default: a free port).
     #[arg(long = "registry-port", value_name = "PORT", default_value_t = 0)]
     registry_port: u16,
+    /// Serve the operator console's topics page (read-only: no listeners
+    /// run here) at `http://127.0.0.1:PORT/console` (0: a free port).
+    #[arg(long = "console-port", value_name = "PORT")]
+    console_port: Option<u16>,
 }
 
 fn parse_topic(spec: &str) -> Result<(String, i32), String> {
@@ -51,6 +58,23 @@ fn parse_topic(spec: &str) -> Result<(String, i32), String> {
             Ok((name.to_owned(), n))
         }
     }
+}
+
+/// Serves a read-only console of the broker's topics on `port`; its URL.
+async fn serve_console(port: u16, bootstrap: &str) -> std::io::Result<String> {
+    use kafka_listener::console::Console;
+    let console = Console::builder(kafka_listener::ListenerRegistry::default())
+        .topics(&kafka_listener::KafkaConfig::new(), bootstrap)
+        .build();
+    let app = axum::Router::new().nest("/console", console.router());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let url = format!("http://{}/console/topics", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("dev-broker: console: {e}");
+        }
+    });
+    Ok(url)
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -94,6 +118,17 @@ async fn main() -> std::process::ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "bootstrap.servers={}", broker.bootstrap_servers());
     let _ = writeln!(out, "schema.registry.url={}", registry.url());
+    if let Some(port) = args.console_port {
+        match serve_console(port, broker.bootstrap_servers()).await {
+            Ok(url) => {
+                let _ = writeln!(out, "console.url={url}");
+            }
+            Err(e) => {
+                eprintln!("dev-broker: console: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = out.flush();
     drop(out);
     kafka_listener::shutdown_signal().await;

@@ -39,6 +39,7 @@ mod auth;
 mod letters;
 mod live;
 mod pages;
+mod topics;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,6 +80,8 @@ pub struct ConsoleBuilder {
     template: Option<KafkaTemplate>,
     token: Option<ConsoleToken>,
     asyncapi: Option<serde_json::Value>,
+    /// The consumer configuration the topics page reads the cluster with.
+    topics: Option<rdkafka::ClientConfig>,
     replay_rate: f64,
     sample_interval: Duration,
     #[cfg(feature = "avro")]
@@ -95,6 +98,7 @@ impl Console {
             template: None,
             token: None,
             asyncapi: None,
+            topics: None,
             replay_rate: DEFAULT_REPLAY_RATE,
             sample_interval: live::DEFAULT_SAMPLE_INTERVAL,
             #[cfg(feature = "avro")]
@@ -128,6 +132,7 @@ impl Console {
             .route("/dead-letters/{id}/delete", post(letters::delete))
             .route("/replays", get(letters::jobs))
             .route("/audit", get(letters::audit_api))
+            .route("/topics", get(topics::api))
             .route("/history", get(live::history))
             .route("/events", get(live::events));
         Router::new()
@@ -137,12 +142,14 @@ impl Console {
             .route("/dead-letters/{id}", get(pages::dead_letter))
             .route("/replays", get(pages::replays))
             .route("/audit", get(pages::audit))
+            .route("/topics", get(pages::topics))
             .route("/asyncapi", get(pages::asyncapi))
             .route("/asyncapi.json", get(pages::asyncapi_json))
             .route("/assets/console.js", get(pages::script))
             .route("/assets/console.css", get(pages::style))
             .nest("/api", api)
             .fallback(|| async { ConsoleError::not_found("no such console page or API route") })
+            .layer(axum::middleware::map_response(auth::secure_headers))
             .with_state(self.clone())
     }
 
@@ -192,6 +199,16 @@ impl ConsoleBuilder {
     /// `<mount>/asyncapi`.
     pub fn asyncapi(mut self, doc: serde_json::Value) -> Self {
         self.asyncapi = Some(doc);
+        self
+    }
+
+    /// Shows the cluster's topics (`/topics`: partitions with their log
+    /// start and end offsets), read through `bootstrap_servers` with the
+    /// consumer properties of `config` (security settings included), e.g.
+    /// the app's [`crate::KafkaConfig`] and
+    /// [`crate::RunningApp::bootstrap_servers`].
+    pub fn topics(mut self, config: &crate::KafkaConfig, bootstrap_servers: &str) -> Self {
+        self.topics = Some(config.consumer_config(bootstrap_servers));
         self
     }
 

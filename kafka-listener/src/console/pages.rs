@@ -71,6 +71,15 @@ fn opt(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "–".to_owned(), |v| esc(&v.to_string()))
 }
 
+/// An offset, or `–` for -1 (none yet).
+fn offset(o: i64) -> String {
+    if o < 0 {
+        "–".to_owned()
+    } else {
+        o.to_string()
+    }
+}
+
 /// A time in ms since the Unix epoch; the script shows it in local time.
 fn time(ms: i64) -> String {
     format!(r#"<time data-ms="{ms}">{ms}</time>"#)
@@ -94,11 +103,16 @@ fn page(console: &Console, base: &Base, title: &str, body: &str) -> Html<String>
         r#"<form id="token-form" class="banner"><label>Console token <input type="password" name="token" autocomplete="off"></label> <button type="submit">Use</button> <span id="token-state"></span></form>"#.to_owned()
     };
     let b = esc(&base.0);
-    let asyncapi = if console.inner.settings.asyncapi.is_some() {
-        format!(r#" <a href="{b}/asyncapi">AsyncAPI</a>"#)
-    } else {
-        String::new()
+    let link = |shown: bool, path: &str, label: &str| {
+        if shown {
+            format!(r#" <a href="{b}/{path}">{label}</a>"#)
+        } else {
+            String::new()
+        }
     };
+    let settings = &console.inner.settings;
+    let asyncapi = link(settings.topics.is_some(), "topics", "Topics")
+        + &link(settings.asyncapi.is_some(), "asyncapi", "AsyncAPI");
     Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{t} · kafka-listener console</title>
@@ -215,9 +229,9 @@ pub(super) async fn listener(
 <select name="position"><option>beginning</option><option>end</option><option>offset</option><option>timestamp</option></select>
 <input name="value" placeholder="offset or ms" size="12"> {}</form></td></tr>"#,
             p.consumer,
-            p.committed,
-            p.finished,
-            p.log_end,
+            offset(p.committed),
+            offset(p.finished),
+            offset(p.log_end),
             p.lag,
             p.in_flight,
             opt(p.oldest_in_flight_ms),
@@ -514,6 +528,31 @@ pub(super) async fn asyncapi(
         esc(&base.0)
     );
     Ok(page(&console, &base, "AsyncAPI", &body))
+}
+
+/// `GET /topics`: every topic's partitions, log start and end offsets.
+pub(super) async fn topics(
+    State(console): State<Console>,
+    base: Base,
+) -> Result<Html<String>, ConsoleError> {
+    let mut rows = String::new();
+    for t in super::topics::topics(&console).await? {
+        for p in &t.partitions {
+            let _ = write!(
+                rows,
+                r#"<tr data-topic="{name}"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                p.partition,
+                p.log_start,
+                p.log_end,
+                p.log_end - p.log_start,
+                name = esc(&t.topic),
+            );
+        }
+    }
+    let body = format!(
+        r#"<table id="topics"><thead><tr><th>topic</th><th>partition</th><th>log start</th><th>log end</th><th>records</th></tr></thead><tbody>{rows}</tbody></table>"#
+    );
+    Ok(page(&console, &base, "Topics", &body))
 }
 
 /// `GET /assets/console.js`.

@@ -192,13 +192,20 @@ impl ListenerContainer {
                 let backing_off = watch.as_ref().and_then(|w| w.backing_off.clone());
                 let since = watch.as_ref().and_then(|w| w.oldest_since_ms);
                 let now = now_ms();
+                let finished = lane.map_or(-1, |l| l.offsets.committable());
                 PartitionStatus {
                     topic: topic.clone(),
                     partition: *partition,
                     consumer,
-                    committed: w.committed,
-                    finished: lane.map_or(-1, |l| l.offsets.committable()),
-                    log_end: w.log_end,
+                    // librdkafka says -1001 (invalid) before a commit.
+                    committed: w.committed.max(-1),
+                    finished,
+                    // The statistics may predate what was finished since.
+                    log_end: if w.log_end < 0 {
+                        -1
+                    } else {
+                        w.log_end.max(finished)
+                    },
                     lag: w.lag,
                     in_flight: lane.map_or(0, |l| l.queued.load(Ordering::Acquire)),
                     oldest_in_flight_ms: since.map(|t| (now - t).max(0)),
