@@ -9,19 +9,18 @@ use std::time::Duration;
 use kafka_listener::avro::SchemaRegistryClient;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-#[tokio::test]
-async fn dev_broker_prints_and_serves_a_schema_registry() {
+/// A running dev-broker with `args` and the first `count` lines it printed.
+async fn dev_broker(args: &[&str], count: usize) -> (tokio::process::Child, Vec<String>) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dev-broker"))
-        .args(["--topic", "t:2"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("dev-broker starts");
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut lines = Vec::new();
-    while lines.len() < 2 {
+    while lines.len() < count {
         let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
             .await
             .expect("dev-broker prints its addresses within 30 s")
@@ -29,6 +28,13 @@ async fn dev_broker_prints_and_serves_a_schema_registry() {
             .expect("a line");
         lines.push(line);
     }
+    (child, lines)
+}
+
+#[tokio::test]
+async fn dev_broker_prints_and_serves_a_schema_registry() {
+    let (mut child, lines) = dev_broker(&["--topic", "t:2"], 2).await;
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     assert!(
         lines[0].starts_with("bootstrap.servers=127.0.0.1:"),
         "{lines:?}"
@@ -60,23 +66,7 @@ async fn dev_broker_prints_and_serves_a_schema_registry() {
 /// topics with their partitions.
 #[tokio::test]
 async fn dev_broker_serves_the_console_topics_page() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_dev-broker"))
-        .args(["--topic", "orders:2", "--console-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("dev-broker starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut lines = Vec::new();
-    while lines.len() < 3 {
-        let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
-            .await
-            .expect("dev-broker prints its addresses within 30 s")
-            .unwrap()
-            .expect("a line");
-        lines.push(line);
-    }
+    let (mut child, lines) = dev_broker(&["--topic", "orders:2", "--console-port", "0"], 3).await;
     let url = lines[2]
         .strip_prefix("console.url=")
         .unwrap_or_else(|| panic!("{lines:?}"));
