@@ -111,10 +111,10 @@ pub(super) async fn counts_by_group(console: &Console) -> HashMap<String, i64> {
     let Some(store) = &console.inner.settings.store else {
         return out;
     };
-    match store.find(&DeadLetterFilter::default()).await {
-        Ok(letters) => {
-            for l in letters {
-                *out.entry(l.consumer_group.unwrap_or_default()).or_default() += 1;
+    match store.count_by_group().await {
+        Ok(counts) => {
+            for (group, n) in counts {
+                *out.entry(group.unwrap_or_default()).or_default() += n;
             }
         }
         Err(e) => tracing::warn!(error = %e, "console: cannot count dead letters"),

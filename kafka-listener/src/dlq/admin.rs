@@ -103,6 +103,24 @@ impl DeadLetterStore {
         Ok(rows.iter().map(row).collect::<Result<_, _>>()?)
     }
 
+    /// How many dead letters not replayed yet each consumer group has
+    /// (`None`: letters without a group header), one query.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`].
+    pub async fn count_by_group(&self) -> Result<Vec<(Option<String>, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT consumer_group, COUNT(*) AS n FROM kafka_dead_letters
+             WHERE replayed_at IS NULL GROUP BY consumer_group",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("consumer_group")?, r.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::Database)
+    }
+
     /// Deletes the dead letter `id`; `false` when there was none.
     ///
     /// # Errors
