@@ -723,6 +723,17 @@ async fn the_doors_open_on_request() {
     assert_eq!(stats["admitting"], false, "{stats}");
     assert_eq!(stats["waiting"], 5, "{stats}");
     assert_eq!(stats["admitted_total"], 0, "{stats}");
+    // The admin route needs the console token: 401 without, 403 when wrong.
+    let bare = reqwest::Client::new();
+    let start = h.api.url("/admin/admission/start");
+    assert_eq!(
+        bare.post(&start).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = bare.post(&start).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let stats = h.stats().await;
+    assert_eq!(stats["admitting"], false, "{stats}");
     for _ in 0..2 {
         let (status, body) = h.api.post("/admin/admission/start", json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
