@@ -85,6 +85,16 @@
   }
   function redraw() { draw("chart-rate", "records_per_second"); draw("chart-lag", "lag"); }
 
+  // Puts `values[field]` into each `td[data-field]` of `row` (into its
+  // link when it has one); `–` for none (or, for offsets, below 0).
+  function fill(row, values, offsets) {
+    row.querySelectorAll("td[data-field]").forEach((td) => {
+      const v = values[td.dataset.field];
+      const none = v === null || v === undefined || (offsets && typeof v === "number" && v < 0);
+      (td.querySelector("a") || td).textContent = none ? "–" : v;
+    });
+  }
+
   const table = document.getElementById("listeners");
   if (table) {
     fetch(base + "/api/history").then((r) => r.json()).then((h) => {
@@ -103,12 +113,24 @@
       d.listeners.forEach((l) => {
         const row = Array.from(table.querySelectorAll("tr[data-listener]")).find((r) => r.dataset.listener === l.id);
         if (!row) return;
-        row.querySelectorAll("td[data-field]").forEach((td) => {
-          const v = l[td.dataset.field];
-          td.textContent = v === null || v === undefined ? "–" : v;
-        });
+        fill(row, l);
       });
     });
+  }
+
+  // A listener's partitions: refreshed every 2 s from its JSON.
+  const partitions = document.getElementById("partitions");
+  if (partitions) {
+    setInterval(async () => {
+      const r = await fetch(base + "/api/listeners/" + encodeURIComponent(partitions.dataset.listener));
+      if (!r.ok) return;
+      const d = await r.json();
+      const rows = Array.from(partitions.querySelectorAll("tr[data-partition]"));
+      d.partitions.forEach((p) => {
+        const row = rows.find((x) => x.dataset.topic === p.topic && Number(x.dataset.partition) === p.partition);
+        if (row) fill(row, p, true);
+      });
+    }, 2000);
   }
   enable();
 })();

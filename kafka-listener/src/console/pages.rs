@@ -146,8 +146,17 @@ const FIELDS: [(&str, &str); 8] = [
     ("dead_letters", "dead letters"),
 ];
 
-/// The values of [`FIELDS`] for `l`, escaped: (JSON name, value).
-fn fields(l: &api::ListenerView) -> [(&'static str, String); 8] {
+/// The values of [`FIELDS`] for `l`, escaped (the dead letters link to
+/// the group's): (JSON name, value).
+fn fields(l: &api::ListenerView, base: &Base) -> [(&'static str, String); 8] {
+    let dead = match l.dead_letters {
+        Some(n) => format!(
+            r#"<a href="{}/dead-letters?consumer_group={}">{n}</a>"#,
+            esc(&base.0),
+            seg(&l.group)
+        ),
+        None => "–".to_owned(),
+    };
     let values = [
         esc(&l.group),
         esc(&l.topics.join(", ")),
@@ -156,7 +165,7 @@ fn fields(l: &api::ListenerView) -> [(&'static str, String); 8] {
         l.records_per_second.to_string(),
         l.lag.to_string(),
         l.failures.to_string(),
-        opt(l.dead_letters),
+        dead,
     ];
     std::array::from_fn(|i| (FIELDS[i].0, values[i].clone()))
 }
@@ -170,7 +179,7 @@ pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Htm
             .iter()
             .map(|a| button(&format!("listeners/{id}/{a}"), a, None))
             .collect();
-        let cells: String = fields(&l)
+        let cells: String = fields(&l, &base)
             .iter()
             .map(|(name, value)| format!(r#"<td data-field="{name}">{value}</td>"#))
             .collect();
@@ -224,7 +233,7 @@ pub(super) async fn listener(
     for (i, p) in d.partitions.iter().enumerate() {
         let _ = write!(
             rows,
-            r#"<tr data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>
+            r#"<tr data-topic="{topic}" data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td data-field="committed">{}</td><td data-field="finished">{}</td><td data-field="log_end">{}</td><td data-field="lag">{}</td><td data-field="in_flight">{}</td><td data-field="oldest_in_flight_ms">{}</td><td>{}</td>
 <td><form id="seek-{i}" class="seek"><input type="hidden" name="topic" value="{topic}"><input type="hidden" name="partition" value="{part}">
 <select name="position"><option>beginning</option><option>end</option><option>offset</option><option>timestamp</option></select>
 <input name="value" placeholder="offset or ms" size="12"> {}</form></td></tr>"#,
@@ -254,7 +263,7 @@ pub(super) async fn listener(
         .iter()
         .map(|a| button(&format!("listeners/{sid}/{a}"), a, None))
         .collect();
-    let facts: String = fields(l)
+    let facts: String = fields(l, &base)
         .iter()
         .zip(FIELDS)
         .map(|((_, value), (_, label))| format!("<dt>{label}</dt><dd>{value}</dd>"))
@@ -262,18 +271,20 @@ pub(super) async fn listener(
     let body = format!(
         r#"<dl>{facts}<dt>rate limit</dt><dd>{}</dd></dl>
 <p>{actions}</p>
-<table id="partitions"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>in flight</th><th>oldest (ms)</th><th>state</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
+<table id="partitions" data-listener="{}"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>in flight</th><th>oldest (ms)</th><th>state</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
         esc(&budget),
+        esc(&l.id),
     );
     Ok(page(&console, &base, &format!("Listener {}", l.id), &body))
 }
 
-/// The dead-letters page's filter form: topic, error kind, and `minutes`
-/// (stored in the last N minutes).
+/// The dead-letters page's filter form: topic, group, error kind, and
+/// `minutes` (stored in the last N minutes).
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct PageFilter {
     topic: Option<String>,
     error_kind: Option<String>,
+    consumer_group: Option<String>,
     minutes: Option<String>,
 }
 
@@ -286,6 +297,7 @@ pub(super) async fn dead_letters(
     let mut filter = letters::normalized(DeadLetterFilter {
         topic: q.topic,
         error_kind: q.error_kind,
+        consumer_group: q.consumer_group,
         ..DeadLetterFilter::default()
     });
     let minutes = q.minutes.and_then(|m| m.trim().parse::<i64>().ok());
@@ -293,8 +305,9 @@ pub(super) async fn dead_letters(
         filter.since = Some(crate::util::now_ms() - m * 60_000);
     }
     let form = format!(
-        r#"<form method="get" class="filter"><label>topic <input name="topic" value="{}"></label> <label>error kind <select name="error_kind">{}</select></label> <label>last <input name="minutes" size="5" value="{}"> minutes</label> <button type="submit">Filter</button></form>"#,
-        opt(filter.topic.as_deref()).replace('–', ""),
+        r#"<form method="get" class="filter"><label>topic <input name="topic" value="{}"></label> <label>group <input name="consumer_group" value="{}"></label> <label>error kind <select name="error_kind">{}</select></label> <label>last <input name="minutes" size="5" value="{}"> minutes</label> <button type="submit">Filter</button></form>"#,
+        esc(filter.topic.as_deref().unwrap_or("")),
+        esc(filter.consumer_group.as_deref().unwrap_or("")),
         ["", "Retryable", "Fatal", "Decode"]
             .iter()
             .map(|k| {
@@ -357,7 +370,10 @@ pub(super) async fn dead_letters(
             "Replay",
             Some("Replay the selected dead letters?")
         )
-        .replace("<button", r#"<button data-selection="true""#),
+        .replace(
+            "<button",
+            r#"<button data-selection="true" data-after="/replays""#,
+        ),
         console.inner.settings.replay_rate,
         list.len(),
     );
