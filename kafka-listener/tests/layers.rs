@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "handler",
             "intercept",
             "recover",
+            "schema",
             "listener",
             "avro",
             "trace",
@@ -37,7 +38,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("failure paths", &["dlq", "retry_topics"]),
     ("container", &["container"]),
     ("dev", &["embedded"]),
-    ("top", &["topics", "app", "after_commit", "testing"]),
+    (
+        "top",
+        &["topics", "app", "after_commit", "asyncapi", "testing"],
+    ),
 ];
 
 fn order() -> Vec<&'static str> {
