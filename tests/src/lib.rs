@@ -13,6 +13,8 @@
 //! ```
 
 pub mod cluster;
+pub mod process;
+pub mod saga;
 pub mod scenario;
 
 /// Waiting for an effect, and the PostgreSQL switch: the public test
