@@ -9,11 +9,12 @@
 //! serve`, every service) run as child processes built by the test, so
 //! that killing the app keeps the broker's records; the database is a
 //! SQLite file in a fresh temp directory, where the processes' logs are
-//! kept when the test fails. The app is killed while orders are in every
-//! step of the saga: steps committed with their events still in the
-//! outboxes (sent by the restarted relays), records handled but not yet
-//! committed (delivered again, and found done), HTTP requests in flight
-//! (their orders are stored or not; either way they end).
+//! kept when the test fails. The app is killed once 60 orders ended,
+//! while most are at some step of the saga: steps committed with their
+//! events still in the outboxes (sent by the restarted relays; the test
+//! prints how many), records handled whose offsets were not committed yet
+//! (delivered again, and found done). An order whose HTTP request the kill
+//! cut is stored or not; either way it ends.
 //!
 //! With `KAFKA_TEST_BOOTSTRAP_SERVERS` set, the app runs against that real
 //! cluster instead of `dev-broker`, holding the app's `AppLock` with every
