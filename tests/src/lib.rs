@@ -1,7 +1,9 @@
 //! End-to-end tests of the reference apps live in `tests/`; this library
 //! holds what they share: logs, unique names, temporary databases, polling,
 //! an HTTP client for an app's API, and reading a topic back; [`cluster`]
-//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`) and
+//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`),
+//! [`process`] runs apps and `dev-broker` as child processes (to SIGKILL
+//! them), [`saga`] holds the order-saga tests' harness and invariants, and
 //! [`scenario`] holds the failure scenarios' accounting.
 //!
 //! ```text
@@ -9,7 +11,8 @@
 //! KAFKA_LAUNCHER=../shared/kafka/kafka cargo test -p kafka-listener-tests --all-features --test 'scenario_*'
 //! # the reference apps' suites against a cluster of yours:
 //! KAFKA_TEST_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo test -p kafka-listener-tests --all-features \
-//!     --test coupon_service --test concert_queue --test coupon_crash
+//!     --test coupon_service --test concert_queue --test coupon_crash \
+//!     --test order_saga --test order_saga_crash
 //! ```
 
 pub mod cluster;
