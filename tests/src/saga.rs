@@ -308,7 +308,8 @@ pub async fn fire_range(
 /// Checks the saga's invariants once every order is final, and returns
 /// `GET /api/analytics`:
 /// - every order is `COMPLETED` or `CANCELLED`, with its last history step
-///   saying so, and a cancelled one names its failed step;
+///   saying so, and a cancelled one names its failed step; every history
+///   is whole (the steps of its path, the compensations included);
 /// - every order was charged once; the money captured (payments still
 ///   `CAPTURED`) equals the totals of the completed orders; no cancelled
 ///   order keeps a captured payment;
@@ -345,6 +346,18 @@ pub async fn assert_invariants(db: &sqlx::AnyPool, api: &Api) -> Value {
             .await,
         0,
         "a cancelled order names its failed step"
+    );
+    assert_eq!(
+        scalar(
+            "SELECT COUNT(*) FROM orders o WHERE (SELECT COUNT(*) FROM order_history h
+             WHERE h.order_id = o.order_id) <> CASE WHEN o.status = 'COMPLETED' THEN 5
+             WHEN o.failed_step = 'PAYMENT' THEN 3 WHEN o.failed_step = 'INVENTORY' THEN 5
+             ELSE 7 END"
+        )
+        .await,
+        0,
+        "every order's history is whole: 5 steps completed, and a cancelled one \
+         has every compensation its failed step calls for (3, 5 or 7 steps)"
     );
     let orders = scalar("SELECT COUNT(*) FROM orders").await;
     assert_eq!(

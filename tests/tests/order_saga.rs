@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use kafka_listener::ProducerRecord;
-use kafka_listener_tests::saga::{fire, start};
+use kafka_listener_tests::saga::{fire, start, Harness};
 use order_saga::events::{self, OrderCreated, PaymentCompleted, ShippingCompleted};
 use order_saga::{status, ServiceConfig};
 use reqwest::StatusCode;
@@ -22,6 +22,17 @@ use serde_json::{json, Value};
 fn course_order() -> Value {
     json!({"customerId": "customer-123", "items": [
         {"productId": "ITEM-001", "name": "Laptop", "price": 1500.00, "quantity": 1}]})
+}
+
+/// Places [`course_order`] (202, `CREATED`) and waits for its end: its id
+/// and its final view.
+async fn course_order_ends(h: &Harness) -> (String, Value) {
+    let (code, accepted) = h.api.post("/api/orders", course_order()).await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["status"], "CREATED");
+    let order_id = accepted["orderId"].as_str().unwrap().to_owned();
+    let view = h.finished(&order_id).await;
+    (order_id, view)
 }
 
 /// The steps of an order's history, oldest first.
@@ -38,11 +49,7 @@ async fn happy_path_out_of_stock_and_redelivery(database_url: Option<String>) {
     let h = start(database_url, |_| {}).await;
     let initial = h.stock("ITEM-001").await;
 
-    let (status_code, accepted) = h.api.post("/api/orders", course_order()).await;
-    assert_eq!(status_code, StatusCode::ACCEPTED, "{accepted}");
-    assert_eq!(accepted["status"], "CREATED");
-    let order_id = accepted["orderId"].as_str().unwrap().to_owned();
-    let view = h.finished(&order_id).await;
+    let (order_id, view) = course_order_ends(&h).await;
     assert_eq!(view["status"], status::COMPLETED, "{view}");
     assert_eq!(
         steps(&view),
@@ -170,12 +177,7 @@ async fn happy_path_out_of_stock_and_redelivery_postgres() {
 async fn a_declined_payment_cancels_with_nothing_to_compensate() {
     let h = start(None, |c| c.payment_failure_rate = 1.0).await;
     let initial = h.stock("ITEM-001").await;
-    let (_, accepted) = h.api.post("/api/orders", course_order()).await;
-    let order_id = accepted["orderId"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
-    let view = h.finished(&order_id).await;
+    let (order_id, view) = course_order_ends(&h).await;
     assert_eq!(view["status"], status::CANCELLED, "{view}");
     assert_eq!(view["failedStep"], "PAYMENT");
     assert!(
@@ -196,12 +198,7 @@ async fn a_declined_payment_cancels_with_nothing_to_compensate() {
 async fn a_shipping_failure_releases_the_stock_then_refunds() {
     let h = start(None, |c| c.shipping_failure_rate = 1.0).await;
     let initial = h.stock("ITEM-001").await;
-    let (_, accepted) = h.api.post("/api/orders", course_order()).await;
-    let order_id = accepted["orderId"]
-        .as_str()
-        .expect("an order id")
-        .to_owned();
-    let view = h.finished(&order_id).await;
+    let (order_id, view) = course_order_ends(&h).await;
     assert_eq!(view["status"], status::CANCELLED, "{view}");
     assert_eq!(view["failedStep"], "SHIPPING");
     assert_eq!(

@@ -57,16 +57,9 @@ impl Service {
     pub fn topics(self) -> &'static [&'static str] {
         use crate::events::*;
         match self {
-            Service::Order => &[
-                PAYMENTS_COMPLETED,
-                PAYMENTS_FAILED,
-                INVENTORY_RESERVED,
-                INVENTORY_FAILED,
-                SHIPPING_COMPLETED,
-                SHIPPING_FAILED,
-                INVENTORY_RELEASED,
-                PAYMENTS_REFUNDED,
-            ],
+            // Every step's event: the topics after `orders.created`, up
+            // to the final ones.
+            Service::Order => &TOPICS[1..9],
             Service::Payment => &[ORDERS_CREATED, INVENTORY_FAILED, INVENTORY_RELEASED],
             Service::Inventory => &[PAYMENTS_COMPLETED, SHIPPING_FAILED],
             Service::Shipping => &[INVENTORY_RESERVED],
@@ -190,9 +183,12 @@ impl ServiceConfig {
     }
 }
 
-/// FNV-1a (64 bits) of the seed, the step and the order id, mapped to
-/// `[0, 1)`: stable across runs, platforms and Rust versions (std's
-/// `DefaultHasher` promises none of these).
+/// FNV-1a (64 bits) of the seed, the step and the order id, mixed by
+/// MurmurHash3's 64-bit finalizer (FNV-1a alone leaves the high bits of
+/// ids that differ in their last characters close together: 24 % of
+/// `order-0` to `order-9999` fell under 0.2), mapped to `[0, 1)`: stable
+/// across runs, platforms and Rust versions (std's `DefaultHasher`
+/// promises none of these).
 fn unit_hash(seed: u64, step: &str, order_id: &str) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = seed
@@ -205,6 +201,11 @@ fn unit_hash(seed: u64, step: &str, order_id: &str) -> f64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

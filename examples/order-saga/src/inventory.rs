@@ -42,16 +42,11 @@ async fn reserve(saga: &Saga, paid: PaymentCompleted) -> Result<(), ListenerErro
         *wanted.entry(item.product_id.as_str()).or_default() += item.quantity;
     }
     let mut tx = saga.begin(Service::Inventory).await?;
-    let claimed = sqlx::query(
-        "INSERT INTO reservations (order_id, status, reason, updated_at)
-         VALUES ($1, 'RESERVED', NULL, $2) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(&paid.order_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(retryable)?
-    .rows_affected();
+    let claimed = claim_reservation(&paid.order_id, "RESERVED", None, now)
+        .execute(&mut *tx)
+        .await
+        .map_err(retryable)?
+        .rows_affected();
     if claimed == 0 {
         tx.rollback().await.map_err(retryable)?;
         tracing::debug!(order_id = %paid.order_id, "reservation redelivered");
@@ -95,17 +90,29 @@ async fn reserve(saga: &Saga, paid: PaymentCompleted) -> Result<(), ListenerErro
     };
     tx.rollback().await.map_err(retryable)?;
     let reason = format!("out of stock: {product_id}");
-    let claim = sqlx::query(
-        "INSERT INTO reservations (order_id, status, reason, updated_at)
-         VALUES ($1, 'FAILED', $2, $3) ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(paid.order_id.clone())
-    .bind(reason.clone())
-    .bind(now);
+    let claim = claim_reservation(&paid.order_id, "FAILED", Some(reason.clone()), now);
     let failed = InventoryFailed::from(Failure::new(&paid.order_id, step::INVENTORY, reason, now));
     saga.claim_and_publish(Service::Inventory, claim, failed)
         .await?;
     Ok(())
+}
+
+/// `INSERT INTO reservations ... ON CONFLICT DO NOTHING`: the claim of an
+/// order's reservation, `RESERVED` or `FAILED` (with the reason).
+fn claim_reservation<'q>(
+    order_id: &'q str,
+    status: &'static str,
+    reason: Option<String>,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO reservations (order_id, status, reason, updated_at)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(status)
+    .bind(reason)
+    .bind(now)
 }
 
 /// Gives a failed order's stock back (`RESERVED` -> `RELEASED`, once) and

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::config::Service;
 use crate::db::{retryable, OrderRow};
 use crate::events::{
-    decode, Finished, Item, OrderCancelled, OrderCompleted, OrderCreated, INVENTORY_FAILED,
+    self, decode, Finished, Item, OrderCancelled, OrderCompleted, OrderCreated, INVENTORY_FAILED,
     INVENTORY_RELEASED, INVENTORY_RESERVED, PAYMENTS_COMPLETED, PAYMENTS_FAILED, PAYMENTS_REFUNDED,
     SHIPPING_COMPLETED, SHIPPING_FAILED,
 };
@@ -50,41 +50,45 @@ enum Effect {
 /// Each topic the order service follows: its history step, the step's rank
 /// (orders the history when two steps share a millisecond, and orders the
 /// statuses) and its effect.
+#[rustfmt::skip]
 const STEPS: [(&str, &str, i64, Effect); 8] = [
-    (
-        PAYMENTS_COMPLETED,
-        "PAYMENT_COMPLETED",
-        1,
-        Effect::Advance(status::PAYMENT_COMPLETED),
-    ),
-    (
-        INVENTORY_RESERVED,
-        "INVENTORY_RESERVED",
-        2,
-        Effect::Advance(status::INVENTORY_RESERVED),
-    ),
+    (PAYMENTS_COMPLETED, "PAYMENT_COMPLETED", 1, Effect::Advance(status::PAYMENT_COMPLETED)),
+    (INVENTORY_RESERVED, "INVENTORY_RESERVED", 2, Effect::Advance(status::INVENTORY_RESERVED)),
     (SHIPPING_COMPLETED, "SHIPPED", 3, Effect::Complete),
     (PAYMENTS_FAILED, "PAYMENT_FAILED", 4, Effect::Cancel),
-    (
-        INVENTORY_FAILED,
-        "INVENTORY_FAILED",
-        4,
-        Effect::Advance(status::COMPENSATING),
-    ),
-    (
-        SHIPPING_FAILED,
-        "SHIPPING_FAILED",
-        4,
-        Effect::Advance(status::COMPENSATING),
-    ),
-    (
-        INVENTORY_RELEASED,
-        "STOCK_RELEASED",
-        5,
-        Effect::Advance(status::COMPENSATING),
-    ),
+    (INVENTORY_FAILED, "INVENTORY_FAILED", 4, Effect::Advance(status::COMPENSATING)),
+    (SHIPPING_FAILED, "SHIPPING_FAILED", 4, Effect::Advance(status::COMPENSATING)),
+    (INVENTORY_RELEASED, "STOCK_RELEASED", 5, Effect::Advance(status::COMPENSATING)),
     (PAYMENTS_REFUNDED, "PAYMENT_REFUNDED", 6, Effect::Cancel),
 ];
+
+/// The step that must be in an order's history before `step` is applied:
+/// the event that caused it, which came on another topic and so may be
+/// handled later. `None` for the payment's outcome, caused by the order's
+/// creation (committed before its event was sent).
+fn cause(step: &str, event: &StepEvent) -> Option<&'static str> {
+    match step {
+        "INVENTORY_RESERVED" | "INVENTORY_FAILED" => Some("PAYMENT_COMPLETED"),
+        "SHIPPED" | "SHIPPING_FAILED" => Some("INVENTORY_RESERVED"),
+        "STOCK_RELEASED" => Some("SHIPPING_FAILED"),
+        "PAYMENT_REFUNDED" if event.failed_step.as_deref() == Some(events::step::SHIPPING) => {
+            Some("STOCK_RELEASED")
+        }
+        "PAYMENT_REFUNDED" => Some("INVENTORY_FAILED"),
+        _ => None,
+    }
+}
+
+/// An event handled before the event that caused it: retried (with the
+/// listener's back-off, holding back only its order's key) until the cause
+/// is in the history.
+#[derive(Debug, thiserror::Error)]
+#[error("order {order_id}: {step} arrived before {cause}; waiting for it")]
+struct CauseNotSeen {
+    order_id: String,
+    step: &'static str,
+    cause: &'static str,
+}
 
 /// The listener `order-saga.order`: every step's event topic.
 pub(crate) fn spec(parallelism: usize) -> ListenerSpec {
@@ -192,9 +196,10 @@ async fn history(
 /// Applies one step event to its order, in one transaction: the history
 /// step (its primary key makes a redelivery a no-op), then the status. An
 /// order's events come on several topics, so not necessarily in saga
-/// order: a status only moves up in rank, and the final statuses are set
-/// once (`WHERE final_at IS NULL`), with the final event published to the
-/// outbox in the same transaction.
+/// order: an event waits for its cause ([`cause`]), so the history of a
+/// final order is whole; a status only moves up in rank, and the final
+/// statuses are set once (`WHERE final_at IS NULL`), with the final event
+/// published to the outbox in the same transaction.
 async fn track(record: ConsumerRecord, saga: State<Saga>) -> Result<(), ListenerError> {
     let (_, step, rank, effect) = STEPS
         .iter()
@@ -203,6 +208,24 @@ async fn track(record: ConsumerRecord, saga: State<Saga>) -> Result<(), Listener
         .ok_or_else(|| ListenerError::fatal(format!("unexpected topic {}", record.topic())))?;
     let event: StepEvent = decode(&record)?;
     let mut tx = saga.begin(Service::Order).await?;
+    if let Some(cause) = cause(step, &event) {
+        let seen: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM order_history WHERE order_id = $1 AND step = $2",
+        )
+        .bind(&event.order_id)
+        .bind(cause)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(retryable)?;
+        if seen == 0 {
+            tx.rollback().await.map_err(retryable)?;
+            return Err(ListenerError::retryable(CauseNotSeen {
+                order_id: event.order_id,
+                step,
+                cause,
+            }));
+        }
+    }
     if !history(
         &mut tx,
         &event.order_id,
