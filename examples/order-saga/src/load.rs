@@ -102,7 +102,37 @@ pub fn order_body(i: usize, sold_out_every: usize) -> CreateOrder {
     }
 }
 
-/// Runs the load against `opts.url` and waits for every order to end.
+/// Places one order and waits (60 s at most) for its end: the listeners
+/// of a service that just started join their groups first, and orders sent
+/// before that would measure the start, not the saga.
+async fn warm_up(http: &reqwest::Client, base: &str) -> Result<(), HttpError> {
+    let accepted = match post_retrying(
+        http,
+        &format!("{base}/api/orders"),
+        &order_body(1, 0),
+        "warm-up",
+    )
+    .await
+    {
+        Fired::Accepted { value, .. } => value.json::<OrderAccepted>().await?,
+        Fired::Rejected { .. } => {
+            return Err(HttpError::Unexpected {
+                what: "the warm-up order".into(),
+                status: 0,
+                body: "not accepted".into(),
+            })
+        }
+    };
+    let url = format!("{base}/api/orders/{}", accepted.order_id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get_json::<OrderView>(http, &url).await?.final_at.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Runs the load against `opts.url` (after one warm-up order) and waits
+/// for every order to end.
 ///
 /// # Errors
 /// [`HttpError`] when the service cannot be reached or answers a status
@@ -110,6 +140,7 @@ pub fn order_body(i: usize, sold_out_every: usize) -> CreateOrder {
 pub async fn run(opts: &LoadOptions) -> Result<LoadReport, HttpError> {
     let http = client(opts.max_in_flight)?;
     let url = format!("{}/api/orders", opts.url);
+    warm_up(&http, &opts.url).await?;
     let duration = Duration::from_secs_f64(opts.orders as f64 / opts.rate);
     let sold_out_every = opts.sold_out_every;
     let fired = fire_at_rate(opts.rate, duration, opts.max_in_flight.max(1), |i| {

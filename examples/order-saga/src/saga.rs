@@ -76,8 +76,9 @@ impl Saga {
 /// its [`Service::topics`], key ordering (one order's records of a partition one at a
 /// time, up to `parallelism` orders at once), retries without end for
 /// transient errors (a step must happen: the database may be down for a
-/// while; 100 ms doubling to 5 s), and a record that is not the JSON its
-/// topic carries goes to [`DLT`] at once.
+/// while; 100 ms doubling to 5 s, from 10 ms for the order service, whose
+/// usual retry is an event waiting a few milliseconds for its cause), and
+/// a record that is not the JSON its topic carries goes to [`DLT`] at once.
 pub(crate) fn listener(service: Service, parallelism: usize) -> ListenerSpec {
     ListenerSpec::new(service.group_id())
         .group_id(service.group_id())
@@ -86,7 +87,7 @@ pub(crate) fn listener(service: Service, parallelism: usize) -> ListenerSpec {
         .parallelism(parallelism)
         .retry(RetryPolicy::exponential(
             u32::MAX,
-            Duration::from_millis(100),
+            Duration::from_millis(if service == Service::Order { 10 } else { 100 }),
             2.0,
             Duration::from_secs(5),
         ))
