@@ -66,6 +66,7 @@ mod listener;
 mod producer;
 mod recover;
 pub mod reply;
+pub mod schema;
 pub mod trace;
 mod transaction;
 // failure paths
@@ -80,6 +81,8 @@ pub mod embedded;
 #[cfg(feature = "after-commit")]
 pub mod after_commit;
 mod app;
+#[cfg(feature = "asyncapi")]
+pub mod asyncapi;
 #[cfg(feature = "console")]
 pub mod console;
 #[cfg(feature = "test-support")]
@@ -159,6 +162,14 @@ pub mod __private {
     pub use crate::retry::{BackOff, DeadLetter, RetryPolicy, RetryTopics};
     pub use crate::util::BoxFuture;
     pub use std::time::Duration;
+
+    /// The message schema probes (crate::schema).
+    pub mod schema {
+        pub use crate::schema::probe::{
+            EventHasSchema, EventNoSchema, HasSchema, Named, NoSchema, Probe,
+        };
+        pub use crate::schema::MessageSchema;
+    }
 
     /// What `#[after_commit]` and `#[derive(OutboxEvent)]` generate code
     /// against.

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "handler",
             "intercept",
             "recover",
+            "schema",
             "listener",
             "avro",
             "trace",
@@ -39,7 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("dev", &["embedded"]),
     (
         "top",
-        &["topics", "app", "after_commit", "console", "testing"],
+        &["topics", "app", "after_commit", "asyncapi", "console", "testing"],
     ),
 ];
 

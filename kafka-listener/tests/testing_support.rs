@@ -439,3 +439,27 @@ async fn a_round_trip_time_delays_every_answer_of_the_broker() {
         "a send took {fast:?} without the delay"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_partition_counts_as_consumed_to_its_log_end() {
+    // Three records, all on partition 1: partition 0 never gets a record,
+    // so the group never commits there.
+    let (kafka, topic, app, handled, template) = recorder("faults.empty", 2, "one-sided").await;
+    for i in 0..3 {
+        template
+            .send(
+                ProducerRecord::keyed(&topic, format!("k{i}"))
+                    .value(format!("v{i}"))
+                    .partition(1),
+            )
+            .await
+            .unwrap();
+    }
+    let b = kafka.bootstrap_servers().to_owned();
+    let end =
+        testing::wait_committed_to_log_end(&b, "one-sided", &topic, 2, Duration::from_secs(30))
+            .await;
+    assert_eq!(end, vec![0, 3]);
+    assert_eq!(handled.all().len(), 3);
+    app.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! End-to-end tests of the reference apps live in `tests/`; this library
 //! holds what they share: logs, unique names, temporary databases, polling,
 //! an HTTP client for an app's API, and reading a topic back; [`cluster`]
-//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`) and
+//! runs real Kafka clusters through the launcher (`KAFKA_LAUNCHER`),
+//! [`process`] runs apps and `dev-broker` as child processes (to SIGKILL
+//! them), [`saga`] holds the order-saga tests' harness and invariants, and
 //! [`scenario`] holds the failure scenarios' accounting.
 //!
 //! ```text
@@ -9,10 +11,13 @@
 //! KAFKA_LAUNCHER=../shared/kafka/kafka cargo test -p kafka-listener-tests --all-features --test 'scenario_*'
 //! # the reference apps' suites against a cluster of yours:
 //! KAFKA_TEST_BOOTSTRAP_SERVERS=127.0.0.1:9092 cargo test -p kafka-listener-tests --all-features \
-//!     --test coupon_service --test concert_queue --test coupon_crash
+//!     --test coupon_service --test concert_queue --test coupon_crash \
+//!     --test order_saga --test order_saga_crash
 //! ```
 
 pub mod cluster;
+pub mod process;
+pub mod saga;
 pub mod scenario;
 
 /// Waiting for an effect, and the PostgreSQL switch: the public test
@@ -39,41 +44,6 @@ pub fn init_logs() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-}
-
-/// `CARGO_TARGET_DIR` (relative to the workspace root) or `<root>/target`.
-pub fn target_dir() -> PathBuf {
-    let root = cluster::workspace_root();
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => root.join(dir),
-        None => root.join("target"),
-    }
-}
-
-/// Builds a binary with `cargo build <args>` (in the workspace root) and
-/// returns its path in the debug profile: the apps' binaries, which a test
-/// runs as child processes. Panics when the build fails.
-pub fn build(args: &[&str], bin: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .arg("build")
-        .args(args)
-        .current_dir(cluster::workspace_root())
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "cargo build {args:?} failed");
-    let path = target_dir().join("debug").join(bin);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// A TCP port free on 127.0.0.1 at the time of the call.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A name unique to this process and call: `<prefix>-<pid>-<millis>-<n>`

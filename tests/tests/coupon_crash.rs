@@ -27,9 +27,6 @@
 //! after the run and reads back only its own `coupon.issued` records.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,7 +34,10 @@ use std::time::{Duration, Instant};
 use coupon_service::{CouponIssued, ISSUED_TOPIC};
 use kafka_listener::after_commit::EVENT_ID_HEADER;
 use kafka_listener::avro::{AvroCodec, AvroSettings, SchemaRegistryClient, TimestampMillis};
-use kafka_listener_tests::{build, free_port, read_topic, test_bootstrap, unique, AppOnCluster};
+use kafka_listener_tests::process::{
+    build, build_dev_broker, free_port, scratch_dir, start_app, start_dev_broker, Children,
+};
+use kafka_listener_tests::{read_topic, test_bootstrap, unique, AppOnCluster};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -47,124 +47,6 @@ const USERS_PER_COUPON: usize = 150;
 const CONCURRENCY: usize = 16;
 /// The service is killed once this many requests were accepted.
 const KILL_AFTER_ACCEPTED: usize = 60;
-
-/// Child processes, killed (SIGKILL) when dropped, also on panic; the
-/// first is `dev-broker` when `.1` is set.
-#[derive(Default)]
-struct Children(Vec<Child>, bool);
-
-impl Children {
-    fn kill(&mut self, index: usize) {
-        let child = &mut self.0[index];
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Children {
-    /// Panics when the broker (the first child) has exited.
-    fn assert_broker_alive(&mut self) {
-        if !self.1 {
-            return;
-        }
-        if let Ok(Some(status)) = self.0[0].try_wait() {
-            panic!("dev-broker exited: {status}");
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        // The service first, then the broker.
-        for child in self.0.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `dev-broker` with the service's topics; returns its bootstrap
-/// servers and its Schema Registry URL (the service is given both, so that
-/// the schema ids in the records outlive the service's restart).
-fn start_broker(children: &mut Children, bin: &Path, log: &Path) -> (String, String) {
-    let mut child = Command::new(bin)
-        .args([
-            "--topic",
-            "coupon.issue.requested:3",
-            "--topic",
-            "coupon.issued:3",
-            "--topic",
-            "coupon.issue.requested-dlt:3",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("dev-broker starts");
-    let stdout = child.stdout.take().unwrap();
-    children.0.push(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // Reads every line, so the broker never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            for prefix in ["bootstrap.servers=", "schema.registry.url="] {
-                if let Some(value) = line.strip_prefix(prefix) {
-                    let _ = tx.send((prefix, value.trim().to_owned()));
-                }
-            }
-        }
-    });
-    let (mut bootstrap, mut registry) = (None, None);
-    while bootstrap.is_none() || registry.is_none() {
-        let (prefix, value) = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("dev-broker prints bootstrap.servers and schema.registry.url");
-        match prefix {
-            "bootstrap.servers=" => bootstrap = Some(value),
-            _ => registry = Some(value),
-        }
-    }
-    (bootstrap.unwrap(), registry.unwrap())
-}
-
-/// Starts `coupon-service serve`; returns its index in `children` once its
-/// HTTP API answers.
-async fn start_service(
-    children: &mut Children,
-    bin: &Path,
-    env: &[(&str, String)],
-    log: &Path,
-    base: &str,
-    client: &reqwest::Client,
-) -> usize {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("coupon-service starts");
-    children.0.push(child);
-    let index = children.0.len() - 1;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client.get(format!("{base}/coupons/none")).send().await {
-            if r.status() == StatusCode::NOT_FOUND {
-                return index;
-            }
-        }
-        if let Ok(Some(status)) = children.0[index].try_wait() {
-            panic!("coupon-service exited at start: {status}");
-        }
-        assert!(Instant::now() < deadline, "coupon-service did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// One issue request; `true` on a 202.
 async fn issue(client: &reqwest::Client, base: &str, coupon: &str, user: &str) -> bool {
@@ -257,34 +139,14 @@ fn read_issued(bootstrap: &str) -> Vec<(String, Option<String>, Vec<u8>)> {
 async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     let started = Instant::now();
     let real = test_bootstrap();
-    let broker_bin = real.is_none().then(|| {
-        build(
-            &[
-                "-p",
-                "kafka-listener",
-                "--features",
-                "dev-broker",
-                "--bin",
-                "dev-broker",
-            ],
-            "dev-broker",
-        )
-    });
+    let broker_bin = real.is_none().then(build_dev_broker);
     let service_bin = build(
         &["-p", "coupon-service", "--bin", "coupon-service"],
         "coupon-service",
     );
     eprintln!("built in {:?}", started.elapsed());
 
-    let dir = std::env::temp_dir().join(format!(
-        "coupon-crash-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("coupon-crash");
     let service_log = dir.join("coupon-service.log");
     let mut children = Children::default();
     // On a real cluster: this test's turn with the app's topics and groups,
@@ -306,8 +168,13 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
             (b.clone(), url)
         }
         (None, Some(bin)) => {
-            children.1 = true;
-            start_broker(&mut children, bin, &dir.join("dev-broker.log"))
+            let topics = [
+                "coupon.issue.requested:3",
+                "coupon.issued:3",
+                "coupon.issue.requested-dlt:3",
+            ]
+            .map(String::from);
+            start_dev_broker(&mut children, bin, &topics, &dir.join("dev-broker.log"))
         }
         (None, None) => unreachable!("dev-broker is built without a real cluster"),
     };
@@ -331,7 +198,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap();
-    let first = start_service(
+    let first = start_app(
         &mut children,
         &service_bin,
         &env,
@@ -500,7 +367,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
 
     // Restart with the same settings and send the rest (and whatever got no
     // answer: a repeated request is sent again).
-    start_service(
+    start_app(
         &mut children,
         &service_bin,
         &env,

@@ -1,5 +1,5 @@
-//! What the two reference apps of kafka-listener (`coupon-service` and
-//! `concert-queue`) share, so that each app holds only its own logic:
+//! What the reference apps of kafka-listener (`coupon-service`,
+//! `concert-queue` and `order-saga`) share, so that each app holds only its own logic:
 //!
 //! - [`http`]: the JSON error answer [`http::ApiError`] (`{"error": "..."}`)
 //!   and the extractors whose rejections are one ([`http::ApiJson`],

@@ -123,6 +123,7 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
     let to_string = private(&krate, "key_to_string", field.ty.span());
     let registration = private(&krate, "OutboxRegistration", Span::call_site());
     let inventory = crate::util::private(&krate, &["inventory"], Span::call_site());
+    let schema = crate::util::private(&krate, &["schema"], Span::call_site());
     let field_ident = field.ident.as_ref().expect("named field");
     let topic: LitStr = topic.value;
     // The stable name: `name = "..."`, else the type's name without its
@@ -151,8 +152,16 @@ fn try_derive(item: TokenStream) -> syn::Result<TokenStream> {
                 }
             }
 
+            // The event's message schema for the AsyncAPI document: its JSON
+            // Schema when it derives `JsonSchema` (feature `asyncapi`).
+            fn __outbox_schema() -> ::core::option::Option<#schema::MessageSchema> {
+                #[allow(unused_imports)]
+                use #schema::{EventHasSchema as _, EventNoSchema as _};
+                (&&#schema::Probe::<#ident>::new()).event_schema()
+            }
+
             #inventory::submit! {
-                #registration::#register::<#ident>()
+                #registration::#register::<#ident>().with_schema(__outbox_schema)
             }
         };
     })

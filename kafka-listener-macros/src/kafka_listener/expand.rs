@@ -55,6 +55,7 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
     let id = &listener.id;
     let settings = settings(listener, &exports);
     let handler = handler(listener);
+    let messages = messages(listener, &exports);
     let assertions = assertions(listener, &exports);
     // The registration exists exactly when the function does.
     let cfgs = listener
@@ -73,6 +74,7 @@ pub(crate) fn listener(listener: &Listener, item: TokenStream) -> TokenStream {
                 #spec::new(#id)
                     #settings
                     #handler
+                    #messages
             }
 
             #inventory::submit! {
@@ -226,6 +228,28 @@ fn handler(listener: &Listener) -> TokenStream {
     // Spanned at the function's name: a future that is not `Send` is
     // reported there.
     quote_spanned!(name.span()=> .#method::<_, (#(#args,)*)>(#name))
+}
+
+/// `.__message(..)` per argument: the argument's message schema when it
+/// is a payload (`Json<T>` with `T: JsonSchema`, `Avro<T>`), found by
+/// autoref specialization (`crate::schema::probe` in the runtime), for the
+/// AsyncAPI document.
+fn messages(listener: &Listener, exports: &Exports<'_>) -> TokenStream {
+    let schema = exports.path("schema");
+    let mut calls = TokenStream::new();
+    for arg in &listener.func.sig.inputs {
+        if let FnArg::Typed(arg) = arg {
+            let ty = &arg.ty;
+            calls.extend(quote! {
+                .__message({
+                    #[allow(unused_imports)]
+                    use #schema::{HasSchema as _, Named as _, NoSchema as _};
+                    (&&#schema::Probe::<#ty>::new()).message_schema()
+                })
+            });
+        }
+    }
+    calls
 }
 
 /// One `const` assertion per argument type and one for the return type,

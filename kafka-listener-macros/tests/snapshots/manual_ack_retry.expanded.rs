@@ -28,6 +28,30 @@ const _: () = {
                     .build(),
             )
             .handler::<_, (Json<Payment>, Key<String>, Acknowledgment)>(settle)
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<Json<Payment>>::new())
+                    .message_schema()
+            })
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<Key<String>>::new())
+                    .message_schema()
+            })
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<Acknowledgment>::new())
+                    .message_schema()
+            })
     }
     ::kafka_listener::__private::inventory::submit! {
         ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)

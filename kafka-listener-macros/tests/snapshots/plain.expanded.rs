@@ -25,6 +25,32 @@ const _: () = {
             .property("max.poll.interval.ms", "300000")
             .property("fetch.min.bytes", "1")
             .handler::<_, (Json<IssueRequested>, RecordMeta, State<App>)>(issue)
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<
+                    Json<IssueRequested>,
+                >::new())
+                    .message_schema()
+            })
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<RecordMeta>::new())
+                    .message_schema()
+            })
+            .__message({
+                #[allow(unused_imports)]
+                use ::kafka_listener::__private::schema::{
+                    HasSchema as _, Named as _, NoSchema as _,
+                };
+                (&&::kafka_listener::__private::schema::Probe::<State<App>>::new())
+                    .message_schema()
+            })
     }
     ::kafka_listener::__private::inventory::submit! {
         ::kafka_listener::__private::ListenerRegistration::new(__kafka_listener_factory)

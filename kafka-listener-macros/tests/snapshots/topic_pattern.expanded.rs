@@ -12,6 +12,12 @@ const _: () = {
                     .build(),
             )
             .handler::<_, (ConsumerRecord,)>(any_coupon_event)
+            .__message({
+                #[allow(unused_imports)]
+                use ::kl::__private::schema::{HasSchema as _, Named as _, NoSchema as _};
+                (&&::kl::__private::schema::Probe::<ConsumerRecord>::new())
+                    .message_schema()
+            })
     }
     ::kl::__private::inventory::submit! {
         ::kl::__private::ListenerRegistration::new(__kafka_listener_factory)

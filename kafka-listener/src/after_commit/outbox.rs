@@ -30,6 +30,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 
 use super::Error;
+use crate::schema::MessageSchema;
 
 /// An event that goes to Kafka through the outbox: a topic, a key, a stable
 /// name and a JSON body. Implement it with `#[derive(OutboxEvent)]` and
@@ -111,6 +112,10 @@ pub struct OutboxRegistration {
     type_name: fn() -> &'static str,
     encode: EncodeFn,
     format: ValueFormat,
+    /// [`OutboxEvent::TOPIC`].
+    topic: &'static str,
+    /// The event's message schema (AsyncAPI, [`crate::schema`]).
+    schema: Option<fn() -> Option<MessageSchema>>,
 }
 
 inventory::collect!(OutboxRegistration);
@@ -124,7 +129,19 @@ impl OutboxRegistration {
             type_name: std::any::type_name::<E>,
             encode: encode::<E>,
             format: ValueFormat::Json,
+            topic: E::TOPIC,
+            schema: None,
         }
+    }
+
+    /// The event's message schema, unless it has one (an Avro event's is
+    /// its Avro schema): what `#[derive(OutboxEvent)]` passes.
+    #[must_use]
+    pub const fn with_schema(mut self, schema: fn() -> Option<MessageSchema>) -> Self {
+        if self.schema.is_none() {
+            self.schema = Some(schema);
+        }
+        self
     }
 
     /// The registration of `E`, kept in the outbox as JSON and sent as Avro
@@ -143,6 +160,8 @@ impl OutboxRegistration {
             type_name: std::any::type_name::<E>,
             encode: encode::<E>,
             format: ValueFormat::Avro(encode_avro::<E>),
+            topic: E::TOPIC,
+            schema: Some(avro_schema::<E>),
         }
     }
 }
@@ -212,6 +231,21 @@ pub(crate) struct KnownEvent {
 /// its name, else (rows of the previous version) by its Rust type path;
 /// `None` for a name this binary does not register (renamed, removed, or
 /// written by a newer version).
+/// An Avro event's message schema.
+#[cfg(feature = "avro")]
+fn avro_schema<E: crate::avro::AvroSchema>() -> Option<MessageSchema> {
+    Some(MessageSchema::avro::<E>())
+}
+
+/// Every outbox event type of the binary: its name, topic and message
+/// schema (for the AsyncAPI document).
+pub(crate) fn events() -> impl Iterator<Item = (&'static str, &'static str, Option<MessageSchema>)>
+{
+    inventory::iter::<OutboxRegistration>
+        .into_iter()
+        .map(|r| (r.name, r.topic, r.schema.and_then(|f| f())))
+}
+
 pub(crate) fn known_event(event_type: &str) -> Option<KnownEvent> {
     static KNOWN: OnceLock<HashMap<&'static str, KnownEvent>> = OnceLock::new();
     KNOWN

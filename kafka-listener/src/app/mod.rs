@@ -343,6 +343,7 @@ impl KafkaAppBuilder {
             },
             state,
             listeners,
+            topics,
             registry: ListenerRegistry::default(),
             hooks: Vec::new(),
         })
@@ -447,11 +448,19 @@ pub struct KafkaApp {
     infra: Infra,
     state: StateMap,
     listeners: Vec<ListenerSpec>,
+    /// The topics created at build, for the AsyncAPI document.
+    topics: Vec<NewTopic>,
     registry: ListenerRegistry,
     hooks: Vec<ShutdownHook>,
 }
 
 impl KafkaApp {
+    /// The listeners and the created topics (crate::asyncapi).
+    #[cfg_attr(not(feature = "asyncapi"), allow(dead_code))]
+    pub(crate) fn declared(&self) -> (&[ListenerSpec], &[NewTopic]) {
+        (&self.listeners, &self.topics)
+    }
+
     /// A builder with discovery of `#[kafka_listener]` functions on.
     pub fn builder() -> KafkaAppBuilder {
         KafkaAppBuilder {

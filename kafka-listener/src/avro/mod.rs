@@ -267,3 +267,29 @@ impl<K: DeserializeOwned + AvroSchema + 'static> FromRecord for AvroKey<K> {
         validate_codec::<Self>(info)
     }
 }
+
+/// An Avro message of `T`, with `T`'s Avro schema (for AsyncAPI,
+/// [`crate::schema`]).
+impl crate::schema::MessageSchema {
+    /// The message of `T`: its name, [`SchemaFormat::Avro`](crate::schema::SchemaFormat::Avro)
+    /// and `T::get_schema()` as JSON.
+    pub fn avro<T: AvroSchema>() -> Self {
+        Self {
+            name: crate::schema::short_name::<T>(),
+            format: crate::schema::SchemaFormat::Avro,
+            schema: serde_json::to_value(T::get_schema()).ok(),
+        }
+    }
+}
+
+impl<T: AvroSchema> crate::schema::probe::HasSchema for &crate::schema::probe::Probe<Avro<T>> {
+    fn message_schema(&self) -> Option<crate::schema::MessageSchema> {
+        Some(crate::schema::MessageSchema::avro::<T>())
+    }
+}
+
+impl<T: AvroSchema> crate::schema::probe::HasSchema for &crate::schema::probe::Probe<Vec<Avro<T>>> {
+    fn message_schema(&self) -> Option<crate::schema::MessageSchema> {
+        Some(crate::schema::MessageSchema::avro::<T>())
+    }
+}

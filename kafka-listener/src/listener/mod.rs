@@ -119,6 +119,7 @@ pub struct ListenerSpec {
     pub(crate) isolation_level: Option<IsolationLevel>,
     pub(crate) seek_on_assignment: Option<SeekPosition>,
     pub(crate) layers: Vec<crate::intercept::BoxedLayer>,
+    pub(crate) messages: Vec<crate::schema::MessageSchema>,
 }
 
 /// A record filter (see [`ListenerSpec::filter`]): `true` keeps the record.
@@ -147,6 +148,7 @@ impl fmt::Debug for ListenerSpec {
             .field("isolation_level", &self.isolation_level)
             .field("seek_on_assignment", &self.seek_on_assignment)
             .field("layers", &self.layers.len())
+            .field("messages", &self.messages)
             .finish_non_exhaustive()
     }
 }
@@ -182,6 +184,7 @@ impl ListenerSpec {
             isolation_level: None,
             seek_on_assignment: None,
             layers: Vec::new(),
+            messages: Vec::new(),
         }
     }
 
@@ -484,6 +487,32 @@ impl ListenerSpec {
     pub fn batch_handler<H: BatchHandler<A>, A: 'static>(mut self, handler: H) -> Self {
         self.handler = Some(ErasedHandler::batch(handler));
         self
+    }
+
+    /// Declares a message type the listener receives, for the AsyncAPI
+    /// document ([`crate::schema`]): `MessageSchema::json::<T>()` (feature
+    /// `asyncapi`), `MessageSchema::avro::<T>()`. `#[kafka_listener]`
+    /// declares its `Json<T>` and `Avro<T>` arguments by itself.
+    pub fn message(mut self, message: crate::schema::MessageSchema) -> Self {
+        if !self.messages.iter().any(|m| m.name == message.name) {
+            self.messages.push(message);
+        }
+        self
+    }
+
+    /// What `#[kafka_listener]` generates for each argument: its message,
+    /// if the argument is a payload.
+    #[doc(hidden)]
+    pub fn __message(self, message: Option<crate::schema::MessageSchema>) -> Self {
+        match message {
+            Some(m) => self.message(m),
+            None => self,
+        }
+    }
+
+    /// The message types declared with [`Self::message`].
+    pub fn messages(&self) -> &[crate::schema::MessageSchema] {
+        &self.messages
     }
 
     /// The listener id.

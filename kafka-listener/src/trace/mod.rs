@@ -21,8 +21,9 @@
 //!   `messaging.destination.partition.id`, `messaging.kafka.offset`,
 //!   `messaging.consumer.group.name`, and `trace_id` for log correlation).
 //!   The span's parent is the record's `traceparent`. A batch listener's
-//!   span starts a trace of its own (each record may come from another
-//!   trace); with the `opentelemetry` feature it links to each record's.
+//!   span, for a batch of more than one record, starts a trace of its own
+//!   (each record may come from another trace); with the `opentelemetry`
+//!   feature it links to each record's.
 //! - **The template writes the current trace.** [`KafkaTemplate::send`]
 //!   adds `traceparent` and `tracestate` from the current trace, unless the
 //!   record already has a `traceparent`. The current trace is the current

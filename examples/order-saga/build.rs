@@ -1,0 +1,6 @@
+//! Rebuilds the crate when a migration changes: `sqlx::migrate!` embeds
+//! `migrations/*.sql` at compile time.
+
+fn main() {
+    println!("cargo:rerun-if-changed=migrations");
+}
