@@ -40,7 +40,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("dev", &["embedded"]),
     (
         "top",
-        &["topics", "app", "after_commit", "asyncapi", "console", "testing"],
+        &[
+            "topics",
+            "app",
+            "after_commit",
+            "asyncapi",
+            "console",
+            "testing",
+        ],
     ),
 ];
 
