@@ -927,3 +927,40 @@ async fn open_loop_load_reports_every_request() {
     std::fs::remove_dir_all(&dir).unwrap();
     h.stop().await;
 }
+
+/// The console serves the app's AsyncAPI document: the request topic
+/// (received by coupon-issuer, sent by the HTTP API) with the Avro schema
+/// of `IssueRequested`, and the outbox's `CouponIssued` events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_serves_the_apps_asyncapi_document() {
+    let h = start(None).await;
+    let (status, doc) = h.api.get("/console/asyncapi.json").await;
+    assert_eq!(status, StatusCode::OK, "{doc}");
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["info"]["title"], "coupon-service");
+    let requested = &doc["channels"][coupon_service::TOPIC];
+    assert_eq!(requested["bindings"]["kafka"]["partitions"], 3);
+    let receive = &doc["operations"]["receive-coupon-issuer"];
+    assert_eq!(receive["action"], "receive");
+    assert_eq!(
+        receive["bindings"]["kafka"]["groupId"]["enum"][0],
+        coupon_service::GROUP_ID
+    );
+    let request = &doc["components"]["messages"]["IssueRequested"];
+    assert_eq!(request["payload"]["schema"]["name"], "IssueRequested");
+    assert_eq!(request["payload"]["schema"]["namespace"], "coupon");
+    assert_eq!(
+        doc["operations"][format!("send-{}", coupon_service::TOPIC)]["action"],
+        "send"
+    );
+    let publish = &doc["operations"]["publish-coupon.CouponIssued"];
+    assert_eq!(
+        publish["channel"]["$ref"],
+        format!("#/channels/{}", coupon_service::ISSUED_TOPIC)
+    );
+    assert_eq!(
+        doc["components"]["messages"]["CouponIssued"]["contentType"],
+        "application/vnd.apache.avro+binary"
+    );
+    h.stop().await;
+}

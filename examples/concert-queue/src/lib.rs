@@ -54,7 +54,9 @@ use std::time::Duration;
 use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use example_support::telemetry;
+use kafka_listener::asyncapi::AsyncApi;
 use kafka_listener::console::Console;
+use kafka_listener::schema::MessageSchema;
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -167,6 +169,14 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         )
         .build()
         .await?;
+    // What the app receives and sends, for the console's /asyncapi.json.
+    let asyncapi = AsyncApi::new("concert-queue", env!("CARGO_PKG_VERSION"))
+        .description(
+            "A concert waiting queue: joins in strict global order on one partition, \
+             admitted at a fixed rate.",
+        )
+        .sends(TOPIC, MessageSchema::json::<listener::TokenQueued>())
+        .document(&app);
     // The bound protects the embedded broker's retention (5 MiB per
     // partition) and is only meaningful when this process is the only
     // producer, which is the case on the embedded broker.
@@ -215,8 +225,9 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     });
 
     // The operator console at /console (no dead-letter store here).
-    let mut console =
-        Console::builder(app.registry().clone()).topics(&kafka, app.bootstrap_servers());
+    let mut console = Console::builder(app.registry().clone())
+        .topics(&kafka, app.bootstrap_servers())
+        .asyncapi(asyncapi);
     if let Some(token) = config.console_token.clone() {
         console = console.token(token);
     }

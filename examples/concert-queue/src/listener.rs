@@ -33,7 +33,7 @@ pub const GROUP_ID: &str = "concert-admitter";
 
 /// A user joined the queue: the value of a [`TOPIC`] record, as JSON
 /// `{"token_id": "...", "user_id": "...", "queued_at": 1700000000000}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TokenQueued {
     /// The token handed to the user (`POST /queue/tokens` answer).
     pub token_id: String,

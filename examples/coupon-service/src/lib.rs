@@ -59,8 +59,10 @@ use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use example_support::telemetry;
 use kafka_listener::after_commit::{RelayConfig, TransactionalEvents};
+use kafka_listener::asyncapi::AsyncApi;
 use kafka_listener::console::Console;
 use kafka_listener::dlq::{DeadLetterStore, StoreError};
+use kafka_listener::schema::MessageSchema;
 use kafka_listener::{KafkaApp, NewTopic, RunningApp};
 
 pub(crate) use example_support::now_ms;
@@ -184,6 +186,16 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         .listener(listener::dead_letters_spec())
         .build()
         .await?;
+    // What the app receives and sends, for the console's /asyncapi.json:
+    // the listeners and the outbox event are found in the app; the HTTP
+    // handler's sends are named here.
+    let asyncapi = AsyncApi::new("coupon-service", env!("CARGO_PKG_VERSION"))
+        .description(
+            "First-come-first-served coupons: issue requests keyed by coupon id, decided in \
+             order per coupon; issued coupons published through the transactional outbox.",
+        )
+        .sends(TOPIC, MessageSchema::avro::<listener::IssueRequested>())
+        .document(&app);
     // The lag bound protects the embedded broker's retention (5 MiB per
     // partition) and is only meaningful when this process is the only
     // producer and consumer, which is the case on the embedded broker.
@@ -226,7 +238,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
     let mut console = Console::builder(app.registry().clone())
         .dead_letters(state.dead_letters.clone(), app.template())
         .avro(state.avro.clone())
-        .topics(&config.kafka_config(), app.bootstrap_servers());
+        .topics(&config.kafka_config(), app.bootstrap_servers())
+        .asyncapi(asyncapi);
     if let Some(token) = config.console_token.clone() {
         console = console.token(token);
     }
