@@ -225,10 +225,14 @@ pub fn continue_in<F: Future>(
 ) -> impl Future<Output = F::Output> {
     use tracing::Instrument;
     if let Some(cx) = &parent {
-        span.record(
-            "trace_id",
-            tracing::field::display(hex(&cx.parent.trace_id)),
-        );
+        // The hex string only when a subscriber records the span (per
+        // record, on the hot path).
+        if !span.is_disabled() {
+            span.record(
+                "trace_id",
+                tracing::field::display(hex(&cx.parent.trace_id)),
+            );
+        }
         #[cfg(feature = "opentelemetry")]
         otel::set_parent(&span, cx);
     }
