@@ -167,7 +167,7 @@ async fn fixture_on(url: &str, name: &str, token: Option<ConsoleToken>) -> Fixtu
     if let Some(t) = token {
         console = console.token(t);
     }
-    let router = Router::new().nest("/console", console.build().router());
+    let router = Router::new().merge(console.build().mount("/console"));
     let c = app.container(&id).unwrap();
     assert!(
         c.wait_for_assignment(3, Duration::from_secs(20)).await,
@@ -416,9 +416,17 @@ async fn listener_views_actions_and_token_checks() {
                 && p["backing_off"]["attempt"] == 1
                 && p["backing_off"]["retry_at_ms"].as_i64() > Some(0)
                 && p["in_flight"].as_u64() >= Some(1)
+                // An ordered lane ages the record in hand, back-off included.
+                && p["oldest_in_flight_ms"].as_i64() >= Some(300)
         })
     })
     .await;
+    let (_, d) = send(r, get(base.clone())).await;
+    for p in d["partitions"].as_array().unwrap() {
+        if p["partition"] != sent.partition {
+            assert!(p["oldest_in_flight_ms"].is_null(), "an idle partition: {p}");
+        }
+    }
     let (_, page) = send(r, get(format!("/console/listeners/{}", f.id))).await;
     assert!(
         page.as_str().unwrap().contains("backing off: offset"),
@@ -780,6 +788,55 @@ async fn live_events_history_pages_and_asyncapi() {
     let (_, h) = send(r, get("/console/api/history")).await;
     assert_eq!(h["interval_ms"], 200);
     assert!(!h["samples"].as_array().unwrap().is_empty());
+    // The listener's own history counts its four records.
+    let mine = format!("/console/api/history?listener={}", f.id);
+    wait_until("the listener's throughput in its history", || async {
+        let (_, h) = send(r, get(mine.clone())).await;
+        h["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["records_per_second"].as_f64() > Some(0.0) && s["lag"].is_i64())
+    })
+    .await;
+    let (s, _) = send(r, get("/console/api/history?listener=nobody")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A listener's own stream: its partitions with their state, and its sample.
+    let req = Request::get(format!("/console/api/listeners/{}/events", f.id))
+        .body(Body::empty())
+        .unwrap();
+    let response = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = response.into_body().into_data_stream();
+    for _ in 0..2 {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let event = String::from_utf8_lossy(&event).into_owned();
+        let data: Value = serde_json::from_str(
+            event
+                .strip_prefix("event: update\ndata: ")
+                .unwrap_or_else(|| panic!("{event}"))
+                .trim_end(),
+        )
+        .unwrap();
+        assert_eq!(data["id"], f.id.as_str());
+        let parts = data["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 3, "{data}");
+        assert!(parts.iter().all(|p| p["state"] == "fetching"), "{data}");
+        assert!(data["sample"]["at"].is_i64(), "{data}");
+    }
+    let (s, _) = send(r, get("/console/api/listeners/nobody/events")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // `/console/` leads to the console (a nested router does not match it).
+    let req = Request::get("/console/").body(Body::empty()).unwrap();
+    let moved = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(moved.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(moved.headers()["location"], "../console");
 
     let (s, doc) = send(r, get("/console/asyncapi.json")).await;
     assert_eq!(

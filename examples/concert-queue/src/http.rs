@@ -40,7 +40,7 @@ pub(crate) fn router(
         .route("/queue/tokens/{token_id}", get(get_token))
         .route("/queue/stats", get(stats))
         .merge(admin)
-        .nest("/console", console.router());
+        .merge(console.mount("/console"));
     example_support::http::router(routes, state, metrics)
 }
 

@@ -42,7 +42,7 @@ pub(crate) fn router(
         .route("/coupons/{coupon_id}/issue", post(request_issue))
         .route("/coupons/{coupon_id}/issues/{user_id}", get(get_status))
         .merge(admin)
-        .nest("/console", console.router());
+        .merge(console.mount("/console"));
     example_support::http::router(routes, state, metrics)
 }
 

@@ -66,7 +66,7 @@ async fn serve_console(port: u16, bootstrap: &str) -> std::io::Result<String> {
     let console = Console::builder(kafka_listener::ListenerRegistry::default())
         .topics(&kafka_listener::KafkaConfig::new(), bootstrap)
         .build();
-    let app = axum::Router::new().nest("/console", console.router());
+    let app = axum::Router::new().merge(console.mount("/console"));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let url = format!("http://{}/console/topics", listener.local_addr()?);
     tokio::spawn(async move {

@@ -1,6 +1,7 @@
 // The operator console's script: the token (sessionStorage), the actions
 // (POST with Authorization: Bearer), and the live table and charts
-// (GET api/history, then Server-Sent Events from api/events). No library.
+// (GET api/history, then Server-Sent Events from api/events, or a
+// listener's api/listeners/{id}/events). No library.
 (function () {
   "use strict";
   const body = document.body;
@@ -95,14 +96,15 @@
     });
   }
 
-  const table = document.getElementById("listeners");
-  if (table) {
-    fetch(base + "/api/history").then((r) => r.json()).then((h) => {
+  // Takes the chart history from `api/history[?listener=id]`, then one
+  // sample per event of `stream`; `each` gets every event's data.
+  function live(query, stream, each) {
+    fetch(base + "/api/history" + query).then((r) => r.json()).then((h) => {
       keep = Math.max(2, Math.round(900000 / h.interval_ms));
       samples = h.samples;
       redraw();
     });
-    const events = new EventSource(base + "/api/events");
+    const events = new EventSource(base + stream);
     events.addEventListener("update", (e) => {
       const d = JSON.parse(e.data);
       if (d.sample && (samples.length === 0 || samples[samples.length - 1].at !== d.sample.at)) {
@@ -110,27 +112,32 @@
         while (samples.length > keep) samples.shift();
         redraw();
       }
+      each(d);
+    });
+  }
+
+  // The listeners: the app's charts, the table from the app's stream.
+  const table = document.getElementById("listeners");
+  if (table) {
+    live("", "/api/events", (d) => {
       d.listeners.forEach((l) => {
         const row = Array.from(table.querySelectorAll("tr[data-listener]")).find((r) => r.dataset.listener === l.id);
-        if (!row) return;
-        fill(row, l);
+        if (row) fill(row, l);
       });
     });
   }
 
-  // A listener's partitions: refreshed every 2 s from its JSON.
+  // A listener: its charts, its partitions from its own stream (1/s).
   const partitions = document.getElementById("partitions");
   if (partitions) {
-    setInterval(async () => {
-      const r = await fetch(base + "/api/listeners/" + encodeURIComponent(partitions.dataset.listener));
-      if (!r.ok) return;
-      const d = await r.json();
+    const id = encodeURIComponent(partitions.dataset.listener);
+    live("?listener=" + id, "/api/listeners/" + id + "/events", (d) => {
       const rows = Array.from(partitions.querySelectorAll("tr[data-partition]"));
       d.partitions.forEach((p) => {
         const row = rows.find((x) => x.dataset.topic === p.topic && Number(x.dataset.partition) === p.partition);
         if (row) fill(row, p, true);
       });
-    }, 2000);
+    });
   }
   enable();
 })();

@@ -11,7 +11,7 @@
 //!     .dead_letters(store, app.template())
 //!     .token_from_env("CONSOLE_TOKEN")
 //!     .build();
-//! let router: axum::Router = axum::Router::new().nest("/console", console.router());
+//! let router: axum::Router = axum::Router::new().merge(console.mount("/console"));
 //! # }
 //! ```
 //!
@@ -111,7 +111,8 @@ impl Console {
         self.inner.settings.token.is_none()
     }
 
-    /// The router to mount, e.g. `.nest("/console", console.router())`:
+    /// The router to nest, e.g. `.nest("/console", console.router())` (or
+    /// [`Self::mount`], which also answers `/console/`):
     /// pages at `/`, the JSON API under `/api`, the AsyncAPI document at
     /// `/asyncapi.json` when one is set. Links inside the console are
     /// relative to where it is mounted. Starts the sampler of the live
@@ -123,6 +124,7 @@ impl Console {
         let api = Router::new()
             .route("/listeners", get(api::listeners))
             .route("/listeners/{id}", get(api::listener))
+            .route("/listeners/{id}/events", get(live::listener_events))
             .route("/listeners/{id}/{action}", post(api::act))
             .route("/listeners/{id}/seek", post(api::seek))
             .route("/dead-letters", get(letters::list))
@@ -151,6 +153,23 @@ impl Console {
             .fallback(|| async { ConsoleError::not_found("no such console page or API route") })
             .layer(axum::middleware::map_response(auth::secure_headers))
             .with_state(self.clone())
+    }
+
+    /// The console served at `path` (e.g. `"/console"`), to merge into the
+    /// app's router: [`Self::router`] nested at `path`, and `path/` (which
+    /// a nested router does not match) redirected to `path` with a
+    /// relative `Location`, so that it also works under a further prefix.
+    ///
+    /// # Panics
+    /// When `path` does not start with `/`, ends with `/` or is `/` (axum's
+    /// nesting rules).
+    pub fn mount<S: Clone + Send + Sync + 'static>(&self, path: &str) -> Router<S> {
+        let last = path.rsplit('/').next().unwrap_or_default();
+        let location = format!("../{last}");
+        Router::new().nest(path, self.router()).route(
+            &format!("{path}/"),
+            get(move || async move { axum::response::Redirect::permanent(&location) }),
+        )
     }
 
     /// Checks an action's headers as the console's own actions do (see the

@@ -170,6 +170,11 @@ fn fields(l: &api::ListenerView, base: &Base) -> [(&'static str, String); 8] {
     std::array::from_fn(|i| (FIELDS[i].0, values[i].clone()))
 }
 
+/// The two live charts, throughput and lag, drawn by the script from
+/// `api/history` and the page's event stream.
+const CHARTS: &str = r#"<section class="charts"><figure><figcaption>Records/s (15 min)</figcaption><svg id="chart-rate" viewBox="0 0 300 80"></svg></figure>
+<figure><figcaption>Lag (15 min)</figcaption><svg id="chart-lag" viewBox="0 0 300 80"></svg></figure></section>"#;
+
 /// `GET /`: the listeners, live charts of throughput and lag.
 pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Html<String> {
     let mut rows = String::new();
@@ -192,8 +197,7 @@ pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Htm
         );
     }
     let body = format!(
-        r#"<section class="charts"><figure><figcaption>Records/s (15 min)</figcaption><svg id="chart-rate" viewBox="0 0 300 80"></svg></figure>
-<figure><figcaption>Lag (15 min)</figcaption><svg id="chart-lag" viewBox="0 0 300 80"></svg></figure></section>
+        r#"{CHARTS}
 <table id="listeners"><thead><tr><th>id</th>{heads}<th>actions</th></tr></thead>
 <tbody>{rows}</tbody></table>"#,
         heads = FIELDS
@@ -206,7 +210,7 @@ pub(super) async fn listeners(State(console): State<Console>, base: Base) -> Htm
 
 /// A partition's state: paused, backing off (the record, its key and
 /// attempt, when it is tried again), or fetching.
-fn fetch(paused: bool, backing_off: Option<&BackingOff>) -> String {
+pub(super) fn partition_state(paused: bool, backing_off: Option<&BackingOff>) -> String {
     match (backing_off, paused) {
         (Some(b), _) => format!(
             "backing off: offset {}, key {}, attempt {}, again at {}",
@@ -233,7 +237,7 @@ pub(super) async fn listener(
     for (i, p) in d.partitions.iter().enumerate() {
         let _ = write!(
             rows,
-            r#"<tr data-topic="{topic}" data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td data-field="committed">{}</td><td data-field="finished">{}</td><td data-field="log_end">{}</td><td data-field="lag">{}</td><td data-field="in_flight">{}</td><td data-field="oldest_in_flight_ms">{}</td><td>{}</td>
+            r#"<tr data-topic="{topic}" data-partition="{part}"><td>{topic}</td><td>{part}</td><td>{}</td><td data-field="committed">{}</td><td data-field="finished">{}</td><td data-field="log_end">{}</td><td data-field="lag">{}</td><td data-field="in_flight">{}</td><td data-field="oldest_in_flight_ms">{}</td><td data-field="state">{}</td>
 <td><form id="seek-{i}" class="seek"><input type="hidden" name="topic" value="{topic}"><input type="hidden" name="partition" value="{part}">
 <select name="position"><option>beginning</option><option>end</option><option>offset</option><option>timestamp</option></select>
 <input name="value" placeholder="offset or ms" size="12"> {}</form></td></tr>"#,
@@ -244,7 +248,7 @@ pub(super) async fn listener(
             p.lag,
             p.in_flight,
             opt(p.oldest_in_flight_ms),
-            fetch(d.paused, p.backing_off.as_ref()),
+            partition_state(d.paused, p.backing_off.as_ref()),
             button(
                 &format!("listeners/{sid}/seek"),
                 "seek",
@@ -271,6 +275,7 @@ pub(super) async fn listener(
     let body = format!(
         r#"<dl>{facts}<dt>rate limit</dt><dd>{}</dd></dl>
 <p>{actions}</p>
+{CHARTS}
 <table id="partitions" data-listener="{}"><thead><tr><th>topic</th><th>partition</th><th>consumer</th><th>committed</th><th>finished</th><th>log end</th><th>lag</th><th>in flight</th><th>oldest (ms)</th><th>state</th><th>seek</th></tr></thead><tbody>{rows}</tbody></table>"#,
         esc(&budget),
         esc(&l.id),

@@ -3,7 +3,7 @@
 //! failures with back-off and marks finished offsets.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,10 @@ pub(crate) struct LaneShared {
     pub(crate) tx: Option<Arc<super::tx::ConsumerTx>>,
     /// What observers see of the lane ([`super::observe`]).
     pub(crate) watch: Mutex<super::observe::LaneWatch>,
+    /// An ordered lane: when the record (or batch) in hand started, ms since
+    /// the Unix epoch; 0 between records. Two relaxed stores and a clock
+    /// read per call, for the console's oldest in-flight age.
+    pub(crate) in_hand_since_ms: AtomicI64,
 }
 
 impl LaneShared {
@@ -54,6 +58,7 @@ impl LaneShared {
             wake: Notify::new(),
             queued: AtomicUsize::new(0),
             watch: Mutex::default(),
+            in_hand_since_ms: AtomicI64::new(0),
         }
     }
 
@@ -175,10 +180,15 @@ pub(crate) async fn run_lane(
         }
         let len = chunk.len();
         for records in chunk.chunks(step) {
-            if shared.is_revoked()
-                || lane.wait_for_acks().await.is_err()
-                || lane.process(records).await.is_err()
-            {
+            if shared.is_revoked() || lane.wait_for_acks().await.is_err() {
+                return;
+            }
+            shared
+                .in_hand_since_ms
+                .store(crate::util::now_ms(), Ordering::Relaxed);
+            let processed = lane.process(records).await;
+            shared.in_hand_since_ms.store(0, Ordering::Relaxed);
+            if processed.is_err() {
                 return;
             }
         }

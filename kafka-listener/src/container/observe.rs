@@ -99,10 +99,11 @@ pub struct PartitionStatus {
     /// Records handed to the partition's lane and not finished yet (being
     /// handled or queued behind the one in hand).
     pub in_flight: usize,
-    /// How long the oldest record in flight has been handled, ms, for
-    /// parallel lanes (`ordering = "key"` or `"none"`) as of their last
-    /// once-a-second tick; `None` for an ordered lane (which does not read
-    /// the clock per record) and while nothing is in flight.
+    /// How long the oldest record in flight has been handled, ms: for an
+    /// ordered lane the record (or batch) in hand, including its retries
+    /// and back-offs; for parallel lanes (`ordering = "key"` or `"none"`)
+    /// as of their last once-a-second tick. `None` while nothing is being
+    /// handled.
     pub oldest_in_flight_ms: Option<i64>,
     /// The record waiting out a back-off, if any.
     pub backing_off: Option<BackingOff>,
@@ -190,7 +191,11 @@ impl ListenerContainer {
                 let lane = progress.get(&key);
                 let watch = lane.map(|l| crate::util::lock(&l.watch));
                 let backing_off = watch.as_ref().and_then(|w| w.backing_off.clone());
-                let since = watch.as_ref().and_then(|w| w.oldest_since_ms);
+                let in_hand = lane.map_or(0, |l| l.in_hand_since_ms.load(Ordering::Relaxed));
+                let since = watch
+                    .as_ref()
+                    .and_then(|w| w.oldest_since_ms)
+                    .or((in_hand > 0).then_some(in_hand));
                 let now = now_ms();
                 let finished = lane.map_or(-1, |l| l.offsets.committable());
                 PartitionStatus {
