@@ -140,10 +140,7 @@ async fn sigkill_under_load_loses_nothing_and_publishes_every_issue() {
     let started = Instant::now();
     let real = test_bootstrap();
     let broker_bin = real.is_none().then(build_dev_broker);
-    let service_bin = build(
-        &["-p", "coupon-service", "--bin", "coupon-service"],
-        "coupon-service",
-    );
+    let service_bin = build("coupon-service");
     eprintln!("built in {:?}", started.elapsed());
 
     let dir = scratch_dir("coupon-crash");

@@ -75,10 +75,7 @@ fn hex(bytes: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_issue_request_is_one_trace_from_the_caller_to_the_listener_exported_over_otlp() {
-    let bin = build(
-        &["-p", "coupon-service", "--bin", "coupon-service"],
-        "coupon-service",
-    );
+    let bin = build("coupon-service");
     let spans = Arc::new(Mutex::new(Vec::new()));
     let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let collector_addr = collector.local_addr().unwrap();

@@ -56,7 +56,7 @@ async fn sigkill_under_load_leaves_no_order_stuck_and_the_books_balanced() {
     let started = Instant::now();
     let real = test_bootstrap();
     let broker_bin = real.is_none().then(build_dev_broker);
-    let app_bin = build(&["-p", "order-saga", "--bin", "order-saga"], "order-saga");
+    let app_bin = build("order-saga");
     eprintln!("built in {:?}", started.elapsed());
 
     let dir = scratch_dir("order-saga-crash");

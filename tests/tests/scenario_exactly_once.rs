@@ -2,7 +2,7 @@
 //! SIGKILLs.
 //!
 //! A `transactional = true` listener (`scenario-transform`, a process of its
-//! own) reads 1,500 records `{"seq": n}` from a 4-partition topic and sends
+//! own) reads 600 records `{"seq": n}` from a 4-partition topic and sends
 //! one `{"seq": n}` per input to an output topic, in each record's
 //! transaction with its offset. It is SIGKILLed mid-stream three times and
 //! restarted with the same `transactional.id` prefix (its new producers
@@ -30,7 +30,7 @@ const INPUT: &str = "eos.input";
 const OUTPUT: &str = "eos.output";
 const GROUP: &str = "eos-transform";
 const PARTITIONS: i32 = 4;
-const RECORDS: u64 = 1_500;
+const RECORDS: u64 = 600;
 
 /// One `scenario-transform` process; SIGKILLed when dropped.
 struct Instance(Child);
