@@ -43,6 +43,7 @@ pub struct ListenerError {
     type_name: &'static str,
     source: BoxError,
     index: Option<usize>,
+    log_level: tracing::Level,
 }
 
 impl ListenerError {
@@ -64,6 +65,7 @@ impl ListenerError {
             type_name: std::any::type_name::<E>(),
             source: error.into(),
             index: None,
+            log_level: tracing::Level::WARN,
         }
     }
 
@@ -74,6 +76,24 @@ impl ListenerError {
     pub fn at_index(mut self, index: usize) -> Self {
         self.index = Some(index);
         self
+    }
+
+    /// Logs this failure's retries at `level` instead of `WARN`, e.g.
+    /// `DEBUG` for an expected wait: an event whose cause, on another
+    /// topic, has not arrived yet. Spring's `DefaultErrorHandler.setLogLevel`,
+    /// per failure instead of per listener. A record whose retries run out
+    /// is still logged at `WARN` and above where it goes (dead-letter topic
+    /// or log); the metric `kafka_listener_records_retried_total` counts
+    /// every retry whatever the level.
+    pub fn logged_at(mut self, level: tracing::Level) -> Self {
+        self.log_level = level;
+        self
+    }
+
+    /// The level a retry of this failure is logged at ([`Self::logged_at`];
+    /// `WARN` by default).
+    pub fn log_level(&self) -> tracing::Level {
+        self.log_level
     }
 
     /// The index set by [`ListenerError::at_index`], if any.
@@ -144,6 +164,7 @@ impl<E: Into<BoxError>> From<E> for ListenerError {
             type_name: std::any::type_name::<E>(),
             source,
             index: None,
+            log_level: tracing::Level::WARN,
         }
     }
 }
@@ -183,6 +204,7 @@ impl ListenerError {
             type_name: std::any::type_name::<ExtractError>(),
             source: Box::new(error),
             index,
+            log_level: tracing::Level::WARN,
         }
     }
 }
@@ -194,6 +216,7 @@ impl fmt::Debug for ListenerError {
             .field("type_name", &self.type_name)
             .field("source", &self.source)
             .field("index", &self.index)
+            .field("log_level", &self.log_level)
             .finish()
     }
 }

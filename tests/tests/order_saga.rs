@@ -14,7 +14,7 @@ use std::time::Duration;
 use kafka_listener::ProducerRecord;
 use kafka_listener_tests::saga::{fire, start, Harness};
 use order_saga::events::{self, OrderCreated, PaymentCompleted, ShippingCompleted};
-use order_saga::{status, ServiceConfig};
+use order_saga::{status, Service, ServiceConfig};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -321,4 +321,57 @@ async fn invariants_hold_under_load_with_failures_postgres() {
         return;
     };
     invariants_under_load(Some(url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_five_listeners_read_only_and_the_asyncapi_document() {
+    let h = start(None, |_| {}).await;
+    let (code, all) = h.api.get("/console/api/listeners").await;
+    assert_eq!(code, StatusCode::OK, "{all}");
+    assert_eq!(all["read_only"], true, "no CONSOLE_TOKEN: read-only");
+    let mut ids: Vec<&str> = all["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut expected: Vec<String> = Service::ALL.iter().map(|s| s.group_id()).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    // Actions are refused without a token.
+    let (code, answer) = h
+        .api
+        .post("/console/api/listeners/order-saga.payment/pause", json!({}))
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("read-only"),
+        "{answer}"
+    );
+
+    // Every saga topic is a channel; each service's outbox event is a
+    // `publish` operation with its JSON Schema.
+    let (code, doc) = h.api.get("/console/asyncapi.json").await;
+    assert_eq!(code, StatusCode::OK, "{doc}");
+    assert_eq!(doc["info"]["title"], "order-saga");
+    for topic in order_saga::events::TOPICS
+        .iter()
+        .filter(|t| **t != order_saga::events::DLT)
+    {
+        assert_eq!(doc["channels"][*topic]["address"], *topic, "{topic}");
+        assert_eq!(
+            doc["operations"][format!("publish-{topic}")]["channel"]["$ref"],
+            format!("#/channels/{topic}")
+        );
+    }
+    let created = &doc["components"]["messages"]["OrderCreated"];
+    assert_eq!(created["contentType"], "application/json");
+    let properties = &created["payload"]["properties"];
+    for field in ["order_id", "customer_id", "items", "total_cents", "at"] {
+        assert!(properties[field].is_object(), "{field} in {created}");
+    }
+    let receive = &doc["operations"]["receive-order-saga.payment"];
+    assert_eq!(receive["action"], "receive", "{doc}");
+    h.stop().await;
 }

@@ -8,8 +8,9 @@
 //! broker is started again.
 //!
 //! Asserted: a sampler reading the group's committed offset every 100 ms
-//! (whenever the broker answers) never sees it past the gate's limit: no
-//! record is committed before it is finished. After the restart the commits
+//! (whenever the broker answers), and every reading of the test's own,
+//! never sees it past the gate's limit: no record is committed before it
+//! is finished. After the restart the commits
 //! resume: the committed offset reaches exactly 150 and stays there while
 //! seq 150 is held; after the gate opens it reaches 300. Nothing is lost,
 //! and a record is handled twice only in a replay that starts at or after
@@ -20,13 +21,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_listener::{Json, KafkaApp, KafkaConfig, RecordMeta, State};
 use kafka_listener_tests::scenario::{
-    assert_duplicates_are_replays, committed, listener, scenario_cluster, tally, try_committed,
-    Handled, Handling, Msg,
+    assert_duplicates_are_replays, listener, scenario_cluster, tally, try_committed, Handled,
+    Handling, Msg,
 };
 use tokio::sync::watch;
 
@@ -67,31 +68,62 @@ impl Drop for StopOnDrop {
     }
 }
 
-async fn committed_now(bootstrap: &str) -> i64 {
-    let b = bootstrap.to_owned();
-    tokio::task::spawn_blocking(move || committed(&b, GROUP, TOPIC, 1)[0])
-        .await
-        .unwrap()
+/// Reads the group's committed offset and checks each reading against the
+/// gate: the sampler thread and the test's own waits both go through it,
+/// so every offset the test sees is checked and kept.
+#[derive(Clone)]
+struct Observer {
+    bootstrap: String,
+    gate: Gate,
+    samples: Arc<Mutex<Vec<i64>>>,
 }
 
-async fn wait_committed(bootstrap: &str, want: i64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        // The broker may not answer yet right after its restart.
-        let b = bootstrap.to_owned();
-        let c = tokio::task::spawn_blocking(move || {
-            try_committed(&b, GROUP, TOPIC, 1, Duration::from_secs(2)).map(|c| c[0])
+impl Observer {
+    /// The committed offset if the broker answers within `timeout`,
+    /// checked: never past the gate's limit (read after the commit; the
+    /// limit only rises).
+    fn read(&self, timeout: Duration) -> Option<i64> {
+        let c = try_committed(&self.bootstrap, GROUP, TOPIC, 1, timeout)?[0];
+        let limit = self.gate.limit();
+        assert!(
+            i128::from(c) <= i128::from(limit),
+            "committed offset {c} past the unfinished seq {limit}"
+        );
+        self.samples.lock().unwrap().push(c);
+        Some(c)
+    }
+
+    async fn committed_now(&self) -> i64 {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            me.read(Duration::from_secs(10))
+                .expect("the broker answers")
         })
         .await
-        .unwrap();
-        if c == Some(want) {
-            return;
+        .unwrap()
+    }
+
+    async fn wait_committed(&self, want: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The broker may not answer yet right after its restart.
+            let me = self.clone();
+            let c = tokio::task::spawn_blocking(move || me.read(Duration::from_secs(2)))
+                .await
+                .unwrap();
+            if c == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "committed {c:?}, expected {want} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "committed {c:?}, expected {want} within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    fn samples(&self) -> Vec<i64> {
+        self.samples.lock().unwrap().clone()
     }
 }
 
@@ -136,28 +168,22 @@ async fn commits_never_pass_unfinished_records_and_resume_after_the_broker_retur
     }
 
     // The sampler: committed <= the gate's limit, whenever it answers.
+    let observer = Observer {
+        bootstrap: bootstrap.clone(),
+        gate: gate.clone(),
+        samples: Arc::default(),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     // Stops the sampler when the test panics too (the runtime waits for
     // blocking tasks when it shuts down).
     let _stop_on_drop = StopOnDrop(Arc::clone(&stop));
     let sampler = tokio::task::spawn_blocking({
-        let (b, gate, stop) = (bootstrap.clone(), gate.clone(), Arc::clone(&stop));
+        let (observer, stop) = (observer.clone(), Arc::clone(&stop));
         move || {
-            let mut samples = Vec::new();
             while !stop.load(Ordering::Acquire) {
-                if let Some(c) = try_committed(&b, GROUP, TOPIC, 1, Duration::from_secs(1)) {
-                    // Read after the commit: the limit only rises.
-                    let limit = gate.limit();
-                    assert!(
-                        i128::from(c[0]) <= i128::from(limit),
-                        "committed offset {} past the unfinished seq {limit}",
-                        c[0]
-                    );
-                    samples.push(c[0]);
-                }
+                observer.read(Duration::from_secs(1));
                 std::thread::sleep(Duration::from_millis(100));
             }
-            samples
         }
     });
 
@@ -166,7 +192,7 @@ async fn commits_never_pass_unfinished_records_and_resume_after_the_broker_retur
         .wait_for_all(&first, Duration::from_secs(30))
         .await
         .is_empty());
-    wait_committed(&bootstrap, 100, Duration::from_secs(30)).await;
+    observer.wait_committed(100, Duration::from_secs(30)).await;
 
     cluster.stop_node(1);
     let down = Instant::now();
@@ -185,20 +211,23 @@ async fn commits_never_pass_unfinished_records_and_resume_after_the_broker_retur
     let back = Instant::now();
     eprintln!("broker down for {:?}", down.elapsed());
 
-    wait_committed(&bootstrap, 150, Duration::from_secs(60)).await;
+    observer.wait_committed(150, Duration::from_secs(60)).await;
     let resumed = back.elapsed();
     // Seq 150 is held: the committed offset stays at 150.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(committed_now(&bootstrap).await, 150);
+    assert_eq!(observer.committed_now().await, 150);
     gate.0.send_replace(u64::MAX);
     let all: Vec<u64> = (0..N).collect();
     assert!(handled
         .wait_for_all(&all, Duration::from_secs(30))
         .await
         .is_empty());
-    wait_committed(&bootstrap, N as i64, Duration::from_secs(30)).await;
+    observer
+        .wait_committed(N as i64, Duration::from_secs(30))
+        .await;
     stop.store(true, Ordering::Release);
-    let samples = sampler.await.expect("no commit ran ahead of the handler");
+    sampler.await.expect("no commit ran ahead of the handler");
+    let samples = observer.samples();
     running.shutdown().await;
 
     let seen = handled.snapshot();
@@ -214,7 +243,7 @@ async fn commits_never_pass_unfinished_records_and_resume_after_the_broker_retur
     }
     assert!(
         samples.contains(&150) && samples.contains(&(N as i64)),
-        "the sampler saw the commits: {} samples",
+        "the commits were seen: {} samples",
         samples.len()
     );
     cluster.assert_zero_lag(GROUP, &[(TOPIC, 1)]);

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kafka_listener::console::ConsoleToken;
 use kafka_listener::KafkaConfig;
 
 /// One service of the saga. Each is a listener with a consumer group of
@@ -105,6 +106,9 @@ pub struct ServiceConfig {
     /// Records of one partition handled at once (`ordering = "key"`: one
     /// order's records one at a time).
     pub parallelism: usize,
+    /// The operator console's token (`CONSOLE_TOKEN`); `None` leaves the
+    /// console at `/console` read-only.
+    pub console_token: Option<ConsoleToken>,
 }
 
 impl Default for ServiceConfig {
@@ -119,6 +123,7 @@ impl Default for ServiceConfig {
             failure_seed: 0,
             initial_stock: 1_000,
             parallelism: 16,
+            console_token: None,
         }
     }
 }

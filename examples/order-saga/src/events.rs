@@ -70,7 +70,7 @@ pub mod step {
 }
 
 /// One line of an order: what the client asked for. Prices are in cents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Item {
     /// A product of the catalogue (`ITEM-001`, ...).
     pub product_id: String,
@@ -88,7 +88,7 @@ macro_rules! saga_event {
     ($(#[$doc:meta])* $name:ident = $topic:literal
         { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, OutboxEvent)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, OutboxEvent, schemars::JsonSchema)]
         #[outbox(topic = $topic, key = "order_id", name = $topic)]
         pub struct $name {
             $($(#[$fdoc])* pub $field: $ty,)*
@@ -110,7 +110,7 @@ macro_rules! shaped_events {
     (@shape $(#[$sdoc:meta])* $shape:ident
         { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$sdoc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
         pub struct $shape {
             $($(#[$fdoc])* pub $field: $ty,)*
         }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use example_support::http::{check_id, ApiError, ApiJson, ApiPath};
+use kafka_listener::console::Console;
 use serde::{Deserialize, Serialize};
 
 use crate::analytics::{self, Analytics};
@@ -23,9 +24,10 @@ pub(crate) const MAX_QUANTITY: i64 = 1_000;
 /// The highest unit price accepted, in currency units.
 pub(crate) const MAX_PRICE: f64 = 1_000_000.0;
 
-/// The routes of the services this process runs, with `/health` and the
-/// JSON 404 and 405 (see [`example_support::http::router`]).
-pub(crate) fn router(saga: Saga) -> Router {
+/// The routes of the services this process runs, with `/health`, the
+/// JSON 404 and 405 (see [`example_support::http::router`]) and the
+/// operator `console` at `/console`.
+pub(crate) fn router(saga: Saga, console: Console) -> Router {
     let mut routes = Router::new();
     if saga.config.runs(Service::Order) {
         routes = routes
@@ -35,6 +37,7 @@ pub(crate) fn router(saga: Saga) -> Router {
     if saga.config.runs(Service::Analytics) {
         routes = routes.route("/api/analytics", get(get_analytics));
     }
+    routes = routes.merge(console.mount("/console"));
     example_support::http::router(routes, saga, None)
 }
 

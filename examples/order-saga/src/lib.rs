@@ -60,6 +60,8 @@ use std::sync::Arc;
 use example_support::config::redact_database_url;
 use example_support::http::{HttpListener, HttpServer};
 use kafka_listener::after_commit::{RelayConfig, TransactionalEvents};
+use kafka_listener::asyncapi::AsyncApi;
+use kafka_listener::console::Console;
 use kafka_listener::{KafkaApp, ListenerSpec, NewTopic, RunningApp};
 
 pub(crate) use example_support::now_ms;
@@ -144,7 +146,8 @@ fn listener_of(service: Service, parallelism: usize) -> ListenerSpec {
 /// topic ([`events::TOPICS`], [`events::PARTITIONS`] partitions each),
 /// starts one outbox relay per outbox (which first sends what a previous
 /// run left unsent) and one listener per service, and serves the HTTP API
-/// of its services on `config.http_addr`.
+/// of its services on `config.http_addr`, with the operator console at
+/// `/console` (its AsyncAPI document at `/console/asyncapi.json`).
 ///
 /// # Errors
 /// [`ServiceError::Config`] for an invalid setting, or a part of the saga
@@ -206,8 +209,24 @@ pub async fn start(config: ServiceConfig) -> Result<RunningService, ServiceError
         let name = format!("{} outbox relay", service.name());
         app = app.on_shutdown(&name, move || relay.shutdown());
     }
+    // What the app receives and sends, for the console's /asyncapi.json:
+    // the listeners and the outbox events are found in the app.
+    let asyncapi = AsyncApi::new("order-saga", env!("CARGO_PKG_VERSION"))
+        .description(
+            "An order saga: order, payment, inventory, shipping and analytics services \
+             choreographed by events keyed by order id, with compensating transactions.",
+        )
+        .document(&app);
     let app = app.state(saga.clone()).start().await?;
-    let http = http.serve(http::router(saga));
+    // The operator console at /console (no dead-letter store: the saga's
+    // steps record their failures as events).
+    let mut console = Console::builder(app.registry().clone())
+        .topics(&config.kafka_config(), app.bootstrap_servers())
+        .asyncapi(asyncapi);
+    if let Some(token) = config.console_token.clone() {
+        console = console.token(token);
+    }
+    let http = http.serve(http::router(saga, console.build()));
     let names: Vec<&str> = config.services.iter().map(|s| s.name()).collect();
     tracing::info!(
         "order-saga ({}) listening on {} (bootstrap.servers={})",

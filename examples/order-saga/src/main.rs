@@ -70,6 +70,10 @@ struct ServeArgs {
     /// order's records one at a time).
     #[arg(long, env = "LISTENER_PARALLELISM", default_value_t = 16)]
     parallelism: usize,
+    /// The operator console's token at /console (`name:secret` or a secret);
+    /// unset: the console is read-only.
+    #[arg(long, env = "CONSOLE_TOKEN", hide_env_values = true)]
+    console_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -118,6 +122,10 @@ impl ServeArgs {
             failure_seed: self.failure_seed,
             initial_stock: self.initial_stock,
             parallelism: self.parallelism,
+            console_token: self
+                .console_token
+                .as_deref()
+                .and_then(kafka_listener::console::ConsoleToken::parse),
         })
     }
 }

@@ -219,11 +219,13 @@ async fn track(record: ConsumerRecord, saga: State<Saga>) -> Result<(), Listener
         .map_err(retryable)?;
         if seen == 0 {
             tx.rollback().await.map_err(retryable)?;
+            // Expected: the cause is on another topic, and comes.
             return Err(ListenerError::retryable(CauseNotSeen {
                 order_id: event.order_id,
                 step,
                 cause,
-            }));
+            })
+            .logged_at(tracing::Level::DEBUG));
         }
     }
     if !history(

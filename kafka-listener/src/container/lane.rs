@@ -425,9 +425,22 @@ impl Lane<'_> {
             match next {
                 Some(delay) => {
                     let first = &records[0];
-                    tracing::warn!(listener = %self.listener.info.id, topic = %first.topic, partition = first.partition,
-                        offset = first.offset, attempt, delay_ms = delay.as_millis() as u64, error = %err,
-                        "listener failed; retrying after back-off");
+                    // `tracing` needs the level as a constant per call site.
+                    macro_rules! retrying {
+                        ($level:expr) => {
+                            tracing::event!($level, listener = %self.listener.info.id, topic = %first.topic,
+                                partition = first.partition, offset = first.offset, attempt,
+                                delay_ms = delay.as_millis() as u64, error = %err,
+                                "listener failed; retrying after back-off")
+                        };
+                    }
+                    match err.log_level() {
+                        tracing::Level::ERROR => retrying!(tracing::Level::ERROR),
+                        tracing::Level::WARN => retrying!(tracing::Level::WARN),
+                        tracing::Level::INFO => retrying!(tracing::Level::INFO),
+                        tracing::Level::DEBUG => retrying!(tracing::Level::DEBUG),
+                        _ => retrying!(tracing::Level::TRACE),
+                    }
                     m.retried.increment(1);
                     let watched = super::observe::BackingOff::new(first, attempt, delay);
                     crate::util::lock(&self.shared.watch).backing_off = Some(watched);

@@ -37,18 +37,29 @@ async fn issue(req: Json<IssueRequested>) -> Result<(), ListenerError> {
 }
 
 fn main() {
-    let spec = registered_listeners().next().expect("one listener is registered");
+    let spec = registered_listeners()
+        .next()
+        .expect("one listener is registered");
     assert_eq!(spec.id(), "coupon-issuer-listener");
     assert_eq!(spec.configured_group_id(), "coupon-issuer");
-    assert_eq!(spec.topic_names(), ["coupon.issue.requested", "coupon.issue.retried"]);
+    assert_eq!(
+        spec.topic_names(),
+        ["coupon.issue.requested", "coupon.issue.retried"]
+    );
     assert_eq!(spec.configured_concurrency(), 3);
     assert!(!spec.starts_automatically());
     let debug = format!("{spec:?}");
     assert!(debug.contains("ack_mode: Record"), "{debug}");
     assert!(debug.contains("filter: true"), "{debug}");
-    assert!(debug.contains("isolation_level: Some(ReadUncommitted)"), "{debug}");
+    assert!(
+        debug.contains("isolation_level: Some(ReadUncommitted)"),
+        "{debug}"
+    );
     assert!(debug.contains("transactional: false"), "{debug}");
-    assert!(debug.contains("seek_on_assignment: Some(Beginning)"), "{debug}");
+    assert!(
+        debug.contains("seek_on_assignment: Some(Beginning)"),
+        "{debug}"
+    );
     assert!(debug.contains("ordering: Key"), "{debug}");
     assert_eq!(spec.effective_parallelism(), 64);
     let policy = RetryPolicy::exponential(
@@ -57,5 +68,8 @@ fn main() {
         1.5,
         std::time::Duration::from_secs(10),
     );
-    assert!(debug.contains(&format!("retry: Some({policy:?})")), "{debug}");
+    assert!(
+        debug.contains(&format!("retry: Some({policy:?})")),
+        "{debug}"
+    );
 }

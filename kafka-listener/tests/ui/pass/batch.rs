@@ -18,7 +18,11 @@ async fn write_audit(
     db: State<Db>,
     ack: Acknowledgment,
 ) -> Result<(), ListenerError> {
-    let _ = (events.iter().map(|e| e.action.len()).sum::<usize>(), metas, db);
+    let _ = (
+        events.iter().map(|e| e.action.len()).sum::<usize>(),
+        metas,
+        db,
+    );
     ack.acknowledge();
     Ok(())
 }

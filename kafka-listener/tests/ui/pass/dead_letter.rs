@@ -32,9 +32,13 @@ fn main() {
     let specs: Vec<_> = kafka_listener::__private::registered_listeners().collect();
     assert_eq!(specs.len(), 4);
     let debug = |id: &str| format!("{:?}", specs.iter().find(|s| s.id() == id).unwrap());
-    assert!(debug("default_topic").contains(&format!("dead_letter: Some({:?})", DeadLetter::suffixed())));
+    assert!(debug("default_topic")
+        .contains(&format!("dead_letter: Some({:?})", DeadLetter::suffixed())));
     assert!(debug("named_topic").contains(r#"dead_letter: Some(Topic("payments.dead"))"#));
     assert!(debug("no_dead_letter").contains("dead_letter: None"));
     let rt = debug("with_retry_topics");
-    assert!(rt.contains("RetryTopics { attempts: 3, backoff: Delays([1s, 10s]) }"), "{rt}");
+    assert!(
+        rt.contains("RetryTopics { attempts: 3, backoff: Delays([1s, 10s]) }"),
+        "{rt}"
+    );
 }

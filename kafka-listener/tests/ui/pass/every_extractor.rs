@@ -26,7 +26,18 @@ async fn every_argument(
     raw: Vec<u8>,
     bytes: Bytes,
 ) -> Result<(), ListenerError> {
-    let _ = (order.id, key, optional_key, headers, meta, db, record, text, raw, bytes);
+    let _ = (
+        order.id,
+        key,
+        optional_key,
+        headers,
+        meta,
+        db,
+        record,
+        text,
+        raw,
+        bytes,
+    );
     ack.acknowledge();
     Ok(())
 }
@@ -47,5 +58,8 @@ fn main() {
         .map(|s| s.id().to_owned())
         .collect();
     ids.sort();
-    assert_eq!(ids, ["every_argument", "io-error", "no-arguments", "unit-return"]);
+    assert_eq!(
+        ids,
+        ["every_argument", "io-error", "no-arguments", "unit-return"]
+    );
 }

@@ -16,7 +16,10 @@ struct Price {
 
 #[kafka_listener(topics = ["prices.requests"], reply = true)]
 async fn price(req: Json<PriceRequest>) -> Result<Json<Price>, ListenerError> {
-    Ok(Json(Price { sku: req.0.sku, cents: 42 }))
+    Ok(Json(Price {
+        sku: req.0.sku,
+        cents: 42,
+    }))
 }
 
 #[kafka_listener(topics = ["orders"], send_to = "orders.audit")]
@@ -44,7 +47,10 @@ fn main() {
     assert_eq!(
         destinations,
         [
-            ("audit".to_owned(), Some(ReplyTo::Topic("orders.audit".into()))),
+            (
+                "audit".to_owned(),
+                Some(ReplyTo::Topic("orders.audit".into()))
+            ),
             ("echo".to_owned(), Some(ReplyTo::Request)),
             ("plain".to_owned(), None),
             ("price".to_owned(), Some(ReplyTo::Request)),

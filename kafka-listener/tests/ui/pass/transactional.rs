@@ -11,8 +11,13 @@ async fn transform(order: String, template: KafkaTemplate) -> Result<(), Listene
 }
 
 fn main() {
-    let spec = registered_listeners().next().expect("one listener is registered");
+    let spec = registered_listeners()
+        .next()
+        .expect("one listener is registered");
     let debug = format!("{spec:?}");
     assert!(debug.contains("transactional: true"), "{debug}");
-    assert!(debug.contains("isolation_level: Some(ReadCommitted)"), "{debug}");
+    assert!(
+        debug.contains("isolation_level: Some(ReadCommitted)"),
+        "{debug}"
+    );
 }

@@ -21,7 +21,11 @@ async fn alone(event: CouponIssued) {
 }
 
 #[after_commit]
-async fn with_state(_event: CouponIssued, counter: State<Counter>, meta: EventMeta) -> Result<(), ListenerError> {
+async fn with_state(
+    _event: CouponIssued,
+    counter: State<Counter>,
+    meta: EventMeta,
+) -> Result<(), ListenerError> {
     assert!(meta.in_transaction);
     counter.0 .0.fetch_add(1, Ordering::SeqCst);
     Ok(())
@@ -54,7 +58,11 @@ fn main() {
             .await
             .unwrap();
         let mut tx = events.begin().await.unwrap();
-        tx.publish(CouponIssued { coupon_id: "c1".into() }).await.unwrap();
+        tx.publish(CouponIssued {
+            coupon_id: "c1".into(),
+        })
+        .await
+        .unwrap();
         let committed = tx.commit().await.unwrap();
         assert_eq!(committed.handlers.succeeded, 4);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
