@@ -15,9 +15,12 @@ use tracing::Level;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
-/// The message and `offset` field of every event of the framework.
+/// An event: its level, message and `offset` field.
+type Logged = (Level, String, Option<i64>);
+
+/// Every event of the framework.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Level, String, Option<i64>)>>>);
+struct Recorder(Arc<Mutex<Vec<Logged>>>);
 
 #[derive(Default)]
 struct Fields {
@@ -64,7 +67,8 @@ async fn fail_once(
     meta: RecordMeta,
     tried: State<Tried>,
 ) -> Result<(), ListenerError> {
-    if !tried.0.lock().unwrap().insert(meta.offset) {
+    let Tried(set) = &*tried;
+    if !set.lock().unwrap().insert(meta.offset) {
         return Ok(());
     }
     let err = ListenerError::retryable(std::io::Error::other("not yet"));

@@ -3,7 +3,7 @@
 extern crate kafka_listener as renamed;
 
 mod rt {
-    pub use kafka_listener as kl;
+    pub(crate) use kafka_listener as kl;
 }
 
 #[rt::kl::kafka_listener(topics = ["a"], ack_mode = "manual", retry(), crate = "crate::rt::kl")]

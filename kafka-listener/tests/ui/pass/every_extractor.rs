@@ -13,6 +13,7 @@ struct Order {
 struct Db;
 
 #[kafka_listener(topics = ["orders"], ack_mode = "manual_immediate")]
+#[allow(clippy::too_many_arguments)] // every extractor at once, on purpose
 async fn every_argument(
     Json(order): Json<Order>,
     key: Key<String>,

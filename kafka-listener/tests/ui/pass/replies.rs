@@ -1,3 +1,5 @@
+//! `reply_to` on listeners that return a value: each one's reply
+//! destination as registered.
 use kafka_listener::__private::registered_listeners;
 use kafka_listener::prelude::*;
 use kafka_listener::ReplyTo;
