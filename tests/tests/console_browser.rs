@@ -275,12 +275,36 @@ async fn console_shows_listener_and_replays_a_dead_letter_from_the_page() {
         user_id: "dora".into(),
         requested_at: TimestampMillis(1),
     };
-    service
+    let sent = service
         .app()
         .template()
         .send_avro(TOPIC, coupon.clone(), &request)
         .await
         .unwrap();
+    // The partitions page, still open, follows it live (its event stream):
+    // the partition's finished offset moves past the record, and the
+    // listener's charts are drawn.
+    let finished = format!(
+        r#"<tr data-topic="{TOPIC}" data-partition="{}">"#,
+        sent.partition
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the partition row updated in place",
+        || async {
+            let page = browser.source().await;
+            let Some(at) = page.find(&finished) else {
+                return false;
+            };
+            let row = &page[at..];
+            let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+            row.contains(&format!(
+                r#"<td data-field="finished">{}</td>"#,
+                sent.offset + 1
+            )) && page.contains("<polyline")
+        },
+    )
+    .await;
     let letters = format!("{base}/console/dead-letters");
     let id = poll(
         Duration::from_secs(60),
