@@ -124,7 +124,7 @@ use proc_macro::TokenStream;
 ///
 /// # Examples
 ///
-/// (Compiled by the UI tests in `kafka-listener/tests/ui/pass`; this crate
+/// (Compiled by the pass cases in `kafka-listener/tests/ui/pass`; this crate
 /// cannot depend on the runtime to run it here.)
 ///
 /// ```ignore
