@@ -378,6 +378,33 @@ async fn console_shows_listener_and_replays_a_dead_letter_from_the_page() {
         "the replay audited with the token's name:\n{audit}"
     );
     browser.screenshot("audit").await;
+    if std::env::var_os("CONSOLE_SCREENSHOTS").is_some() {
+        // For the guide's pictures only: 25 s of issue requests, so that
+        // the charts (one sample every 5 s) show them.
+        let (status, body) = api
+            .post(
+                "/coupons",
+                json!({"coupon_id": "launch", "stock": 1_000_000}),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 201, "{body}");
+        let until = std::time::Instant::now() + Duration::from_secs(25);
+        let mut n = 0u32;
+        while std::time::Instant::now() < until {
+            let (status, body) = api
+                .post(
+                    "/coupons/launch/issue",
+                    json!({ "user_id": format!("u{n}") }),
+                )
+                .await;
+            assert_eq!(status.as_u16(), 202, "{body}");
+            n += 1;
+            if n % 25 == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
     browser
         .goto(&format!("{base}/console/listeners/{LISTENER_ID}"))
         .await;
