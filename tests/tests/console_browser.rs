@@ -399,7 +399,7 @@ async fn console_shows_listener_and_replays_a_dead_letter_from_the_page() {
                 .await;
             assert_eq!(status.as_u16(), 202, "{body}");
             n += 1;
-            if n % 25 == 0 {
+            if n.is_multiple_of(25) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }

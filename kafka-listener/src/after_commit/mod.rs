@@ -144,6 +144,7 @@ pub use self::handlers::{
     entry, AfterCommitHandler, AfterCommitRegistration, EntryFn, EventContext, EventMeta,
     FromEventContext, HandlerReport, HandlerResult, Op, Outcome,
 };
+#[cfg(feature = "asyncapi")]
 pub(crate) use self::outbox::events as outbox_events;
 pub use self::outbox::{OutboxEvent, OutboxRegistration, OutboxRow};
 pub use self::relay::{RelayConfig, RelayHandle, RelayStats};

@@ -134,6 +134,16 @@ impl OutboxRegistration {
         }
     }
 
+    /// The event's stable name ([`OutboxEvent::NAME`]).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The topic its events are sent to ([`OutboxEvent::TOPIC`]).
+    pub fn topic(&self) -> &'static str {
+        self.topic
+    }
+
     /// The event's message schema, unless it has one (an Avro event's is
     /// its Avro schema): what `#[derive(OutboxEvent)]` passes.
     #[must_use]
@@ -227,10 +237,6 @@ pub(crate) struct KnownEvent {
     pub(crate) format: ValueFormat,
 }
 
-/// The event type of rows whose `event_type` column is `event_type`: by
-/// its name, else (rows of the previous version) by its Rust type path;
-/// `None` for a name this binary does not register (renamed, removed, or
-/// written by a newer version).
 /// An Avro event's message schema.
 #[cfg(feature = "avro")]
 fn avro_schema<E: crate::avro::AvroSchema>() -> Option<MessageSchema> {
@@ -239,13 +245,18 @@ fn avro_schema<E: crate::avro::AvroSchema>() -> Option<MessageSchema> {
 
 /// Every outbox event type of the binary: its name, topic and message
 /// schema (for the AsyncAPI document).
+#[cfg(feature = "asyncapi")]
 pub(crate) fn events() -> impl Iterator<Item = (&'static str, &'static str, Option<MessageSchema>)>
 {
     inventory::iter::<OutboxRegistration>
         .into_iter()
-        .map(|r| (r.name, r.topic, r.schema.and_then(|f| f())))
+        .map(|r| (r.name, r.topic(), r.schema.and_then(|f| f())))
 }
 
+/// The event type of rows whose `event_type` column is `event_type`: by
+/// its name, else (rows of the previous version) by its Rust type path;
+/// `None` for a name this binary does not register (renamed, removed, or
+/// written by a newer version).
 pub(crate) fn known_event(event_type: &str) -> Option<KnownEvent> {
     static KNOWN: OnceLock<HashMap<&'static str, KnownEvent>> = OnceLock::new();
     KNOWN

@@ -2,10 +2,9 @@
 //! with exactly the errors in the `.stderr` next to it. Regenerate the
 //! snapshots with `TRYBUILD=overwrite` and read every changed one.
 //!
-//! The pass cases (`ui/pass`) are test binaries of their own (`ui_pass_*`
-//! in Cargo.toml): trybuild would build them in a target directory of its
-//! own, every dependency included, where compile-fail cases only need a
-//! check.
+//! The pass cases are test binaries of kafka-listener (`ui_pass_*`, in
+//! `kafka-listener/tests/ui/pass`): trybuild would build them, every
+//! dependency included, where the compile-fail cases only need a check.
 
 #[test]
 fn ui() {

@@ -2,9 +2,7 @@
 //! each `ui/after_commit/fail` case must fail with exactly the errors in
 //! the `.stderr` next to it. Regenerate the snapshots with
 //! `TRYBUILD=overwrite` and read every changed one. The pass cases are test
-//! binaries of their own (`ui_pass_after_commit_*` in Cargo.toml).
-
-#![cfg(all(feature = "macros", feature = "after-commit"))]
+//! binaries of kafka-listener (`ui_pass_after_commit_*`).
 
 #[test]
 fn ui_after_commit() {
