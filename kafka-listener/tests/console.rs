@@ -723,6 +723,16 @@ async fn dead_letters_scenario(url: &str, name: &str) {
     f.app.shutdown().await;
 }
 
+/// The next chunk of a Server-Sent Events body (one event), within 5 s.
+async fn next_event(stream: &mut axum::body::BodyDataStream) -> String {
+    let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an event within 5 s")
+        .expect("the stream goes on")
+        .expect("a chunk");
+    String::from_utf8_lossy(&chunk).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_history_pages_and_asyncapi() {
     init_tracing();
@@ -734,23 +744,11 @@ async fn live_events_history_pages_and_asyncapi() {
     let response = r.clone().oneshot(req).await.unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut stream = response.into_body().into_data_stream();
-    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let first = String::from_utf8_lossy(&first).into_owned();
+    let first = next_event(&mut stream).await;
     assert!(first.starts_with("event: update\ndata: "), "{first}");
     assert!(first.contains(&format!(r#""id":"{}""#, f.id)), "{first}");
-    let second = tokio::time::timeout(Duration::from_secs(5), stream.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&second).contains(r#""sample":{"at""#),
-        "a sample is pushed"
-    );
+    let second = next_event(&mut stream).await;
+    assert!(second.contains(r#""sample":{"at""#), "a sample is pushed");
 
     // Pages cannot be framed by another site, and load only their own files.
     let req = Request::get("/console").body(Body::empty()).unwrap();
@@ -810,12 +808,7 @@ async fn live_events_history_pages_and_asyncapi() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut stream = response.into_body().into_data_stream();
     for _ in 0..2 {
-        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let event = String::from_utf8_lossy(&event).into_owned();
+        let event = next_event(&mut stream).await;
         let data: Value = serde_json::from_str(
             event
                 .strip_prefix("event: update\ndata: ")
