@@ -26,6 +26,10 @@ pub enum ErrorKind {
     Decode,
 }
 
+/// The level a retry is logged at unless [`ListenerError::logged_at`] says
+/// otherwise.
+const DEFAULT_RETRY_LOG_LEVEL: tracing::Level = tracing::Level::WARN;
+
 /// The error a listener returns for one record (or one batch).
 ///
 /// Any `std::error::Error + Send + Sync + 'static`, `anyhow::Error`, a
@@ -65,7 +69,7 @@ impl ListenerError {
             type_name: std::any::type_name::<E>(),
             source: error.into(),
             index: None,
-            log_level: tracing::Level::WARN,
+            log_level: DEFAULT_RETRY_LOG_LEVEL,
         }
     }
 
@@ -164,7 +168,7 @@ impl<E: Into<BoxError>> From<E> for ListenerError {
             type_name: std::any::type_name::<E>(),
             source,
             index: None,
-            log_level: tracing::Level::WARN,
+            log_level: DEFAULT_RETRY_LOG_LEVEL,
         }
     }
 }
@@ -204,7 +208,7 @@ impl ListenerError {
             type_name: std::any::type_name::<ExtractError>(),
             source: Box::new(error),
             index,
-            log_level: tracing::Level::WARN,
+            log_level: DEFAULT_RETRY_LOG_LEVEL,
         }
     }
 }
