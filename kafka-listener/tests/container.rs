@@ -93,6 +93,75 @@ async fn slow_listener(msg: Json<Msg>, meta: RecordMeta, seen: State<Seen>) {
     seen.push(meta.partition, meta.offset, msg.seq);
 }
 
+/// Listeners stopped right after they start, while their consumers are
+/// still joining the group, leave the group as they stop: the group's next
+/// rebalance completes at once. (A consumer that librdkafka closes with a
+/// JoinGroup in flight leaves a pending member, which the broker keeps for
+/// the member's whole session timeout, 45 s here, and the next rebalance
+/// waits for it.) Real broker only: librdkafka's mock cluster has no
+/// pending members (KIP-394).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_stopped_while_joining_leave_their_group() {
+    if !real_broker_only("listeners_stopped_while_joining_leave_their_group") {
+        return;
+    }
+    init_tracing();
+    let topic = &unique("c.early-stop");
+    let group = &unique("early-stop");
+    let broker = &broker(topic, 2);
+    let app = |seen: Seen| async move {
+        KafkaApp::builder()
+            .config(config(broker).consumer_property("session.timeout.ms", "45000"))
+            .without_discovered_listeners()
+            .listener(
+                ListenerSpec::new("early")
+                    .group_id(group)
+                    .topics([topic])
+                    .handler(record_listener),
+            )
+            .build()
+            .await
+            .unwrap()
+            .state(seen)
+    };
+    // Stopped 0, 2, 4, ... 78 ms after the start: some stops fall while a
+    // JoinGroup request is in flight.
+    for delay in (0..80).step_by(2) {
+        let running = app(Seen::default()).await.start().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        running.shutdown().await;
+    }
+    let seen = Seen::default();
+    let first = app(seen.clone()).await;
+    let template = first.template();
+    let first = first.start().await.unwrap();
+    assert!(
+        first
+            .container("early")
+            .unwrap()
+            .wait_for_assignment(2, Duration::from_secs(20))
+            .await
+    );
+    // A second member joins: the rebalance waits for every member the
+    // broker knows, pending ones included.
+    let second = app(seen.clone()).await.start().await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        second
+            .container("early")
+            .unwrap()
+            .wait_for_assignment(1, Duration::from_secs(20))
+            .await,
+        "the rebalance completed within 20 s: no member left behind holds the group"
+    );
+    eprintln!("rebalanced in {:?}", started.elapsed());
+    produce(&template, topic, 0..10, 2).await;
+    seen.wait_for(Duration::from_secs(30), |n| n >= 10).await;
+    second.shutdown().await;
+    first.shutdown().await;
+    assert_eq!(seen.snapshot().len(), 10, "each record handled once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_listener_resumes_from_its_committed_offset_with_nothing_skipped() {
     init_tracing();

@@ -94,9 +94,12 @@ pub fn build_dev_broker() -> PathBuf {
 
 /// Child processes, killed (SIGKILL) when dropped, the last started first,
 /// also on panic; the first is `dev-broker` when [`Self::broker`] is set.
+/// When dropped during a panic, prints the last warnings and errors of
+/// their logs, so that a failure in CI shows what the processes saw.
 #[derive(Debug, Default)]
 pub struct Children {
     children: Vec<Child>,
+    logs: Vec<PathBuf>,
     /// Whether the first child is `dev-broker`.
     pub broker: bool,
 }
@@ -136,6 +139,32 @@ impl Drop for Children {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if std::thread::panicking() {
+            for log in &self.logs {
+                print_warnings(log, 40);
+            }
+        }
+    }
+}
+
+/// Prints the last `n` lines of `log` at WARN or ERROR (and panics) to
+/// stderr.
+fn print_warnings(log: &Path, n: usize) {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return;
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+        .collect();
+    eprintln!(
+        "--- {}: the last {} of {} warnings and errors ---",
+        log.display(),
+        n.min(lines.len()),
+        lines.len()
+    );
+    for line in &lines[lines.len().saturating_sub(n)..] {
+        eprintln!("{line}");
     }
 }
 
@@ -177,6 +206,7 @@ pub fn start_dev_broker(
     let stdout = child.stdout.take().unwrap();
     children.push(child);
     children.broker = true;
+    children.logs.push(log.to_owned());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         // Reads every line, so the broker never blocks on a full pipe.
@@ -214,6 +244,7 @@ pub async fn start_app(
     base: &str,
     client: &reqwest::Client,
 ) -> usize {
+    let log_path = log;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -228,6 +259,9 @@ pub async fn start_app(
         .spawn()
         .unwrap_or_else(|e| panic!("{name} starts: {e}"));
     let index = children.push(child);
+    if !children.logs.iter().any(|l| l == log_path) {
+        children.logs.push(log_path.to_owned());
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = client.get(format!("{base}/health")).send().await {

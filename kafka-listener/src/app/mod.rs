@@ -542,7 +542,12 @@ impl KafkaApp {
                 timeout,
                 &self.infra.template,
             ) {
-                Ok(c) => containers.push((Arc::new(c), auto)),
+                Ok(mut c) => {
+                    if self.infra.embedded.is_some() {
+                        c.on_embedded_broker();
+                    }
+                    containers.push((Arc::new(c), auto))
+                }
                 Err(e) => {
                     failed = Some(e);
                     break;

@@ -40,6 +40,43 @@ const THROTTLE_MAX: Duration = Duration::from_millis(100);
 /// How long the consumer thread sleeps between two looks at full lanes.
 const THROTTLE_SLEEP: Duration = Duration::from_micros(500);
 
+/// The longest a consumer stopped before its first assignment goes on
+/// polling for it (see [`finish_joining`]). A broker completes a new
+/// group's first rebalance after `group.initial.rebalance.delay.ms` (3 s
+/// by default); a join usually takes milliseconds.
+pub(super) const JOIN_BEFORE_LEAVE: Duration = Duration::from_secs(5);
+
+/// A consumer stopped while it joins its group, before its first
+/// assignment, goes on polling until the assignment arrives (at most
+/// `timeout`), with its partitions paused so that no record is fetched.
+///
+/// librdkafka closing a consumer mid-join sends no `LeaveGroup` for the
+/// member id the broker has just given it (KIP-394's `MEMBER_ID_REQUIRED`
+/// round trip). The broker keeps that pending member for its whole
+/// `session.timeout.ms` (45 s by default) and the group's next rebalance
+/// waits for it: a service restarted right after a start would get no
+/// partitions for that long. Once joined, the close leaves the group.
+fn finish_joining(consumer: &BaseConsumer<ContainerContext>, timeout: Duration) {
+    let ctx = consumer.context();
+    if timeout.is_zero() || ctx.joined.load(Ordering::Acquire) {
+        return;
+    }
+    // Applied by the assignment's own callback (`post_rebalance`).
+    ctx.paused_all.store(true, Ordering::Release);
+    let deadline = Instant::now() + timeout;
+    while !ctx.joined.load(Ordering::Acquire) {
+        if Instant::now() >= deadline {
+            tracing::warn!(consumer = %ctx.name, ?timeout,
+                "stopped while joining the group and not joined yet: the broker may hold the \
+                 group's next rebalance until this member's session times out");
+            return;
+        }
+        // Serves the rebalance callback; a record (none while paused) is
+        // dropped unhandled and uncommitted, so it is delivered again.
+        let _ = consumer.poll(POLL_TIMEOUT);
+    }
+}
+
 /// The consumer thread's loop: runs until `stop` is set, then drains the
 /// lanes, commits and leaves the group.
 pub(crate) fn run(
@@ -141,6 +178,9 @@ pub(crate) fn run(
         }
     }
     drop(msgs); // empty: every burst is dispatched
+    if matches!(subscription, Subscription::Topics(_)) {
+        finish_joining(&consumer, ctx.join_before_leave);
+    }
     tracing::info!(consumer = %ctx.name, "stopping: draining lanes and committing");
     ctx.close_lanes(&consumer, None);
     // Leave the group only when every consumer of the container has

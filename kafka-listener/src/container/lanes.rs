@@ -72,6 +72,12 @@ pub(crate) struct ContainerContext {
     pub(super) pool: Arc<SegmentPool>,
     pub(super) signal: Arc<CommitSignal>,
     pub(super) paused_all: AtomicBool,
+    /// Whether this consumer has had an assignment (even an empty one):
+    /// it has joined its group, so closing it leaves the group.
+    pub(super) joined: AtomicBool,
+    /// How long this consumer, stopped before its first assignment, waits
+    /// for it (see `consumer::finish_joining`).
+    pub(super) join_before_leave: Duration,
     pub(super) drain_timeout: Duration,
     pub(super) name: String,
     /// This consumer's slot in the container's table of assignments.
@@ -107,6 +113,8 @@ impl ContainerContext {
             pool: Arc::default(),
             signal: Arc::new(CommitSignal::default()),
             paused_all: AtomicBool::new(false),
+            joined: AtomicBool::new(false),
+            join_before_leave: Duration::ZERO,
             drain_timeout,
             name,
         }

@@ -142,6 +142,10 @@ pub struct ListenerContainer {
     subscription: Subscription,
     client_config: ClientConfig,
     drain_timeout: Duration,
+    /// How long a consumer stopped before its first assignment waits for
+    /// it, to leave the group (zero on the embedded broker, whose groups
+    /// keep no pending member).
+    join_before_leave: Duration,
     consumers: Mutex<Vec<ConsumerThread>>,
     paused: AtomicBool,
     observed: Observed,
@@ -335,10 +339,18 @@ impl ListenerContainer {
             subscription,
             client_config,
             drain_timeout,
+            join_before_leave: consumer::JOIN_BEFORE_LEAVE.min(drain_timeout),
             consumers: Mutex::new(Vec::new()),
             paused: AtomicBool::new(false),
             observed: Observed::default(),
         })
+    }
+
+    /// On the embedded broker a consumer stopped mid-join closes at once:
+    /// librdkafka's mock cluster keeps no pending member (KIP-394), and its
+    /// first rebalance of a group takes 3 s.
+    pub(crate) fn on_embedded_broker(&mut self) {
+        self.join_before_leave = Duration::ZERO;
     }
 
     /// The listener id.
@@ -377,7 +389,7 @@ impl ListenerContainer {
             if config.get("client.id").is_none() {
                 config.set("client.id", &name);
             }
-            let ctx = ContainerContext::new(
+            let mut ctx = ContainerContext::new(
                 Arc::clone(&self.runtime),
                 handle.clone(),
                 self.drain_timeout,
@@ -391,6 +403,7 @@ impl ListenerContainer {
                     ))
                 }),
             );
+            ctx.join_before_leave = self.join_before_leave;
             let consumer: BaseConsumer<ContainerContext> = config.create_with_context(ctx)?;
             let stop = Arc::new(AtomicBool::new(false));
             let (control, control_rx) = std::sync::mpsc::channel();

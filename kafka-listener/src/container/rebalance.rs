@@ -160,6 +160,7 @@ impl ConsumerContext for ContainerContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.update_assigned(rebalance);
         if let Rebalance::Assign(tpl) = rebalance {
+            self.joined.store(true, Ordering::Release);
             self.lock().generation += 1;
             // With `seek_on_assignment` the partitions were assigned at
             // that position (`rebalance`): no committed offset to expect.
