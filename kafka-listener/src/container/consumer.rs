@@ -178,6 +178,8 @@ pub(crate) fn run(
         }
     }
     drop(msgs); // empty: every burst is dispatched
+                // Not for a pattern: while it matches no topic the consumer does not
+                // join, and the wait would only delay the stop.
     if matches!(subscription, Subscription::Topics(_)) {
         finish_joining(&consumer, ctx.join_before_leave);
     }
