@@ -162,6 +162,72 @@ async fn listeners_stopped_while_joining_leave_their_group() {
     assert_eq!(seen.snapshot().len(), 10, "each record handled once");
 }
 
+/// Static membership (KIP-345) with `concurrency = 2`: each consumer joins
+/// with the configured `group.instance.id` and its own suffix, `-0` and
+/// `-1`, as Spring's child containers do, so neither fences the other.
+/// Kafka's own tool lists the two static members, one partition each.
+/// Real broker only: librdkafka's mock cluster has no static members.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_members_get_one_instance_id_per_consumer() {
+    if !real_broker_only("static_members_get_one_instance_id_per_consumer") {
+        return;
+    }
+    init_tracing();
+    let topic = &unique("c.static");
+    let group = &unique("static");
+    let broker = broker(topic, 2);
+    let seen = Seen::default();
+    let app = KafkaApp::builder()
+        .config(config(&broker).consumer_property("group.instance.id", "svc-a"))
+        .without_discovered_listeners()
+        .listener(
+            ListenerSpec::new("static")
+                .group_id(group)
+                .topics([topic])
+                .concurrency(2)
+                .handler(record_listener),
+        )
+        .build()
+        .await
+        .unwrap()
+        .state(seen.clone());
+    let template = app.template();
+    let running = app.start().await.unwrap();
+    let container = running.container("static").unwrap();
+    assert!(
+        container
+            .wait_for_assignment(2, Duration::from_secs(30))
+            .await,
+        "both consumers assigned: {:?} (errors: {:?})",
+        container.assigned_partitions(),
+        container.consumer_errors()
+    );
+    if let Some(members) = describe_members(broker.bootstrap_servers(), group) {
+        let mut ids: Vec<(Option<String>, usize)> = members
+            .into_iter()
+            .map(|m| (m.instance_id, m.partitions))
+            .collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            vec![
+                (Some("svc-a-0".to_owned()), 1),
+                (Some("svc-a-1".to_owned()), 1)
+            ],
+            "kafka-consumer-groups --members"
+        );
+    }
+    produce(&template, topic, 0..10, 2).await;
+    seen.wait_for(Duration::from_secs(30), |n| n >= 10).await;
+    running.shutdown().await;
+    assert_eq!(seen.snapshot().len(), 10, "each record handled once");
+    assert!(
+        container.consumer_errors().is_empty(),
+        "{:?}",
+        container.consumer_errors()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_listener_resumes_from_its_committed_offset_with_nothing_skipped() {
     init_tracing();

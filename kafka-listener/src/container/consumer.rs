@@ -77,6 +77,22 @@ fn finish_joining(consumer: &BaseConsumer<ContainerContext>, timeout: Duration) 
     }
 }
 
+/// Static membership (KIP-345) with several consumers: consumer `index`
+/// gets the configured `group.instance.id` with the suffix `-{index}`, as
+/// Spring's child containers do (`KafkaMessageListenerContainer`'s
+/// `checkGroupInstance` appends the client-id suffix `-0`, `-1`, ...), so
+/// that the consumers of one listener do not fence each other
+/// (`FENCED_INSTANCE_ID`).
+pub(super) fn static_member(config: &mut rdkafka::ClientConfig, index: usize) {
+    if let Some(instance) = config
+        .get("group.instance.id")
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+    {
+        config.set("group.instance.id", format!("{instance}-{index}"));
+    }
+}
+
 /// The consumer thread's loop: runs until `stop` is set, then drains the
 /// lanes, commits and leaves the group.
 pub(crate) fn run(

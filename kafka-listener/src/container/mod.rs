@@ -389,6 +389,7 @@ impl ListenerContainer {
             if config.get("client.id").is_none() {
                 config.set("client.id", &name);
             }
+            consumer::static_member(&mut config, i);
             let mut ctx = ContainerContext::new(
                 Arc::clone(&self.runtime),
                 handle.clone(),

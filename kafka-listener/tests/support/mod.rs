@@ -615,6 +615,72 @@ pub fn describe_group(bootstrap: &str, group: &str) -> Option<Vec<GroupRow>> {
     Some(parse_group_description(&stdout, group))
 }
 
+/// One member row of `kafka-consumer-groups --describe --members`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub client_id: String,
+    /// `GROUP-INSTANCE-ID` (static membership); `None` for `-` or when
+    /// the tool prints no such column (no member has one).
+    pub instance_id: Option<String>,
+    pub partitions: usize,
+}
+
+/// Parses the table of `kafka-consumer-groups --describe --members
+/// --group G` by its header (`GROUP CONSUMER-ID [GROUP-INSTANCE-ID] HOST
+/// CLIENT-ID #PARTITIONS`).
+pub fn parse_group_members(out: &str, group: &str) -> Vec<MemberRow> {
+    let mut lines = out
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    let Some(header) = lines.find(|cols| cols.first() == Some(&"GROUP")) else {
+        return Vec::new();
+    };
+    let at = |name: &str| header.iter().position(|c| *c == name);
+    let (Some(client), Some(partitions)) = (at("CLIENT-ID"), at("#PARTITIONS")) else {
+        return Vec::new();
+    };
+    let instance = at("GROUP-INSTANCE-ID");
+    lines
+        .filter(|cols| cols.len() == header.len() && cols[0] == group)
+        .filter_map(|cols| {
+            Some(MemberRow {
+                client_id: cols[client].to_owned(),
+                instance_id: instance
+                    .map(|i| cols[i])
+                    .filter(|id| *id != "-")
+                    .map(str::to_owned),
+                partitions: cols[partitions].parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Runs `kafka tool consumer-groups --describe --members --group group`
+/// on the real cluster; `None` as [`describe_group`].
+pub fn describe_members(bootstrap: &str, group: &str) -> Option<Vec<MemberRow>> {
+    let launcher = kafka_launcher()?;
+    let out = std::process::Command::new(&launcher)
+        .args([
+            "tool",
+            "consumer-groups",
+            "--bootstrap-server",
+            bootstrap,
+            "--describe",
+            "--members",
+            "--group",
+            group,
+        ])
+        .output()
+        .expect("run kafka tool consumer-groups");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "kafka tool consumer-groups failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(parse_group_members(&stdout, group))
+}
+
 /// Asserts that `group` has no lag on `topic`'s `partitions` partitions.
 ///
 /// On a real cluster the referee is Kafka's own `kafka-consumer-groups
