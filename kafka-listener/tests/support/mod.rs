@@ -583,10 +583,11 @@ pub fn parse_group_description(out: &str, group: &str) -> Vec<GroupRow> {
         .collect()
 }
 
-/// Runs `kafka tool consumer-groups --describe --group group` on the real
-/// cluster; `None` when no launcher is found (a note is printed; under
-/// `CI=true` that is a failure).
-pub fn describe_group(bootstrap: &str, group: &str) -> Option<Vec<GroupRow>> {
+/// Runs `kafka tool consumer-groups --bootstrap-server bootstrap --describe
+/// ARGS --group group` on the real cluster and returns its output; `None`
+/// when no launcher is found (a note is printed; under `CI=true` that is a
+/// failure).
+fn consumer_groups_describe(bootstrap: &str, group: &str, args: &[&str]) -> Option<String> {
     let Some(launcher) = kafka_launcher() else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI=true but no kafka launcher: set KAFKA_LAUNCHER");
@@ -601,18 +602,24 @@ pub fn describe_group(bootstrap: &str, group: &str) -> Option<Vec<GroupRow>> {
             "--bootstrap-server",
             bootstrap,
             "--describe",
-            "--group",
-            group,
         ])
+        .args(args)
+        .args(["--group", group])
         .output()
         .expect("run kafka tool consumer-groups");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "kafka tool consumer-groups failed: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(parse_group_description(&stdout, group))
+    Some(stdout)
+}
+
+/// Runs `kafka tool consumer-groups --describe --group group` on the real
+/// cluster; `None` as [`consumer_groups_describe`].
+pub fn describe_group(bootstrap: &str, group: &str) -> Option<Vec<GroupRow>> {
+    consumer_groups_describe(bootstrap, group, &[]).map(|out| parse_group_description(&out, group))
 }
 
 /// One member row of `kafka-consumer-groups --describe --members`.
@@ -658,27 +665,8 @@ pub fn parse_group_members(out: &str, group: &str) -> Vec<MemberRow> {
 /// Runs `kafka tool consumer-groups --describe --members --group group`
 /// on the real cluster; `None` as [`describe_group`].
 pub fn describe_members(bootstrap: &str, group: &str) -> Option<Vec<MemberRow>> {
-    let launcher = kafka_launcher()?;
-    let out = std::process::Command::new(&launcher)
-        .args([
-            "tool",
-            "consumer-groups",
-            "--bootstrap-server",
-            bootstrap,
-            "--describe",
-            "--members",
-            "--group",
-            group,
-        ])
-        .output()
-        .expect("run kafka tool consumer-groups");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "kafka tool consumer-groups failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(parse_group_members(&stdout, group))
+    consumer_groups_describe(bootstrap, group, &["--members"])
+        .map(|out| parse_group_members(&out, group))
 }
 
 /// Asserts that `group` has no lag on `topic`'s `partitions` partitions.
