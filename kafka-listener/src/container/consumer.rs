@@ -77,19 +77,22 @@ fn finish_joining(consumer: &BaseConsumer<ContainerContext>, timeout: Duration) 
     }
 }
 
-/// Static membership (KIP-345) with several consumers: consumer `index`
-/// gets the configured `group.instance.id` with the suffix `-{index}`, as
-/// Spring's child containers do (`KafkaMessageListenerContainer`'s
-/// `checkGroupInstance` appends the client-id suffix `-0`, `-1`, ...), so
-/// that the consumers of one listener do not fence each other
-/// (`FENCED_INSTANCE_ID`).
-pub(super) fn static_member(config: &mut rdkafka::ClientConfig, index: usize) {
-    if let Some(instance) = config
-        .get("group.instance.id")
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-    {
-        config.set("group.instance.id", format!("{instance}-{index}"));
+/// The ids of consumer `index` of a listener named `name`
+/// (`{listener id}-{index}`), as Spring's child containers get theirs
+/// (`KafkaMessageListenerContainer`'s client-id suffix `-{index}`):
+///
+/// - `client.id`: the configured one with the suffix, else `name`;
+/// - `group.instance.id` (static membership, KIP-345), when configured:
+///   with the suffix, so that the consumers of one listener do not fence
+///   each other (`FENCED_INSTANCE_ID`).
+pub(super) fn consumer_ids(config: &mut rdkafka::ClientConfig, index: usize, name: &str) {
+    for key in ["client.id", "group.instance.id"] {
+        if let Some(id) = config.get(key).filter(|id| !id.is_empty()) {
+            let id = format!("{id}-{index}");
+            config.set(key, id);
+        } else if key == "client.id" {
+            config.set(key, name);
+        }
     }
 }
 

@@ -386,10 +386,7 @@ impl ListenerContainer {
             let gate = Arc::clone(&gate);
             let name = format!("{}-{}", self.runtime.info.id, i);
             let mut config = self.client_config.clone();
-            if config.get("client.id").is_none() {
-                config.set("client.id", &name);
-            }
-            consumer::static_member(&mut config, i);
+            consumer::consumer_ids(&mut config, i, &name);
             let mut ctx = ContainerContext::new(
                 Arc::clone(&self.runtime),
                 handle.clone(),
