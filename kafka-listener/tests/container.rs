@@ -488,9 +488,11 @@ async fn join_then_leave_mid_stream(protocol: Protocol, name: &str) {
     );
     let distinct: HashSet<u64> = all.iter().map(|s| s.2).collect();
     assert_eq!(distinct.len(), n as usize, "nothing lost");
-    // Two rebalances, 3 partitions: on the mock at most one replay per
-    // partition per rebalance; on a real broker none.
-    let replays = assert_no_replays_on_a_real_broker(&all, 6);
+    // On a real broker no replay. On the mock at most one replay per
+    // partition per rebalance round, and the mock may run several rounds
+    // while the second member joins (three were seen in one CI run: 7
+    // replays), so up to five rounds of 3 partitions.
+    let replays = assert_no_replays_on_a_real_broker(&all, 15);
     if on_real_broker() {
         assert_eq!(all.len(), n as usize, "each record handled exactly once");
     }
