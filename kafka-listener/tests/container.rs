@@ -163,13 +163,14 @@ async fn listeners_stopped_while_joining_leave_their_group() {
 }
 
 /// Static membership (KIP-345) with `concurrency = 2`: each consumer joins
-/// with the configured `group.instance.id` and its own suffix, `-0` and
-/// `-1`, as Spring's child containers do, so neither fences the other.
-/// Kafka's own tool lists the two static members, one partition each.
-/// Real broker only: librdkafka's mock cluster has no static members.
+/// with the configured `group.instance.id` and `client.id`, each with the
+/// consumer's own suffix, `-0` and `-1`, as Spring's child containers do,
+/// so neither fences the other. Kafka's own tool lists the two static
+/// members, one partition each. Real broker only: librdkafka's mock
+/// cluster has no static members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn static_members_get_one_instance_id_per_consumer() {
-    if !real_broker_only("static_members_get_one_instance_id_per_consumer") {
+async fn static_members_and_client_ids_get_one_suffix_per_consumer() {
+    if !real_broker_only("static_members_and_client_ids_get_one_suffix_per_consumer") {
         return;
     }
     init_tracing();
@@ -178,7 +179,11 @@ async fn static_members_get_one_instance_id_per_consumer() {
     let broker = broker(topic, 2);
     let seen = Seen::default();
     let app = KafkaApp::builder()
-        .config(config(&broker).consumer_property("group.instance.id", "svc-a"))
+        .config(
+            config(&broker)
+                .consumer_property("group.instance.id", "svc-a")
+                .consumer_property("client.id", "svc"),
+        )
         .without_discovered_listeners()
         .listener(
             ListenerSpec::new("static")
@@ -203,17 +208,15 @@ async fn static_members_get_one_instance_id_per_consumer() {
         container.consumer_errors()
     );
     if let Some(members) = describe_members(broker.bootstrap_servers(), group) {
-        let mut ids: Vec<(Option<String>, usize)> = members
+        let mut ids: Vec<(String, Option<String>, usize)> = members
             .into_iter()
-            .map(|m| (m.instance_id, m.partitions))
+            .map(|m| (m.client_id, m.instance_id, m.partitions))
             .collect();
         ids.sort();
+        let member = |n: usize| (format!("svc-{n}"), Some(format!("svc-a-{n}")), 1);
         assert_eq!(
             ids,
-            vec![
-                (Some("svc-a-0".to_owned()), 1),
-                (Some("svc-a-1".to_owned()), 1)
-            ],
+            vec![member(0), member(1)],
             "kafka-consumer-groups --members"
         );
     }
