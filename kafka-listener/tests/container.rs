@@ -109,20 +109,15 @@ async fn listeners_stopped_while_joining_leave_their_group() {
     let topic = &unique("c.early-stop");
     let group = &unique("early-stop");
     let broker = &broker(topic, 2);
-    let app = |seen: Seen| async move {
-        KafkaApp::builder()
-            .config(config(broker).consumer_property("session.timeout.ms", "45000"))
-            .without_discovered_listeners()
-            .listener(
-                ListenerSpec::new("early")
-                    .group_id(group)
-                    .topics([topic])
-                    .handler(record_listener),
-            )
-            .build()
-            .await
-            .unwrap()
-            .state(seen)
+    let app = |seen: Seen| {
+        listener_app_with(
+            config(broker).consumer_property("session.timeout.ms", "45000"),
+            ListenerSpec::new("early")
+                .group_id(group)
+                .topics([topic])
+                .handler(record_listener),
+            seen,
+        )
     };
     // Stopped 0, 2, 4, ... 78 ms after the start: some stops fall while a
     // JoinGroup request is in flight.
@@ -178,24 +173,18 @@ async fn static_members_and_client_ids_get_one_suffix_per_consumer() {
     let group = &unique("static");
     let broker = broker(topic, 2);
     let seen = Seen::default();
-    let app = KafkaApp::builder()
-        .config(
-            config(&broker)
-                .consumer_property("group.instance.id", "svc-a")
-                .consumer_property("client.id", "svc"),
-        )
-        .without_discovered_listeners()
-        .listener(
-            ListenerSpec::new("static")
-                .group_id(group)
-                .topics([topic])
-                .concurrency(2)
-                .handler(record_listener),
-        )
-        .build()
-        .await
-        .unwrap()
-        .state(seen.clone());
+    let app = listener_app_with(
+        config(&broker)
+            .consumer_property("group.instance.id", "svc-a")
+            .consumer_property("client.id", "svc"),
+        ListenerSpec::new("static")
+            .group_id(group)
+            .topics([topic])
+            .concurrency(2)
+            .handler(record_listener),
+        seen.clone(),
+    )
+    .await;
     let template = app.template();
     let running = app.start().await.unwrap();
     let container = running.container("static").unwrap();

@@ -86,13 +86,16 @@ fn finish_joining(consumer: &BaseConsumer<ContainerContext>, timeout: Duration) 
 ///   with the suffix, so that the consumers of one listener do not fence
 ///   each other (`FENCED_INSTANCE_ID`).
 pub(super) fn consumer_ids(config: &mut rdkafka::ClientConfig, index: usize, name: &str) {
-    for key in ["client.id", "group.instance.id"] {
-        if let Some(id) = config.get(key).filter(|id| !id.is_empty()) {
-            let id = format!("{id}-{index}");
-            config.set(key, id);
-        } else if key == "client.id" {
-            config.set(key, name);
-        }
+    let suffixed = |config: &rdkafka::ClientConfig, key: &str| {
+        config
+            .get(key)
+            .filter(|id| !id.is_empty())
+            .map(|id| format!("{id}-{index}"))
+    };
+    let client_id = suffixed(config, "client.id").unwrap_or_else(|| name.to_owned());
+    config.set("client.id", client_id);
+    if let Some(instance) = suffixed(config, "group.instance.id") {
+        config.set("group.instance.id", instance);
     }
 }
 

@@ -515,8 +515,18 @@ pub async fn listener_app<S: Clone + Send + Sync + 'static>(
     spec: ListenerSpec,
     state: S,
 ) -> KafkaApp {
+    listener_app_with(config(broker), spec, state).await
+}
+
+/// As [`listener_app`], with the configuration `config` (for instance
+/// [`config`] plus consumer properties).
+pub async fn listener_app_with<S: Clone + Send + Sync + 'static>(
+    config: KafkaConfig,
+    spec: ListenerSpec,
+    state: S,
+) -> KafkaApp {
     KafkaApp::builder()
-        .config(config(broker))
+        .config(config)
         .without_discovered_listeners()
         .listener(spec)
         .build()
